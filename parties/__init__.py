@@ -1,0 +1,1 @@
+"""smpc runtime: gRPC party nodes, coordinator and dealer over mutual TLS, and the CLI."""

@@ -1,0 +1,93 @@
+"""The one source of secret randomness in smpc.
+
+Everything secret -- shares, masks, Beaver triples, seeds, noise -- comes from
+here, and here only from:
+
+* the operating system's CSPRNG (:func:`os.urandom` / :mod:`secrets`), for
+  seeds and small values; or
+* an AES-128 keystream in counter mode (``cryptography``) keyed by such a seed,
+  for long vectors.  AES-CTR with a uniformly random 128-bit key is a
+  pseudo-random generator under the standard assumption that AES is a
+  pseudo-random permutation; its output is indistinguishable from uniform for
+  far more than the 2^64 blocks any computation here draws.
+
+``numpy.random`` and :mod:`random` are never used for anything secret (a test
+scans the source tree to keep it that way).
+
+Security assumption stated where it is relied on: a seed is used with one
+``stream`` label for one purpose.  :func:`expand` derives the AES counter block
+from the label, so distinct labels under the same seed give independent
+streams, and the same (seed, label) always gives the same stream -- which is
+exactly what seed-compressed shares rely on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+SEED_BYTES = 16
+
+
+def fresh_seed() -> bytes:
+    """A new 128-bit seed from the OS CSPRNG."""
+    return os.urandom(SEED_BYTES)
+
+
+def _counter_block(stream: str) -> bytes:
+    # The first 8 bytes name the stream; the last 8 are the block counter,
+    # starting at zero, so a stream has 2^64 blocks before it could repeat.
+    return hashlib.sha256(b"smpc/v1/stream/" + stream.encode()).digest()[:8] + bytes(8)
+
+
+def keystream(seed: bytes, n_bytes: int, stream: str = "") -> bytes:
+    """``n_bytes`` of AES-128-CTR keystream under ``seed`` for the named ``stream``."""
+    if len(seed) != SEED_BYTES:
+        raise ValueError(f"a seed is {SEED_BYTES} bytes, got {len(seed)}")
+    encryptor = Cipher(algorithms.AES(seed), modes.CTR(_counter_block(stream))).encryptor()
+    return encryptor.update(bytes(n_bytes)) + encryptor.finalize()
+
+
+def expand(seed: bytes, count: int, stream: str = "") -> np.ndarray:
+    """``count`` uniform elements of Z_2^64 (``uint64``) from ``seed`` and ``stream``.
+
+    Deterministic in (seed, stream, count); a longer expansion starts with the
+    shorter one.
+    """
+    if count < 0:
+        raise ValueError("count must be non-negative")
+    return np.frombuffer(keystream(seed, 8 * count, stream), dtype="<u8").astype(
+        np.uint64, copy=True
+    )
+
+
+def random_ring(count: int) -> np.ndarray:
+    """``count`` uniform elements of Z_2^64 from a fresh CSPRNG-seeded keystream."""
+    return expand(fresh_seed(), count, "random_ring")
+
+
+def random_below(bound: int, count: int) -> np.ndarray:
+    """``count`` uniform integers in ``[0, bound)`` (``uint64``), ``1 <= bound <= 2**64``.
+
+    Exact rejection sampling on keystream output, so there is no modulo bias.
+    """
+    if not 1 <= bound <= 2**64:
+        raise ValueError("bound must be in [1, 2**64]")
+    if bound == 2**64:
+        return random_ring(count)
+    bits = (bound - 1).bit_length()
+    mask = np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(2**64 - 1)
+    out = np.empty(count, dtype=np.uint64)
+    filled = 0
+    while filled < count:
+        # Acceptance probability is at least 1/2, so twice the need suffices
+        # on average; loop for the rare shortfall.
+        want = max(2 * (count - filled), 16)
+        draw = random_ring(want) & mask
+        ok = draw[draw < np.uint64(bound)][: count - filled]
+        out[filled : filled + ok.size] = ok
+        filled += ok.size
+    return out
