@@ -1,0 +1,382 @@
+"""Linear and logistic inference: one party's model on another party's features.
+
+The **model owner** holds ``w`` (``d`` coefficients) and the intercept ``b``;
+the **data owner** holds the features ``X`` (``m x d``).  The data owner, and
+only the data owner, learns the predictions ``X w + b`` (after the sigmoid for
+a logistic model).
+
+``ss`` (Beaver products, with a dealer)
+    Each owner secret-shares its input with a single seed (the peer's share is
+    the seed's expansion), the dealer deals one seed-compressed matmul triple,
+    and the owners compute shares of ``X w`` with one Beaver opening.  The
+    product is *not* truncated: it is revealed at once to the data owner at
+    ``2f`` fractional bits, which saves a round and is exact up to the encoding
+    error.  That needs ``|X w + b| < 2^(63-2f)`` (2.1e9 for f=16), which is
+    guaranteed by two local checks before anything is sent: the data owner
+    checks ``|x| <= feature_bound`` (a public parameter of the request) and the
+    model owner checks ``||w||_1 * feature_bound + |b|`` against the bound.
+
+``ckks`` (column packing, no rotations)
+    The data owner is the key holder: it encrypts each feature column (samples
+    across the slots) under its own key and sends the ciphertexts with a
+    public context that has no secret key and no Galois keys.  The model owner
+    computes ``sum_j w_j ct_j + b`` with plaintext scalars, adds flooding noise
+    of its own (so that the decryption noise cannot carry information about
+    ``w`` beyond ``X w + b``), and returns the logits.  The data owner decrypts
+    and applies the exact sigmoid; ``output="encrypted-sigmoid"`` has the model
+    owner evaluate a degree-3 approximation under encryption instead (see
+    :func:`smpc.ckks.sigmoid_poly3` for its input range and error).
+
+What each party learns
+    The model owner learns ``m`` and ``d`` (public sizes) and nothing else: it
+    sees uniform Beaver openings (``ss``) or ciphertexts (``ckks``).  The data
+    owner learns the predictions -- and note that predictions on ``d + 1`` rows
+    in general position determine a linear model: protecting the model against
+    extraction through its outputs is a matter of policy (who may ask how
+    often), not of this protocol.  The dealer learns nothing about inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from smpc import beaver, ckks, sharing
+from smpc.encoding import DEFAULT_FRAC_BITS, EncodingRangeError, FixedPoint
+from smpc.errors import InputError, ProtocolError
+from smpc.transport import Transport
+
+MODEL_KINDS = ("linear", "logistic")
+OUTPUTS = ("prediction", "logit", "encrypted-sigmoid")
+MAX_FEATURES = 4096
+MAX_SAMPLES = 1 << 24
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """The logistic function, computed without overflow for large ``|z|``."""
+    z = np.asarray(z, dtype=np.float64)
+    out = np.empty_like(z)
+    pos = z >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+    ez = np.exp(z[~pos])
+    out[~pos] = ez / (1.0 + ez)
+    return out
+
+
+@dataclass(frozen=True)
+class LinearModel:
+    """A linear or logistic model: ``kind``, feature names, coefficients, intercept."""
+
+    kind: str
+    features: tuple[str, ...]
+    coefficients: tuple[float, ...]
+    intercept: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "features", tuple(str(f) for f in self.features))
+        try:
+            object.__setattr__(self, "coefficients", tuple(float(c) for c in self.coefficients))
+            object.__setattr__(self, "intercept", float(self.intercept))
+        except (TypeError, ValueError):
+            raise InputError("model coefficients and intercept must be numbers") from None
+        if self.kind not in MODEL_KINDS:
+            raise InputError(f"model kind must be 'linear' or 'logistic', not {self.kind!r}")
+        if not self.features:
+            raise InputError("a model needs at least one feature")
+        if len(self.features) > MAX_FEATURES:
+            raise InputError(f"a model has at most {MAX_FEATURES} features")
+        if len(set(self.features)) != len(self.features):
+            raise InputError("a feature is named twice in the model")
+        if len(self.coefficients) != len(self.features):
+            raise InputError(
+                f"the model names {len(self.features)} features but has "
+                f"{len(self.coefficients)} coefficients"
+            )
+        if not all(math.isfinite(c) for c in (*self.coefficients, self.intercept)):
+            raise InputError("model coefficients and intercept must be finite")
+
+    @property
+    def weights(self) -> np.ndarray:
+        return np.asarray(self.coefficients, dtype=np.float64)
+
+    def predict_plain(self, X: np.ndarray) -> np.ndarray:
+        """Plaintext reference: what the secure protocols must reproduce."""
+        z = np.asarray(X, dtype=np.float64) @ self.weights + self.intercept
+        return sigmoid(z) if self.kind == "logistic" else z
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "features": list(self.features),
+                "coefficients": list(self.coefficients), "intercept": self.intercept}
+
+    @classmethod
+    def from_json(cls, doc: Any) -> LinearModel:
+        if not isinstance(doc, dict):
+            raise InputError("a model file is a JSON object")
+        missing = {"kind", "features", "coefficients"} - set(doc)
+        if missing:
+            raise InputError(f"the model is missing {', '.join(sorted(missing))}")
+        unknown = set(doc) - {"kind", "features", "coefficients", "intercept"}
+        if unknown:
+            raise InputError(f"unknown model field(s): {', '.join(sorted(unknown))}")
+        if not isinstance(doc["features"], list) or not isinstance(doc["coefficients"], list):
+            raise InputError("model features and coefficients must be lists")
+        return cls(doc["kind"], tuple(doc["features"]), tuple(doc["coefficients"]),
+                   doc.get("intercept", 0.0))
+
+
+@dataclass(frozen=True)
+class InferenceSpec:
+    """Public parameters of one inference, known to both owners.
+
+    ``feature_bound`` is a public bound on ``|x|`` that the data owner checks
+    and the model owner relies on (``ss`` range guarantee, and the input range
+    of the encrypted sigmoid).
+    """
+
+    kind: str
+    n_samples: int
+    n_features: int
+    backend: str = "ss"
+    feature_bound: float = 1024.0
+    frac_bits: int = DEFAULT_FRAC_BITS
+    output: str = "prediction"
+    ckks_preset: str = "aggregate"
+    flood_bits: int = 16
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise InputError(f"model kind must be 'linear' or 'logistic', not {self.kind!r}")
+        if self.backend not in ("ss", "ckks"):
+            raise InputError(f"unknown backend {self.backend!r}; choose 'ss' or 'ckks'")
+        if not 1 <= self.n_samples <= MAX_SAMPLES:
+            raise InputError(f"the number of samples must be between 1 and {MAX_SAMPLES}")
+        if not 1 <= self.n_features <= MAX_FEATURES:
+            raise InputError(f"the number of features must be between 1 and {MAX_FEATURES}")
+        if not (math.isfinite(self.feature_bound) and self.feature_bound > 0):
+            raise InputError("the feature bound must be a positive number")
+        if self.output not in OUTPUTS:
+            raise InputError(f"output must be one of {', '.join(OUTPUTS)}")
+        if self.output == "encrypted-sigmoid" and (self.backend != "ckks"
+                                                    or self.kind != "logistic"):
+            raise InputError("an encrypted sigmoid needs a logistic model on the ckks backend")
+        if not 0 <= self.flood_bits <= 30:
+            raise InputError("flood_bits must be between 0 (no flooding) and 30")
+        FixedPoint(self.frac_bits)
+
+    @property
+    def codec(self) -> FixedPoint:
+        return FixedPoint(self.frac_bits)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: Any) -> InferenceSpec:
+        if not isinstance(doc, dict) or set(doc) - set(cls.__dataclass_fields__):
+            raise InputError("malformed inference spec")
+        try:
+            return cls(**doc)
+        except TypeError as exc:
+            raise InputError(f"malformed inference spec: {exc}") from None
+
+
+def check_features(spec: InferenceSpec, X: np.ndarray) -> np.ndarray:
+    """The data owner's local checks: shape, finiteness and the public bound."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.shape != (spec.n_samples, spec.n_features):
+        raise InputError(f"features have shape {X.shape}, the request says "
+                         f"({spec.n_samples}, {spec.n_features})")
+    if not np.isfinite(X).all():
+        raise InputError("the features contain NaN or infinite values")
+    worst = float(np.abs(X).max())
+    if worst > spec.feature_bound:
+        raise EncodingRangeError(
+            f"a feature value {worst:.6g} exceeds the declared feature bound "
+            f"{spec.feature_bound:g}; raise the bound or scale the feature"
+        )
+    return X
+
+
+def check_model(spec: InferenceSpec, model: LinearModel) -> None:
+    """The model owner's local checks: agreement with the spec and the output range."""
+    if model.kind != spec.kind:
+        raise InputError(f"the request says a {spec.kind} model, the model is {model.kind}")
+    if len(model.features) != spec.n_features:
+        raise InputError(f"the model has {len(model.features)} features, the request "
+                         f"{spec.n_features}")
+    if spec.backend == "ss":
+        codec = spec.codec
+        ulp = codec.resolution
+        worst = float(np.sum((np.abs(model.weights) + ulp) * (spec.feature_bound + ulp))
+                      + abs(model.intercept) + ulp)
+        limit = codec.max_abs(frac_bits=2 * spec.frac_bits)
+        if worst >= limit:
+            raise EncodingRangeError(
+                f"a prediction could reach {worst:.6g}, beyond the fixed-point bound "
+                f"{limit:.6g} for untruncated products (f={spec.frac_bits}); "
+                "lower the feature bound or the fractional bits"
+            )
+
+
+# ---------------------------------------------------------------------------
+# ss: Beaver products with a dealer
+# ---------------------------------------------------------------------------
+
+def _triple_request(spec: InferenceSpec) -> beaver.TripleRequest:
+    return beaver.TripleRequest.matmul((spec.n_samples, spec.n_features), (spec.n_features,))
+
+
+def run_dealer_ss(t: Transport, spec: InferenceSpec, *, data_owner: str, model_owner: str,
+                  tag: str) -> None:
+    """The dealer: one seed-compressed matmul triple for ``X @ w``."""
+    beaver.deal(t, [data_owner, model_owner], [_triple_request(spec)], f"{tag}/deal")
+
+
+def run_data_owner_ss(t: Transport, spec: InferenceSpec, X: np.ndarray, *, model_owner: str,
+                      dealer: str, tag: str) -> np.ndarray:
+    """The data owner: returns the predictions (probabilities for a logistic model)."""
+    X = check_features(spec, X)
+    codec = spec.codec
+    parties = [t.me, model_owner]
+    shared_x = sharing.share_with_seeds(codec.encode(X, what="feature"), 1, f"{tag}/x")
+    t.send(model_owner, f"{tag}/x-seed", shared_x.seeds[0])
+    w_seed = _recv_seed(t, model_owner, f"{tag}/w-seed")
+    w_share = sharing.expand_share(w_seed, (spec.n_features,), f"{tag}/w")
+    (triple,) = beaver.receive(t, dealer, parties, [_triple_request(spec)], f"{tag}/deal")
+    z_mine = beaver.matmul(t, parties, triple, shared_x.explicit, w_share, f"{tag}/mm",
+                           method="none")
+    z_theirs = t.recv_array(model_owner, f"{tag}/z", np.uint64, (spec.n_samples,))
+    logits = codec.decode(z_mine + z_theirs, frac_bits=2 * spec.frac_bits)
+    return finish_predictions(spec, logits)
+
+
+def run_model_owner_ss(t: Transport, spec: InferenceSpec, model: LinearModel, *,
+                       data_owner: str, dealer: str, tag: str) -> None:
+    """The model owner: contributes ``w`` and ``b``; learns nothing."""
+    check_model(spec, model)
+    codec = spec.codec
+    parties = [data_owner, t.me]
+    shared_w = sharing.share_with_seeds(codec.encode(model.weights, what="coefficient"), 1,
+                                        f"{tag}/w")
+    t.send(data_owner, f"{tag}/w-seed", shared_w.seeds[0])
+    x_seed = _recv_seed(t, data_owner, f"{tag}/x-seed")
+    x_share = sharing.expand_share(x_seed, (spec.n_samples, spec.n_features), f"{tag}/x")
+    (triple,) = beaver.receive(t, dealer, parties, [_triple_request(spec)], f"{tag}/deal")
+    z = beaver.matmul(t, parties, triple, x_share, shared_w.explicit, f"{tag}/mm",
+                      method="none")
+    z = z + codec.encode(np.full(spec.n_samples, model.intercept),
+                         frac_bits=2 * spec.frac_bits, what="intercept")
+    t.send(data_owner, f"{tag}/z", z)
+
+
+def _recv_seed(t: Transport, sender: str, tag: str) -> bytes:
+    seed = t.recv_bytes(sender, tag, max_len=16)
+    if len(seed) != 16:
+        raise ProtocolError(f"{sender} sent a {len(seed)}-byte seed for {tag!r}")
+    return seed
+
+
+def finish_predictions(spec: InferenceSpec, logits: np.ndarray) -> np.ndarray:
+    """Logits to what the data owner asked for."""
+    if spec.kind == "logistic" and spec.output == "prediction":
+        return sigmoid(logits)
+    return np.asarray(logits, dtype=np.float64)
+
+
+# ---------------------------------------------------------------------------
+# ckks: column packing, plaintext weights, no rotations
+# ---------------------------------------------------------------------------
+
+def _chunks(spec: InferenceSpec) -> int:
+    slots = ckks.get_preset(spec.ckks_preset).slots
+    return -(-spec.n_samples // slots)
+
+
+def model_flood_std(spec: InferenceSpec) -> float:
+    """Std of the noise the model owner adds to the encrypted logits (0 if disabled).
+
+    ``2^flood_bits`` times the preset's release error bound: 2^-7 ~ 0.0078 on a
+    logit for the default preset and 16 bits.
+    """
+    if spec.flood_bits == 0:
+        return 0.0
+    return 2.0**spec.flood_bits * ckks.get_preset(spec.ckks_preset).release_error_bound
+
+
+def run_data_owner_ckks(t: Transport, spec: InferenceSpec, X: np.ndarray, *, model_owner: str,
+                        tag: str) -> np.ndarray:
+    """The data owner as CKKS key holder: encrypts its columns, decrypts the logits.
+
+    The predictions never leave this role (it is their only recipient), so no
+    release step is applied here; the model owner's flooding already hides the
+    evaluation noise that depends on its weights.
+    """
+    X = check_features(spec, X)
+    holder = ckks.KeyHolder(spec.ckks_preset)
+    t.send(model_owner, f"{tag}/ctx", holder.public_context())
+    for j, column in enumerate(ckks.pack_columns(holder, X)):
+        for k, ct in enumerate(column):
+            t.send(model_owner, f"{tag}/x/{j}/{k}", ct)
+    logits_cts = [t.recv_bytes(model_owner, f"{tag}/z/{k}", max_len=ckks.MAX_CIPHERTEXT_BYTES)
+                  for k in range(_chunks(spec))]
+    values = holder.decrypt(logits_cts, spec.n_samples)
+    if spec.output == "encrypted-sigmoid":
+        return np.asarray(values, dtype=np.float64)
+    return finish_predictions(spec, values)
+
+
+def run_model_owner_ckks(t: Transport, spec: InferenceSpec, model: LinearModel, *,
+                         data_owner: str, tag: str) -> None:
+    """The model owner: ``sum_j w_j ct_j + b`` on ciphertexts, flooded, sent back."""
+    check_model(spec, model)
+    ctx = ckks.load_context(t.recv_bytes(data_owner, f"{tag}/ctx",
+                                         max_len=ckks.MAX_CONTEXT_BYTES))
+    if ckks.context_preset(ctx).name != ckks.get_preset(spec.ckks_preset).name:
+        raise ProtocolError(f"{data_owner} sent a context that is not the "
+                            f"{spec.ckks_preset!r} preset")
+    chunks = _chunks(spec)
+    columns = [[t.recv_bytes(data_owner, f"{tag}/x/{j}/{k}", max_len=ckks.MAX_CIPHERTEXT_BYTES)
+                for k in range(chunks)] for j in range(spec.n_features)]
+    logits = ckks.linear_combination(ctx, columns, model.weights, model.intercept)
+    if spec.output == "encrypted-sigmoid":
+        logits = ckks.sigmoid_poly3(ctx, logits)
+    std = model_flood_std(spec)
+    if std > 0:
+        logits = ckks.flood_ciphertexts(ctx, logits, std)
+    for k, ct in enumerate(logits):
+        t.send(data_owner, f"{tag}/z/{k}", ct)
+
+
+# ---------------------------------------------------------------------------
+# Backend dispatch
+# ---------------------------------------------------------------------------
+
+def run_data_owner(t: Transport, spec: InferenceSpec, X: np.ndarray, *, model_owner: str,
+                   dealer: str | None, tag: str) -> np.ndarray:
+    """The data owner's role on either backend; returns its predictions."""
+    if spec.backend == "ss":
+        if dealer is None:
+            raise InputError("ss inference needs a dealer")
+        return run_data_owner_ss(t, spec, X, model_owner=model_owner, dealer=dealer, tag=tag)
+    return run_data_owner_ckks(t, spec, X, model_owner=model_owner, tag=tag)
+
+
+def run_model_owner(t: Transport, spec: InferenceSpec, model: LinearModel, *, data_owner: str,
+                    dealer: str | None, tag: str) -> None:
+    """The model owner's role on either backend."""
+    if spec.backend == "ss":
+        if dealer is None:
+            raise InputError("ss inference needs a dealer")
+        run_model_owner_ss(t, spec, model, data_owner=data_owner, dealer=dealer, tag=tag)
+    else:
+        run_model_owner_ckks(t, spec, model, data_owner=data_owner, tag=tag)
+
+
+def run_dealer(t: Transport, spec: InferenceSpec, *, data_owner: str, model_owner: str,
+               tag: str) -> None:
+    """The dealer's role (``ss`` only; ``ckks`` inference needs no dealer)."""
+    if spec.backend == "ss":
+        run_dealer_ss(t, spec, data_owner=data_owner, model_owner=model_owner, tag=tag)
