@@ -1,0 +1,894 @@
+"""Federation, party, coordinator and dealer configuration: dataclasses stored as JSON files.
+
+Guarantees of the loaders (:func:`load_federation`, :func:`load_party_config`,
+:func:`load_coordinator_config`, :func:`load_dealer_config`, :func:`load_config`):
+
+* every problem raises :class:`ConfigError` (a ``ValueError``) whose message is one sentence naming
+  the file and the field, e.g. ``/etc/smpc/party.json: field 'listen.port' must be an integer from
+  0 to 65535, got 70000.``; nothing is silently defaulted from a malformed value, and unknown
+  fields are errors (a typo in a policy must not widen it);
+* relative paths are resolved against the directory of the file that contains them (``~`` is
+  expanded); loaded configs hold absolute paths;
+* with ``check_files=True`` (the default) every referenced file exists, the database's directory
+  exists, and private-key files are not accessible to group or others;
+* cross-references hold: a party/coordinator/dealer config names a node of its federation with
+  the matching role, a coordinator's ``dealer`` is a dealer node, every analyst a policy allows is
+  in the federation's ``analysts`` list, node names (and analyst names) are unique, and no two
+  nodes share a host:port.
+
+The federation config is the **allow-list**: :meth:`FederationConfig.authorize` is the check every
+server applies to the identity of each caller (see ``parties.tls.peer_identity``). Removing a node
+from it revokes that node; pinning ``fingerprint`` on an entry accepts only that one certificate.
+
+Saving (:func:`save_config` and friends) validates the same way (files are not checked), writes
+paths relative to the file's directory when they lie inside it, and writes atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from parties.tls import (
+    NODE_ROLES,
+    Identity,
+    PKIError,
+    atomic_write,
+    load_certificate,
+    load_private_key,
+    normalize_fingerprint,
+    validate_name,
+    verify_node_certificate,
+)
+from smpc.errors import InputError
+
+__all__ = [
+    "DATA_FORMATS",
+    "AnalystEntry",
+    "ConfigError",
+    "CoordinatorConfig",
+    "DataSourceConfig",
+    "DealerConfig",
+    "FederationConfig",
+    "NodeEntry",
+    "PartyConfig",
+    "PolicyConfig",
+    "TLSFiles",
+    "load_config",
+    "load_coordinator_config",
+    "load_dealer_config",
+    "load_federation",
+    "load_party_config",
+    "save_config",
+]
+
+CONFIG_VERSION = 1
+DATA_FORMATS: tuple[str, ...] = ("csv", "parquet")
+_SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+class ConfigError(InputError):
+    """A configuration file is missing, malformed or inconsistent.
+
+    ``path`` is the file, ``field`` the dotted field path (``None`` for file-level problems).
+    """
+
+    def __init__(self, message: str, *, path: Path | None = None, field: str | None = None):
+        super().__init__(message)
+        self.path = path
+        self.field = field
+
+
+# ------------------------------------------------------------------------------ dataclasses
+
+
+@dataclass(frozen=True)
+class NodeEntry:
+    """A server node of the federation: who it is and where to reach it.
+
+    ``fingerprint`` (optional, SHA-256 hex of the DER certificate) pins the one certificate
+    accepted for this node.
+    """
+
+    name: str
+    role: str
+    host: str
+    port: int
+    fingerprint: str | None = None
+
+    @property
+    def address(self) -> str:
+        """``host:port`` for a gRPC target (IPv6 literals are bracketed)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class AnalystEntry:
+    """An analyst allowed in the federation (analysts connect, they do not listen)."""
+
+    name: str
+    fingerprint: str | None = None
+
+
+@dataclass
+class FederationConfig:
+    """The federation: its name, its CA certificate and the allow-list of nodes and analysts."""
+
+    name: str
+    ca_cert: Path
+    nodes: list[NodeEntry]
+    analysts: list[AnalystEntry] = field(default_factory=list)
+
+    def node(self, name: str) -> NodeEntry:
+        """The node called ``name``; ``KeyError`` naming the known nodes if there is none."""
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        known = ", ".join(n.name for n in self.nodes) or "none"
+        raise KeyError(f"no node {name!r} in federation {self.name!r} (nodes: {known})")
+
+    def nodes_with_role(self, role: str) -> list[NodeEntry]:
+        """The nodes with ``role``, in config order."""
+        return [n for n in self.nodes if n.role == role]
+
+    @property
+    def parties(self) -> list[NodeEntry]:
+        """The party nodes, in config order."""
+        return self.nodes_with_role("party")
+
+    def authorize(
+        self, identity: Identity | None, roles: Iterable[str]
+    ) -> NodeEntry | AnalystEntry | None:
+        """Return the allow-list entry of a caller if it may act in one of ``roles``, else None.
+
+        The caller must carry an identity (``None`` is refused), belong to this federation (when
+        the certificate names one), have one of ``roles``, be listed under that name with that
+        role (nodes) or in ``analysts`` (role ``analyst``), and match the entry's pinned
+        fingerprint if one is set.
+        """
+        if identity is None or identity.role not in set(roles):
+            return None
+        if identity.federation is not None and identity.federation != self.name:
+            return None
+        entry: NodeEntry | AnalystEntry | None = None
+        if identity.role == "analyst":
+            entry = next((a for a in self.analysts if a.name == identity.name), None)
+        else:
+            entry = next(
+                (n for n in self.nodes if n.name == identity.name and n.role == identity.role),
+                None,
+            )
+        if entry is None:
+            return None
+        if entry.fingerprint is not None and entry.fingerprint != identity.fingerprint:
+            return None
+        return entry
+
+
+@dataclass
+class TLSFiles:
+    """A node's certificate, private key and the federation CA certificate it trusts."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+@dataclass
+class DataSourceConfig:
+    """A party's local table: a file and its format (``csv`` or ``parquet``)."""
+
+    path: Path
+    format: str
+
+
+@dataclass
+class PolicyConfig:
+    """What a party allows (enforced by the party node itself).
+
+    ``allowed_columns`` and ``allowed_analysts`` are explicit lists (empty = nothing allowed);
+    ``min_cohort_size`` is the smallest number of rows it will contribute an aggregate over;
+    ``epsilon`` / ``delta`` are its total differential-privacy budget.
+    """
+
+    allowed_columns: list[str]
+    allowed_analysts: list[str]
+    min_cohort_size: int = 10
+    epsilon: float = 1.0
+    delta: float = 1e-6
+
+
+@dataclass
+class PartyConfig:
+    """Everything a party node needs to start.
+
+    ``federation_path`` is the federation file it was loaded from (``None`` when the federation
+    is embedded in the party file).
+    """
+
+    name: str
+    host: str
+    port: int
+    tls: TLSFiles
+    data: DataSourceConfig
+    policy: PolicyConfig
+    database: Path
+    federation: FederationConfig
+    federation_path: Path | None = None
+
+
+@dataclass
+class CoordinatorConfig:
+    """Everything the coordinator needs. ``dealer`` names a separate dealer node, or ``None``
+    when the coordinator also acts as the dealer (the default)."""
+
+    name: str
+    host: str
+    port: int
+    tls: TLSFiles
+    database: Path
+    federation: FederationConfig
+    federation_path: Path | None = None
+    dealer: str | None = None
+    session_timeout: float = 60.0
+
+
+@dataclass
+class DealerConfig:
+    """Everything a separate dealer node needs."""
+
+    name: str
+    host: str
+    port: int
+    tls: TLSFiles
+    federation: FederationConfig
+    federation_path: Path | None = None
+
+
+AnyConfig = FederationConfig | PartyConfig | CoordinatorConfig | DealerConfig
+
+# ----------------------------------------------------------------------------- JSON reading
+
+_T = TypeVar("_T")
+_MISSING = object()
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
+        type(value), "a list" if isinstance(value, list) else "an object"
+    )
+
+
+def _got(value: Any) -> str:
+    """How to show a wrong value in an error: JSON spelling for booleans, repr for scalars."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return repr(value)
+    return _type_name(value)
+
+
+class _Reader:
+    """Typed access to a parsed JSON document with errors that name the file and field."""
+
+    def __init__(self, file: Path, check_files: bool) -> None:
+        self.file = file
+        self.base = file.parent
+        self.check_files = check_files
+
+    def error(self, fld: str | None, msg: str) -> ConfigError:
+        if fld is None:
+            return ConfigError(f"{self.file}: {msg}.", path=self.file)
+        return ConfigError(f"{self.file}: field '{fld}' {msg}.", path=self.file, field=fld)
+
+    def obj(self, value: Any, fld: str | None, allowed: Iterable[str]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            where = "the top level" if fld is None else f"field '{fld}'"
+            raise ConfigError(
+                f"{self.file}: {where} must be a JSON object, got {_type_name(value)}.",
+                path=self.file,
+                field=fld,
+            )
+        allowed = list(allowed)
+        for key in value:
+            if key not in allowed:
+                full = key if fld is None else f"{fld}.{key}"
+                raise self.error(
+                    full, f"is not a known field (expected one of: {', '.join(allowed)})"
+                )
+        return value
+
+    def get(
+        self,
+        d: Mapping[str, Any],
+        key: str,
+        prefix: str | None,
+        conv: Callable[[Any, str], _T],
+        default: Any = _MISSING,
+    ) -> _T:
+        fld = key if prefix is None else f"{prefix}.{key}"
+        if key not in d or (d[key] is None and default is not _MISSING):
+            if default is _MISSING:
+                raise ConfigError(
+                    f"{self.file}: required field '{fld}' is missing.", path=self.file, field=fld
+                )
+            return default  # type: ignore[no-any-return]
+        return conv(d[key], fld)
+
+    # ---- converters: (value, field) -> typed value
+
+    def string(self, v: Any, fld: str) -> str:
+        if not isinstance(v, str) or not v.strip():
+            raise self.error(fld, f"must be a non-empty string, got {_type_name(v)}")
+        return v
+
+    def name(self, v: Any, fld: str) -> str:
+        s = self.string(v, fld)
+        try:
+            return validate_name(s)
+        except PKIError:
+            raise self.error(
+                fld,
+                f"must be a name of 1-63 letters, digits, '.' or '-' that starts and ends "
+                f"with a letter or digit, got {s!r}",
+            ) from None
+
+    def host(self, v: Any, fld: str) -> str:
+        s = self.string(v, fld)
+        if any(c.isspace() for c in s) or "/" in s or s.startswith("["):
+            raise self.error(fld, f"must be a bare host name or IP address, got {s!r}")
+        return s
+
+    def port(self, v: Any, fld: str, lo: int = 1) -> int:
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= 65535:
+            got = _got(v)
+            raise self.error(fld, f"must be an integer from {lo} to 65535, got {got}")
+        return v
+
+    def listen_port(self, v: Any, fld: str) -> int:
+        return self.port(v, fld, lo=0)
+
+    def integer_min(self, lo: int) -> Callable[[Any, str], int]:
+        def conv(v: Any, fld: str) -> int:
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                got = _got(v)
+                raise self.error(fld, f"must be an integer >= {lo}, got {got}")
+            return v
+
+        return conv
+
+    def number(
+        self, lo: float, hi: float, lo_open: bool, hi_open: bool
+    ) -> Callable[[Any, str], float]:
+        def conv(v: Any, fld: str) -> float:
+            ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            if ok:
+                f = float(v)
+                ok = (f > lo if lo_open else f >= lo) and (f < hi if hi_open else f <= hi)
+            if not ok:
+                lb = "(" if lo_open else "["
+                rb = ")" if hi_open else "]"
+                got = _got(v)
+                raise self.error(fld, f"must be a number in {lb}{lo:g}, {hi:g}{rb}, got {got}")
+            return float(v)
+
+        return conv
+
+    def choice(self, options: Iterable[str]) -> Callable[[Any, str], str]:
+        opts = tuple(options)
+
+        def conv(v: Any, fld: str) -> str:
+            if v not in opts:
+                raise self.error(fld, f"must be one of {', '.join(opts)}, got {v!r}")
+            return str(v)
+
+        return conv
+
+    def fingerprint(self, v: Any, fld: str) -> str:
+        s = self.string(v, fld)
+        try:
+            return normalize_fingerprint(s)
+        except PKIError:
+            raise self.error(
+                fld, f"must be a SHA-256 fingerprint of 64 hex digits, got {s!r}"
+            ) from None
+
+    def string_list(self, v: Any, fld: str) -> list[str]:
+        if not isinstance(v, list):
+            raise self.error(fld, f"must be a list of strings, got {_type_name(v)}")
+        out: list[str] = []
+        for i, item in enumerate(v):
+            s = self.string(item, f"{fld}[{i}]")
+            if s in out:
+                raise self.error(f"{fld}[{i}]", f"repeats {s!r}")
+            out.append(s)
+        return out
+
+    def path(self, v: Any, fld: str) -> Path:
+        s = self.string(v, fld)
+        p = Path(s).expanduser()
+        if not p.is_absolute():
+            p = self.base / p
+        return Path(os.path.abspath(p))
+
+    def existing_file(self, v: Any, fld: str) -> Path:
+        p = self.path(v, fld)
+        if self.check_files and not p.is_file():
+            raise self.error(fld, f"names a file that does not exist: {p}")
+        return p
+
+    def private_key_file(self, v: Any, fld: str) -> Path:
+        p = self.existing_file(v, fld)
+        if self.check_files:
+            mode = stat.S_IMODE(p.stat().st_mode)
+            if mode & 0o077:
+                raise self.error(
+                    fld,
+                    f"names a private key readable by group or others (mode {mode:04o}); "
+                    f"run chmod 600 {p}",
+                )
+        return p
+
+    def db_path(self, v: Any, fld: str) -> Path:
+        p = self.path(v, fld)
+        if self.check_files and not p.parent.is_dir():
+            raise self.error(fld, f"names a database whose directory does not exist: {p.parent}")
+        return p
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found.", path=path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}.", path=path) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}.", path=path
+        ) from None
+
+
+def _abs(path: str | os.PathLike[str]) -> Path:
+    return Path(os.path.abspath(Path(path).expanduser()))
+
+
+def _check_header(r: _Reader, d: Mapping[str, Any], kind: str) -> None:
+    if "kind" in d and d["kind"] != kind:
+        raise r.error("kind", f"must be {kind!r} for this file, got {d['kind']!r}")
+    if "version" in d and d["version"] != CONFIG_VERSION:
+        raise r.error("version", f"must be {CONFIG_VERSION}, got {d['version']!r}")
+
+
+# -------------------------------------------------------------------------- federation parse
+
+_FED_FIELDS = ("kind", "version", "name", "ca_cert", "nodes", "analysts")
+_NODE_FIELDS = ("name", "role", "host", "port", "fingerprint")
+_ANALYST_FIELDS = ("name", "fingerprint")
+
+
+def _parse_federation(r: _Reader, raw: Any, prefix: str | None) -> FederationConfig:
+    d = r.obj(raw, prefix, _FED_FIELDS)
+    if prefix is None:
+        _check_header(r, d, "federation")
+
+    def f(key: str) -> str:
+        return key if prefix is None else f"{prefix}.{key}"
+
+    name = r.get(d, "name", prefix, r.name)
+    ca_cert = r.get(d, "ca_cert", prefix, r.existing_file)
+    raw_nodes = r.get(d, "nodes", prefix, lambda v, fld: v)
+    if not isinstance(raw_nodes, list):
+        raise r.error(f("nodes"), f"must be a list of node objects, got {_type_name(raw_nodes)}")
+    nodes: list[NodeEntry] = []
+    names: dict[str, str] = {}
+    addresses: dict[tuple[str, int], str] = {}
+    for i, item in enumerate(raw_nodes):
+        p = f"{f('nodes')}[{i}]"
+        nd = r.obj(item, p, _NODE_FIELDS)
+        node_name = r.get(nd, "name", p, r.name)
+        role = nd.get("role", _MISSING)
+        if role == "analyst":
+            raise r.error(f"{p}.role", "is 'analyst', but analysts belong in the 'analysts' list")
+        role = r.get(nd, "role", p, r.choice(NODE_ROLES))
+        host = r.get(nd, "host", p, r.host)
+        port = r.get(nd, "port", p, r.port)
+        fp = r.get(nd, "fingerprint", p, r.fingerprint, None)
+        if node_name in names:
+            raise r.error(
+                f"{p}.name",
+                f"duplicates node name {node_name!r} (already used by {names[node_name]})",
+            )
+        if (host.lower(), port) in addresses:
+            raise r.error(
+                f"{p}.port",
+                f"duplicates address {host}:{port} (already used by "
+                f"{addresses[(host.lower(), port)]})",
+            )
+        names[node_name] = p
+        addresses[(host.lower(), port)] = p
+        nodes.append(NodeEntry(node_name, role, host, port, fp))
+    raw_analysts = r.get(d, "analysts", prefix, lambda v, fld: v, [])
+    if not isinstance(raw_analysts, list):
+        raise r.error(
+            f("analysts"), f"must be a list of analyst objects, got {_type_name(raw_analysts)}"
+        )
+    analysts: list[AnalystEntry] = []
+    for i, item in enumerate(raw_analysts):
+        p = f"{f('analysts')}[{i}]"
+        if isinstance(item, str):
+            item = {"name": item}
+        ad = r.obj(item, p, _ANALYST_FIELDS)
+        a_name = r.get(ad, "name", p, r.name)
+        fp = r.get(ad, "fingerprint", p, r.fingerprint, None)
+        if a_name in names:
+            raise r.error(
+                f"{p}.name", f"duplicates name {a_name!r} (already used by {names[a_name]})"
+            )
+        names[a_name] = p
+        analysts.append(AnalystEntry(a_name, fp))
+    return FederationConfig(name=name, ca_cert=ca_cert, nodes=nodes, analysts=analysts)
+
+
+def _parse_federation_ref(r: _Reader, d: Mapping[str, Any]) -> tuple[FederationConfig, Path | None]:
+    raw = r.get(d, "federation", None, lambda v, fld: v)
+    if isinstance(raw, str):
+        fed_path = r.path(raw, "federation")
+        if not fed_path.is_file():
+            raise r.error("federation", f"names a federation file that does not exist: {fed_path}")
+        sub = _Reader(fed_path, r.check_files)
+        return _parse_federation(sub, _read_json(fed_path), None), fed_path
+    if isinstance(raw, dict):
+        return _parse_federation(r, raw, "federation"), None
+    raise r.error("federation", f"must be a file path or an embedded object, got {_type_name(raw)}")
+
+
+def _own_entry(r: _Reader, fed: FederationConfig, name: str, role: str) -> NodeEntry:
+    for n in fed.nodes:
+        if n.name == name:
+            if n.role != role:
+                raise r.error("name", f"names node {name!r}, whose federation role is {n.role!r}")
+            return n
+    raise r.error(
+        "name",
+        f"names {name!r}, which is not a {role} node of federation {fed.name!r} "
+        f"(nodes: {', '.join(x.name for x in fed.nodes) or 'none'})",
+    )
+
+
+def _parse_listen(r: _Reader, d: Mapping[str, Any], own: NodeEntry) -> tuple[str, int]:
+    raw = d.get("listen")
+    if raw is None:
+        return own.host, own.port
+    ld = r.obj(raw, "listen", ("host", "port"))
+    host = r.get(ld, "host", "listen", r.host, own.host)
+    port = r.get(ld, "port", "listen", r.listen_port, own.port)
+    return host, port
+
+
+def _parse_tls(
+    r: _Reader, d: Mapping[str, Any], fed: FederationConfig, name: str, role: str
+) -> TLSFiles:
+    td = r.obj(r.get(d, "tls", None, lambda v, fld: v), "tls", ("cert", "key", "ca"))
+    files = TLSFiles(
+        cert=r.get(td, "cert", "tls", r.existing_file),
+        key=r.get(td, "key", "tls", r.private_key_file),
+        ca=r.get(td, "ca", "tls", r.existing_file, fed.ca_cert),
+    )
+    if r.check_files:
+        _check_credentials(r, files, fed, name, role)
+    return files
+
+
+def _check_credentials(
+    r: _Reader, files: TLSFiles, fed: FederationConfig, name: str, role: str
+) -> None:
+    """The certificate is a CA-signed one for this node, and the key is its key."""
+    try:
+        cert = load_certificate(files.cert)
+    except PKIError:
+        raise r.error("tls.cert", f"is not a PEM certificate: {files.cert}") from None
+    try:
+        ca = load_certificate(files.ca)
+    except PKIError:
+        raise r.error("tls.ca", f"is not a PEM certificate: {files.ca}") from None
+    try:
+        ident = verify_node_certificate(cert, ca)
+    except PKIError as exc:
+        msg = str(exc).rstrip(".")
+        raise r.error(
+            "tls.cert", f"is not a valid node certificate of {files.ca} ({msg})"
+        ) from None
+    if (ident.name, ident.role) != (name, role):
+        raise r.error(
+            "tls.cert",
+            f"is a certificate for {ident.name!r} ({ident.role}), not for {name!r} ({role})",
+        )
+    if ident.federation != fed.name:
+        raise r.error(
+            "tls.cert",
+            f"belongs to federation {ident.federation!r}, not {fed.name!r}",
+        )
+    try:
+        key = load_private_key(files.key)
+    except PKIError:
+        raise r.error("tls.key", f"is not an unencrypted EC private key: {files.key}") from None
+    if key.public_key() != cert.public_key():
+        raise r.error("tls.key", f"is not the private key of certificate {files.cert}")
+
+
+def _parse_data(r: _Reader, d: Mapping[str, Any]) -> DataSourceConfig:
+    dd = r.obj(r.get(d, "data", None, lambda v, fld: v), "data", ("path", "format"))
+    path = r.get(dd, "path", "data", r.existing_file)
+    fmt = r.get(dd, "format", "data", r.choice(DATA_FORMATS), None)
+    if fmt is None:
+        fmt = _SUFFIX_FORMATS.get(path.suffix.lower())
+        if fmt is None:
+            raise r.error(
+                "data.format",
+                f"is required because {path.name!r} does not end in .csv, .parquet or .pq",
+            )
+    return DataSourceConfig(path=path, format=fmt)
+
+
+_POLICY_FIELDS = ("allowed_columns", "allowed_analysts", "min_cohort_size", "epsilon", "delta")
+
+
+def _parse_policy(r: _Reader, d: Mapping[str, Any], fed: FederationConfig) -> PolicyConfig:
+    pd = r.obj(r.get(d, "policy", None, lambda v, fld: v), "policy", _POLICY_FIELDS)
+    cols = r.get(pd, "allowed_columns", "policy", r.string_list)
+    analysts = r.get(pd, "allowed_analysts", "policy", r.string_list)
+    known = {a.name for a in fed.analysts}
+    for i, a in enumerate(analysts):
+        if a not in known:
+            raise r.error(
+                f"policy.allowed_analysts[{i}]",
+                f"names {a!r}, who is not in the analysts list of federation {fed.name!r} "
+                f"(analysts: {', '.join(sorted(known)) or 'none'})",
+            )
+    return PolicyConfig(
+        allowed_columns=cols,
+        allowed_analysts=analysts,
+        min_cohort_size=r.get(pd, "min_cohort_size", "policy", r.integer_min(1), 10),
+        epsilon=r.get(pd, "epsilon", "policy", r.number(0, math.inf, True, True), 1.0),
+        delta=r.get(pd, "delta", "policy", r.number(0, 1, False, True), 1e-6),
+    )
+
+
+_PARTY_FIELDS = (
+    "kind", "version", "name", "listen", "tls", "data", "policy", "database", "federation",
+)  # fmt: skip
+_COORD_FIELDS = (
+    "kind", "version", "name", "listen", "tls", "database", "federation", "dealer",
+    "session_timeout",
+)  # fmt: skip
+_DEALER_FIELDS = ("kind", "version", "name", "listen", "tls", "federation")
+
+
+def _parse_party(r: _Reader, raw: Any) -> PartyConfig:
+    d = r.obj(raw, None, _PARTY_FIELDS)
+    _check_header(r, d, "party")
+    name = r.get(d, "name", None, r.name)
+    fed, fed_path = _parse_federation_ref(r, d)
+    own = _own_entry(r, fed, name, "party")
+    host, port = _parse_listen(r, d, own)
+    return PartyConfig(
+        name=name,
+        host=host,
+        port=port,
+        tls=_parse_tls(r, d, fed, name, "party"),
+        data=_parse_data(r, d),
+        policy=_parse_policy(r, d, fed),
+        database=r.get(d, "database", None, r.db_path),
+        federation=fed,
+        federation_path=fed_path,
+    )
+
+
+def _parse_coordinator(r: _Reader, raw: Any) -> CoordinatorConfig:
+    d = r.obj(raw, None, _COORD_FIELDS)
+    _check_header(r, d, "coordinator")
+    name = r.get(d, "name", None, r.name)
+    fed, fed_path = _parse_federation_ref(r, d)
+    own = _own_entry(r, fed, name, "coordinator")
+    host, port = _parse_listen(r, d, own)
+    dealer = r.get(d, "dealer", None, r.name, None)
+    if dealer is not None and dealer not in {n.name for n in fed.nodes_with_role("dealer")}:
+        raise r.error(
+            "dealer",
+            f"names {dealer!r}, which is not a dealer node of federation {fed.name!r} "
+            f"(dealers: {', '.join(n.name for n in fed.nodes_with_role('dealer')) or 'none'})",
+        )
+    return CoordinatorConfig(
+        name=name,
+        host=host,
+        port=port,
+        tls=_parse_tls(r, d, fed, name, "coordinator"),
+        database=r.get(d, "database", None, r.db_path),
+        federation=fed,
+        federation_path=fed_path,
+        dealer=dealer,
+        session_timeout=r.get(d, "session_timeout", None, r.number(0, 86400, True, False), 60.0),
+    )
+
+
+def _parse_dealer(r: _Reader, raw: Any) -> DealerConfig:
+    d = r.obj(raw, None, _DEALER_FIELDS)
+    _check_header(r, d, "dealer")
+    name = r.get(d, "name", None, r.name)
+    fed, fed_path = _parse_federation_ref(r, d)
+    own = _own_entry(r, fed, name, "dealer")
+    host, port = _parse_listen(r, d, own)
+    return DealerConfig(
+        name=name,
+        host=host,
+        port=port,
+        tls=_parse_tls(r, d, fed, name, "dealer"),
+        federation=fed,
+        federation_path=fed_path,
+    )
+
+
+_PARSERS: dict[str, Callable[[_Reader, Any], Any]] = {
+    "federation": lambda r, raw: _parse_federation(r, raw, None),
+    "party": _parse_party,
+    "coordinator": _parse_coordinator,
+    "dealer": _parse_dealer,
+}
+
+
+# ------------------------------------------------------------------------------ public load
+
+
+def _load(path: str | os.PathLike[str], kind: str, check_files: bool) -> Any:
+    p = _abs(path)
+    return _PARSERS[kind](_Reader(p, check_files), _read_json(p))
+
+
+def load_federation(path: str | os.PathLike[str], *, check_files: bool = True) -> FederationConfig:
+    """Load and validate a federation file (``"kind": "federation"``)."""
+    return _load(path, "federation", check_files)  # type: ignore[no-any-return]
+
+
+def load_party_config(path: str | os.PathLike[str], *, check_files: bool = True) -> PartyConfig:
+    """Load and validate a party file (``"kind": "party"``) and the federation it names."""
+    return _load(path, "party", check_files)  # type: ignore[no-any-return]
+
+
+def load_coordinator_config(
+    path: str | os.PathLike[str], *, check_files: bool = True
+) -> CoordinatorConfig:
+    """Load and validate a coordinator file (``"kind": "coordinator"``)."""
+    return _load(path, "coordinator", check_files)  # type: ignore[no-any-return]
+
+
+def load_dealer_config(path: str | os.PathLike[str], *, check_files: bool = True) -> DealerConfig:
+    """Load and validate a dealer file (``"kind": "dealer"``)."""
+    return _load(path, "dealer", check_files)  # type: ignore[no-any-return]
+
+
+def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> AnyConfig:
+    """Load any config file, dispatching on its required ``kind`` field."""
+    p = _abs(path)
+    raw = _read_json(p)
+    r = _Reader(p, check_files)
+    if not isinstance(raw, dict):
+        r.obj(raw, None, ())
+    kind = raw.get("kind")
+    if kind is None:
+        raise ConfigError(f"{p}: required field 'kind' is missing.", path=p, field="kind")
+    if kind not in _PARSERS:
+        raise r.error("kind", f"must be one of {', '.join(_PARSERS)}, got {kind!r}")
+    return _PARSERS[kind](r, raw)  # type: ignore[no-any-return]
+
+
+# ------------------------------------------------------------------------------ public save
+
+
+def _rel(p: Path, base: Path) -> str:
+    p = _abs(p)
+    try:
+        return p.relative_to(base).as_posix()
+    except ValueError:
+        return str(p)
+
+
+def _federation_dict(fed: FederationConfig, base: Path, header: bool) -> dict[str, Any]:
+    d: dict[str, Any] = {"kind": "federation", "version": CONFIG_VERSION} if header else {}
+    d["name"] = fed.name
+    d["ca_cert"] = _rel(fed.ca_cert, base)
+    nodes = []
+    for n in fed.nodes:
+        nd: dict[str, Any] = {"name": n.name, "role": n.role, "host": n.host, "port": n.port}
+        if n.fingerprint is not None:
+            nd["fingerprint"] = n.fingerprint
+        nodes.append(nd)
+    d["nodes"] = nodes
+    d["analysts"] = [
+        {"name": a.name}
+        if a.fingerprint is None
+        else {"name": a.name, "fingerprint": a.fingerprint}
+        for a in fed.analysts
+    ]
+    return d
+
+
+def _node_common(cfg: Any, kind: str, base: Path) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "version": CONFIG_VERSION,
+        "name": cfg.name,
+        "listen": {"host": cfg.host, "port": cfg.port},
+        "tls": {
+            "cert": _rel(cfg.tls.cert, base),
+            "key": _rel(cfg.tls.key, base),
+            "ca": _rel(cfg.tls.ca, base),
+        },
+    }
+
+
+def _to_dict(cfg: AnyConfig, base: Path) -> tuple[str, dict[str, Any]]:
+    if isinstance(cfg, FederationConfig):
+        return "federation", _federation_dict(cfg, base, header=True)
+    if isinstance(cfg, PartyConfig):
+        kind = "party"
+        d = _node_common(cfg, kind, base)
+        d["data"] = {"path": _rel(cfg.data.path, base), "format": cfg.data.format}
+        d["policy"] = {
+            "allowed_columns": list(cfg.policy.allowed_columns),
+            "allowed_analysts": list(cfg.policy.allowed_analysts),
+            "min_cohort_size": cfg.policy.min_cohort_size,
+            "epsilon": cfg.policy.epsilon,
+            "delta": cfg.policy.delta,
+        }
+        d["database"] = _rel(cfg.database, base)
+    elif isinstance(cfg, CoordinatorConfig):
+        kind = "coordinator"
+        d = _node_common(cfg, kind, base)
+        d["database"] = _rel(cfg.database, base)
+        d["dealer"] = cfg.dealer
+        d["session_timeout"] = cfg.session_timeout
+    elif isinstance(cfg, DealerConfig):
+        kind = "dealer"
+        d = _node_common(cfg, kind, base)
+    else:
+        raise TypeError(f"cannot save {type(cfg).__name__} as a config file")
+    d["federation"] = (
+        _rel(cfg.federation_path, base)
+        if cfg.federation_path is not None
+        else _federation_dict(cfg.federation, base, header=False)
+    )
+    return kind, d
+
+
+def save_config(cfg: AnyConfig, path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
+    """Validate ``cfg`` and write it as JSON to ``path`` (atomically, mode 0644).
+
+    A party/coordinator/dealer config with ``federation_path`` refers to that file (save the
+    federation separately with ``save_config(fed, federation_path)``); otherwise the federation
+    is embedded. Validation is the loader's, without file checks, so a config that saves is one
+    that loads (given its files); it raises :class:`ConfigError` naming ``path`` otherwise.
+    """
+    p = _abs(path)
+    kind, d = _to_dict(cfg, p.parent)
+    if kind != "federation" and cfg.federation_path is not None:  # type: ignore[union-attr]
+        # validate against the in-memory federation, not whatever is on disk now
+        d_check = dict(d)
+        d_check["federation"] = _federation_dict(cfg.federation, p.parent, header=False)  # type: ignore[union-attr]
+    else:
+        d_check = d
+    _PARSERS[kind](_Reader(p, check_files=False), d_check)
+    text = json.dumps(d, indent=2) + "\n"
+    atomic_write(p, text.encode("utf-8"), 0o644, overwrite=overwrite)
+    return p
