@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from smpc import ckks, sharing
+from smpc import ckks, dp, sharing
 from smpc.encoding import FixedPoint
 from smpc.errors import ProtocolError
 from smpc.transport import Transport
@@ -50,14 +50,19 @@ def ss_contribute(
     codec: FixedPoint,
     tag: str,
     what: str = "aggregate",
+    noise_ulps: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Party side of the ``ss`` secure sum of float vectors ``values``.
 
     Sends seeds to the other parties and one share of the sum to ``recipient``.
     If this party *is* the recipient it returns the decoded sum instead.
+    ``noise_ulps`` (int64, in units of the codec's resolution) is this party's
+    differential-privacy noise share, added to the encoding before sharing.
     """
     values = np.asarray(values, dtype=np.float64)
     encoded = codec.encode(values, headroom=len(parties), what=what)
+    if noise_ulps is not None:
+        encoded = dp.add_ring_noise(encoded, noise_ulps, headroom=len(parties), codec=codec)
     others = [p for p in parties if p != t.me]
     sharing_ = sharing.share_with_seeds(encoded, len(others), stream=f"{tag}/{t.me}")
     for peer, seed in zip(others, sharing_.seeds, strict=True):

@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from smpc import aggregate
+from smpc import aggregate, dp
 from smpc.encoding import DEFAULT_FRAC_BITS, FixedPoint
 from smpc.errors import InputError
 from smpc.transport import Transport, pack_json, unpack_json
@@ -98,9 +98,14 @@ class StatSpec:
     frac_bits: int = DEFAULT_FRAC_BITS
     moment_frac_bits: int | None = None
     ckks_preset: str = "aggregate"
+    dp: dp.DPRequest | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "columns", tuple(self.columns))
+        if isinstance(self.dp, dict):
+            object.__setattr__(self, "dp", dp.DPRequest.from_json(self.dp))
+        elif self.dp is not None and not isinstance(self.dp, dp.DPRequest):
+            raise InputError("dp must be a differential-privacy request (JSON object)")
         if self.edges is not None:
             object.__setattr__(self, "edges", tuple(float(e) for e in self.edges))
         if self.bounds is not None:
@@ -181,8 +186,14 @@ class StatSpec:
         bits = self.moment_frac_bits
         return FixedPoint(min(self.frac_bits + 8, 30) if bits is None else bits)
 
+    def noise_plan(self, parties: int) -> dp.NoisePlan | None:
+        """The differential-privacy noise plan for ``parties`` parties (None without DP)."""
+        return None if self.dp is None else dp.plan(self, self.dp, parties)
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = asdict(self)
+        doc["dp"] = None if self.dp is None else self.dp.to_json()
+        return doc
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> StatSpec:
@@ -252,11 +263,15 @@ def local_pass1(spec: StatSpec, rows: np.ndarray) -> np.ndarray:
         clipped = np.clip(rows, edges[0], edges[-1])
         out = [np.histogram(clipped[:, j], bins=edges)[0] for j in range(rows.shape[1])]
         return np.concatenate([[rows.shape[0]], *out]).astype(np.float64)
+    if spec.statistic == "count":
+        return np.array([float(rows.shape[0])])
     return np.concatenate([[rows.shape[0]], rows.sum(axis=0)])
 
 
 def pass1_length(spec: StatSpec) -> int:
     k = len(spec.value_columns)
+    if spec.statistic == "count":
+        return 1
     if spec.statistic == "histogram":
         assert spec.edges is not None
         return 1 + k * (len(spec.edges) + 1)
@@ -326,7 +341,8 @@ def _moments(spec: StatSpec, summed2: np.ndarray, n: float) -> tuple[np.ndarray,
 
 
 def finish(
-    spec: StatSpec, summed1: np.ndarray, summed2: np.ndarray | None, shift: np.ndarray | None
+    spec: StatSpec, summed1: np.ndarray, summed2: np.ndarray | None, shift: np.ndarray | None,
+    *, dp_applied: bool = False,
 ) -> StatResult:
     """Compute the statistic from the summed aggregates."""
     cols = list(spec.columns)
@@ -363,6 +379,8 @@ def finish(
         return StatResult("quantiles", cols, value, n, spec.backend, details)
     assert summed2 is not None and shift is not None
     d, cov = _moments(spec, summed2, n)
+    if dp_applied:
+        cov = dp.postprocess_covariance(cov)  # post-processing: costs no privacy
     mean = shift + d
     if spec.statistic == "var":
         return StatResult("var", cols, np.diag(cov).tolist(), n, spec.backend,
@@ -453,9 +471,19 @@ def run_party(
     node that reconstructs (normally the coordinator); on ``ckks`` the
     aggregator, which forwards the encrypted sum to the key holder.
     ``public_context`` is the key holder's public TenSEAL context (``ckks``).
+
+    With ``spec.dp`` the party clips its rows to the public bounds and adds
+    its share of distributed discrete Gaussian noise to each contribution
+    before it is encoded or encrypted (:mod:`smpc.dp`), so no node ever sees
+    the exact aggregate.
     """
     rows = _check_rows(spec, rows)
-    _contribute(t, spec, local_pass1(spec, rows), parties, recipient, f"{tag}/p1",
+    plan = spec.noise_plan(len(parties))
+    if plan is not None and plan.bounds is not None:
+        rows = dp.clip_rows(rows, plan.bounds)
+    values = local_pass1(spec, rows)
+    noise = None if plan is None else dp.party_noise(plan, 1, values.size, spec.backend)
+    _contribute(t, spec, values, noise, plan, 1, parties, recipient, f"{tag}/p1",
                 public_context, spec.codec)
     if spec.passes == 2:
         doc = unpack_json(t.recv(recipient, f"{tag}/shift"))
@@ -463,36 +491,60 @@ def run_party(
         total = float(doc["n"])
         if shift.shape != (len(spec.value_columns),) or not total >= 1:
             raise InputError(f"{recipient} sent a malformed shift for {tag!r}")
-        _contribute(t, spec, local_pass2(spec, rows, shift, total), parties, recipient,
-                    f"{tag}/p2", public_context, spec.moment_codec)
+        values = local_pass2(spec, rows, shift, total)
+        noise = None if plan is None else dp.party_noise(
+            plan, 2, values.size, spec.backend, divisor=moment_divisor(spec, total), shift=shift)
+        _contribute(t, spec, values, noise, plan, 2, parties, recipient, f"{tag}/p2",
+                    public_context, spec.moment_codec)
 
 
 def _contribute(
-    t: Transport, spec: StatSpec, values: np.ndarray, parties: Sequence[str], recipient: str,
+    t: Transport, spec: StatSpec, values: np.ndarray, noise: np.ndarray | None,
+    plan: dp.NoisePlan | None, pass_index: int, parties: Sequence[str], recipient: str,
     tag: str, public_context: object, codec: FixedPoint,
 ) -> None:
     if spec.backend == "ss":
         aggregate.ss_contribute(t, parties=parties, recipient=recipient, values=values,
-                                codec=codec, tag=tag)
+                                codec=codec, tag=tag, noise_ulps=noise)
     else:
+        if plan is not None and noise is not None:
+            values = dp.noisy_ckks_values(plan, values, noise, pass_index)
         aggregate.ckks_contribute(t, aggregator=recipient, public_context=public_context,
                                   values=values, tag=tag)
+
+
+def _public_shift(spec: StatSpec, plan: dp.NoisePlan | None, summed1: np.ndarray
+                  ) -> tuple[np.ndarray, float]:
+    shift, n = shift_from_pass1(spec, summed1)
+    if plan is not None:
+        grid = spec.codec.resolution
+        shift = np.round(dp.postprocess_shift(plan, shift) / grid) * grid
+    return shift, n
 
 
 def run_recipient_ss(
     t: Transport, spec: StatSpec, *, parties: Sequence[str], tag: str
 ) -> StatResult:
     """The ``ss`` recipient (coordinator): reconstructs each pass's sum and finishes."""
-    codec = spec.codec
+    plan = spec.noise_plan(len(parties))
     summed1 = aggregate.ss_collect(t, parties=parties, shape=(pass1_length(spec),),
-                                   codec=codec, tag=f"{tag}/p1")
+                                   codec=spec.codec, tag=f"{tag}/p1")
+    if plan is not None:
+        summed1 = dp.postprocess_pass1(plan, summed1, spec.ddof)
     if spec.passes == 1:
-        return finish(spec, summed1, None, None)
-    shift, n = shift_from_pass1(spec, summed1)
+        return _with_privacy(finish(spec, summed1, None, None), plan)
+    shift, n = _public_shift(spec, plan, summed1)
     t.broadcast(parties, f"{tag}/shift", pack_json({"shift": shift.tolist(), "n": n}))
     summed2 = aggregate.ss_collect(t, parties=parties, shape=(pass2_length(spec),),
                                    codec=spec.moment_codec, tag=f"{tag}/p2")
-    return finish(spec, summed1, summed2, shift)
+    return _with_privacy(finish(spec, summed1, summed2, shift, dp_applied=plan is not None),
+                         plan)
+
+
+def _with_privacy(result: StatResult, plan: dp.NoisePlan | None) -> StatResult:
+    if plan is not None:
+        result.details["privacy"] = plan.to_json()
+    return result
 
 
 def run_aggregator_ckks(
@@ -510,19 +562,33 @@ def run_aggregator_ckks(
 
 
 def run_keyholder_ckks(
-    t: Transport, spec: StatSpec, *, aggregator: str, keyholder: object, tag: str
+    t: Transport, spec: StatSpec, *, aggregator: str, keyholder: object, tag: str,
+    parties: int = 0,
 ) -> StatResult:
-    """The ``ckks`` key holder (analyst): decrypts and releases sums, finishes."""
+    """The ``ckks`` key holder (analyst): decrypts and releases sums, finishes.
+
+    ``parties`` (the number of data parties) is needed only with ``spec.dp``:
+    the noise plan tells the release how much DP noise already floods the
+    CKKS error.
+    """
+    plan = spec.noise_plan(parties) if spec.dp is not None else None
+    std1 = 0.0 if plan is None else plan.release_noise_std(1)
     summed1 = aggregate.ckks_collect(t, aggregator=aggregator, keyholder=keyholder,
-                                     length=pass1_length(spec), tag=f"{tag}/p1")
+                                     length=pass1_length(spec), tag=f"{tag}/p1",
+                                     dp_noise_std=std1)
     summed1[0] = float(round(summed1[0]))  # a count is a whole number
+    if plan is not None:
+        summed1 = dp.postprocess_pass1(plan, summed1, spec.ddof)
     if spec.passes == 1:
-        return finish(spec, summed1, None, None)
-    shift, n = shift_from_pass1(spec, summed1)
+        return _with_privacy(finish(spec, summed1, None, None), plan)
+    shift, n = _public_shift(spec, plan, summed1)
     t.send(aggregator, f"{tag}/shift", pack_json({"shift": shift.tolist(), "n": n}))
+    std2 = 0.0 if plan is None else plan.release_noise_std(2, shift=shift)
     summed2 = aggregate.ckks_collect(t, aggregator=aggregator, keyholder=keyholder,
-                                     length=pass2_length(spec), tag=f"{tag}/p2")
-    return finish(spec, summed1, summed2, shift)
+                                     length=pass2_length(spec), tag=f"{tag}/p2",
+                                     dp_noise_std=std2)
+    return _with_privacy(finish(spec, summed1, summed2, shift, dp_applied=plan is not None),
+                         plan)
 
 
 def simulate(
@@ -557,6 +623,6 @@ def simulate(
     roles["coordinator"] = lambda t: run_aggregator_ckks(
         t, spec, parties=parties, keyholder="analyst", tag=tag, public_context=public)
     roles["analyst"] = lambda t: run_keyholder_ckks(
-        t, spec, aggregator="coordinator", keyholder=holder, tag=tag)
+        t, spec, aggregator="coordinator", keyholder=holder, tag=tag, parties=len(parties))
     sim = simulator.run(roles, timeout=timeout)
     return sim.results["analyst"], sim
