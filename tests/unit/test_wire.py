@@ -1,0 +1,350 @@
+"""The wire format, session state, status mapping, and GrpcTransport over real mTLS servers.
+
+The last group starts real gRPC servers on 127.0.0.1 (free ports) with
+certificates from a fresh CA -- no mocks of the network or of TLS.
+"""
+
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from parties import wire
+from parties._pb import smpc_pb2 as pb
+from parties._pb import smpc_pb2_grpc as pb_grpc
+from parties.config import FederationConfig, NodeEntry, TLSFiles
+from parties.errors import (
+    ColumnRefused,
+    NodeFailed,
+    PolicyError,
+    SessionError,
+    from_rpc_error,
+    status_of,
+)
+from parties.federation import free_ports
+from parties.grpc_transport import (
+    NODE_ACCESS,
+    GrpcTransport,
+    NodeService,
+    PeerChannels,
+    start_server,
+)
+from parties.sessions import SessionRegistry, Status
+from parties.tls import create_ca, issue_node_certificate, save_ca, save_node_credentials
+from smpc import stats
+from smpc.encoding import EncodingRangeError
+from smpc.errors import InputError, PeerFailure, ProtocolError
+
+SID = "0123456789abcdef"
+
+
+def roundtrip(payload, chunk_bytes=wire.CHUNK_BYTES):
+    asm = wire.Assembler()
+    for c in wire.chunks(SID, "t/x", payload, chunk_bytes):
+        asm.add(c)
+    assert asm.complete
+    return asm.finish()
+
+
+# ------------------------------------------------------------------------ chunking
+
+
+@pytest.mark.parametrize("dtype", [np.uint64, np.int64, np.float64, np.float32, np.uint8, bool])
+@pytest.mark.parametrize("shape", [(0,), (1,), (7, 3), (2, 3, 4)])
+def test_arrays_roundtrip_exactly(dtype, shape):
+    a = (np.arange(int(np.prod(shape))) * 7919 % 1000).astype(dtype).reshape(shape)
+    header, got = roundtrip(a)
+    assert got.dtype == a.dtype and got.shape == a.shape and np.array_equal(got, a)
+    assert got.flags.writeable and header.total_bytes == a.nbytes
+
+
+def test_big_endian_arrays_are_sent_little_endian():
+    a = np.arange(5, dtype=">f8")
+    header, got = roundtrip(a)
+    assert header.dtype == "<f8" and np.array_equal(got, a)
+
+
+def test_large_payload_is_chunked_below_the_message_limit():
+    a = np.arange(700_000, dtype=np.uint64)  # 5.6 MB
+    msgs = list(wire.chunks(SID, "big", a))
+    assert len(msgs) == 1 + 6
+    assert all(m.ByteSize() < wire.MAX_MESSAGE_BYTES for m in msgs)
+    assert max(len(m.data) for m in msgs[1:]) == wire.CHUNK_BYTES
+    assert np.array_equal(roundtrip(a)[1], a)
+
+
+def test_bytes_roundtrip_including_empty():
+    for data in (b"", b"\x00" * 3, bytes(range(256)) * 5000):
+        header, got = roundtrip(data, chunk_bytes=1000)
+        assert got == data and header.kind == pb.PAYLOAD_KIND_BYTES
+
+
+def test_object_arrays_cannot_be_sent():
+    with pytest.raises(wire.WireError, match="dtype"):
+        list(wire.chunks(SID, "t", np.array([1, "x"], dtype=object)))
+
+
+def header(**kw):
+    base = dict(session_id=SID, tag="t", kind=pb.PAYLOAD_KIND_ARRAY, dtype="<u8", shape=[2],
+                total_bytes=16)
+    base.update(kw)
+    return pb.Chunk(header=pb.PayloadHeader(**base))
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(total_bytes=wire.MAX_PAYLOAD_BYTES + 8, shape=[(wire.MAX_PAYLOAD_BYTES + 8) // 8]),
+     "limit"),
+    (dict(shape=[3]), "does not make"),
+    (dict(dtype="|O"), "disallowed dtype"),
+    (dict(dtype=">f8"), "disallowed dtype"),
+    (dict(kind=pb.PAYLOAD_KIND_UNSPECIFIED), "unknown kind"),
+    (dict(session_id="x"), "session id"),
+    (dict(tag="a b"), "tag"),
+    (dict(tag="x" * 300), "tag"),
+    (dict(shape=[1 << 40, 1 << 40], total_bytes=16), "size limit"),
+])
+def test_bad_headers_are_refused_before_any_data(kw, message):
+    asm = wire.Assembler()
+    with pytest.raises(wire.WireError, match=message):
+        asm.add(header(**kw))
+
+
+def test_stream_violations_are_refused():
+    asm = wire.Assembler()
+    with pytest.raises(wire.WireError, match="starts with data"):
+        asm.add(pb.Chunk(data=b"x"))
+    asm = wire.Assembler()
+    asm.add(header())
+    with pytest.raises(wire.WireError, match="second header"):
+        asm.add(header())
+    asm = wire.Assembler()
+    asm.add(header())
+    with pytest.raises(wire.WireError, match="more than"):
+        asm.add(pb.Chunk(data=b"\x00" * 17))
+    asm = wire.Assembler()
+    asm.add(header())
+    asm.add(pb.Chunk(data=b"\x00" * 8))
+    with pytest.raises(wire.WireError, match="ended after 8 of 16"):
+        asm.finish()
+    with pytest.raises(wire.WireError, match="before its header"):
+        wire.Assembler().finish()
+
+
+def test_a_lower_limit_is_enforced():
+    asm = wire.Assembler(max_bytes=10)
+    with pytest.raises(wire.WireError, match="10-byte limit"):
+        asm.add(header())
+
+
+def test_grpc_options_set_both_message_limits():
+    opts = dict(wire.grpc_options())
+    assert opts["grpc.max_send_message_length"] == 4 << 20
+    assert opts["grpc.max_receive_message_length"] == 4 << 20
+
+
+# ------------------------------------------------------------------------ sessions
+
+
+def test_session_delivers_exactly_once_and_refuses_replays_and_strangers():
+    reg = SessionRegistry("me")
+    s = reg.create(SID, {"me": "party", "a": "party"}, timeout=5)
+    s.deliver("a", "t", b"1")
+    with pytest.raises(SessionError) as e:
+        s.deliver("a", "t", b"2")
+    assert e.value.code == grpc.StatusCode.ALREADY_EXISTS
+    with pytest.raises(SessionError) as e:
+        s.deliver("mallory", "t2", b"x")
+    assert e.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert s.wait_message("a", "t") == b"1"
+
+
+def test_wait_times_out_with_peer_failure_naming_the_sender():
+    s = SessionRegistry("me").create(SID, {"me": "party", "slow": "party"}, timeout=0.2)
+    t0 = time.monotonic()
+    with pytest.raises(PeerFailure) as e:
+        s.wait_message("slow", "t")
+    assert e.value.peer == "slow" and "deadline" in str(e.value)
+    assert 0.15 < time.monotonic() - t0 < 2
+
+
+def test_abort_wakes_waiters_naming_the_failed_node():
+    reg = SessionRegistry("me")
+    s = reg.create(SID, {"me": "party", "a": "party", "b": "party"}, timeout=30)
+    errors = []
+
+    def wait():
+        try:
+            s.wait_message("a", "t")
+        except PeerFailure as exc:
+            errors.append(exc)
+
+    th = threading.Thread(target=wait)
+    th.start()
+    time.sleep(0.05)
+    assert reg.abort(SID, "b vanished", failed_node="b")
+    th.join(2)
+    assert errors and errors[0].peer == "b"
+    assert reg.count() == 0
+    with pytest.raises(SessionError) as e:
+        reg.get(SID)
+    assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION and "closed" in str(e.value)
+    with pytest.raises(SessionError) as e:
+        s.deliver("a", "t9", b"late")
+    assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_registry_refuses_reused_ids_and_reports_unknown_ones():
+    reg = SessionRegistry("me")
+    reg.create(SID, {"me": "party"}, 5)
+    with pytest.raises(SessionError) as e:
+        reg.create(SID, {"me": "party"}, 5)
+    assert e.value.code == grpc.StatusCode.ALREADY_EXISTS
+    reg.free(SID)
+    with pytest.raises(SessionError) as e:  # still refused after it was freed
+        reg.create(SID, {"me": "party"}, 5)
+    assert e.value.code == grpc.StatusCode.ALREADY_EXISTS
+    with pytest.raises(SessionError) as e:
+        reg.get("fedcba9876543210")
+    assert e.value.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_reaper_frees_expired_sessions():
+    reg = SessionRegistry("me")
+    s = reg.create(SID, {"me": "party", "a": "party"}, timeout=0.05, job=np.zeros(10))
+    reg.create("keepkeepkeep", {"me": "party"}, timeout=60)
+    time.sleep(0.1)
+    assert reg.reap(grace=0.0) == [SID]
+    assert reg.count() == 1 and s.status == Status.ABORTED and s.job is None
+    reg.start_reaper(interval=0.05, grace=0.0)
+    reg.create("shortshort", {"me": "party"}, timeout=0.05)
+    deadline = time.monotonic() + 3
+    while reg.count() > 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert reg.count() == 1
+    reg.close()
+    assert reg.count() == 0
+
+
+# ------------------------------------------------------------------------ errors
+
+
+@pytest.mark.parametrize("exc, code, node", [
+    (PolicyError("refused"), grpc.StatusCode.PERMISSION_DENIED, "me"),
+    (ColumnRefused("no column"), grpc.StatusCode.INVALID_ARGUMENT, "me"),
+    (EncodingRangeError("too big"), grpc.StatusCode.INVALID_ARGUMENT, "me"),
+    (InputError("bad"), grpc.StatusCode.INVALID_ARGUMENT, "me"),
+    (PeerFailure("b", "b vanished"), grpc.StatusCode.ABORTED, "b"),
+    (ProtocolError("odd"), grpc.StatusCode.ABORTED, "me"),
+    (SessionError("gone"), grpc.StatusCode.NOT_FOUND, None),
+    (NodeFailed("c", "c died", grpc.StatusCode.UNAVAILABLE), grpc.StatusCode.UNAVAILABLE, "c"),
+    (TimeoutError("late"), grpc.StatusCode.DEADLINE_EXCEEDED, "me"),
+    (KeyError("secret detail"), grpc.StatusCode.INTERNAL, "me"),
+])
+def test_status_mapping(exc, code, node):
+    got_code, message, got_node = status_of(exc, "me")
+    assert got_code == code and got_node == node
+    if code == grpc.StatusCode.INTERNAL:
+        assert "secret detail" not in message  # internals stay in the node's log
+
+
+# ----------------------------------------------------------- real servers, mutual TLS
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pki")
+    ca = create_ca("unit")
+    save_ca(ca, d / "ca.pem", d / "ca.key")
+    names = ["n1", "n2", "n3"]
+    ports = free_ports(3)
+    tls = {}
+    for n in names:
+        cert, key = issue_node_certificate(ca, n, "party")
+        save_node_credentials(cert, key, d / f"{n}.pem", d / f"{n}.key")
+        tls[n] = TLSFiles(d / f"{n}.pem", d / f"{n}.key", d / "ca.pem")
+    entries = [NodeEntry(n, "party", "127.0.0.1", p) for n, p in zip(names, ports, strict=True)]
+    fed = FederationConfig("unit", d / "ca.pem", entries)
+    nodes = {}
+    for n, p in zip(names, ports, strict=True):
+        reg = SessionRegistry(n)
+        svc = NodeService(n, "party", fed, reg)
+        server, _ = start_server(name=n, federation=fed, tls=tls[n], host="127.0.0.1", port=p,
+                                 access=NODE_ACCESS,
+                                 register=[lambda s, svc=svc: pb_grpc.add_NodeServicer_to_server(
+                                     svc, s)])
+        nodes[n] = dict(reg=reg, server=server, peers=PeerChannels(fed, tls[n]))
+    yield fed, nodes
+    for v in nodes.values():
+        v["server"].stop(0)
+        v["peers"].close()
+
+
+def test_transport_moves_a_multi_chunk_array_between_servers(pair):
+    _fed, nodes = pair
+    sid = "transport0001"
+    members = {"n1": "party", "n2": "party"}
+    s1 = nodes["n1"]["reg"].create(sid, members, 10)
+    s2 = nodes["n2"]["reg"].create(sid, members, 10)
+    t1 = GrpcTransport(s1, nodes["n1"]["peers"])
+    t2 = GrpcTransport(s2, nodes["n2"]["peers"])
+    big = np.arange(3 * 2**20 // 8 + 5, dtype=np.uint64)  # > 3 chunks
+    t1.send("n2", "big", big)
+    got = t2.recv_array("n1", "big", np.uint64, big.shape)
+    assert np.array_equal(got, big)
+    t2.send("n1", "back", b"seed-bytes")
+    assert t1.recv_bytes("n2", "back") == b"seed-bytes"
+    # a replay of the same (sender, tag) is refused by the receiver
+    with pytest.raises(PeerFailure) as e:
+        t1.send("n2", "big", big[:1])
+    assert e.value.peer == "n2" and "replay" in str(e.value)
+    nodes["n1"]["reg"].free(sid)
+    nodes["n2"]["reg"].free(sid)
+
+
+def test_deliver_refusals_carry_specific_status_codes(pair):
+    _fed, nodes = pair
+    stub = nodes["n1"]["peers"].node("n2")
+    with pytest.raises(grpc.RpcError) as e:  # no such session
+        stub.Deliver(wire.chunks("nosuchsession", "t", b"x"), timeout=5)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    sid = "members00001"
+    nodes["n2"]["reg"].create(sid, {"n2": "party", "n3": "party"}, 10)
+    with pytest.raises(grpc.RpcError) as e:  # n1 is not a member of that session
+        stub.Deliver(wire.chunks(sid, "t", b"x"), timeout=5)
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    bad = iter([header(session_id=sid, shape=[3])])
+    with pytest.raises(grpc.RpcError) as e:  # malformed header
+        nodes["n3"]["peers"].node("n2").Deliver(bad, timeout=5)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert from_rpc_error(e.value, "n2").code == "INVALID_ARGUMENT"
+    nodes["n2"]["reg"].free(sid)
+
+
+def test_a_protocol_runs_unchanged_over_grpc(pair):
+    """smpc.stats roles (written against Transport) over real mTLS gRPC servers."""
+    _fed, nodes = pair
+    sid = "protocol0001"
+    members = {"n1": "party", "n2": "party", "n3": "recipient"}
+    sessions = {n: nodes[n]["reg"].create(sid, members, 20) for n in members}
+    rng = np.random.default_rng(3)
+    tables = {"n1": rng.normal(5, 2, (40, 2)), "n2": rng.normal(-1, 3, (25, 2))}
+    spec = stats.StatSpec("cov", ("x", "y"))
+    results = {}
+
+    def party(n):
+        stats.run_party(GrpcTransport(sessions[n], nodes[n]["peers"]), spec, tables[n],
+                        parties=["n1", "n2"], recipient="n3", tag="s")
+
+    threads = [threading.Thread(target=party, args=(n,)) for n in tables]
+    for th in threads:
+        th.start()
+    results["r"] = stats.run_recipient_ss(GrpcTransport(sessions["n3"], nodes["n3"]["peers"]),
+                                          spec, parties=["n1", "n2"], tag="s")
+    for th in threads:
+        th.join(10)
+    pooled = np.vstack(list(tables.values()))
+    assert np.allclose(results["r"].value, np.cov(pooled.T, ddof=1), atol=1e-6)
+    for n in members:
+        nodes[n]["reg"].free(sid)
