@@ -551,7 +551,12 @@ def run_aggregator_ckks(
     t: Transport, spec: StatSpec, *, parties: Sequence[str], keyholder: str, tag: str,
     public_context: object,
 ) -> None:
-    """The ``ckks`` aggregator (coordinator): sums ciphertexts, relays the shift."""
+    """The ``ckks`` aggregator (coordinator): sums ciphertexts, relays the shift.
+
+    First tells the key holder how many parties take part (public; the key
+    holder needs it for the differential-privacy noise plan).
+    """
+    t.send(keyholder, f"{tag}/parties", pack_json({"parties": len(parties)}))
     aggregate.ckks_aggregate(t, parties=parties, keyholder=keyholder,
                              public_context=public_context, tag=f"{tag}/p1")
     if spec.passes == 2:
@@ -562,16 +567,19 @@ def run_aggregator_ckks(
 
 
 def run_keyholder_ckks(
-    t: Transport, spec: StatSpec, *, aggregator: str, keyholder: object, tag: str,
-    parties: int = 0,
+    t: Transport, spec: StatSpec, *, aggregator: str, keyholder: object, tag: str
 ) -> StatResult:
     """The ``ckks`` key holder (analyst): decrypts and releases sums, finishes.
 
-    ``parties`` (the number of data parties) is needed only with ``spec.dp``:
-    the noise plan tells the release how much DP noise already floods the
-    CKKS error.
+    With ``spec.dp`` the noise plan (for the number of parties the aggregator
+    announces) tells the release how much DP noise already floods the CKKS
+    error; the key holder relies on the aggregator for that count.
     """
-    plan = spec.noise_plan(parties) if spec.dp is not None else None
+    doc = unpack_json(t.recv(aggregator, f"{tag}/parties"))
+    parties = doc.get("parties") if isinstance(doc, dict) else None
+    if not isinstance(parties, int) or not 1 <= parties <= 10_000:
+        raise InputError(f"{aggregator} announced a malformed party count")
+    plan = spec.noise_plan(parties)
     std1 = 0.0 if plan is None else plan.release_noise_std(1)
     summed1 = aggregate.ckks_collect(t, aggregator=aggregator, keyholder=keyholder,
                                      length=pass1_length(spec), tag=f"{tag}/p1",
@@ -623,6 +631,6 @@ def simulate(
     roles["coordinator"] = lambda t: run_aggregator_ckks(
         t, spec, parties=parties, keyholder="analyst", tag=tag, public_context=public)
     roles["analyst"] = lambda t: run_keyholder_ckks(
-        t, spec, aggregator="coordinator", keyholder=holder, tag=tag, parties=len(parties))
+        t, spec, aggregator="coordinator", keyholder=holder, tag=tag)
     sim = simulator.run(roles, timeout=timeout)
     return sim.results["analyst"], sim

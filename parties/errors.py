@@ -1,0 +1,249 @@
+"""Exceptions of the runtime and their mapping to and from gRPC status codes.
+
+Server side: :func:`status_of` turns any exception a handler meets into a
+``(code, sentence, node)`` triple and :func:`abort` ends the RPC with it; the
+sentence is the exception's own message (never a traceback), ``node`` the node
+to blame, sent as trailing metadata ``smpc-failed-node``.  Unexpected
+exceptions become ``INTERNAL`` with a generic sentence (the details go to the
+node's log only, so nothing internal leaks to callers).
+
+Client side: :func:`from_rpc_error` turns a :class:`grpc.RpcError` into a
+:class:`RemoteError` subclass carrying ``code`` (the status code name),
+``message`` (the server's sentence) and ``node``.
+
+=========================  ===================  ==============================
+exception (server)         status               client exception
+=========================  ===================  ==============================
+no verified identity       UNAUTHENTICATED      :class:`Unauthenticated`
+caller not allowed         PERMISSION_DENIED    :class:`PermissionDenied`
+:class:`PolicyError`       PERMISSION_DENIED    :class:`PermissionDenied`
+InputError (spec, filter,  INVALID_ARGUMENT     :class:`InvalidRequest`
+column, range, config)
+:class:`SessionError`      NOT_FOUND /          :class:`SessionRejected`
+                           ALREADY_EXISTS /
+                           FAILED_PRECONDITION
+PeerFailure, ProtocolError ABORTED              :class:`NodeFailure`
+:class:`NodeFailed`        ABORTED / UNAVAILABLE :class:`NodeFailure`
+deadline passed            DEADLINE_EXCEEDED    :class:`DeadlineExceeded`
+node unreachable           UNAVAILABLE          :class:`Unavailable`
+anything else              INTERNAL             :class:`RemoteError`
+=========================  ===================  ==============================
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, NoReturn
+
+import grpc
+
+from smpc.errors import InputError, PeerFailure, ProtocolError, SmpcError
+
+__all__ = [
+    "FAILED_NODE_KEY",
+    "AuthError",
+    "ColumnRefused",
+    "DeadlineExceeded",
+    "InvalidRequest",
+    "NodeFailed",
+    "NodeFailure",
+    "PermissionDenied",
+    "PolicyError",
+    "RemoteError",
+    "SessionError",
+    "SessionRejected",
+    "Unauthenticated",
+    "Unavailable",
+    "abort",
+    "failed_node_of",
+    "from_rpc_error",
+    "status_of",
+    "transport_detail",
+]
+
+FAILED_NODE_KEY = "smpc-failed-node"
+
+log = logging.getLogger("smpc.errors")
+
+
+# ----------------------------------------------------------------------------- server side
+
+
+class PolicyError(InputError):
+    """A party's own policy refuses the request (analyst, cohort size): PERMISSION_DENIED."""
+
+
+class ColumnRefused(PolicyError):
+    """A requested column does not exist or the policy does not allow it: INVALID_ARGUMENT.
+
+    The two cases get the same answer, so a refusal does not reveal whether a
+    column the policy hides exists.
+    """
+
+
+class SessionError(SmpcError):
+    """A session id is unknown, closed, reused or expired.
+
+    ``code`` is the gRPC status to answer with.
+    """
+
+    def __init__(self, message: str, code: grpc.StatusCode = grpc.StatusCode.NOT_FOUND) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class AuthError(SmpcError):
+    """The caller is not authenticated (``code`` UNAUTHENTICATED) or not allowed."""
+
+    def __init__(self, message: str, code: grpc.StatusCode) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class NodeFailed(SmpcError):
+    """A named node failed while the coordinator ran a session (raised by the coordinator).
+
+    ``code`` is the status to report to the analyst; ``primary`` is False when
+    the failure was only reported by another node (e.g. "did not receive from X").
+    """
+
+    def __init__(
+        self, node: str, message: str, code: grpc.StatusCode = grpc.StatusCode.ABORTED,
+        primary: bool = True,
+    ) -> None:
+        super().__init__(message)
+        self.node = node
+        self.code = code
+        self.primary = primary
+
+
+def status_of(exc: BaseException, me: str = "") -> tuple[grpc.StatusCode, str, str | None]:
+    """``(status code, one-sentence message, node to blame or None)`` for an exception."""
+    if isinstance(exc, AuthError):
+        return exc.code, str(exc), None
+    if isinstance(exc, ColumnRefused):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc), me or None
+    if isinstance(exc, PolicyError):
+        return grpc.StatusCode.PERMISSION_DENIED, str(exc), me or None
+    if isinstance(exc, SessionError):
+        return exc.code, str(exc), None
+    if isinstance(exc, NodeFailed):
+        return exc.code, str(exc), exc.node
+    if isinstance(exc, PeerFailure):
+        return grpc.StatusCode.ABORTED, str(exc), exc.peer
+    if isinstance(exc, ProtocolError):
+        return grpc.StatusCode.ABORTED, str(exc), me or None
+    if isinstance(exc, InputError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc), me or None
+    if isinstance(exc, TimeoutError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc) or "deadline exceeded", me or None
+    log.error("unexpected %s in %s", type(exc).__name__, me or "handler", exc_info=exc)
+    where = f" in node {me!r}" if me else ""
+    return grpc.StatusCode.INTERNAL, f"internal error{where} ({type(exc).__name__})", me or None
+
+
+def abort(context: grpc.ServicerContext, exc: BaseException, me: str = "") -> NoReturn:
+    """End the current RPC with the status :func:`status_of` gives for ``exc``."""
+    code, message, node = status_of(exc, me)
+    if node:
+        context.set_trailing_metadata(((FAILED_NODE_KEY, node),))
+    context.abort(code, message)
+    raise AssertionError("unreachable")  # context.abort raises
+
+
+# ----------------------------------------------------------------------------- client side
+
+
+class RemoteError(SmpcError):
+    """An RPC failed. ``code``: gRPC status name; ``message``: the server's sentence;
+    ``node``: the node the failure is attributed to (or None)."""
+
+    def __init__(self, message: str, code: str = "UNKNOWN", node: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.node = node
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Unauthenticated(RemoteError):
+    """The server found no valid client certificate."""
+
+
+class PermissionDenied(RemoteError):
+    """The caller is not allowed (federation allow-list or a party's policy)."""
+
+
+class InvalidRequest(RemoteError, InputError):
+    """The request is malformed or names something that does not exist."""
+
+
+class SessionRejected(RemoteError):
+    """A session id was unknown, reused or already closed."""
+
+
+class NodeFailure(RemoteError):
+    """A node failed during the computation (``node`` names it); nothing was revealed."""
+
+
+class DeadlineExceeded(RemoteError):
+    """The computation did not finish within its deadline."""
+
+
+class Unavailable(RemoteError):
+    """A node (or the federation) could not be reached."""
+
+
+_BY_CODE: dict[grpc.StatusCode, type[RemoteError]] = {
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidRequest,
+    grpc.StatusCode.NOT_FOUND: SessionRejected,
+    grpc.StatusCode.ALREADY_EXISTS: SessionRejected,
+    grpc.StatusCode.FAILED_PRECONDITION: SessionRejected,
+    grpc.StatusCode.ABORTED: NodeFailure,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+}
+
+
+def failed_node_of(err: grpc.RpcError) -> str | None:
+    """The ``smpc-failed-node`` trailing metadata of a failed call, if any."""
+    try:
+        trailers: Any = err.trailing_metadata()  # type: ignore[attr-defined]
+    except Exception:  # not every RpcError carries metadata
+        return None
+    for key, value in trailers or ():
+        if key == FAILED_NODE_KEY:
+            return value if isinstance(value, str) else value.decode()
+    return None
+
+
+def from_rpc_error(err: grpc.RpcError, target: str = "") -> RemoteError:
+    """The :class:`RemoteError` for a failed call to ``target`` (a node name)."""
+    code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
+    details = err.details() if hasattr(err, "details") else None  # type: ignore[attr-defined]
+    node = failed_node_of(err)
+    message = details or code.name.lower()
+    if node is None:  # not an answer of our server: a transport-level failure
+        if code == grpc.StatusCode.UNAVAILABLE:
+            node = target or None
+            message = f"{target or 'the node'} is unreachable ({transport_detail(details)})"
+        elif code == grpc.StatusCode.DEADLINE_EXCEEDED and details == "Deadline Exceeded":
+            node = target or None
+            message = f"{target or 'the node'} did not answer before the deadline"
+    return _BY_CODE.get(code, RemoteError)(message, code.name, node)
+
+
+def transport_detail(details: str | None) -> str:
+    """A short, one-line form of gRPC's connection-failure details."""
+    if not details:
+        return "no connection"
+    text = " ".join(details.replace("(", " ").replace(")", " ").split())
+    for marker in ("Connection refused", "Connection reset by peer", "Socket closed",
+                   "Broken pipe", "handshake", "Handshake", "CERTIFICATE", "certificate"):
+        if marker in text:
+            return marker if marker[0].isupper() and " " in marker else text[-200:]
+    return text if len(text) <= 200 else text[:197] + "..."

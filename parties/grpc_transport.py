@@ -1,0 +1,404 @@
+"""The gRPC side of the runtime: mutual-TLS servers and channels, the access guard,
+the ``Node`` service (Health, Deliver) and :class:`GrpcTransport`.
+
+Guarantees:
+
+* **Mutual TLS only.** Servers are created by :func:`start_server` with
+  :func:`parties.tls.server_credentials` (a client without a certificate of
+  the federation CA fails the handshake) and bind only the configured host.
+  Channels (:class:`PeerChannels`) present the node's own certificate, trust
+  only the federation CA and pin the peer's *node name*
+  (``grpc.ssl_target_name_override``), so a certificate of another node is not
+  accepted as the peer we meant to reach.  Both set the gRPC message-size
+  limits explicitly (:func:`parties.wire.grpc_options`).
+* **Deny by default.** :class:`AccessGuard` wraps every method the server
+  serves: the caller's identity comes from its verified certificate
+  (:func:`parties.tls.peer_identity`) and must be allowed for that method by
+  the access table and the federation allow-list
+  (:meth:`parties.config.FederationConfig.authorize`).  A method missing from
+  the table is refused.  No verified identity -> UNAUTHENTICATED; not allowed
+  -> PERMISSION_DENIED.
+* ``Deliver`` accepts a payload only for an active session in which the caller
+  is a member, checks the header before buffering (:class:`parties.wire.Assembler`),
+  and refuses replays (:mod:`parties.sessions`).
+* :class:`GrpcTransport` gives the :class:`smpc.transport.Transport` semantics
+  across hosts: ``send`` is one ``Deliver`` call (failure -> PeerFailure naming
+  the recipient), ``recv`` waits on the session inbox until the session
+  deadline (-> PeerFailure naming the sender) or an abort.
+
+Wire capture (for tests and audits): if the environment variable
+``SMPC_WIRE_CAPTURE`` names a directory, every server appends the exact
+serialized bytes of every request message it receives and every response
+message it sends, on every method, to ``<dir>/<node>.wire``.  Since every RPC
+of a federation has one of its nodes as server, this records every
+application byte that crosses the wire (inside TLS).  Never enable it in
+production: it writes protocol messages (shares, ciphertexts) to disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import struct
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from parties import wire
+from parties._pb import smpc_pb2 as pb
+from parties._pb import smpc_pb2_grpc as pb_grpc
+from parties.config import FederationConfig, TLSFiles
+from parties.errors import AuthError, abort, from_rpc_error, status_of
+from parties.sessions import Session, SessionRegistry, Status
+from parties.tls import (
+    Identity,
+    channel_credentials,
+    channel_options,
+    peer_identity,
+    server_credentials,
+)
+from smpc import __version__
+from smpc.errors import PeerFailure, ProtocolError
+from smpc.transport import Payload, Transport
+
+__all__ = [
+    "CAPTURE_ENV",
+    "AccessGuard",
+    "GrpcTransport",
+    "NodeService",
+    "PeerChannels",
+    "caller",
+    "start_server",
+]
+
+log = logging.getLogger("smpc.grpc")
+
+CAPTURE_ENV = "SMPC_WIRE_CAPTURE"
+ANY_MEMBER = ("party", "coordinator", "dealer", "analyst")
+NODES = ("party", "coordinator", "dealer")
+NODE_ACCESS: dict[str, tuple[str, ...]] = {
+    "/smpc.v1.Node/Health": ANY_MEMBER,
+    "/smpc.v1.Node/Deliver": NODES,
+}
+
+
+# ----------------------------------------------------------------------------- capture
+
+
+class WireCapture:
+    """Appends framed raw message bytes to a file (see the module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._fh = os.fdopen(fd, "ab", buffering=0)
+
+    def record(self, direction: bytes, method: str, data: bytes) -> None:
+        m = method.encode()
+        frame = b"SMPCCAP" + direction + struct.pack("<HQ", len(m), len(data)) + m + data
+        with self._lock:
+            self._fh.write(frame)
+
+
+def _capture_for(name: str) -> WireCapture | None:
+    directory = os.environ.get(CAPTURE_ENV)
+    if not directory:
+        return None
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    log.warning("wire capture enabled: writing every message to %s", directory)
+    return WireCapture(Path(directory) / f"{name}.wire")
+
+
+# ------------------------------------------------------------------------------- guard
+
+
+def caller(context: grpc.ServicerContext) -> Identity:
+    """The verified identity of the caller (the guard has already authorised it)."""
+    ident = peer_identity(context)
+    if ident is None:  # not reachable behind AccessGuard
+        abort(context, AuthError("no verified client certificate",
+                                 grpc.StatusCode.UNAUTHENTICATED))
+    return ident
+
+
+class AccessGuard(grpc.ServerInterceptor):
+    """Checks the caller of every method against ``access`` and the federation.
+
+    ``access`` maps full method names (``/smpc.v1.Party/Prepare``) to the roles
+    allowed to call them; the caller must also be listed in the federation
+    config under its certificate name and role (and pinned fingerprint).
+    """
+
+    def __init__(
+        self, federation: FederationConfig, access: Mapping[str, tuple[str, ...]],
+        capture: WireCapture | None = None,
+    ) -> None:
+        self.federation = federation
+        self.access = dict(access)
+        self.capture = capture
+
+    def _check(self, context: grpc.ServicerContext, method: str) -> None:
+        roles = self.access.get(method)
+        ident = peer_identity(context)
+        if ident is None:
+            exc = AuthError("no verified federation certificate", grpc.StatusCode.UNAUTHENTICATED)
+        elif roles is None:
+            exc = AuthError(f"method {method} is not served", grpc.StatusCode.PERMISSION_DENIED)
+        elif self.federation.authorize(ident, roles) is None:
+            short = method.rsplit("/", 2)
+            what = f"{short[-2].split('.')[-1]}.{short[-1]}" if len(short) == 3 else method
+            exc = AuthError(
+                f"{ident.role} {ident.name!r} is not allowed to call {what} "
+                f"(allowed: {', '.join(roles)} listed in federation {self.federation.name!r})",
+                grpc.StatusCode.PERMISSION_DENIED,
+            )
+        else:
+            return
+        log.warning("refused %s from %s: %s", method,
+                    f"{ident.role}:{ident.name}" if ident else "unidentified caller", exc)
+        abort(context, exc)
+
+    def intercept_service(
+        self, continuation: Callable[[Any], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        guard = self
+
+        def wrap(behavior: Callable[..., Any]) -> Callable[..., Any]:
+            def checked(request: Any, context: grpc.ServicerContext) -> Any:
+                guard._check(context, method)
+                return behavior(request, context)
+            return checked
+
+        deser, ser = handler.request_deserializer, handler.response_serializer
+        if self.capture is not None:
+            deser, ser = self._capturing(method, deser, ser)
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary), deser, ser)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(wrap(handler.unary_stream), deser, ser)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(wrap(handler.stream_unary), deser, ser)
+        return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream), deser, ser)
+
+    def _capturing(
+        self, method: str, deser: Callable[[bytes], Any] | None,
+        ser: Callable[[Any], bytes] | None,
+    ) -> tuple[Callable[[bytes], Any], Callable[[Any], bytes]]:
+        cap = self.capture
+        assert cap is not None
+
+        def d(data: bytes) -> Any:
+            cap.record(b"<", method, data)
+            return deser(data) if deser else data
+
+        def s(msg: Any) -> bytes:
+            data = ser(msg) if ser else msg
+            cap.record(b">", method, data)
+            return data
+
+        return d, s
+
+
+# ------------------------------------------------------------------------------ server
+
+
+def start_server(
+    *,
+    name: str,
+    federation: FederationConfig,
+    tls: TLSFiles,
+    host: str,
+    port: int,
+    access: Mapping[str, tuple[str, ...]],
+    register: Iterable[Callable[[grpc.Server], None]],
+    max_workers: int = 64,
+) -> tuple[grpc.Server, int]:
+    """Start a mutual-TLS gRPC server on ``host:port`` with the access guard.
+
+    ``register`` adds the servicers.  Returns the server and the bound port.
+    Raises OSError naming the address if it cannot listen.
+    """
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    _check_bindable(name, host, port, address)
+    guard = AccessGuard(federation, access, _capture_for(name))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"rpc-{name}"),
+        interceptors=[guard],
+        options=wire.grpc_options([("grpc.so_reuseport", 0)]),
+    )
+    for reg in register:
+        reg(server)
+    creds = server_credentials(tls.cert, tls.key, tls.ca)
+    try:
+        bound = server.add_secure_port(address, creds)
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        raise OSError(f"{name} cannot listen on {address} (address in use or not local)")
+    server.start()
+    return server, bound
+
+
+def _check_bindable(name: str, host: str, port: int, address: str) -> None:
+    """Fail with one clear sentence (before gRPC logs its own) if the port is taken."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise OSError(f"{name} cannot listen on {address}: {exc.strerror}") from None
+
+
+# ------------------------------------------------------------------------------ Node
+
+
+class NodeService(pb_grpc.NodeServicer):
+    """``Node.Health`` and ``Node.Deliver`` over a node's session registry."""
+
+    def __init__(self, name: str, role: str, federation: FederationConfig,
+                 registry: SessionRegistry) -> None:
+        self.name = name
+        self.role = role
+        self.federation = federation
+        self.registry = registry
+
+    def Health(self, request: pb.HealthRequest, context: grpc.ServicerContext
+               ) -> pb.HealthResponse:
+        """Always answers (no lock held by a computation): name, role, session counts."""
+        return pb.HealthResponse(
+            name=self.name, role=self.role, federation=self.federation.name,
+            version=__version__, active_sessions=self.registry.count(),
+            running_sessions=self.registry.running(),
+        )
+
+    def Deliver(self, request_iterator: Iterable[pb.Chunk], context: grpc.ServicerContext
+                ) -> pb.DeliverAck:
+        """Store one payload from the (certificate-identified) sender into its session."""
+        sender = caller(context).name
+        state: dict[str, Session] = {}
+
+        def check(header: pb.PayloadHeader) -> None:
+            s = self.registry.get(header.session_id)
+            s.check_sender(sender)
+            state["s"] = s
+
+        failure: BaseException | None = None
+        try:
+            asm = wire.Assembler(session_check=check)
+            for chunk in request_iterator:
+                asm.add(chunk)
+            header, payload = asm.finish()
+            state["s"].deliver(sender, header.tag, payload)
+        except Exception as exc:  # mapped to a status below
+            failure = exc
+        if failure is not None:
+            code, _msg, _node = status_of(failure, self.name)
+            log.warning("refused a payload from %s: %s (%s)", sender, failure, code.name)
+            abort(context, failure)
+        return pb.DeliverAck(bytes_received=header.total_bytes)
+
+
+# --------------------------------------------------------------------------- channels
+
+
+class PeerChannels:
+    """One mutual-TLS channel per peer node, reused across sessions.
+
+    The peer's address comes from the federation config; its certificate must
+    name it (pinned with ``ssl_target_name_override``).
+    """
+
+    def __init__(self, federation: FederationConfig, tls: TLSFiles) -> None:
+        self.federation = federation
+        self._creds = channel_credentials(tls.cert, tls.key, tls.ca)
+        self._lock = threading.Lock()
+        self._channels: dict[str, grpc.Channel] = {}
+
+    def channel(self, name: str) -> grpc.Channel:
+        """The channel to node ``name`` (KeyError if it is not in the federation)."""
+        with self._lock:
+            ch = self._channels.get(name)
+            if ch is None:
+                entry = self.federation.node(name)
+                ch = grpc.secure_channel(
+                    entry.address, self._creds,
+                    options=channel_options(name, wire.grpc_options()),
+                )
+                self._channels[name] = ch
+            return ch
+
+    def node(self, name: str) -> pb_grpc.NodeStub:
+        return pb_grpc.NodeStub(self.channel(name))
+
+    def party(self, name: str) -> pb_grpc.PartyStub:
+        return pb_grpc.PartyStub(self.channel(name))
+
+    def dealer(self, name: str) -> pb_grpc.DealerStub:
+        return pb_grpc.DealerStub(self.channel(name))
+
+    def close(self) -> None:
+        with self._lock:
+            for ch in self._channels.values():
+                ch.close()
+            self._channels.clear()
+
+
+# ------------------------------------------------------------------------- transport
+
+Route = Callable[[str, Payload], None]
+
+
+class GrpcTransport(Transport):
+    """One node's channels in one session (see the module docstring).
+
+    ``routes`` maps node names that are not gRPC servers (the analyst on the
+    coordinator's Compute stream) to a function ``(tag, payload)`` that
+    forwards the payload; what they send back is put in the session inbox by
+    whoever reads their stream.
+    """
+
+    def __init__(self, session: Session, peers: PeerChannels,
+                 routes: Mapping[str, Route] | None = None) -> None:
+        super().__init__(session.me)
+        self.session = session
+        self.peers = peers
+        self.routes = dict(routes or {})
+
+    def _send(self, to: str, tag: str, payload: Payload) -> None:
+        s = self.session
+        if to not in s.members:
+            raise ProtocolError(f"{self.me} tried to send {tag!r} to {to!r}, not a session member")
+        if s.status == Status.ABORTED:
+            raise PeerFailure(s.failed_node or to,
+                              f"session aborted before {self.me} sent {tag!r}: {s.abort_reason}")
+        route = self.routes.get(to)
+        if route is not None:
+            route(tag, payload)
+            return
+        timeout = s.remaining()
+        if timeout <= 0:
+            raise PeerFailure(to, f"the session deadline passed before {self.me} sent {tag!r}")
+        try:
+            self.peers.node(to).Deliver(wire.chunks(s.id, tag, payload), timeout=timeout)
+        except grpc.RpcError as err:
+            remote = from_rpc_error(err, to)
+            raise PeerFailure(
+                to, f"{self.me} could not deliver {tag!r} to {to}: {remote.message}"
+            ) from None
+
+    def _recv(self, sender: str, tag: str) -> Payload:
+        return self.session.wait_message(sender, tag)

@@ -1,0 +1,285 @@
+"""Every statistic on both backends, a filter, and both inference kinds, over real node
+processes (mutual TLS on loopback), compared with numpy on the pooled plaintext.
+
+Tolerances (3 parties, ~375 rows, values 15-250):
+
+* ``ss`` (fixed point, f=16 for sums, f=24 for centred moments): counts and
+  histogram counts exact; sums within 3 * 2^-17 per value; moments within
+  1e-6 relative (README: sums exact to 2.3e-5, variances to 9e-8).
+* ``ckks`` (aggregate preset): every released sum carries the key holder's
+  flooding noise, std 0.0081 (smpc.ckks.KeyHolder.release), so sums are
+  within 0.1, means within 1e-3, (co)variances within 0.15, correlations
+  within 2e-3, linear-regression slopes within 1e-2 and the intercept within
+  0.5; counts are exact after rounding.
+* quantiles: within one bin width ((hi - lo) / resolution) of numpy's
+  inverted-CDF quantile, two on ckks (a noisy count can move the boundary bin).
+* inference: ``ss`` within the encoding bound of smpc.linear
+  ((||w||_1 + ||x||_1) * 2^-17 + (d+1) * 2^-34 per logit); ``ckks`` within six
+  standard deviations of the model owner's flooding noise
+  (smpc.linear.model_flood_std) per logit; probabilities inherit the logit
+  bound (the sigmoid is 1/4-Lipschitz).
+"""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from parties import federation
+from parties.client import InvalidRequest, PermissionDenied
+from smpc import linear
+from smpc.stats import StatSpec
+
+from .conftest import HOSPITALS
+
+BACKENDS = ("ss", "ckks")
+
+
+def close(got, want, atol, rtol=0.0):
+    got, want = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    err = np.abs(got - want)
+    assert np.all(err <= atol + rtol * np.abs(want)), f"max error {err.max():.3g} > {atol}"
+
+
+TOL = {  # backend -> statistic -> (atol, rtol)
+    "ss": {"sum": (1e-4, 0), "mean": (1e-6, 0), "var": (1e-5, 1e-7), "std": (1e-6, 1e-7),
+           "cov": (1e-5, 1e-7), "corr": (1e-7, 0), "slope": (1e-6, 0), "intercept": (1e-5, 0)},
+    "ckks": {"sum": (0.1, 0), "mean": (1e-3, 0), "var": (0.15, 0), "std": (0.01, 0),
+             "cov": (0.15, 0), "corr": (2e-3, 0), "slope": (1e-2, 0), "intercept": (0.5, 0)},
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_count(fed, backend):
+    r = fed.client.compute(StatSpec("count", ("age",), backend=backend))
+    assert r.value == len(fed.pooled(["age"])) == 375
+    assert r.backend == backend
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sum_and_mean(fed, backend):
+    cols = ("age", "bmi", "sbp")
+    X = fed.pooled(cols)
+    r = fed.client.compute(StatSpec("sum", cols, backend=backend))
+    close(r.value, X.sum(axis=0), *TOL[backend]["sum"])
+    r = fed.client.compute(StatSpec("mean", cols, backend=backend))
+    close(r.value, X.mean(axis=0), *TOL[backend]["mean"])
+    assert r.n == len(X)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_var_and_std(fed, backend):
+    X = fed.pooled(("sbp", "chol"))
+    r = fed.client.compute(StatSpec("var", ("sbp", "chol"), backend=backend))
+    close(r.value, X.var(axis=0, ddof=1), *TOL[backend]["var"])
+    close(r.details["mean"], X.mean(axis=0), *TOL[backend]["mean"])
+    r = fed.client.compute(StatSpec("std", ("sbp", "chol"), backend=backend, ddof=0))
+    close(r.value, X.std(axis=0, ddof=0), *TOL[backend]["std"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cov_and_corr(fed, backend):
+    cols = ("age", "bmi", "sbp", "chol")
+    X = fed.pooled(cols)
+    r = fed.client.compute(StatSpec("cov", cols, backend=backend))
+    close(r.value, np.cov(X.T, ddof=1), *TOL[backend]["cov"])
+    r = fed.client.compute(StatSpec("corr", cols, backend=backend))
+    close(r.value, np.corrcoef(X.T), *TOL[backend]["corr"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_histogram(fed, backend):
+    edges = (20, 30, 40, 50, 60, 70, 80, 90)
+    r = fed.client.compute(StatSpec("histogram", ("age", "bmi"), edges=edges, backend=backend))
+    X = fed.pooled(("age", "bmi"))
+    for j in range(2):
+        counts, _ = np.histogram(X[:, j], bins=edges)
+        assert r.value[j] == counts.tolist()  # exact on both backends
+        assert r.details["below"][j] == int((X[:, j] < edges[0]).sum())
+        assert r.details["above"][j] == int((X[:, j] > edges[-1]).sum())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_quantiles(fed, backend):
+    probs = (0.1, 0.25, 0.5, 0.9)
+    spec = StatSpec("quantiles", ("sbp",), probabilities=probs, bounds=(80, 220),
+                    resolution=1024, backend=backend)
+    r = fed.client.compute(spec)
+    want = np.quantile(fed.pooled(("sbp",))[:, 0], probs, method="inverted_cdf")
+    width = 140 / 1024
+    close(r.value[0], want, width * (1 if backend == "ss" else 2))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_linear_regression(fed, backend):
+    X = fed.pooled(("age", "bmi", "sbp"))
+    A = np.column_stack([X[:, :2], np.ones(len(X))])
+    coef, *_ = np.linalg.lstsq(A, X[:, 2], rcond=None)
+    r = fed.client.compute(StatSpec("linreg", ("age", "bmi"), target="sbp", backend=backend))
+    close(r.value["coefficients"], coef[:2], *TOL[backend]["slope"])
+    close(r.value["intercept"], coef[2], *TOL[backend]["intercept"])
+    resid = X[:, 2] - A @ coef
+    close(r.details["r2"], 1 - resid.var() / X[:, 2].var(), 1e-3)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_where_filter(fed, backend):
+    where = "age > 45 and (sex == 'F' or bmi >= 30)"
+
+    def mask(d):
+        return (d["age"] > 45) & ((d["sex"] == "F") | (d["bmi"] >= 30))
+
+    X = fed.pooled(("bmi", "sbp"), mask=mask)
+    assert 40 < len(X) < 300  # the filter really filters
+    r = fed.client.compute(StatSpec("count", ("bmi",), backend=backend), where=where)
+    assert r.value == len(X)
+    r = fed.client.compute(StatSpec("var", ("bmi", "sbp"), backend=backend), where=where)
+    close(r.details["mean"], X.mean(axis=0), *TOL[backend]["mean"])
+    close(r.value, X.var(axis=0, ddof=1), *TOL[backend]["var"])
+
+
+def test_a_subset_of_parties(fed):
+    r = fed.client.compute(StatSpec("mean", ("age",)), parties=HOSPITALS[:2])
+    close(r.value, fed.pooled(("age",), parties=HOSPITALS[:2]).mean(axis=0), 1e-6)
+
+
+def read_predictions(path):
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    return (np.array([int(r["row"]) for r in rows]),
+            np.array([float(r["prediction"]) for r in rows]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("model_name", ["risk", "cost"])
+def test_inference(fed, backend, model_name):
+    model = fed.models[model_name]
+    p = fed.client.predict("hospital-b", "insurer", model=model_name, where="age >= 40",
+                           backend=backend)
+    d = fed.data["hospital-b"]
+    selected = np.flatnonzero(d["age"] >= 40)
+    assert p.data_owner == "hospital-b" and p.kind == model.kind and p.backend == backend
+    assert p.n_predictions == len(selected)
+    # the values are on the data owner's host only; the analyst got count and path
+    out = federation.Layout(fed.directory).outputs("hospital-b")
+    assert str(out) in p.output_path
+    rows, preds = read_predictions(p.output_path)
+    assert np.array_equal(rows, selected + 1)
+    X = np.column_stack([d[f] for f in model.features])[selected]
+    want = model.predict_plain(X)
+    if backend == "ss":
+        tol = (np.abs(model.weights).sum() + np.abs(X).sum(axis=1)) * 2.0**-17 \
+            + (X.shape[1] + 1) * 2.0**-34
+    else:
+        spec = linear.InferenceSpec(model.kind, len(X), X.shape[1], backend="ckks")
+        tol = 6 * linear.model_flood_std(spec) + 1e-6
+    assert np.all(np.abs(preds - want) <= tol)
+    if model.kind == "logistic":
+        assert np.all((preds > 0) & (preds < 1))
+
+
+def test_describe_lists_columns_and_model_metadata_only(fed):
+    info = fed.client.describe()
+    assert set(info.parties) == {*HOSPITALS, "insurer"}
+    assert info.parties["hospital-a"].columns == ("age", "bmi", "sbp", "chol", "sex")
+    models = {m.name: m for m in info.parties["insurer"].models}
+    assert models["risk"].kind == "logistic" and models["risk"].features == ("age", "bmi", "sbp")
+    assert models["cost"].features == ("age", "bmi", "sbp", "chol")
+    assert not hasattr(models["risk"], "coefficients")
+
+
+def test_clear_errors_for_bad_requests(fed):
+    with pytest.raises(InvalidRequest, match="no column 'weight'") as e:
+        fed.client.compute(StatSpec("mean", ("weight",)))
+    assert e.value.node in HOSPITALS
+    with pytest.raises(InvalidRequest, match="position"):
+        fed.client.compute(StatSpec("mean", ("age",)), where="age >> 3")
+    with pytest.raises(PermissionDenied, match="minimum cohort"):
+        fed.client.compute(StatSpec("mean", ("age",)), where="age > 94.9")
+    with pytest.raises(InvalidRequest, match="outside the range") as e:
+        fed.client.predict("hospital-a", "insurer", model="cost", feature_bound=50)
+    assert e.value.node == "hospital-a"
+    assert not any(ch.isdigit() for ch in str(e.value).replace("hospital-a", ""))  # no value
+    with pytest.raises(InvalidRequest, match="unknown party"):
+        fed.client.compute(StatSpec("mean", ("age",)), parties=["hospital-a", "nowhere"])
+
+
+def test_health_and_no_session_left_behind(fed):
+    fed.client.compute(StatSpec("mean", ("age",), backend="ckks"))
+    nodes = fed.client.health()
+    assert {n.name for n in nodes} == {"coordinator", *HOSPITALS, "insurer"}
+    assert all(n.ok for n in nodes)
+    assert all(n.active_sessions == 0 for n in nodes), nodes
+
+
+@pytest.mark.parametrize("module", ["parties.node", "parties.coordinator", "parties.dealer"])
+def test_startup_errors_are_one_line(tmp_path, module):
+    import subprocess
+    import sys
+
+    missing = tmp_path / "nope.json"
+    p = subprocess.run([sys.executable, "-m", module, "--config", str(missing)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nope.json" in lines[0] and "Traceback" not in p.stderr
+
+
+def test_a_port_in_use_is_one_line(fed):
+    import subprocess
+    import sys
+
+    cfg = federation.Layout(fed.directory).config("hospital-a")  # already running
+    p = subprocess.run([sys.executable, "-m", "parties.node", "--config", str(cfg)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("smpc party: hospital-a cannot listen on")
+    assert "in use" in lines[0]
+
+
+def test_status_reports_every_running_node(fed):
+    nodes = {n.name: n for n in federation.status(fed.directory)}
+    assert set(nodes) == {"coordinator", *HOSPITALS, "insurer"}
+    assert all(n.alive and n.pid for n in nodes.values())
+
+
+def test_federation_files_and_permissions(fed):
+    import stat
+
+    lay = federation.Layout(fed.directory)
+
+    def mode(p):
+        return stat.S_IMODE(p.stat().st_mode)
+
+    assert mode(lay.ca_key) == 0o600 and mode(lay.analyst_key) == 0o600
+    for n in ("coordinator", *HOSPITALS, "insurer"):
+        assert mode(lay.node_dir(n) / "key.pem") == 0o600
+        assert lay.config(n).is_file() and lay.log(n).is_file() and lay.pid_file(n).is_file()
+    assert {p.name for p in lay.models("insurer").iterdir()} == {"risk.json", "cost.json"}
+    assert all(mode(p) == 0o600 for p in lay.models("insurer").iterdir())
+    fedcfg = lay.federation()
+    assert all(n.host == "127.0.0.1" and n.fingerprint for n in fedcfg.nodes)
+    assert [a.name for a in fedcfg.analysts] == ["analyst"]
+    for n in ("coordinator", *HOSPITALS):  # logs never carry values
+        text = lay.log(n).read_text()
+        assert not any(t in text for t in fed.csv_text["hospital-a"][:50])
+
+
+def test_up_names_a_node_that_does_not_start(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "Site B.csv"
+    for p in (a, b):
+        p.write_text("x\n" + "\n".join(str(i + 0.5) for i in range(20)) + "\n")
+    d = tmp_path / "fed"
+    lay = federation.init_federation(d, [a, b])
+    assert lay.parties() == ["a", "site-b"]
+    b.unlink()  # the party's data file disappears before start-up
+    with pytest.raises(federation.FederationError, match="site-b") as e:
+        federation.up(d, timeout=30)
+    assert "does not exist" in str(e.value)
+    assert not any(n.alive for n in federation.status(d))  # what it started was stopped
+    with pytest.raises(federation.FederationError, match="already holds a federation"):
+        federation.init_federation(d, [a, a])
