@@ -1,45 +1,409 @@
 """The ``smpc`` command line.
 
-Every error a person can cause (bad arguments, unreadable or malformed data,
-out-of-range values) ends the command with one line on stderr and a non-zero
-exit status, never a traceback.
+Every error a person can cause -- bad arguments, an unknown column, an
+unreachable federation, out-of-range values, a refusal by a party's policy --
+ends the command with one line on stderr and a non-zero exit status, never a
+traceback.  ``--json`` prints machine-readable results on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from smpc.errors import SmpcError
+
+STATISTICS = ("count", "sum", "mean", "var", "std", "cov", "corr", "histogram", "quantiles",
+              "linreg")
+
+
+class CliError(SmpcError):
+    """A usage problem found after parsing (one line, exit status 2)."""
+
+
+# ------------------------------------------------------------------------------ parsing
+
+
+def _model_arg(text: str) -> tuple[str, Path]:
+    party, sep, path = text.partition("=")
+    if not sep or not party or not path:
+        raise argparse.ArgumentTypeError(f"expected PARTY=model.json, got {text!r}")
+    return party, Path(path)
+
+
+def _clip_arg(text: str) -> tuple[str, tuple[float, float]]:
+    column, sep, rng = text.partition("=")
+    lo, sep2, hi = rng.partition(":")
+    try:
+        if not (sep and sep2 and column):
+            raise ValueError
+        return column, (float(lo), float(hi))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected COLUMN=LO:HI, got {text!r}") from None
+
+
+def _add_privacy_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("differential privacy (distributed noise, charged to each "
+                             "party's budget)")
+    g.add_argument("--epsilon", type=float, help="epsilon of the (epsilon, delta) guarantee")
+    g.add_argument("--delta", type=float, help="delta of the guarantee (with --epsilon)")
+    g.add_argument("--rho", type=float, help="zero-concentrated DP budget instead of epsilon")
+    g.add_argument("--clip", type=_clip_arg, action="append", default=[], metavar="COL=LO:HI",
+                   help="public clipping bounds of a column (repeat per column)")
+    g.add_argument("--min-honest", type=int,
+                   help="parties whose noise must stay secret for the full guarantee")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smpc", description="Secure multi-party and homomorphic joint computation.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="a tour of secure statistics and inference, "
-                                       "next to the plaintext answers")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="a tour of secure statistics and inference on a local "
+                                       "federation, next to the plaintext answers")
     demo.add_argument("--data", nargs="+", type=Path, metavar="CSV",
                       help="one data file per party (default: generated sample hospitals)")
+    demo.add_argument("--simulated", action="store_true",
+                      help="run the protocols among parties simulated in this process "
+                           "instead of real nodes")
+    demo.set_defaults(func=_cmd_demo)
+
+    fed = sub.add_parser("federation", help="create, start and stop a local federation")
+    fsub = fed.add_subparsers(dest="action", required=True, metavar="ACTION")
+    init = fsub.add_parser("init", help="CA, certificates and configs for one party per file")
+    init.add_argument("directory", type=Path)
+    init.add_argument("--data", nargs="+", type=Path, required=True, metavar="FILE")
+    init.add_argument("--model", type=_model_arg, action="append", default=[],
+                      metavar="PARTY=model.json", help="a model owned by a party (repeatable)")
+    init.add_argument("--names", nargs="+", help="party names (default: the file stems)")
+    init.add_argument("--name", default="smpc-local", help="the federation's name")
+    init.add_argument("--analyst", default="analyst", help="the analyst identity to create")
+    init.add_argument("--min-cohort", type=int, default=10, help="parties' minimum cohort")
+    init.add_argument("--separate-dealer", action="store_true",
+                      help="run the dealer as its own node instead of the coordinator")
+    init.add_argument("--force", action="store_true", help="replace an existing federation")
+    init.set_defaults(func=_cmd_federation_init)
+    for action, helptext, func in (("up", "start every node in the background", _cmd_up),
+                                   ("down", "stop every node", _cmd_down),
+                                   ("status", "which nodes run and answer", _cmd_status)):
+        p = fsub.add_parser(action, help=helptext)
+        p.add_argument("directory", type=Path)
+        if action == "up":
+            p.add_argument("--timeout", type=float, default=60.0)
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
+
+    for role in ("party", "coordinator", "dealer"):
+        p = sub.add_parser(role, help=f"run one {role} node")
+        rsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+        start = rsub.add_parser("start", help="in the foreground (for real deployments)")
+        start.add_argument("--config", required=True, type=Path)
+        start.add_argument("--log-level", default="INFO")
+        start.set_defaults(func=_cmd_start_node, role=role)
+
+    certs = sub.add_parser("certs", help="a federation CA and node certificates")
+    csub = certs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ca = csub.add_parser("ca", help="create a federation CA (key written 0600)")
+    ca.add_argument("directory", type=Path)
+    ca.add_argument("--federation", required=True, help="the federation's name")
+    ca.add_argument("--days", type=int, default=3650)
+    ca.set_defaults(func=_cmd_certs_ca)
+    issue = csub.add_parser("issue", help="issue a node or analyst certificate from the CA")
+    issue.add_argument("directory", type=Path, help="the CA's directory (ca.pem, ca.key)")
+    issue.add_argument("--name", required=True)
+    issue.add_argument("--role", required=True,
+                       choices=("party", "coordinator", "dealer", "analyst"))
+    issue.add_argument("--address", action="append", default=[], help="IP address (repeat)")
+    issue.add_argument("--dns", action="append", default=[], help="DNS name (repeat)")
+    issue.add_argument("--days", type=int, default=365)
+    issue.add_argument("--out", type=Path, help="output directory (default: the CA's)")
+    issue.set_defaults(func=_cmd_certs_issue)
+
+    run = sub.add_parser("run", help="a joint statistic, as the federation's analyst")
+    run.add_argument("statistic", choices=STATISTICS)
+    run.add_argument("columns", nargs="+", metavar="COLUMN")
+    run.add_argument("--federation", required=True, type=Path)
+    run.add_argument("--backend", choices=("ss", "ckks"), default="ss")
+    run.add_argument("--where", help="row filter, e.g. \"age >= 40 and bmi < 30\"")
+    run.add_argument("--target", help="linreg: the response column")
+    run.add_argument("--edges", nargs="+", type=float, help="histogram: public bin edges")
+    run.add_argument("--probs", nargs="+", type=float, default=[0.25, 0.5, 0.75],
+                     help="quantiles: probabilities")
+    run.add_argument("--bounds", nargs=2, type=float, metavar=("LO", "HI"),
+                     help="quantiles: public bounds of the fine histogram")
+    run.add_argument("--resolution", type=int, default=1024, help="quantiles: bins")
+    run.add_argument("--parties", nargs="+", help="parties taking part (default: all)")
+    run.add_argument("--ddof", type=int, default=1, choices=(0, 1))
+    run.add_argument("--frac-bits", type=int, default=16, help="ss fixed-point bits")
+    run.add_argument("--timeout", type=float, default=120.0)
+    run.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_privacy_options(run)
+    run.set_defaults(func=_cmd_run)
+
+    pred = sub.add_parser("predict", help="one party's model on another party's features")
+    pred.add_argument("--federation", required=True, type=Path)
+    pred.add_argument("--data-owner", required=True)
+    pred.add_argument("--model-owner", required=True)
+    pred.add_argument("--model", help="the model's name, if the owner has several")
+    pred.add_argument("--backend", choices=("ss", "ckks"), default="ss")
+    pred.add_argument("--where")
+    pred.add_argument("--output", choices=("prediction", "logit", "encrypted-sigmoid"),
+                      default="prediction")
+    pred.add_argument("--feature-bound", type=float, help="public bound on |feature|")
+    pred.add_argument("--timeout", type=float, default=120.0)
+    pred.add_argument("--json", action="store_true")
+    pred.set_defaults(func=_cmd_predict)
+
+    _add_optional_commands(sub)
     return parser
+
+
+def _add_optional_commands(sub: Any) -> None:
+    """Command groups that live in their own modules."""
+    try:
+        from parties.audit_cli import add_audit_parser
+    except ImportError:  # built with issue 4; absent in older checkouts
+        pass
+    else:
+        add_audit_parser(sub)
+    bench = sub.add_parser("bench", help="benchmarks of the ciphertext math and the protocols",
+                           add_help=False)
+    bench.add_argument("args", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=_cmd_bench)
+
+
+# ------------------------------------------------------------------------------ commands
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from parties import demo
+
+    rows = demo.simulated_demo(args.data) if args.simulated else demo.federation_demo(args.data)
+    return 0 if all(r["within_tolerance"] for r in rows) else 1
+
+
+def _cmd_federation_init(args: argparse.Namespace) -> int:
+    from parties import federation
+
+    models: dict[str, list[Path]] = {}
+    for party, path in args.model:
+        models.setdefault(party, []).append(path)
+    lay = federation.init_federation(
+        args.directory, args.data, models=models or None, names=args.names,
+        federation_name=args.name, analyst=args.analyst, min_cohort_size=args.min_cohort,
+        separate_dealer=args.separate_dealer, overwrite=args.force)
+    print(f"federation {args.name!r} created in {lay.directory}: "
+          f"{len(lay.parties())} parties ({', '.join(lay.parties())}); "
+          f"start it with: smpc federation up {args.directory}")
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from parties import federation
+
+    started = federation.up(args.directory, args.timeout)
+    _emit(args, {"started": started},
+          f"{len(started)} node(s) up: {', '.join(started)}" if started
+          else "every node was already running")
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    from parties import federation
+
+    stopped = federation.down(args.directory)
+    _emit(args, {"stopped": stopped},
+          f"{len(stopped)} node(s) stopped" if stopped else "no node was running")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from parties import federation
+
+    rows = federation.status(args.directory)
+    doc = [{"name": r.name, "role": r.role, "address": r.address, "pid": r.pid,
+            "running": r.alive}
+           for r in rows]
+    text = "\n".join(f"{r['name']:20} {r['role']:12} {r['address']:22} "
+                     + (f"running (pid {r['pid']})" if r["running"] else "stopped")
+                     for r in doc)
+    _emit(args, doc, text)
+    return 0 if all(r["running"] for r in doc) else 1
+
+
+def _cmd_start_node(args: argparse.Namespace) -> int:
+    import importlib
+
+    module = {"party": "parties.node", "coordinator": "parties.coordinator",
+              "dealer": "parties.dealer"}[args.role]
+    return int(importlib.import_module(module).main(
+        ["--config", str(args.config), "--log-level", args.log_level]))
+
+
+def _cmd_certs_ca(args: argparse.Namespace) -> int:
+    from parties import tls
+
+    args.directory.mkdir(parents=True, exist_ok=True)
+    ca = tls.create_ca(args.federation, valid_days=args.days)
+    tls.save_ca(ca, args.directory / "ca.pem", args.directory / "ca.key")
+    print(f"CA of federation {args.federation!r}: {args.directory / 'ca.pem'} "
+          f"(key {args.directory / 'ca.key'}, mode 0600: keep it offline)")
+    return 0
+
+
+def _cmd_certs_issue(args: argparse.Namespace) -> int:
+    from parties import tls
+
+    ca = tls.load_ca(args.directory / "ca.pem", args.directory / "ca.key")
+    cert, key = tls.issue_node_certificate(ca, args.name, args.role, addresses=args.address,
+                                           dns_names=args.dns, valid_days=args.days)
+    out = args.out or args.directory
+    out.mkdir(parents=True, exist_ok=True)
+    tls.save_node_credentials(cert, key, out / f"{args.name}.pem", out / f"{args.name}.key")
+    print(f"{args.role} {args.name!r}: {out / (args.name + '.pem')} "
+          f"(fingerprint {tls.fingerprint(cert)})")
+    return 0
+
+
+def _privacy(args: argparse.Namespace) -> Any:
+    from smpc import dp
+
+    if args.epsilon is None and args.rho is None:
+        if args.delta is not None or args.clip or args.min_honest is not None:
+            raise CliError("differential privacy needs --epsilon (with --delta) or --rho")
+        return None
+    return dp.DPRequest(epsilon=args.epsilon, delta=args.delta, rho=args.rho,
+                        bounds=dict(args.clip), min_honest=args.min_honest)
+
+
+def _spec_from_args(args: argparse.Namespace) -> Any:
+    from smpc.stats import StatSpec
+
+    extra: dict[str, Any] = {}
+    if args.statistic == "linreg":
+        extra["target"] = args.target
+    elif args.target:
+        raise CliError("--target is for linreg only")
+    if args.statistic == "histogram":
+        extra["edges"] = tuple(args.edges or ())
+    if args.statistic == "quantiles":
+        extra.update(probabilities=tuple(args.probs), resolution=args.resolution,
+                     bounds=tuple(args.bounds) if args.bounds else None)
+    return StatSpec(args.statistic, tuple(args.columns), backend=args.backend, ddof=args.ddof,
+                    frac_bits=args.frac_bits, dp=_privacy(args), **extra)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from parties.client import Client
+
+    spec = _spec_from_args(args)
+    with Client(args.federation, timeout=args.timeout) as client:
+        result = client.compute(spec, args.where, parties=args.parties)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(format_result(result))
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from parties.client import Client
+
+    with Client(args.federation, timeout=args.timeout) as client:
+        p = client.predict(args.data_owner, args.model_owner, model=args.model,
+                           where=args.where, backend=args.backend, output=args.output,
+                           feature_bound=args.feature_bound)
+    doc = {"session_id": p.session_id, "data_owner": p.data_owner,
+           "n_predictions": p.n_predictions, "output_path": p.output_path, "kind": p.kind,
+           "backend": p.backend}
+    _emit(args, doc, f"{p.n_predictions} {p.kind} predictions ({p.backend}) revealed only to "
+                     f"{p.data_owner}, stored on its host at {p.output_path}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        from benchmarks.cli import main as bench_main
+    except ImportError:
+        raise CliError("the benchmark suite is not installed with this copy of smpc "
+                       "(run from a source checkout: pip install -e '.[bench]')") from None
+    return int(bench_main(args.args))
+
+
+# ------------------------------------------------------------------------------ output
+
+
+def _emit(args: argparse.Namespace, doc: Any, text: str) -> None:
+    print(json.dumps(doc, indent=2) if getattr(args, "json", False) else text)
+
+
+def _num(v: Any) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def format_result(result: Any) -> str:
+    """A statistic's result as a few readable lines."""
+    lines = [f"{result.statistic} over {_num(result.n)} rows ({result.backend})"]
+    cols = result.columns
+    value = result.value
+    if result.statistic == "count":
+        lines.append(f"  count = {value}")
+    elif result.statistic in ("sum", "mean", "var", "std"):
+        lines += [f"  {c} = {_num(v)}" for c, v in zip(cols, value, strict=True)]
+    elif result.statistic in ("cov", "corr"):
+        width = max(len(c) for c in cols)
+        lines.append(" " * (width + 2) + "  ".join(f"{c:>12}" for c in cols))
+        lines += [f"  {c:>{width}}" + "".join(f"  {_num(v):>12}" for v in row)
+                  for c, row in zip(cols, value, strict=True)]
+    elif result.statistic == "histogram":
+        edges = result.details["edges"]
+        for c, counts, below, above in zip(cols, value, result.details["below"],
+                                           result.details["above"], strict=True):
+            lines.append(f"  {c}: below {edges[0]:g}: {below}, above {edges[-1]:g}: {above}")
+            lines += [f"    [{lo:g}, {hi:g}): {n}"
+                      for lo, hi, n in zip(edges, edges[1:], counts, strict=False)]
+    elif result.statistic == "quantiles":
+        probs = result.details["probabilities"]
+        for c, qs in zip(cols, value, strict=True):
+            lines.append(f"  {c}: " + ", ".join(f"q{p:g}={_num(q)}"
+                                                for p, q in zip(probs, qs, strict=True)))
+        lines.append(f"  (resolution {result.details['resolution']:.4g})")
+    elif result.statistic == "linreg":
+        lines.append(f"  {result.details.get('target')} = {_num(value['intercept'])}" + "".join(
+            f" {'+' if b >= 0 else '-'} {abs(b):.6g}*{c}"
+            for c, b in zip(cols, value["coefficients"], strict=True)))
+        lines.append(f"  R^2 = {_num(result.details.get('r2'))}")
+    privacy = result.details.get("privacy")
+    if privacy:
+        cost = privacy.get("cost", {})
+        lines.append(f"  differential privacy: rho={_num(cost.get('rho'))}"
+                     + (f", epsilon={_num(cost.get('epsilon'))} at delta={_num(cost['delta'])}"
+                        if cost.get("delta") else ""))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ main
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "demo":
-            from parties.demo import simulated_demo
-
-            simulated_demo(args.data)
-        return 0
+        return int(args.func(args))
     except (SmpcError, ValueError, OSError) as exc:
-        print(f"smpc: error: {exc}", file=sys.stderr)
+        print(f"smpc: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("smpc: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

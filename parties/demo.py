@@ -70,6 +70,33 @@ def _flat(result: stats.StatResult) -> np.ndarray:
     return np.asarray(result.value, dtype=float).ravel()
 
 
+class FederationExecutor:
+    """Runs every computation on real party nodes, as the federation's analyst."""
+
+    def __init__(self, client: Any, parties: Sequence[str], data_owner: str | None,
+                 model_owner: str | None) -> None:
+        self.client = client
+        self.parties = list(parties)
+        self.data_owner = data_owner
+        self.model_owner = model_owner
+
+    def statistic(self, spec: stats.StatSpec) -> stats.StatResult:
+        return self.client.compute(spec, parties=self.parties)
+
+    def predict(self, model: linear.LinearModel, backend: str) -> np.ndarray:
+        assert self.data_owner is not None and self.model_owner is not None
+        outcome = self.client.predict(self.data_owner, self.model_owner, backend=backend)
+        # The demo runs every node on this machine, so it can read what only the
+        # data owner learns; in a real federation only that party can.
+        return read_predictions(Path(outcome.output_path))
+
+
+def read_predictions(path: Path) -> np.ndarray:
+    """The predictions a data owner's node stored for one session (in row order)."""
+    rows = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    return rows[np.argsort(rows[:, 0]), 1]
+
+
 class SimulatedExecutor:
     """Runs every computation among simulated parties in this process."""
 
@@ -102,7 +129,8 @@ def run_tour(executor: Executor, tables: Sequence[Table], model: linear.LinearMo
     """Run every step on every backend, print a comparison table, return the rows."""
     numeric = [c for c in tables[0].columns if all(t.is_numeric(c) for t in tables)]
     rows: list[dict[str, Any]] = []
-    header = f"{'computation':34} {'backend':7} {'secure':>28} {'plaintext':>28} {'max |diff|':>10}"
+    header = (f"{'computation':34} {'backend':7} {'secure':>28} {'plaintext':>28} "
+              f"{'max |diff|':>10} {'tolerance':>9} {'ok':>4}")
     print(header, file=out)
     print("-" * len(header), file=out)
     for step in default_steps(numeric):
@@ -114,16 +142,23 @@ def run_tour(executor: Executor, tables: Sequence[Table], model: linear.LinearMo
                 kwargs["bounds"] = (float(np.floor(pooled_col.min())) - 1.0,
                                     float(np.ceil(pooled_col.max())) + 1.0)
             spec = stats.StatSpec(**kwargs)
-            secure = _flat(executor.statistic(spec))
+            result = executor.statistic(spec)
+            secure = _flat(result)
             plain = np.atleast_1d(np.asarray(step.plaintext(_pooled(tables, spec.value_columns)),
                                              dtype=float)).ravel()
-            rows.append(_print_row(out, step.title, backend, secure, plain))
+            tol = tolerance(spec.statistic, backend, plain,
+                            float(result.details.get("resolution", 0.0)))
+            rows.append(_print_row(out, step.title, backend, secure, plain, tol))
     if model is not None and data_owner is not None:
         X = data_owner.matrix(list(model.features))
         for backend in backends:
             secure = executor.predict(model, backend)
+            plain = model.predict_plain(X)
             rows.append(_print_row(out, f"predict ({model.kind}, {len(X)} rows)", backend,
-                                   secure, model.predict_plain(X)))
+                                   secure, plain, tolerance("predict", backend, plain)))
+    agree = sum(r["within_tolerance"] for r in rows)
+    print(f"\n{agree} of {len(rows)} secure results agree with plaintext within the stated "
+          "tolerance (see parties/demo.py: tolerance).", file=out)
     return rows
 
 
@@ -132,11 +167,80 @@ def _fmt(v: np.ndarray) -> str:
     return shown if len(shown) <= 28 else shown[:25] + "..."
 
 
+def tolerance(kind: str, backend: str, plain: np.ndarray, bin_width: float = 0.0) -> float:
+    """The stated agreement between a secure result and the plaintext one.
+
+    * quantiles: one bin of the fine histogram (both backends);
+    * ckks prediction: 6 std of the model owner's flooding noise on the logit
+      (probabilities move by at most a quarter of that);
+    * ss prediction: 2e-3, the fixed-point bound (||w||_1 + ||x||_1) 2^-17 for
+      features of a few hundred;
+    * other ss results: 1e-4 relative (fixed-point encoding error is ~1e-8);
+    * other ckks results: 1e-3 relative (release flooding, std 2^-7 on each
+      summed aggregate, divided by the row count for means).
+    """
+    scale = max(1.0, float(np.nanmax(np.abs(plain)))) if plain.size else 1.0
+    if kind == "quantiles":
+        return bin_width + 1e-9
+    if kind == "predict" and backend == "ckks":
+        spec = linear.InferenceSpec("logistic", 1, 1, backend="ckks")
+        return 6 * linear.model_flood_std(spec)
+    if kind == "predict":
+        return 2e-3
+    return (1e-4 if backend == "ss" else 1e-3) * scale
+
+
 def _print_row(out: TextIO, title: str, backend: str, secure: np.ndarray,
-               plain: np.ndarray) -> dict[str, Any]:
+               plain: np.ndarray, tol: float) -> dict[str, Any]:
     diff = float(np.nanmax(np.abs(secure - plain))) if secure.size == plain.size else float("nan")
-    print(f"{title:34} {backend:7} {_fmt(secure):>28} {_fmt(plain):>28} {diff:10.2e}", file=out)
-    return {"computation": title, "backend": backend, "max_abs_diff": diff}
+    ok = bool(diff <= tol)
+    print(f"{title:34} {backend:7} {_fmt(secure):>28} {_fmt(plain):>28} {diff:10.2e} "
+          f"{tol:9.1e} {'yes' if ok else 'NO':>4}", file=out)
+    return {"computation": title, "backend": backend, "max_abs_diff": diff, "tolerance": tol,
+            "within_tolerance": ok}
+
+
+def federation_demo(data_files: Sequence[Path] | None = None, out: TextIO = sys.stdout
+                    ) -> list[dict[str, Any]]:
+    """Run the tour on a temporary local federation of real nodes (mTLS on 127.0.0.1).
+
+    By default: three sample hospitals and a cardiology lab that owns a
+    logistic risk model, applied to the first hospital's patients.  With
+    ``data_files``: one party per file, statistics only.
+    """
+    from parties.client import Client
+    from parties.federation import local_federation, party_name
+
+    with tempfile.TemporaryDirectory(prefix="smpc-demo-") as tmp:
+        models: dict[str, Path] = {}
+        model: linear.LinearModel | None = None
+        if not data_files:
+            files, model_path = sampledata.write_sample_federation_data(
+                Path(tmp) / "data", with_model_owner=True)
+            owner = party_name(files[-1])
+            models = {owner: model_path}
+            model = linear.LinearModel.from_json(json.loads(model_path.read_text()))
+            data_parties = files[:-1]
+        else:
+            files = list(data_files)
+            data_parties = files
+            owner = None
+        if len(data_parties) < 2:
+            raise ValueError("the demo needs at least two data files (one per party)")
+        tables = [load_table(p) for p in data_parties]
+        names = [party_name(p) for p in data_parties]
+        print(f"starting a local federation: {len(files)} party nodes, a coordinator and "
+              "an analyst, mutual TLS on 127.0.0.1 ...", file=out, flush=True)
+        with local_federation(files, models=models or None, directory=Path(tmp) / "federation",
+                              min_cohort_size=1) as layout:
+            print(f"{len(names)} data parties ({', '.join(names)}), "
+                  f"{sum(t.n_rows for t in tables)} rows in total"
+                  + (f"; model owner {owner}" if owner else "") + "\n", file=out, flush=True)
+            with Client(layout.directory) as client:
+                executor = FederationExecutor(client, names, names[0], owner)
+                rows = run_tour(executor, tables, model, tables[0], out)
+        print("federation stopped.", file=out)
+        return rows
 
 
 def simulated_demo(data_files: Sequence[Path] | None = None, out: TextIO = sys.stdout

@@ -16,6 +16,8 @@ import numpy as np
 
 COLUMNS = ("age", "bmi", "systolic_bp", "cholesterol", "glucose", "smoker")
 HOSPITALS = (("hospital_a", 420, 0.0), ("hospital_b", 310, 4.0), ("hospital_c", 270, -3.0))
+#: The model owner: a cardiology lab with its own (small) research cohort.
+MODEL_OWNER = ("cardio_lab", 120, 2.0)
 RISK_MODEL = {
     "kind": "logistic",
     "features": ["age", "bmi", "systolic_bp", "cholesterol"],
@@ -44,11 +46,17 @@ def write_csv(path: Path, rows: np.ndarray, columns: tuple[str, ...] = COLUMNS) 
     return path
 
 
-def write_sample_federation_data(directory: Path) -> tuple[list[Path], Path]:
-    """Write one CSV per hospital and the model owner's risk model; return their paths."""
+def write_sample_federation_data(directory: Path, *, with_model_owner: bool = False
+                                 ) -> tuple[list[Path], Path]:
+    """Write one CSV per hospital and the risk model; return (data files, model path).
+
+    With ``with_model_owner`` the data files end with the model owner's own
+    cohort (a party of the federation that owns the model).
+    """
     directory.mkdir(parents=True, exist_ok=True)
+    members = [*HOSPITALS, *([MODEL_OWNER] if with_model_owner else [])]
     files = [write_csv(directory / f"{name}.csv", hospital_rows(n, shift, seed))
-             for seed, (name, n, shift) in enumerate(HOSPITALS)]
+             for seed, (name, n, shift) in enumerate(members)]
     model_path = directory / "risk_model.json"
     model_path.write_text(json.dumps(RISK_MODEL, indent=2))
     return files, model_path

@@ -1,0 +1,210 @@
+"""The Python API: joint statistics and inference on a federation, as an analyst.
+
+The names mirror Python's :mod:`statistics` module::
+
+    from parties.api import Federation
+
+    with Federation.local(["a.csv", "b.csv", "c.csv"]) as fed:      # nodes on 127.0.0.1
+        fed.mean("age")                                              # -> float
+        fed.stdev(["age", "bmi"], backend="ckks", where="age > 40")  # -> [float, float]
+        fed.linear_regression(["age", "bmi"], "sbp")                 # -> LinearRegression
+
+    fed = Federation.open("path/to/federation")  # an already running federation
+
+Every call runs one secure computation (see :mod:`smpc.stats` for what it
+reveals); ``backend`` is ``"ss"`` (secret sharing) or ``"ckks"`` (homomorphic
+encryption, the key stays in this process); ``where`` is a row filter each
+party applies to its own rows (:mod:`parties.filters`); ``epsilon``/``delta``
+or ``rho`` with ``bounds`` ask for differential privacy (distributed noise,
+charged to each party's budget).  The full :class:`~smpc.stats.StatResult`
+of the latest call is in :attr:`Federation.last_result`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from parties import federation as federation_mod
+from parties.client import Client, Prediction
+from smpc import dp
+from smpc.stats import StatResult, StatSpec
+
+Columns = str | Sequence[str]
+
+
+class LinearRegression(NamedTuple):
+    """Least-squares fit: ``slope`` (one per feature), ``intercept`` and R^2."""
+
+    slope: list[float]
+    intercept: float
+    r2: float
+
+
+def _cols(columns: Columns) -> tuple[tuple[str, ...], bool]:
+    if isinstance(columns, str):
+        return (columns,), True
+    cols = tuple(columns)
+    return cols, False
+
+
+def _one(values: Any, single: bool) -> Any:
+    return values[0] if single else values
+
+
+class Federation:
+    """An analyst's handle on a federation (see the module docstring)."""
+
+    def __init__(self, client: Client, parties: Sequence[str] | None = None) -> None:
+        self.client = client
+        self.parties = list(parties) if parties else None
+        self.last_result: StatResult | None = None
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike[str], *, parties: Sequence[str] | None = None,
+             timeout: float = 120.0) -> Federation:
+        """Connect, as its analyst, to the running federation in ``directory``."""
+        return cls(Client(directory, timeout=timeout), parties)
+
+    @classmethod
+    @contextlib.contextmanager
+    def local(cls, data_files: Sequence[str | os.PathLike[str]], *,
+              models: Mapping[str, str | os.PathLike[str]] | None = None,
+              directory: str | os.PathLike[str] | None = None,
+              parties: Sequence[str] | None = None, **init_kwargs: Any) -> Iterator[Federation]:
+        """Start a local federation (one party per data file) for the ``with`` block.
+
+        ``models`` maps a party (named after its file's stem) to the model JSON
+        it owns.  Nodes run as background processes on 127.0.0.1 and are
+        stopped on exit; a temporary directory is removed unless ``directory``
+        is given.
+        """
+        with federation_mod.local_federation(data_files, models=models, directory=directory,
+                                             **init_kwargs) as layout:
+            fed = cls(Client(layout.directory), parties)
+            try:
+                yield fed
+            finally:
+                fed.close()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Federation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the general call --------------------------------------------------------------------
+
+    def compute(self, spec: StatSpec, where: str | None = None) -> StatResult:
+        """Run any :class:`~smpc.stats.StatSpec`; returns the full result."""
+        self.last_result = self.client.compute(spec, where, parties=self.parties)
+        return self.last_result
+
+    def _stat(self, statistic: str, columns: Columns, *, backend: str, where: str | None,
+              privacy: dict[str, Any], **extra: Any) -> tuple[StatResult, bool]:
+        cols, single = _cols(columns)
+        request = _privacy_request(**privacy)
+        spec = StatSpec(statistic, cols, backend=backend, dp=request, **extra)
+        return self.compute(spec, where), single
+
+    # -- statistics ----------------------------------------------------------------------------
+
+    def count(self, column: str, *, backend: str = "ss", where: str | None = None,
+              **privacy: Any) -> int:
+        """Number of rows (matching ``where``) over all parties."""
+        result, _ = self._stat("count", column, backend=backend, where=where, privacy=privacy)
+        return int(result.value)
+
+    def sum(self, columns: Columns, *, backend: str = "ss", where: str | None = None,
+            **privacy: Any) -> Any:
+        result, single = self._stat("sum", columns, backend=backend, where=where,
+                                    privacy=privacy)
+        return _one(result.value, single)
+
+    def mean(self, columns: Columns, *, backend: str = "ss", where: str | None = None,
+             **privacy: Any) -> Any:
+        result, single = self._stat("mean", columns, backend=backend, where=where,
+                                    privacy=privacy)
+        return _one(result.value, single)
+
+    def variance(self, columns: Columns, *, backend: str = "ss", where: str | None = None,
+                 ddof: int = 1, **privacy: Any) -> Any:
+        """Sample variance (``ddof=1``, as :func:`statistics.variance`) or population (0)."""
+        result, single = self._stat("var", columns, backend=backend, where=where,
+                                    privacy=privacy, ddof=ddof)
+        return _one(result.value, single)
+
+    def stdev(self, columns: Columns, *, backend: str = "ss", where: str | None = None,
+              ddof: int = 1, **privacy: Any) -> Any:
+        result, single = self._stat("std", columns, backend=backend, where=where,
+                                    privacy=privacy, ddof=ddof)
+        return _one(result.value, single)
+
+    def covariance(self, columns: Sequence[str], *, backend: str = "ss",
+                   where: str | None = None, **privacy: Any) -> list[list[float]]:
+        """Sample covariance matrix of two or more columns."""
+        result, _ = self._stat("cov", columns, backend=backend, where=where, privacy=privacy)
+        return result.value
+
+    def correlation(self, columns: Sequence[str], *, backend: str = "ss",
+                    where: str | None = None, **privacy: Any) -> list[list[float]]:
+        """Pearson correlation matrix of two or more columns."""
+        result, _ = self._stat("corr", columns, backend=backend, where=where, privacy=privacy)
+        return result.value
+
+    def histogram(self, column: str, edges: Sequence[float], *, backend: str = "ss",
+                  where: str | None = None, **privacy: Any) -> list[int]:
+        """Counts per bin over public ``edges`` (values outside are in ``last_result.details``)."""
+        result, _ = self._stat("histogram", column, backend=backend, where=where,
+                               privacy=privacy, edges=tuple(edges))
+        return result.value[0]
+
+    def quantiles(self, column: str, probabilities: Sequence[float] = (0.25, 0.5, 0.75), *,
+                  bounds: tuple[float, float], resolution: int = 1024, backend: str = "ss",
+                  where: str | None = None, **privacy: Any) -> list[float]:
+        """Quantiles within one bin ``(hi - lo) / resolution`` of the inverted-CDF ones."""
+        result, _ = self._stat("quantiles", column, backend=backend, where=where,
+                               privacy=privacy, probabilities=tuple(probabilities),
+                               bounds=tuple(bounds), resolution=resolution)
+        return result.value[0]
+
+    def linear_regression(self, features: Columns, target: str, *, backend: str = "ss",
+                          where: str | None = None, **privacy: Any) -> LinearRegression:
+        """Least-squares fit of ``target`` on ``features`` (with an intercept)."""
+        cols, _ = _cols(features)
+        result = self.compute(StatSpec("linreg", cols, target=target, backend=backend,
+                                       dp=_privacy_request(**privacy)), where)
+        return LinearRegression(result.value["coefficients"], result.value["intercept"],
+                                result.details.get("r2", float("nan")))
+
+    # -- inference --------------------------------------------------------------------------
+
+    def predict(self, data_owner: str, model_owner: str, *, model: str | None = None,
+                backend: str = "ss", where: str | None = None, output: str = "prediction",
+                **options: Any) -> Prediction:
+        """Apply ``model_owner``'s model to ``data_owner``'s rows.
+
+        Only the data owner learns the predictions (stored on its host); the
+        returned :class:`~parties.client.Prediction` says how many and where.
+        """
+        return self.client.predict(data_owner, model_owner, model=model, backend=backend,
+                                   where=where, output=output, **options)
+
+
+def _privacy_request(epsilon: float | None = None, delta: float | None = None,
+                     rho: float | None = None, bounds: Mapping[str, Sequence[float]] | None = None,
+                     min_honest: int | None = None) -> dp.DPRequest | None:
+    if epsilon is None and rho is None:
+        if delta is not None or bounds:
+            raise ValueError("differential privacy needs epsilon (with delta) or rho")
+        return None
+    return dp.DPRequest(epsilon=epsilon, delta=delta, rho=rho,
+                        bounds={k: (float(v[0]), float(v[1])) for k, v in (bounds or {}).items()},
+                        min_honest=min_honest)

@@ -1,0 +1,179 @@
+"""The `smpc` CLI and the Python API against a real local federation (node processes, mTLS).
+
+Reference answers come from numpy / `statistics` on the pooled CSV data.  Tolerances:
+ss 1e-6 relative (fixed-point encoding ~1e-8); ckks 1e-3 relative (release flooding);
+quantiles one bin of the fine histogram.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from parties import sampledata
+from parties.api import Federation
+from parties.datasource import load_table
+from smpc.linear import LinearModel
+
+HOSPITALS = ["hospital-a", "hospital-b", "hospital-c"]
+
+
+def smpc(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "parties.cli", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    return proc.stderr
+
+
+@pytest.fixture(scope="module")
+def cli_fed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clifed")
+    files, model = sampledata.write_sample_federation_data(root / "data", with_model_owner=True)
+    fed_dir = root / "fed"
+    proc = smpc("federation", "init", str(fed_dir), "--data", *map(str, files),
+                "--model", f"cardio-lab={model}", "--min-cohort", "5")
+    assert proc.returncode == 0, proc.stderr
+    proc = smpc("federation", "up", str(fed_dir))
+    assert proc.returncode == 0, proc.stderr
+    pooled = np.vstack([load_table(f).matrix(list(sampledata.COLUMNS)) for f in files[:3]])
+    try:
+        yield fed_dir, pooled, files, LinearModel.from_json(json.loads(model.read_text()))
+    finally:
+        smpc("federation", "down", str(fed_dir))
+
+
+def col(name: str) -> int:
+    return sampledata.COLUMNS.index(name)
+
+
+def run_json(fed_dir: Path, *args: str) -> dict:
+    proc = smpc("run", *args, "--federation", str(fed_dir), "--parties", *HOSPITALS, "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_status_lists_every_node_running(cli_fed):
+    fed_dir, *_ = cli_fed
+    proc = smpc("federation", "status", str(fed_dir), "--json")
+    assert proc.returncode == 0, proc.stderr
+    nodes = json.loads(proc.stdout)
+    assert {n["name"] for n in nodes} >= {*HOSPITALS, "cardio-lab", "coordinator"}
+    assert all(n["running"] for n in nodes)
+
+
+@pytest.mark.parametrize("backend", ["ss", "ckks"])
+def test_run_mean_std_and_filter(cli_fed, backend):
+    fed_dir, pooled, *_ = cli_fed
+    rtol = 1e-6 if backend == "ss" else 1e-3
+    doc = run_json(fed_dir, "mean", "age", "bmi", "--backend", backend)
+    assert np.allclose(doc["value"], pooled[:, [col("age"), col("bmi")]].mean(axis=0), rtol=rtol)
+    doc = run_json(fed_dir, "std", "glucose", "--backend", backend, "--where", "age >= 60")
+    sel = pooled[pooled[:, col("age")] >= 60, col("glucose")]
+    assert doc["n"] == len(sel)
+    assert doc["value"][0] == pytest.approx(statistics.stdev(sel.tolist()), rel=rtol)
+
+
+def test_run_quantiles_histogram_linreg_text_output(cli_fed):
+    fed_dir, pooled, *_ = cli_fed
+    doc = run_json(fed_dir, "quantiles", "cholesterol", "--probs", "0.5", "0.9",
+                   "--bounds", "100", "400", "--resolution", "3000")
+    expected = np.quantile(pooled[:, col("cholesterol")], [0.5, 0.9], method="inverted_cdf")
+    assert np.all(np.abs(np.array(doc["value"][0]) - expected) <= 0.1 + 1e-9)
+    doc = run_json(fed_dir, "histogram", "smoker", "--edges", "-0.5", "0.5", "1.5")
+    assert doc["value"][0] == [int((pooled[:, col("smoker")] == 0).sum()),
+                               int((pooled[:, col("smoker")] == 1).sum())]
+    proc = smpc("run", "linreg", "age", "bmi", "--target", "systolic_bp", "--federation",
+                str(fed_dir), "--parties", *HOSPITALS)
+    assert proc.returncode == 0, proc.stderr
+    assert "systolic_bp = " in proc.stdout and "R^2" in proc.stdout
+
+
+@pytest.mark.parametrize("backend", ["ss", "ckks"])
+def test_predict_reveals_only_to_the_data_owner(cli_fed, backend):
+    fed_dir, _, files, model = cli_fed
+    proc = smpc("predict", "--federation", str(fed_dir), "--data-owner", "hospital-a",
+                "--model-owner", "cardio-lab", "--backend", backend, "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    X = load_table(files[0]).matrix(list(model.features))
+    assert doc["n_predictions"] == len(X) and doc["data_owner"] == "hospital-a"
+    assert "prediction" not in proc.stdout.replace('"n_predictions"', "")
+    from parties.demo import read_predictions
+
+    got = read_predictions(Path(doc["output_path"]))
+    tol = 2e-3 if backend == "ss" else 0.05
+    assert np.abs(got - model.predict_plain(X)).max() <= tol
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("run", "mean", "no_such_column"), "no_such_column"),
+    (("run", "histogram", "age"), "bin edges"),
+    (("run", "quantiles", "age"), "public bounds"),
+    (("run", "mean", "age", "--where", "age >>> 3"), "position"),
+    (("run", "mean", "age", "--epsilon", "1"), ""),
+    (("predict", "--data-owner", "hospital-a", "--model-owner", "nobody"), "nobody"),
+])
+def test_cli_refusals_are_one_line(cli_fed, args, needle):
+    fed_dir, *_ = cli_fed
+    proc = smpc(*args, "--federation", str(fed_dir))
+    err = one_line_error(proc)
+    assert needle in err
+
+
+def test_out_of_range_values_are_one_line(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("x\n" + "\n".join(["1e14"] * 12) + "\n")
+    b.write_text("x\n" + "\n".join(["1"] * 12) + "\n")
+    fed_dir = tmp_path / "fed"
+    assert smpc("federation", "init", str(fed_dir), "--data", str(a), str(b)).returncode == 0
+    assert smpc("federation", "up", str(fed_dir)).returncode == 0
+    try:
+        err = one_line_error(smpc("run", "sum", "x", "--federation", str(fed_dir)))
+        assert "range" in err
+    finally:
+        smpc("federation", "down", str(fed_dir))
+    err = one_line_error(smpc("run", "sum", "x", "--federation", str(fed_dir), "--timeout", "5"))
+    assert "unreachable" in err or "not running" in err or "coordinator" in err
+
+
+def test_bad_arguments_are_usage_errors(cli_fed):
+    fed_dir, *_ = cli_fed
+    proc = smpc("run", "median", "age", "--federation", str(fed_dir))
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
+    err = one_line_error(smpc("run", "mean", "age", "--federation", str(fed_dir / "nope")))
+    assert "nope" in err
+
+
+def test_python_api_mirrors_statistics(cli_fed):
+    fed_dir, pooled, *_ = cli_fed
+    age = pooled[:, col("age")].tolist()
+    with Federation.open(fed_dir, parties=HOSPITALS) as fed:
+        assert fed.count("age") == len(age)
+        assert fed.mean("age") == pytest.approx(statistics.fmean(age), rel=1e-9)
+        assert fed.variance("age") == pytest.approx(statistics.variance(age), rel=1e-6)
+        assert fed.stdev("age", backend="ckks") == pytest.approx(statistics.stdev(age), rel=1e-3)
+        corr = np.array(fed.correlation(["age", "bmi"]))
+        assert corr[0, 1] == pytest.approx(statistics.correlation(
+            age, pooled[:, col("bmi")].tolist()), abs=1e-6)
+        fit = fed.linear_regression("age", "bmi")
+        ref = statistics.linear_regression(age, pooled[:, col("bmi")].tolist())
+        assert fit.slope[0] == pytest.approx(ref.slope, rel=1e-5)
+        assert fit.intercept == pytest.approx(ref.intercept, rel=1e-5)
+        assert fed.histogram("smoker", [-0.5, 0.5, 1.5]) == [
+            int((pooled[:, col("smoker")] == 0).sum()), int((pooled[:, col("smoker")] == 1).sum())]
+        qs = fed.quantiles("age", [0.5], bounds=(0, 120), resolution=1200)
+        assert abs(qs[0] - statistics.median_low(age)) <= 0.1 + 1e-9
+        assert fed.last_result is not None and fed.last_result.statistic == "quantiles"
+        p = fed.predict("hospital-b", "cardio-lab", backend="ss")
+        assert p.n_predictions == 310
