@@ -30,8 +30,12 @@ Guarantees:
   :class:`Unavailable` (federation unreachable), :class:`PermissionDenied`,
   :class:`InvalidRequest` (bad spec, unknown column, out-of-range value),
   :class:`NodeFailure` (a node failed mid-protocol), :class:`DeadlineExceeded`.
-* predictions are never returned: the data owner writes them on its host;
-  the client learns how many and where.
+* predictions are never returned: the data owner writes them, encrypted at
+  rest, on its host; the client learns how many and where;
+* differential privacy (``spec.dp``) is enforced and charged by each party,
+  which may fill in its policy's clipping bounds; the result's
+  ``details["privacy"]`` shows the plan the parties used, and a refusal
+  (policy, cohort, budget) is a :class:`PermissionDenied` naming the party.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ from parties.errors import (
     Unavailable,
     from_rpc_error,
 )
+from parties.privacy import check_effective_spec
 from parties.sessions import Session
 from parties.tls import (
     channel_credentials,
@@ -71,7 +76,7 @@ from parties.tls import (
 )
 from smpc.errors import InputError, PeerFailure, SmpcError
 from smpc.stats import StatResult, StatSpec
-from smpc.transport import Payload, Transport
+from smpc.transport import Payload, Transport, unpack_json
 
 __all__ = [
     "Client",
@@ -303,7 +308,7 @@ class Client:
 
     def _compute_ckks(self, spec: StatSpec, request: pb.StatRequest, timeout: float
                       ) -> StatResult:
-        from smpc import ckks, stats
+        from smpc import ckks
 
         holder = ckks.KeyHolder(spec.ckks_preset)
         up: queue.Queue[pb.ComputeUp | None] = queue.Queue()
@@ -325,7 +330,7 @@ class Client:
                     transport = _StreamTransport(session, up)
                     thread = threading.Thread(
                         target=_keyholder, daemon=True, name="keyholder",
-                        args=(stats.run_keyholder_ckks, transport, spec, st.coordinator, holder,
+                        args=(_run_keyholder, transport, spec, st.coordinator, holder,
                               st.tag, outcome, call))
                     thread.start()
                 elif which == "chunk" and session is not None:
@@ -386,6 +391,18 @@ def _drain(up: queue.Queue[pb.ComputeUp | None]) -> Iterator[pb.ComputeUp]:
         if item is None:
             return
         yield item
+
+
+def _run_keyholder(t: Transport, spec: StatSpec, *, aggregator: str, keyholder: Any,
+                   tag: str) -> StatResult:
+    """The key holder's role; under DP it first takes the spec the parties prepared (their
+    policies may have filled in clipping bounds), checked to be the requested one otherwise."""
+    from smpc import stats
+
+    if spec.dp is not None:
+        doc = unpack_json(t.recv(aggregator, f"{tag}/spec"))
+        spec = check_effective_spec(spec, StatSpec.from_json(doc), aggregator)
+    return stats.run_keyholder_ckks(t, spec, aggregator=aggregator, keyholder=keyholder, tag=tag)
 
 
 def _keyholder(run: Any, transport: Transport, spec: StatSpec, coordinator: str, holder: Any,

@@ -50,6 +50,7 @@ from smpc.errors import InputError
 
 __all__ = [
     "DATA_FORMATS",
+    "POLICY_COMPUTATIONS",
     "AnalystEntry",
     "ConfigError",
     "CoordinatorConfig",
@@ -191,11 +192,26 @@ class DataSourceConfig:
 
 @dataclass
 class PolicyConfig:
-    """What a party allows (enforced by the party node itself).
+    """What a party allows -- enforced by the party node itself, whatever the coordinator says
+    (:mod:`parties.privacy`).
 
-    ``allowed_columns`` and ``allowed_analysts`` are explicit lists (empty = nothing allowed);
-    ``min_cohort_size`` is the smallest number of rows it will contribute an aggregate over;
-    ``epsilon`` / ``delta`` are its total differential-privacy budget.
+    * ``allowed_columns``: columns any computation may read (as values or in a filter);
+      ``columns_by_computation`` maps a computation (a statistic name such as ``"histogram"``,
+      or ``"predict"`` for the features of an inference on this party's rows) to further columns
+      allowed for that computation only. Empty = nothing allowed.
+    * ``allowed_analysts``: who may ask (each must be in the federation's ``analysts``).
+    * ``min_cohort_size``: the fewest of its rows (after the request's filter) the party
+      contributes a statistic over, or lets an inference run on.
+    * ``epsilon`` / ``delta``: the differential-privacy budget of **each** allowed analyst on
+      this party's dataset, converted once to zCDP ``rho`` (:func:`smpc.dp.rho_from_epsilon`) and
+      kept in the party's ledger.
+    * ``require_dp``: refuse every statistic that does not ask for differential privacy.
+      Defaults to True (exact aggregates invite differencing attacks that no cohort minimum
+      stops); :func:`parties.federation.init_federation` writes False for local demos.
+    * ``bounds``: per-column clipping bounds ``[lo, hi]`` the party insists on: a DP request's
+      bounds must lie within them, and a request without bounds for a column gets these.
+    * ``dataset``: the name the budget is kept under (default: the party's name). Change it only
+      when the table holds different individuals -- a new name starts a fresh budget.
     """
 
     allowed_columns: list[str]
@@ -203,6 +219,22 @@ class PolicyConfig:
     min_cohort_size: int = 10
     epsilon: float = 1.0
     delta: float = 1e-6
+    columns_by_computation: dict[str, list[str]] = field(default_factory=dict)
+    require_dp: bool = True
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    dataset: str | None = None
+
+    def columns_for(self, computation: str) -> list[str]:
+        """The columns ``computation`` may read: ``allowed_columns`` plus its own extras."""
+        extra = self.columns_by_computation.get(computation, [])
+        return list(self.allowed_columns) + [c for c in extra if c not in self.allowed_columns]
+
+    def all_columns(self) -> list[str]:
+        """Every column some computation may read (what ``Describe`` lists)."""
+        out = list(self.allowed_columns)
+        for cols in self.columns_by_computation.values():
+            out += [c for c in cols if c not in out]
+        return out
 
 
 @dataclass
@@ -222,6 +254,15 @@ class PartyConfig:
     database: Path
     federation: FederationConfig
     federation_path: Path | None = None
+    at_rest_key: Path | None = None
+
+    @property
+    def at_rest_key_path(self) -> Path:
+        """The AES-256-GCM key file for what the party writes to disk (predictions, models):
+        ``at_rest_key`` if set, else ``<database>.atrest-key`` (created 0600 at first start)."""
+        if self.at_rest_key is not None:
+            return self.at_rest_key
+        return self.database.with_name(self.database.name + ".atrest-key")
 
 
 @dataclass
@@ -438,6 +479,23 @@ class _Reader:
                 )
         return p
 
+    def boolean(self, v: Any, fld: str) -> bool:
+        if not isinstance(v, bool):
+            raise self.error(fld, f"must be true or false, got {_got(v)}")
+        return v
+
+    def secret_file(self, v: Any, fld: str) -> Path:
+        p = self.existing_file(v, fld)
+        if self.check_files:
+            mode = stat.S_IMODE(p.stat().st_mode)
+            if mode & 0o077:
+                raise self.error(
+                    fld,
+                    f"names a key file readable by group or others (mode {mode:04o}); "
+                    f"run chmod 600 {p}",
+                )
+        return p
+
     def db_path(self, v: Any, fld: str) -> Path:
         p = self.path(v, fld)
         if self.check_files and not p.parent.is_dir():
@@ -642,7 +700,14 @@ def _parse_data(r: _Reader, d: Mapping[str, Any]) -> DataSourceConfig:
     return DataSourceConfig(path=path, format=fmt)
 
 
-_POLICY_FIELDS = ("allowed_columns", "allowed_analysts", "min_cohort_size", "epsilon", "delta")
+_POLICY_FIELDS = (
+    "allowed_columns", "allowed_analysts", "min_cohort_size", "epsilon", "delta",
+    "columns_by_computation", "require_dp", "bounds", "dataset",
+)  # fmt: skip
+#: The computations a policy can name in ``columns_by_computation``: every statistic of
+#: :mod:`smpc.stats`, and ``predict`` (the features of an inference run on the party's rows).
+POLICY_COMPUTATIONS = ("count", "sum", "mean", "var", "std", "cov", "corr", "histogram",
+                       "quantiles", "linreg", "predict")
 
 
 def _parse_policy(r: _Reader, d: Mapping[str, Any], fed: FederationConfig) -> PolicyConfig:
@@ -657,17 +722,50 @@ def _parse_policy(r: _Reader, d: Mapping[str, Any], fed: FederationConfig) -> Po
                 f"names {a!r}, who is not in the analysts list of federation {fed.name!r} "
                 f"(analysts: {', '.join(sorted(known)) or 'none'})",
             )
+    by_comp_raw = r.get(pd, "columns_by_computation", "policy", lambda v, fld: v, {})
+    fld = "policy.columns_by_computation"
+    if not isinstance(by_comp_raw, dict):
+        raise r.error(fld, f"must be an object mapping computations to column lists, got "
+                           f"{_type_name(by_comp_raw)}")
+    by_comp: dict[str, list[str]] = {}
+    for comp, comp_cols in by_comp_raw.items():
+        if comp not in POLICY_COMPUTATIONS:
+            raise r.error(f"{fld}.{comp}", f"is not a computation (expected one of: "
+                                           f"{', '.join(POLICY_COMPUTATIONS)})")
+        by_comp[comp] = r.string_list(comp_cols, f"{fld}.{comp}")
+    everywhere = set(cols).union(*by_comp.values())
+    bounds_raw = r.get(pd, "bounds", "policy", lambda v, fld: v, {})
+    if not isinstance(bounds_raw, dict):
+        raise r.error("policy.bounds", f"must be an object mapping columns to [lo, hi], got "
+                                       f"{_type_name(bounds_raw)}")
+    bounds: dict[str, tuple[float, float]] = {}
+    for col, pair in bounds_raw.items():
+        bf = f"policy.bounds.{col}"
+        if col not in everywhere:
+            raise r.error(bf, "names a column this policy does not allow")
+        ok = isinstance(pair, list) and len(pair) == 2 and all(
+            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+            for x in pair)
+        if not ok or not float(pair[0]) < float(pair[1]):
+            raise r.error(bf, f"must be a pair [lo, hi] of finite numbers with lo < hi, got "
+                              f"{_got(pair) if not isinstance(pair, list) else pair!r}")
+        bounds[col] = (float(pair[0]), float(pair[1]))
     return PolicyConfig(
         allowed_columns=cols,
         allowed_analysts=analysts,
         min_cohort_size=r.get(pd, "min_cohort_size", "policy", r.integer_min(1), 10),
         epsilon=r.get(pd, "epsilon", "policy", r.number(0, math.inf, True, True), 1.0),
-        delta=r.get(pd, "delta", "policy", r.number(0, 1, False, True), 1e-6),
+        delta=r.get(pd, "delta", "policy", r.number(0, 1, True, True), 1e-6),
+        columns_by_computation=by_comp,
+        require_dp=r.get(pd, "require_dp", "policy", r.boolean, True),
+        bounds=bounds,
+        dataset=r.get(pd, "dataset", "policy", r.name, None),
     )
 
 
 _PARTY_FIELDS = (
     "kind", "version", "name", "listen", "tls", "data", "policy", "database", "federation",
+    "at_rest_key",
 )  # fmt: skip
 _COORD_FIELDS = (
     "kind", "version", "name", "listen", "tls", "database", "federation", "dealer",
@@ -693,6 +791,7 @@ def _parse_party(r: _Reader, raw: Any) -> PartyConfig:
         database=r.get(d, "database", None, r.db_path),
         federation=fed,
         federation_path=fed_path,
+        at_rest_key=r.get(d, "at_rest_key", None, r.secret_file, None),
     )
 
 
@@ -851,8 +950,18 @@ def _to_dict(cfg: AnyConfig, base: Path) -> tuple[str, dict[str, Any]]:
             "min_cohort_size": cfg.policy.min_cohort_size,
             "epsilon": cfg.policy.epsilon,
             "delta": cfg.policy.delta,
+            "require_dp": cfg.policy.require_dp,
         }
+        if cfg.policy.columns_by_computation:
+            d["policy"]["columns_by_computation"] = {
+                k: list(v) for k, v in cfg.policy.columns_by_computation.items()}
+        if cfg.policy.bounds:
+            d["policy"]["bounds"] = {k: list(v) for k, v in cfg.policy.bounds.items()}
+        if cfg.policy.dataset is not None:
+            d["policy"]["dataset"] = cfg.policy.dataset
         d["database"] = _rel(cfg.database, base)
+        if cfg.at_rest_key is not None:
+            d["at_rest_key"] = _rel(cfg.at_rest_key, base)
     elif isinstance(cfg, CoordinatorConfig):
         kind = "coordinator"
         d = _node_common(cfg, kind, base)

@@ -35,6 +35,15 @@ and reports one error that names the failed node (trailing metadata
 ever sent: the result goes to the analyst only after every participant
 finished successfully.
 
+Privacy is the parties' business (:mod:`parties.privacy`): each party checks
+its own policy, charges its own ledger and audits every request; the
+coordinator checks nothing on their behalf.  It only carries their answers:
+each party returns the spec it prepared (its policy may fill in DP clipping
+bounds the request left open); the coordinator proceeds only if all agree,
+finishes an ``ss`` statistic with that spec, and for ``ckks`` under DP sends
+it to the key holder (tag ``stat/spec``), which checks that it differs from
+its request only by the added bounds.
+
 What the coordinator learns: an ``ss`` statistic's summed aggregates and
 result (it is the recipient), the public sizes of an inference, and which
 node failed.  It never sees an opened Beaver value (openings go party to
@@ -59,7 +68,7 @@ from typing import Any
 
 import grpc
 
-from parties import filters, wire
+from parties import filters, privacy, wire
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import CoordinatorConfig, load_coordinator_config
@@ -76,7 +85,7 @@ from parties.node import serve_forever, setup_logging
 from parties.sessions import Session, SessionRegistry
 from smpc import linear, stats
 from smpc.errors import InputError, PeerFailure, SmpcError
-from smpc.transport import Payload
+from smpc.transport import Payload, pack_json
 
 __all__ = ["COORDINATOR_ACCESS", "CoordinatorNode", "SessionState", "Stage", "main"]
 
@@ -97,6 +106,7 @@ SECONDARY_GRACE = 1.0        # after a "peer X failed" report, wait this long fo
 STAT_TAG = "stat"
 PREDICT_TAG = "inf"
 CONTEXT_TAG = "context"
+SPEC_TAG = "spec"             # ckks + DP: the parties' effective spec, to the key holder
 
 
 class Stage(enum.Enum):
@@ -412,8 +422,9 @@ class CoordinatorNode:
                         spec_json=json.dumps(spec.to_json()), where=where,
                         members=[pb.Member(name=n, role=r) for n, r in members.items()],
                         analyst=analyst, tag=STAT_TAG)
-            self._prepare(st, {p: pb.PrepareRequest(timeout_seconds=st.remaining(), **base)
-                               for p in parties})
+            answers = self._prepare(st, {p: pb.PrepareRequest(timeout_seconds=st.remaining(),
+                                                              **base) for p in parties})
+            eff = self._effective_spec(spec, answers)
             st.enter(Stage.RUN)
             assert st.local is not None
             routes = {analyst: to_analyst} if ckks_ and to_analyst else None
@@ -422,11 +433,13 @@ class CoordinatorNode:
 
             def local_role() -> Any:
                 if not ckks_:
-                    return stats.run_recipient_ss(t, spec, parties=parties, tag=STAT_TAG)
+                    return stats.run_recipient_ss(t, eff, parties=parties, tag=STAT_TAG)
                 assert context_bytes is not None
+                if eff.dp is not None:  # the key holder plans the release with the parties' spec
+                    t.send(analyst, f"{STAT_TAG}/{SPEC_TAG}", pack_json(eff.to_json()))
                 for p in parties:
                     t.send(p, f"{STAT_TAG}/{CONTEXT_TAG}", context_bytes)
-                stats.run_aggregator_ckks(t, spec, parties=parties, keyholder=analyst,
+                stats.run_aggregator_ckks(t, eff, parties=parties, keyholder=analyst,
                                           tag=STAT_TAG, public_context=public_ctx)
                 return None
 
@@ -435,6 +448,23 @@ class CoordinatorNode:
             return results[self.me]
 
         return self._execute(st, body)
+
+    def _effective_spec(self, spec: stats.StatSpec, answers: dict[str, pb.PrepareResponse]
+                        ) -> stats.StatSpec:
+        """The spec every party prepared: the request, with the clipping bounds their policies
+        filled in for columns the request gave none for; they must all agree."""
+        parsed: dict[str, stats.StatSpec | None] = {}
+        for node, resp in answers.items():
+            try:
+                parsed[node] = (stats.StatSpec.from_json(json.loads(resp.spec_json))
+                                if resp.spec_json else None)
+                privacy.check_effective_spec(spec, parsed[node] or spec, node)
+            except (InputError, ValueError) as exc:
+                raise NodeFailed(node, f"{node}: {exc}", grpc.StatusCode.ABORTED) from None
+        try:
+            return privacy.agreed_spec(spec, parsed)
+        except InputError as exc:
+            raise NodeFailed(self.me, str(exc), grpc.StatusCode.INVALID_ARGUMENT) from None
 
     def _check_stat_request(self, request: pb.StatRequest
                             ) -> tuple[stats.StatSpec, list[str], str]:

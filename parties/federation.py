@@ -20,16 +20,23 @@ Layout of a federation directory (:class:`Layout`)::
     DIR/analyst/cert.pem, key.pem  the analyst identity (key 0600)
     DIR/nodes/<name>/config.json   one config per node (party / coordinator / dealer)
     DIR/nodes/<name>/cert.pem, key.pem
-    DIR/nodes/<party>/party.db     the party's database path; beside it:
-    DIR/nodes/<party>/models/      models it owns (<name>.json, 0600)
-    DIR/nodes/<party>/outputs/     predictions it receives as a data owner (0600)
+    DIR/nodes/<party>/party.db     the party's ledger and audit log (SQLite, metadata only,
+                                   0600); party.db.audit-key: the audit log's MAC key (0600)
+    DIR/nodes/<party>/atrest.key   the party's AES-256-GCM key for the files below (0600)
+    DIR/nodes/<party>/models/      models it owns (<name>.json.enc, encrypted, 0600)
+    DIR/nodes/<party>/outputs/     predictions it receives as a data owner
+                                   (<session>.csv.enc, encrypted, 0600)
     DIR/logs/<name>.log            each node's log (never values, shares, keys or seeds)
     DIR/run/<name>.pid             pid of each running node
 
 Party names are derived from the data file stems (lower-cased, characters
 other than letters, digits, '.' and '-' replaced by '-', duplicates
 suffixed).  Each party's policy allows every column of its file, the
-federation's analyst, and ``min_cohort_size`` rows at least.  Data files are
+federation's analyst, ``min_cohort_size`` rows at least, a budget of
+(``epsilon``, ``delta``) per analyst, and -- unless ``require_dp`` -- exact
+(non-DP) statistics: convenient for a local demo; a production policy should
+say ``"require_dp": true`` (the config default) and set clipping ``bounds``.
+Data files are
 referenced where they are (absolute paths), not copied; model files are
 copied into the owner's ``models/``.
 
@@ -56,7 +63,7 @@ from pathlib import Path
 
 import grpc
 
-from parties import wire
+from parties import atrest, privacy, wire
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import (
@@ -74,7 +81,6 @@ from parties.config import (
 )
 from parties.datasource import infer_format, load_table
 from parties.tls import (
-    atomic_write,
     channel_credentials,
     channel_options,
     create_ca,
@@ -164,6 +170,10 @@ class Layout:
     def models(self, party: str) -> Path:
         return self.node_dir(party) / "models"
 
+    def at_rest_key(self, party: str) -> Path:
+        """The AES-256-GCM key file of ``party`` (0600) for its models and predictions."""
+        return self.node_dir(party) / "atrest.key"
+
     def federation(self) -> FederationConfig:
         """The federation config (FederationError if the directory has none)."""
         if not self.federation_file.is_file():
@@ -234,6 +244,9 @@ def init_federation(
     analyst: str = "analyst",
     host: str = "127.0.0.1",
     min_cohort_size: int = 10,
+    require_dp: bool = False,
+    epsilon: float = 1.0,
+    delta: float = 1e-6,
     session_timeout: float = 120.0,
     separate_dealer: bool = False,
     overwrite: bool = False,
@@ -328,19 +341,22 @@ def init_federation(
             cfg = DealerConfig(**common)
         else:
             f = files[party_names.index(e.name)]
+            key_file = lay.at_rest_key(e.name)
+            atrest.create_key_file(key_file, overwrite=True)
             cfg = PartyConfig(
                 data=DataSourceConfig(f, infer_format(f)),
                 policy=PolicyConfig(allowed_columns=list(tables[e.name].columns),
                                     allowed_analysts=[analyst],
-                                    min_cohort_size=int(min_cohort_size)),
-                database=lay.node_dir(e.name) / "party.db", **common)
-            lay.models(e.name).mkdir(exist_ok=True)
+                                    min_cohort_size=int(min_cohort_size),
+                                    epsilon=float(epsilon), delta=float(delta),
+                                    require_dp=bool(require_dp)),
+                database=lay.node_dir(e.name) / "party.db", at_rest_key=key_file, **common)
+            lay.models(e.name).mkdir(mode=0o700, exist_ok=True)
             lay.outputs(e.name).mkdir(mode=0o700, exist_ok=True)
         save_config(cfg, lay.config(e.name))
-    for owner, mname, model in model_docs:  # the weights are the owner's secret: 0600
-        atomic_write(lay.models(owner) / f"{mname}.json",
-                     (json.dumps(model.to_json(), indent=2) + "\n").encode(), 0o600,
-                     overwrite=True)
+    for owner, mname, model in model_docs:  # the weights are the owner's secret: encrypted
+        privacy.write_model(lay.models(owner), owner, mname, model,
+                            atrest.load_key_file(lay.at_rest_key(owner)))
     return lay
 
 

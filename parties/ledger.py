@@ -492,6 +492,21 @@ class Ledger:
         assert res is not None
         return res
 
+    def record_refusal(
+        self, session_id: str, analyst: str, dataset: str, rho: float | None, reason: str
+    ) -> None:
+        """Record a ``refused`` event for a request the party refused *before* charging it (its
+        policy said no: analyst, column, cohort, exact results not allowed...). Nothing is
+        charged; ``rho`` is the cost the request asked for (None for an exact request)."""
+        _name(session_id, "session_id")
+        _name(analyst, "analyst")
+        _name(dataset, "dataset")
+        cost = None if rho is None else _rho(rho, "rho", allow_zero=True)
+        detail = reason.strip()[:1000] if isinstance(reason, str) and reason.strip() else "refused"
+        with self._write() as con:
+            self._event(con, "refused", detail, session_id=session_id, analyst=analyst,
+                        dataset=dataset, rho=cost)
+
     def commit(self, session_id: str) -> Reservation:
         """Mark the charge of ``session_id`` SPENT: its result is released.
 

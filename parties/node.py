@@ -16,9 +16,14 @@ What it serves (all over mutual TLS, see :mod:`parties.grpc_transport`):
 Zero trust.  At ``Prepare`` the party validates everything itself -- the spec,
 the members of the session, the filter (parsed by :mod:`parties.filters`, never
 evaluated as code), that every column exists -- and applies its own policy
-(:class:`PolicyGate`: allowed analysts, allowed columns including the filter's,
-minimum cohort size after filtering).  Only then does it load and filter its
-rows and register the session.  Roles of :mod:`smpc.stats` and
+(:mod:`parties.privacy`: allowed analysts, allowed columns per computation
+including the filter's, differential privacy required or not, clipping bounds,
+remaining privacy budget, minimum cohort size after filtering), then reserves
+the request's privacy cost in its own ledger.  ``Run`` commits the charge
+*before* the role starts (so before any noisy contribution can leave);
+``Abort`` before ``Run`` refunds it.  Every request, accepted or refused, and
+every outcome is a record of the party's hash-chained audit log, with the
+caller's certificate identity.  Roles of :mod:`smpc.stats` and
 :mod:`smpc.linear` run in worker threads, so ``Health`` always answers.
 
 What a party reveals.  To the coordinator: that it accepted or refused a
@@ -29,12 +34,18 @@ count is never sent.  Everything else leaves only as the protocol's messages
 
 Files next to the party's database path (``database`` in its config):
 
-* ``models/<name>.json`` -- models it owns (``{"kind", "features",
-  "coefficients", "intercept"}``, see :class:`smpc.linear.LinearModel`);
-* ``outputs/<session id>.csv`` -- predictions, when it is the data owner of an
-  inference: columns ``row`` (1-based row number in its table, header
-  excluded) and ``prediction``; mode 0600.  The values never leave the host:
-  the coordinator and the analyst learn only the count and this path.
+* ``<database>`` -- the SQLite file of its privacy-budget ledger and audit log
+  (metadata only); ``<database>.audit-key`` -- the audit log's MAC key;
+* ``<database>.atrest-key`` (or ``at_rest_key``) -- its AES-256-GCM key for
+  the files below;
+* ``models/<name>.json.enc`` (or a plaintext ``<name>.json``) -- models it
+  owns (``{"kind", "features", "coefficients", "intercept"}``, see
+  :class:`smpc.linear.LinearModel`);
+* ``outputs/<session id>.csv.enc`` -- predictions, when it is the data owner
+  of an inference, encrypted: columns ``row`` (1-based row number in its
+  table, header excluded) and ``prediction``; mode 0600.  The values never
+  leave the host: the coordinator and the analyst learn only the count and
+  this path.  ``smpc outputs read`` decrypts them for the operator.
 """
 
 from __future__ import annotations
@@ -42,13 +53,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -57,18 +66,32 @@ import numpy as np
 from parties import filters, wire
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
-from parties.config import PartyConfig, PolicyConfig, load_party_config
+from parties.config import PartyConfig, load_party_config
 from parties.datasource import DataSourceError, Table, load_table
-from parties.errors import ColumnRefused, PolicyError, SessionError, abort
+from parties.errors import ColumnRefused, SessionError, abort
 from parties.grpc_transport import (
     NODE_ACCESS,
     GrpcTransport,
     NodeService,
     PeerChannels,
+    caller,
     start_server,
 )
+from parties.ledger import BudgetExceeded, LedgerError
+from parties.privacy import (
+    PolicyGate,
+    PolicyRequest,
+    PrivacyGuard,
+    caller_uri,
+    fault_point,
+    load_at_rest_key,
+    load_models,
+    models_dir,
+    outputs_dir,
+    write_predictions,
+)
 from parties.sessions import Session, SessionRegistry, Status
-from parties.tls import atomic_write
+from parties.tls import Identity
 from smpc import linear, stats
 from smpc.encoding import EncodingRangeError
 from smpc.errors import InputError, SmpcError
@@ -78,6 +101,7 @@ __all__ = [
     "PartyNode",
     "PolicyGate",
     "PolicyRequest",
+    "PrivacyGuard",
     "load_models",
     "main",
     "models_dir",
@@ -100,7 +124,6 @@ PARTY_ACCESS: dict[str, tuple[str, ...]] = {
 MAX_SESSION_SECONDS = 24 * 3600.0
 AWAIT_GRACE_SECONDS = 2.0
 MAX_ACTIVE_SESSIONS = 64
-_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 KIND_NAMES = {
     pb.SESSION_KIND_STAT: "stat",
@@ -109,101 +132,7 @@ KIND_NAMES = {
 }
 
 
-def models_dir(cfg: PartyConfig) -> Path:
-    """Where a party's models live: ``<database dir>/models``."""
-    return cfg.database.parent / "models"
-
-
-def outputs_dir(cfg: PartyConfig) -> Path:
-    """Where a data owner's predictions are written: ``<database dir>/outputs``."""
-    return cfg.database.parent / "outputs"
-
-
-# ------------------------------------------------------------------------------ policy
-
-
-@dataclass(frozen=True)
-class PolicyRequest:
-    """What a request asks of a party, as its policy sees it.
-
-    ``kind``: describe | stat | predict-data | predict-model; ``columns``: the
-    value columns it reads; ``filter_columns``: the columns its filter reads;
-    ``n_rows``: rows selected after the filter (None when not applicable).
-    """
-
-    analyst: str
-    kind: str
-    columns: tuple[str, ...] = ()
-    filter_columns: tuple[str, ...] = ()
-    n_rows: int | None = None
-    session_id: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-class PolicyGate:
-    """A party's own rules, applied to every request before any data is used.
-
-    :meth:`check` raises :class:`parties.errors.PolicyError` (PERMISSION_DENIED)
-    with the rule that refused; :meth:`record` is called for every request,
-    accepted or refused -- the place for a privacy-budget ledger and an
-    audit log (today: one log line without values).
-    """
-
-    def __init__(self, party: str, policy: PolicyConfig) -> None:
-        self.party = party
-        self.policy = policy
-
-    def check(self, req: PolicyRequest) -> None:
-        p = self.policy
-        if req.analyst not in p.allowed_analysts:
-            raise PolicyError(f"{self.party} does not serve analyst {req.analyst!r}")
-        allowed = set(p.allowed_columns)
-        bad = [c for c in (*req.columns, *req.filter_columns) if c not in allowed]
-        if bad:
-            raise ColumnRefused(
-                f"{self.party} has no column {', '.join(repr(c) for c in bad)} it may use "
-                f"(its columns: {', '.join(p.allowed_columns) or 'none'})"
-            )
-        if req.kind == "stat" and req.n_rows is not None and req.n_rows < p.min_cohort_size:
-            raise PolicyError(
-                f"{self.party} refuses: fewer than {p.min_cohort_size} of its rows match "
-                "(minimum cohort size)"
-            )
-
-    def record(self, req: PolicyRequest, accepted: bool, reason: str = "") -> None:
-        log.info(
-            "policy %s: session=%s kind=%s analyst=%s columns=%s filter_columns=%s%s",
-            "accepted" if accepted else "refused", req.session_id or "-", req.kind,
-            req.analyst, ",".join(req.columns) or "-", ",".join(req.filter_columns) or "-",
-            f" reason={reason}" if reason else "",
-        )
-
-    def enforce(self, req: PolicyRequest) -> None:
-        """:meth:`check` then :meth:`record` (refusals are recorded too)."""
-        try:
-            self.check(req)
-        except PolicyError as exc:
-            self.record(req, False, str(exc))
-            raise
-        self.record(req, True)
-
-
 # ------------------------------------------------------------------------------ models
-
-
-def load_models(directory: Path) -> dict[str, linear.LinearModel]:
-    """Every valid ``<name>.json`` model in ``directory`` (invalid ones are logged, skipped)."""
-    out: dict[str, linear.LinearModel] = {}
-    if not directory.is_dir():
-        return out
-    for path in sorted(directory.glob("*.json")):
-        if not _MODEL_NAME_RE.match(path.stem):
-            continue
-        try:
-            out[path.stem] = linear.LinearModel.from_json(json.loads(path.read_text()))
-        except (OSError, ValueError, InputError) as exc:
-            log.warning("skipping model file %s: %s", path.name, exc)
-    return out
 
 
 def _pick_model(models: dict[str, linear.LinearModel], name: str, me: str
@@ -234,6 +163,8 @@ class _Job:
     hub: str = ""             # stat: recipient / aggregator
     peer: str = ""            # predict: the other owner
     dealer: str | None = None
+    request: PolicyRequest | None = None   # what the audit log records about it
+    charged: bool = False                  # a privacy charge is reserved for it
 
 
 @dataclass(frozen=True)
@@ -265,6 +196,15 @@ def _one(members: dict[str, str], roles: tuple[str, ...], what: str) -> str:
     if len(found) != 1:
         raise InputError(f"the session must have exactly one {what}")
     return found[0]
+
+
+def _check_node_role(federation: Any, name: str | None, allowed: tuple[str, ...], what: str
+                     ) -> None:
+    """The node given a session role must have a fitting role in the federation config (a
+    statistic's sum goes to a coordinator, never to another party)."""
+    if name is not None and federation.node(name).role not in allowed:
+        raise InputError(f"the {what} of a session must be a {' or '.join(allowed)} node, "
+                         f"not {name!r}")
 
 
 # ----------------------------------------------------------------------- what may leave
@@ -299,6 +239,10 @@ def redact(exc: BaseException, me: str) -> BaseException:
 # ------------------------------------------------------------------------------ service
 
 
+def _identity(context: grpc.ServicerContext) -> Identity:
+    return caller(context)
+
+
 class PartyService(pb_grpc.PartyServicer):
     """The ``Party`` service of one node (see the module docstring)."""
 
@@ -312,7 +256,7 @@ class PartyService(pb_grpc.PartyServicer):
     def Describe(self, request: pb.DescribeRequest, context: grpc.ServicerContext
                  ) -> pb.DescribeResponse:
         try:
-            resp = self.node.describe(request.analyst)
+            resp = self.node.describe(request.analyst, _identity(context))
         except Exception as exc:  # mapped to a status
             abort(context, exc, self.me)
         return resp
@@ -321,7 +265,7 @@ class PartyService(pb_grpc.PartyServicer):
                 ) -> pb.PrepareResponse:
         failure: BaseException | None = None
         try:
-            resp = self.node.prepare(request)
+            resp = self.node.prepare(request, _identity(context))
         except Exception as exc:
             failure = exc
         if failure is not None:
@@ -353,8 +297,8 @@ class PartyService(pb_grpc.PartyServicer):
 
     def Abort(self, request: pb.AbortRequest, context: grpc.ServicerContext
               ) -> pb.AbortResponse:
-        was = self.node.registry.abort(request.session_id, request.reason[:500] or "aborted",
-                                       request.failed_node[:64] or None)
+        was = self.node.abort_session(request.session_id, request.reason[:500] or "aborted",
+                                      request.failed_node[:64] or None)
         if was:
             log.info("session %s aborted by the coordinator: %s", request.session_id,
                      request.reason[:200])
@@ -363,23 +307,35 @@ class PartyService(pb_grpc.PartyServicer):
 
 # -------------------------------------------------------------------------------- node
 
+SWEEP_SECONDS = 1.0
+
+
+def _printable(text: str, limit: int) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
+
 
 class PartyNode:
-    """A party: its config, table, policy, sessions and gRPC server."""
+    """A party: its config, table, policy, ledger, audit log, sessions and gRPC server."""
 
     def __init__(self, cfg: PartyConfig, table: Table | None = None) -> None:
         self.cfg = cfg
         self.table = table if table is not None else load_table(cfg.data.path, cfg.data.format)
-        self.policy = PolicyGate(cfg.name, cfg.policy)
+        self.guard = PrivacyGuard(cfg)
+        self.policy: PolicyGate = self.guard.gate
+        self.key = load_at_rest_key(cfg, create=True)
         self.registry = SessionRegistry(cfg.name)
         self.peers = PeerChannels(cfg.federation, cfg.tls)
         self.server: grpc.Server | None = None
         self.port: int | None = None
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> int:
-        """Start serving; returns the bound port."""
+        """Settle the ledger (budgets from the policy, crash recovery), then serve; returns
+        the bound port."""
+        self.guard.start()
         node_service = NodeService(self.cfg.name, "party", self.cfg.federation, self.registry)
         party_service = PartyService(self)
         self.server, self.port = start_server(
@@ -389,21 +345,50 @@ class PartyNode:
                       lambda s: pb_grpc.add_PartyServicer_to_server(party_service, s)],
         )
         self.registry.start_reaper()
+        self._sweeper = threading.Thread(target=self._sweep_loop, daemon=True,
+                                         name=f"charges-{self.cfg.name}")
+        self._sweeper.start()
         return self.port
 
     def stop(self, grace: float = 2.0) -> None:
+        self._stop.set()
+        for sid in self.registry.ids():  # refunds what was prepared but never ran
+            self.abort_session(sid, "node shutting down")
         self.registry.close()
         if self.server is not None:
             self.server.stop(grace).wait()
         self.peers.close()
 
+    def _may_still_run(self, session_id: str) -> bool:
+        s = self.registry.find(session_id)
+        return s is not None and not (s.status == Status.PREPARED and s.expired)
+
+    def _sweep_loop(self) -> None:
+        """Refund the charges of sessions that ended (expired, aborted) before ``Run``.
+
+        Safe against a late ``Run``: once refunded, its commit fails and the role never starts.
+        """
+        while not self._stop.wait(SWEEP_SECONDS):
+            try:
+                for sid in self.guard.sweep(self._may_still_run):
+                    self.registry.abort(sid, "expired before it ran")
+            except Exception:  # keep sweeping whatever happens
+                log.exception("charge sweeper failed")
+
     # ----------------------------------------------------------------- requests
 
-    def describe(self, analyst: str) -> pb.DescribeResponse:
+    def _base(self, analyst: str, kind: str, session_id: str, ident: Identity | None
+              ) -> PolicyRequest:
+        return PolicyRequest(
+            analyst=_printable(analyst, 256), kind=kind, computation=kind,
+            session_id=_printable(session_id, 128), caller=caller_uri(ident),
+            caller_fingerprint=(ident.fingerprint or None) if ident is not None else None)
+
+    def describe(self, analyst: str, ident: Identity | None = None) -> pb.DescribeResponse:
         """Public metadata for ``analyst``: allowed columns present, model metadata."""
-        self.policy.enforce(PolicyRequest(analyst=analyst, kind="describe"))
-        allowed = set(self.cfg.policy.allowed_columns)
-        models = load_models(models_dir(self.cfg))
+        self.guard.describe_allowed(self._base(analyst, "describe", "", ident))
+        allowed = set(self.cfg.policy.all_columns())
+        models = load_models(models_dir(self.cfg), self.key, self.cfg.name)
         return pb.DescribeResponse(
             name=self.cfg.name,
             columns=[c for c in self.table.columns if c in allowed],
@@ -411,14 +396,18 @@ class PartyNode:
                     for n, m in models.items()],
         )
 
-    def _select(self, where: str, columns: list[str], req: PolicyRequest
-                ) -> tuple[np.ndarray, np.ndarray, PolicyRequest]:
-        """Apply the policy (before touching data), the filter, then read the columns."""
+    def _with_filter(self, where: str, req: PolicyRequest
+                     ) -> tuple[filters.Expr | None, PolicyRequest]:
         expr = filters.parse(where) if where.strip() else None
-        fcols = tuple(sorted(expr.columns())) if expr is not None else ()
-        req = replace(req, columns=tuple(columns), filter_columns=fcols)
-        self.policy.check(req)  # columns and analyst, before any row is read
-        missing = [c for c in (*columns, *fcols) if c not in self.table.columns]
+        if expr is None:
+            return None, req
+        return expr, replace(req, filter=str(expr)[:4096],
+                             filter_columns=tuple(sorted(expr.columns())))
+
+    def _read(self, expr: filters.Expr | None, columns: list[str], req: PolicyRequest
+              ) -> tuple[np.ndarray, np.ndarray, PolicyRequest]:
+        """Read the filtered rows of ``columns`` (the policy was applied before)."""
+        missing = [c for c in (*columns, *req.filter_columns) if c not in self.table.columns]
         if missing:  # allowed by the policy but absent from the table
             raise ColumnRefused(f"{self.cfg.name} has no column "
                                 f"{', '.join(repr(c) for c in missing)} in its data")
@@ -427,98 +416,176 @@ class PartyNode:
         row_numbers = np.flatnonzero(sel.rows) + 1
         return sel.values, row_numbers, replace(req, n_rows=sel.n_rows)
 
-    def prepare(self, r: pb.PrepareRequest) -> pb.PrepareResponse:
-        """Validate a session request, select the rows, register the session."""
+    def prepare(self, r: pb.PrepareRequest, ident: Identity | None = None
+                ) -> pb.PrepareResponse:
+        """Validate a request against the policy, select the rows, reserve its privacy cost,
+        register the session; every outcome is audited."""
         me = self.cfg.name
-        sid = wire.check_session_id(r.session_id)
-        tag = wire.check_tag(r.tag or "s")
-        kind = KIND_NAMES.get(r.kind)
-        if kind is None:
-            raise InputError(f"{me} cannot prepare a session of kind {r.kind}")
-        if not 0 < r.timeout_seconds <= MAX_SESSION_SECONDS:
-            raise InputError("the session timeout must be between 0 and 24 hours")
-        if self.registry.count() >= MAX_ACTIVE_SESSIONS:
-            raise SessionError(f"{me} is busy ({MAX_ACTIVE_SESSIONS} active sessions)",
-                               grpc.StatusCode.RESOURCE_EXHAUSTED)
-        members = _members(r.members, me, self.cfg.federation)
+        kind = KIND_NAMES.get(r.kind, "unknown")
+        trail = [self._base(r.analyst, kind, r.session_id, ident)]
+        registered = False
         try:
-            doc = json.loads(r.spec_json)
-        except json.JSONDecodeError:
-            raise InputError("the spec is not valid JSON") from None
-        base = PolicyRequest(analyst=r.analyst, kind=kind, session_id=sid)
-        resp = pb.PrepareResponse()
-        try:
+            sid = wire.check_session_id(r.session_id)
+            tag = wire.check_tag(r.tag or "s")
+            if kind == "unknown":
+                raise InputError(f"{me} cannot prepare a session of kind {r.kind}")
+            if not 0 < r.timeout_seconds <= MAX_SESSION_SECONDS:
+                raise InputError("the session timeout must be between 0 and 24 hours")
+            if self.registry.count() >= MAX_ACTIVE_SESSIONS:
+                raise SessionError(f"{me} is busy ({MAX_ACTIVE_SESSIONS} active sessions)",
+                                   grpc.StatusCode.RESOURCE_EXHAUSTED)
+            members = _members(r.members, me, self.cfg.federation)
+            try:
+                doc = json.loads(r.spec_json)
+            except json.JSONDecodeError:
+                raise InputError("the spec is not valid JSON") from None
             if kind == "stat":
-                job, req = self._prepare_stat(doc, r, members, base, tag)
+                job, resp = self._prepare_stat(doc, r, members, tag, trail)
             elif kind == "predict-data":
-                job, resp, req = self._prepare_data_owner(doc, r, members, base, tag)
+                job, resp = self._prepare_data_owner(doc, r, members, tag, trail)
             else:
-                job, req = self._prepare_model_owner(doc, r, members, base, tag)
+                job, resp = self._prepare_model_owner(doc, r, members, tag, trail)
+            # charged is set before the session exists, so that a Run racing this Prepare
+            # finds no charge to commit and refuses, rather than running uncharged
+            job.request = trail[-1]
+            job.charged = trail[-1].cost is not None
+            self.registry.create(sid, members, r.timeout_seconds, kind, job)
+            registered = True
+            self.guard.reserve(trail[-1])
         except Exception as exc:  # every refusal is recorded
-            self.policy.record(base, False, str(exc))
+            if registered:
+                self.registry.free(trail[-1].session_id, "refused")
+            self.guard.record(trail[-1], "refused", str(redact(exc, me)),
+                              ledger_logged=isinstance(exc, BudgetExceeded))
             raise
-        self.registry.create(sid, members, r.timeout_seconds, kind, job)
-        self.policy.record(req, True)
+        req = trail[-1]
+        cost = (f"rho {req.cost.rho:.6g} reserved (pending until it runs)" if job.charged
+                else "exact result, no privacy cost")
+        self.guard.record(req, "accepted", f"prepared: {cost}")
         log.info("session %s prepared: %s for %s, %d members", sid, kind, r.analyst,
                  len(members))
         return resp
 
     def _prepare_stat(self, doc: Any, r: pb.PrepareRequest, members: dict[str, str],
-                      base: PolicyRequest, tag: str) -> tuple[_Job, PolicyRequest]:
+                      tag: str, trail: list[PolicyRequest]) -> tuple[_Job, pb.PrepareResponse]:
         spec = stats.StatSpec.from_json(doc)
         if members[self.cfg.name] != "party":
             raise InputError(f"{self.cfg.name} is not a party of this statistic")
         hub = _one(members, ("recipient", "aggregator"), "recipient or aggregator")
+        _check_node_role(self.cfg.federation, hub, ("coordinator",), "recipient or aggregator")
         parties = [n for n, role in members.items() if role == "party"]
-        rows, _numbers, req = self._select(r.where, list(spec.value_columns), base)
-        self.policy.check(req)  # now with the cohort size
-        return _Job("stat", tag, spec, rows=rows, parties=parties, hub=hub), req
+        for name in parties:
+            _check_node_role(self.cfg.federation, name, ("party",), "parties")
+        recipient = hub if spec.backend == "ss" else f"{r.analyst} (key holder, via {hub})"
+        req = replace(trail[-1], computation=spec.statistic, backend=spec.backend,
+                      columns=tuple(spec.value_columns), recipient=_printable(recipient, 256),
+                      cost=spec.dp.cost if spec.dp is not None else None)
+        trail.append(req)
+        expr, req = self._with_filter(r.where, req)
+        trail.append(req)
+        self.policy.check_access(req)               # analyst, columns: nothing read yet
+        spec = self.policy.check_dp(req, spec)      # exact allowed? bounds within the policy
+        if spec.dp is not None:
+            spec.noise_plan(len(parties))           # bounds complete, budget usable
+        self.guard.precheck_budget(req)             # no budget: refuse before reading rows
+        rows, _numbers, req = self._read(expr, list(spec.value_columns), req)
+        trail.append(req)
+        self.policy.check_cohort(req)
+        job = _Job("stat", tag, spec, rows=rows, parties=parties, hub=hub)
+        return job, pb.PrepareResponse(spec_json=json.dumps(spec.to_json()))
 
     def _prepare_data_owner(self, doc: Any, r: pb.PrepareRequest, members: dict[str, str],
-                            base: PolicyRequest, tag: str
-                            ) -> tuple[_Job, pb.PrepareResponse, PolicyRequest]:
+                            tag: str, trail: list[PolicyRequest]
+                            ) -> tuple[_Job, pb.PrepareResponse]:
         if members[self.cfg.name] != "data-owner":
             raise InputError(f"{self.cfg.name} is not the data owner of this inference")
+        if not isinstance(doc, dict):
+            raise InputError("malformed inference spec")
         columns = list(r.columns)
         if not columns or len(set(columns)) != len(columns):
             raise InputError("an inference needs the model's distinct feature names")
-        X, numbers, req = self._select(r.where, columns, base)
-        self.policy.check(req)
+        draft = linear.InferenceSpec.from_json({**doc, "n_samples": 1})
+        req = replace(trail[-1], computation=f"predict-{draft.kind}", backend=draft.backend,
+                      columns=tuple(columns), recipient=f"{self.cfg.name} (data owner)")
+        trail.append(req)
+        expr, req = self._with_filter(r.where, req)
+        trail.append(req)
+        self.policy.check_access(req)
+        X, numbers, req = self._read(expr, columns, req)
+        trail.append(req)
+        self.policy.check_cohort(req)
         if X.shape[0] == 0:
             raise InputError(f"no rows of {self.cfg.name} match the filter")
-        if not isinstance(doc, dict):
-            raise InputError("malformed inference spec")
         spec = linear.InferenceSpec.from_json({**doc, "n_samples": int(X.shape[0])})
         if spec.n_features != len(columns):
             raise InputError("the inference spec and the feature list disagree")
         linear.check_features(spec, X)
         model_owner = _one(members, ("model-owner",), "model owner")
         dealer = next((n for n, role in members.items() if role == "dealer"), None)
+        _check_node_role(self.cfg.federation, model_owner, ("party",), "model owner")
+        _check_node_role(self.cfg.federation, dealer, ("dealer", "coordinator"), "dealer")
         job = _Job("predict-data", tag, spec, rows=X, row_numbers=numbers, peer=model_owner,
                    dealer=dealer)
         resp = pb.PrepareResponse(n_samples=int(X.shape[0]), spec_json=json.dumps(spec.to_json()))
-        return job, resp, req
+        return job, resp
 
     def _prepare_model_owner(self, doc: Any, r: pb.PrepareRequest, members: dict[str, str],
-                             base: PolicyRequest, tag: str) -> tuple[_Job, PolicyRequest]:
+                             tag: str, trail: list[PolicyRequest]
+                             ) -> tuple[_Job, pb.PrepareResponse]:
         if members[self.cfg.name] != "model-owner":
             raise InputError(f"{self.cfg.name} is not the model owner of this inference")
-        self.policy.check(base)
-        _name, model = _pick_model(load_models(models_dir(self.cfg)), r.model, self.cfg.name)
-        spec = linear.InferenceSpec.from_json(doc)
-        linear.check_model(spec, model)
+        self.policy.check_access(trail[-1])
         data_owner = _one(members, ("data-owner",), "data owner")
+        name, model = _pick_model(load_models(models_dir(self.cfg), self.key, self.cfg.name),
+                                  r.model, self.cfg.name)
+        spec = linear.InferenceSpec.from_json(doc)
+        trail.append(replace(trail[-1], computation=f"predict-{spec.kind}", backend=spec.backend,
+                             columns=tuple(model.features),
+                             recipient=f"{data_owner} (data owner), model {name}"))
+        linear.check_model(spec, model)
         dealer = next((n for n, role in members.items() if role == "dealer"), None)
+        _check_node_role(self.cfg.federation, data_owner, ("party",), "data owner")
+        _check_node_role(self.cfg.federation, dealer, ("dealer", "coordinator"), "dealer")
         job = _Job("predict-model", tag, spec, model=model, peer=data_owner, dealer=dealer)
-        return job, base
+        return job, pb.PrepareResponse()
 
     def run(self, session_id: str) -> None:
-        """Start the session's role in a worker thread (returns at once)."""
+        """Commit the session's privacy charge, then start its role in a worker thread.
+
+        The commit happens before the role can send anything; if the charge was refunded
+        meanwhile (an abort won the race) the role never starts.
+        """
         s = self.registry.get(session_id)
+        job: _Job | None = s.job
+        if job is None:
+            raise SessionError(f"session {session_id} is closed on {self.cfg.name}",
+                               grpc.StatusCode.FAILED_PRECONDITION)
         s.set_running()
-        s.thread = threading.Thread(target=self._role, args=(s,), daemon=True,
+        if job.charged:
+            fault_point("after-charge")
+            try:
+                self.guard.commit(session_id)
+            except LedgerError as exc:
+                self.registry.abort(session_id, "its privacy charge was refunded", None)
+                raise SessionError(f"{self.cfg.name} will not run session {session_id}: {exc}",
+                                   grpc.StatusCode.FAILED_PRECONDITION) from None
+            fault_point("after-commit")
+        s.thread = threading.Thread(target=self._role, args=(s, job), daemon=True,
                                     name=f"role-{session_id[:8]}")
         s.thread.start()
+
+    def abort_session(self, session_id: str, reason: str, failed_node: str | None = None
+                      ) -> bool:
+        """Abort a session; refund its charge if it never ran (audited either way)."""
+        s = self.registry.find(session_id)
+        job: _Job | None = s.job if s is not None else None
+        never_ran = s is not None and s.status == Status.PREPARED
+        was = self.registry.abort(session_id, reason, failed_node)
+        if job is not None and job.charged:
+            self.guard.refund(session_id, f"aborted before it ran ({reason[:300]})")
+        elif job is not None and job.request is not None and never_ran and was:
+            self.guard.record(job.request, "failed", f"aborted before it ran ({reason[:300]})")
+        return was
 
     def wait(self, session_id: str) -> _Outcome:
         """Block until the role ends or the deadline passes; frees the session."""
@@ -537,8 +604,7 @@ class PartyNode:
 
     # -------------------------------------------------------------------- roles
 
-    def _role(self, s: Session) -> None:
-        job: _Job = s.job
+    def _role(self, s: Session, job: _Job) -> None:
         t = GrpcTransport(s, self.peers)
         started = time.perf_counter()
         try:
@@ -553,36 +619,42 @@ class PartyNode:
                 stats.run_party(t, job.spec, job.rows, parties=job.parties, recipient=job.hub,
                                 tag=job.tag, public_context=ctx)
                 outcome = _Outcome()
+                done = ("noisy contribution sent (charge spent)" if job.charged
+                        else "exact contribution sent")
             elif job.kind == "predict-data":
                 preds = linear.run_data_owner(t, job.spec, job.rows, model_owner=job.peer,
                                               dealer=job.dealer, tag=job.tag)
-                path = self._write_predictions(s.id, job.row_numbers, preds)
+                numbers = (job.row_numbers if job.row_numbers is not None
+                           else np.arange(1, len(preds) + 1))
+                path = write_predictions(self.cfg, self.key, s.id, numbers, preds)
                 outcome = _Outcome(n_predictions=len(preds), output_path=str(path))
+                done = f"{len(preds)} predictions written encrypted to outputs/{path.name}"
             else:
                 linear.run_model_owner(t, job.spec, job.model, data_owner=job.peer,
                                        dealer=job.dealer, tag=job.tag)
                 outcome = _Outcome()
+                done = "model applied; only the data owner learns the predictions"
         except BaseException as exc:  # reported through Await
             level = logging.INFO if isinstance(exc, SmpcError) else logging.ERROR
             log.log(level, "session %s failed on %s: %s: %s", s.id, self.cfg.name,
                     type(exc).__name__, exc, exc_info=not isinstance(exc, SmpcError))
+            self._audit_outcome(job, "failed", f"{redact(exc, self.cfg.name)}" + (
+                " (the charge stands: its contribution may have left)" if job.charged else ""))
             s.fail(exc)
             return
         log.info("session %s done on %s in %.2f s (sent %d msgs / %d B, received %d / %d B)",
                  s.id, self.cfg.name, time.perf_counter() - started, t.traffic.messages_sent,
                  t.traffic.bytes_sent, t.traffic.messages_received, t.traffic.bytes_received)
+        self._audit_outcome(job, "released", done)  # audited before Await can answer
         s.finish(outcome)
 
-    def _write_predictions(self, session_id: str, row_numbers: np.ndarray | None,
-                           preds: np.ndarray) -> Path:
-        out = outputs_dir(self.cfg)
-        out.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = out / f"{session_id}.csv"
-        numbers = row_numbers if row_numbers is not None else np.arange(1, len(preds) + 1)
-        lines = ["row,prediction"] + [f"{int(i)},{float(v)!r}" for i, v in
-                                      zip(numbers, preds, strict=True)]
-        atomic_write(path, ("\n".join(lines) + "\n").encode(), 0o600, overwrite=False)
-        return path
+    def _audit_outcome(self, job: _Job, outcome: str, reason: str) -> None:
+        if job.request is None:
+            return
+        try:
+            self.guard.record(job.request, outcome, reason)
+        except Exception:  # the outcome stands; the log line says why it was not audited
+            log.exception("could not audit the outcome of session %s", job.request.session_id)
 
 
 # -------------------------------------------------------------------------------- main

@@ -147,8 +147,13 @@ def test_a_subset_of_parties(fed):
 
 
 def read_predictions(path):
-    with open(path) as fh:
-        rows = list(csv.DictReader(fh))
+    """Decrypt a data owner's predictions file (encrypted at rest) with its party config."""
+    from pathlib import Path
+
+    from parties.privacy import read_output
+
+    config = Path(path).parents[1] / "config.json"  # the data owner's node directory
+    rows = list(csv.DictReader(read_output(config, path).decode().splitlines()))
     return (np.array([int(r["row"]) for r in rows]),
             np.array([float(r["prediction"]) for r in rows]))
 
@@ -259,7 +264,8 @@ def test_federation_files_and_permissions(fed):
     for n in ("coordinator", *HOSPITALS, "insurer"):
         assert mode(lay.node_dir(n) / "key.pem") == 0o600
         assert lay.config(n).is_file() and lay.log(n).is_file() and lay.pid_file(n).is_file()
-    assert {p.name for p in lay.models("insurer").iterdir()} == {"risk.json", "cost.json"}
+    assert {p.name for p in lay.models("insurer").iterdir()} == {"risk.json.enc",
+                                                                  "cost.json.enc"}
     assert all(mode(p) == 0o600 for p in lay.models("insurer").iterdir())
     fedcfg = lay.federation()
     assert all(n.host == "127.0.0.1" and n.fingerprint for n in fedcfg.nodes)

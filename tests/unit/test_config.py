@@ -133,6 +133,50 @@ def test_party_config_load_and_round_trip(fed_dir: Path) -> None:
     assert C.load_config(fed_dir / "party3.json") == cfg
 
 
+def test_party_policy_defaults_are_strict(fed_dir: Path) -> None:
+    cfg = C.load_party_config(write(fed_dir / "party.json", party_dict()))
+    p = cfg.policy
+    assert p.require_dp is True  # exact results need an explicit "require_dp": false
+    assert p.columns_by_computation == {} and p.bounds == {} and p.dataset is None
+    assert p.columns_for("mean") == ["age", "bmi"] and p.all_columns() == ["age", "bmi"]
+    assert cfg.at_rest_key is None
+    assert cfg.at_rest_key_path == fed_dir / "state" / "hospital-a.db.atrest-key"
+
+
+def test_party_policy_full_round_trip(fed_dir: Path) -> None:
+    d = party_dict()
+    d["policy"].update({
+        "columns_by_computation": {"histogram": ["zip"], "predict": ["bmi", "weight"]},
+        "require_dp": False,
+        "bounds": {"age": [0, 120], "zip": [1000, 9999.5]},
+        "dataset": "cohort-2024",
+    })
+    key = fed_dir / "state" / "atrest.key"
+    key.write_bytes(b"k" * 32)
+    key.chmod(0o600)
+    d["at_rest_key"] = "state/atrest.key"
+    cfg = C.load_party_config(write(fed_dir / "party.json", d))
+    p = cfg.policy
+    assert p.columns_by_computation == {"histogram": ["zip"], "predict": ["bmi", "weight"]}
+    assert p.columns_for("histogram") == ["age", "bmi", "zip"]
+    assert p.columns_for("predict") == ["age", "bmi", "weight"]
+    assert p.columns_for("mean") == ["age", "bmi"]
+    assert p.all_columns() == ["age", "bmi", "zip", "weight"]
+    assert p.require_dp is False and p.dataset == "cohort-2024"
+    assert p.bounds == {"age": (0.0, 120.0), "zip": (1000.0, 9999.5)}
+    assert cfg.at_rest_key == key and cfg.at_rest_key_path == key
+    C.save_config(cfg, fed_dir / "party2.json")
+    saved = json.loads((fed_dir / "party2.json").read_text())
+    assert saved["at_rest_key"] == "state/atrest.key"
+    assert saved["policy"]["bounds"] == {"age": [0.0, 120.0], "zip": [1000.0, 9999.5]}
+    assert C.load_party_config(fed_dir / "party2.json") == cfg
+    key.chmod(0o640)
+    with pytest.raises(C.ConfigError) as err:
+        C.load_party_config(fed_dir / "party2.json")
+    _assert_one_sentence(err.value, fed_dir / "party2.json",
+                         "field 'at_rest_key' names a key file readable by group or others")
+
+
 def test_coordinator_and_dealer_round_trip(fed_dir: Path) -> None:
     cfg = C.load_coordinator_config(write(fed_dir / "coord.json", coordinator_dict()))
     assert (cfg.host, cfg.port, cfg.dealer, cfg.session_timeout) == (
@@ -296,7 +340,40 @@ PARTY_ERRORS: list[tuple[Mut, str]] = [
         "field 'policy.min_cohort_size' must be an integer >= 1, got 2.5",
     ),
     (_set("policy.epsilon", -1), "field 'policy.epsilon' must be a number in (0, inf), got -1"),
-    (_set("policy.delta", 1), "field 'policy.delta' must be a number in [0, 1), got 1"),
+    (_set("policy.delta", 1), "field 'policy.delta' must be a number in (0, 1), got 1"),
+    (_set("policy.delta", 0), "field 'policy.delta' must be a number in (0, 1), got 0"),
+    (_set("policy.require_dp", "yes"), "field 'policy.require_dp' must be true or false"),
+    (
+        _set("policy.columns_by_computation", {"median": ["age"]}),
+        "field 'policy.columns_by_computation.median' is not a computation",
+    ),
+    (
+        _set("policy.columns_by_computation", ["age"]),
+        "field 'policy.columns_by_computation' must be an object mapping computations",
+    ),
+    (
+        _set("policy.columns_by_computation", {"histogram": "zip"}),
+        "field 'policy.columns_by_computation.histogram' must be a list of strings",
+    ),
+    (
+        _set("policy.bounds", {"agee": [0, 1]}),
+        "field 'policy.bounds.agee' names a column this policy does not allow",
+    ),
+    (
+        _set("policy.bounds", {"age": [5, 1]}),
+        "field 'policy.bounds.age' must be a pair [lo, hi] of finite numbers with lo < hi",
+    ),
+    (
+        _set("policy.bounds", {"age": [0, 1, 2]}),
+        "field 'policy.bounds.age' must be a pair [lo, hi]",
+    ),
+    (
+        _set("policy.bounds", {"age": "0-1"}),
+        "field 'policy.bounds.age' must be a pair [lo, hi]",
+    ),
+    (_set("policy.bounds", [0, 1]), "field 'policy.bounds' must be an object mapping columns"),
+    (_set("policy.dataset", "bad name"), "field 'policy.dataset' must be a name of 1-63"),
+    (_set("at_rest_key", "certs/missing.key"), "field 'at_rest_key' names a file that does not"),
     (_set("policy.polcy", 1), "field 'policy.polcy' is not a known field"),
     (
         _set("listen.port", 65536),
