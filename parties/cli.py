@@ -83,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--name", default="smpc-local", help="the federation's name")
     init.add_argument("--analyst", default="analyst", help="the analyst identity to create")
     init.add_argument("--min-cohort", type=int, default=10, help="parties' minimum cohort")
+    init.add_argument("--require-dp", action="store_true",
+                      help="parties refuse exact (non-DP) statistics")
+    init.add_argument("--epsilon", type=float, default=1.0,
+                      help="each party's total privacy budget per analyst (epsilon)")
+    init.add_argument("--delta", type=float, default=1e-6, help="... and its delta")
     init.add_argument("--separate-dealer", action="store_true",
                       help="run the dealer as its own node instead of the coordinator")
     init.add_argument("--force", action="store_true", help="replace an existing federation")
@@ -195,7 +200,8 @@ def _cmd_federation_init(args: argparse.Namespace) -> int:
     lay = federation.init_federation(
         args.directory, args.data, models=models or None, names=args.names,
         federation_name=args.name, analyst=args.analyst, min_cohort_size=args.min_cohort,
-        separate_dealer=args.separate_dealer, overwrite=args.force)
+        separate_dealer=args.separate_dealer, overwrite=args.force,
+        require_dp=args.require_dp, epsilon=args.epsilon, delta=args.delta)
     print(f"federation {args.name!r} created in {lay.directory}: "
           f"{len(lay.parties())} parties ({', '.join(lay.parties())}); "
           f"start it with: smpc federation up {args.directory}")

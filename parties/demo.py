@@ -10,6 +10,7 @@ on real party nodes over mutual TLS.
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import tempfile
@@ -92,8 +93,17 @@ class FederationExecutor:
 
 
 def read_predictions(path: Path) -> np.ndarray:
-    """The predictions a data owner's node stored for one session (in row order)."""
-    rows = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    """The predictions a data owner's node stored for one session (in row order).
+
+    The file is encrypted at rest; it is decrypted with the data owner's
+    at-rest key, found through its config next to the outputs directory of a
+    local federation (``nodes/<party>/config.json``).
+    """
+    from parties.privacy import read_output
+
+    config = Path(path).parents[1] / "config.json"
+    text = read_output(config, path).decode()
+    rows = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, ndmin=2)
     return rows[np.argsort(rows[:, 0]), 1]
 
 
