@@ -28,6 +28,16 @@ class CliError(SmpcError):
 # ------------------------------------------------------------------------------ parsing
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value < 86_400 * 7):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def _model_arg(text: str) -> tuple[str, Path]:
     party, sep, path = text.partition("=")
     if not sep or not party or not path:
@@ -98,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
         p = fsub.add_parser(action, help=helptext)
         p.add_argument("directory", type=Path)
         if action == "up":
-            p.add_argument("--timeout", type=float, default=60.0)
+            p.add_argument("--timeout", type=_seconds, default=60.0)
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
 
@@ -144,7 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--parties", nargs="+", help="parties taking part (default: all)")
     run.add_argument("--ddof", type=int, default=1, choices=(0, 1))
     run.add_argument("--frac-bits", type=int, default=16, help="ss fixed-point bits")
-    run.add_argument("--timeout", type=float, default=120.0)
+    run.add_argument("--timeout", type=_seconds, default=120.0)
     run.add_argument("--json", action="store_true", help="machine-readable output")
     _add_privacy_options(run)
     run.set_defaults(func=_cmd_run)
@@ -159,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
     pred.add_argument("--output", choices=("prediction", "logit", "encrypted-sigmoid"),
                       default="prediction")
     pred.add_argument("--feature-bound", type=float, help="public bound on |feature|")
-    pred.add_argument("--timeout", type=float, default=120.0)
+    pred.add_argument("--timeout", type=_seconds, default=120.0)
     pred.add_argument("--json", action="store_true")
     pred.set_defaults(func=_cmd_predict)
 
@@ -399,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (SmpcError, ValueError, OSError) as exc:
+    except (SmpcError, ValueError, OSError, OverflowError) as exc:
         print(f"smpc: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -72,7 +72,14 @@ from parties import filters, privacy, wire
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import CoordinatorConfig, load_coordinator_config
-from parties.errors import NodeFailed, abort, failed_node_of, from_rpc_error, transport_detail
+from parties.errors import (
+    NodeFailed,
+    SessionError,
+    abort,
+    failed_node_of,
+    from_rpc_error,
+    transport_detail,
+)
 from parties.grpc_transport import (
     NODE_ACCESS,
     GrpcTransport,
@@ -174,7 +181,8 @@ class CoordinatorNode:
         self.me = cfg.name
         self.registry = SessionRegistry(cfg.name)
         self.peers = PeerChannels(cfg.federation, cfg.tls)
-        self.pool = futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="fanout")
+        self.pool = futures.ThreadPoolExecutor(max_workers=SERVER_WORKERS,
+                                               thread_name_prefix="fanout")
         self.server: grpc.Server | None = None
         self.port: int | None = None
         self.states: dict[str, SessionState] = {}
@@ -456,7 +464,7 @@ class CoordinatorNode:
         parsed: dict[str, stats.StatSpec | None] = {}
         for node, resp in answers.items():
             try:
-                parsed[node] = (stats.StatSpec.from_json(json.loads(resp.spec_json))
+                parsed[node] = (stats.StatSpec.from_json(wire.parse_spec_json(resp.spec_json))
                                 if resp.spec_json else None)
                 privacy.check_effective_spec(spec, parsed[node] or spec, node)
             except (InputError, ValueError) as exc:
@@ -468,10 +476,7 @@ class CoordinatorNode:
 
     def _check_stat_request(self, request: pb.StatRequest
                             ) -> tuple[stats.StatSpec, list[str], str]:
-        try:
-            doc = json.loads(request.spec_json)
-        except json.JSONDecodeError:
-            raise InputError("the statistic spec is not valid JSON") from None
+        doc = wire.parse_spec_json(request.spec_json, "statistic spec")
         spec = stats.StatSpec.from_json(doc)
         where = request.where.strip()
         if where:
@@ -554,7 +559,7 @@ class CoordinatorNode:
                 spec_json=json.dumps(draft.to_json()), columns=list(model.features),
                 **{**common, "where": where})
             resp = self._prepare(st, {r.data_owner: data_req})[r.data_owner]
-            spec = linear.InferenceSpec.from_json(json.loads(resp.spec_json))
+            spec = linear.InferenceSpec.from_json(wire.parse_spec_json(resp.spec_json))
             expected = {**draft.to_json(), "n_samples": spec.n_samples}
             if spec.to_json() != expected:
                 raise NodeFailed(r.data_owner, f"{r.data_owner} returned an inconsistent spec",
@@ -630,19 +635,69 @@ class CoordinatorNode:
 # ----------------------------------------------------------------------------- service
 
 
+#: Analyst calls (Compute streams, Predict) served at once.  Each holds a
+#: server worker for its whole session, so the cap stays well below the
+#: server's pool (:data:`SERVER_WORKERS`): parties' Deliver calls and Health
+#: always find a worker.  Calls beyond it get RESOURCE_EXHAUSTED at once.
+MAX_ANALYST_CALLS = 64
+SERVER_WORKERS = 256
+#: How long the coordinator waits for each message an analyst owes it before
+#: a session exists (the request, the public CKKS context).
+ANALYST_MESSAGE_TIMEOUT = 30.0
+
+
+def next_within(iterator: Iterator[Any], seconds: float, what: str) -> Any:
+    """The next item of a request stream, or TimeoutError after ``seconds``.
+
+    gRPC request iterators block without a deadline of their own; a reader
+    thread keeps a silent client from holding a server worker forever.
+    """
+    box: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+
+    def read() -> None:
+        try:
+            box.put((True, next(iterator, None)))
+        except Exception as exc:  # the stream broke: report it to the waiter
+            box.put((False, exc))
+
+    threading.Thread(target=read, daemon=True, name="stream-read").start()
+    try:
+        ok, item = box.get(timeout=seconds)
+    except queue.Empty:
+        raise TimeoutError(f"the analyst did not send {what} within {seconds:g} s") from None
+    if not ok:
+        raise InputError(f"the analyst's stream broke before {what}")
+    return item
+
+
 class CoordinatorService(pb_grpc.CoordinatorServicer):
     """``Coordinator`` RPCs: analysts only (enforced by the access guard)."""
 
     def __init__(self, node: CoordinatorNode) -> None:
         self.node = node
+        self._slots = threading.BoundedSemaphore(MAX_ANALYST_CALLS)
+
+    def _admit(self, context: grpc.ServicerContext) -> None:
+        if not self._slots.acquire(blocking=False):
+            abort(context, SessionError(
+                f"the coordinator is busy ({MAX_ANALYST_CALLS} computations running); "
+                "retry shortly", grpc.StatusCode.RESOURCE_EXHAUSTED), self.node.me)
 
     def Compute(self, request_iterator: Iterator[pb.ComputeUp], context: grpc.ServicerContext
                 ) -> Iterator[pb.ComputeDown]:
+        self._admit(context)
+        try:
+            yield from self._compute(request_iterator, context)
+        finally:
+            self._slots.release()
+
+    def _compute(self, request_iterator: Iterator[pb.ComputeUp], context: grpc.ServicerContext
+                 ) -> Iterator[pb.ComputeDown]:
         analyst = caller(context).name
         node = self.node
         failure: BaseException | None = None
         try:
-            first = next(request_iterator, None)
+            first = next_within(request_iterator, ANALYST_MESSAGE_TIMEOUT, "its request")
             if first is None or first.WhichOneof("body") != "request":
                 raise InputError("a Compute stream must start with the statistic request")
             request = first.request
@@ -692,7 +747,8 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         try:
             asm = wire.Assembler(max_bytes=ckks.MAX_CONTEXT_BYTES)
             while not asm.complete:
-                msg = next(request_iterator, None)
+                msg = next_within(request_iterator, ANALYST_MESSAGE_TIMEOUT,
+                                  "its public CKKS context")
                 if msg is None or msg.WhichOneof("body") != "chunk":
                     raise InputError("expected the analyst's public CKKS context")
                 asm.add(msg.chunk)
@@ -773,12 +829,15 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
     def Predict(self, request: pb.PredictRequest, context: grpc.ServicerContext
                 ) -> pb.PredictResponse:
+        self._admit(context)
         analyst = caller(context).name
         failure: BaseException | None = None
         try:
             resp = self.node.run_prediction(analyst, request)
         except Exception as exc:
             failure = exc
+        finally:
+            self._slots.release()
         if failure is not None:
             abort(context, failure, self.node.me)
         return resp

@@ -17,7 +17,6 @@ not collude with a party.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import threading
@@ -100,10 +99,8 @@ class DealerNode:
                 except KeyError:
                     raise InputError(f"session member {name!r} is not a federation node"
                                      ) from None
-        try:
-            spec = linear.InferenceSpec.from_json(json.loads(r.spec_json))
-        except json.JSONDecodeError:
-            raise InputError("the inference spec is not valid JSON") from None
+        spec = linear.InferenceSpec.from_json(wire.parse_spec_json(r.spec_json,
+                                                                   "inference spec"))
         session = self.registry.create(sid, members, r.timeout_seconds, "deal")
         session.set_running()
         done = threading.Event()

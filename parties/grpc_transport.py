@@ -42,7 +42,7 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,7 @@ from parties.tls import (
     server_credentials,
 )
 from smpc import __version__
-from smpc.errors import PeerFailure, ProtocolError
+from smpc.errors import InputError, PeerFailure, ProtocolError
 from smpc.transport import Payload, Transport
 
 __all__ = [
@@ -168,28 +168,62 @@ class AccessGuard(grpc.ServerInterceptor):
         self, continuation: Callable[[Any], grpc.RpcMethodHandler | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
+        """Wrap every handler so that the caller is checked *before* its request is parsed.
+
+        gRPC would otherwise decode the request first, so undecodable bytes
+        -- even from a caller that is not allowed -- would end as INTERNAL.
+        Here the handler receives raw bytes; the caller is checked
+        (PERMISSION_DENIED / UNAUTHENTICATED), then the bytes are parsed
+        (INVALID_ARGUMENT if they are not a valid message).
+        """
         handler = continuation(handler_call_details)
         if handler is None:
             return None
         method = handler_call_details.method
         guard = self
-
-        def wrap(behavior: Callable[..., Any]) -> Callable[..., Any]:
-            def checked(request: Any, context: grpc.ServicerContext) -> Any:
-                guard._check(context, method)
-                return behavior(request, context)
-            return checked
-
         deser, ser = handler.request_deserializer, handler.response_serializer
         if self.capture is not None:
             deser, ser = self._capturing(method, deser, ser)
+        parse = _parser(method, deser)
+
+        def unary_request(behavior: Callable[..., Any]) -> Callable[..., Any]:
+            def checked(raw: bytes, context: grpc.ServicerContext) -> Any:
+                guard._check(context, method)
+                try:
+                    request = parse(raw)
+                except MalformedRequest as exc:
+                    abort(context, exc)
+                return behavior(request, context)
+            return checked
+
+        def stream_request(behavior: Callable[..., Any]) -> Callable[..., Any]:
+            def checked(raws: Iterator[bytes], context: grpc.ServicerContext) -> Any:
+                guard._check(context, method)
+                try:
+                    return behavior((parse(r) for r in raws), context)
+                except MalformedRequest as exc:
+                    abort(context, exc)
+            return checked
+
+        def streaming_response(checked: Callable[..., Any]) -> Callable[..., Any]:
+            def gen(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                try:
+                    yield from checked(request, context)
+                except MalformedRequest as exc:
+                    abort(context, exc)
+            return gen
+
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary), deser, ser)
+            return grpc.unary_unary_rpc_method_handler(
+                unary_request(handler.unary_unary), None, ser)
         if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(wrap(handler.unary_stream), deser, ser)
+            return grpc.unary_stream_rpc_method_handler(
+                streaming_response(unary_request(handler.unary_stream)), None, ser)
         if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(wrap(handler.stream_unary), deser, ser)
-        return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream), deser, ser)
+            return grpc.stream_unary_rpc_method_handler(
+                stream_request(handler.stream_unary), None, ser)
+        return grpc.stream_stream_rpc_method_handler(
+            streaming_response(stream_request(handler.stream_stream)), None, ser)
 
     def _capturing(
         self, method: str, deser: Callable[[bytes], Any] | None,
@@ -210,6 +244,25 @@ class AccessGuard(grpc.ServerInterceptor):
         return d, s
 
 
+class MalformedRequest(InputError):
+    """A request's bytes are not a valid message of the method's type."""
+
+
+def _parser(method: str, deser: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+    short = method.rsplit("/", 1)[-1]
+
+    def parse(raw: bytes) -> Any:
+        if deser is None:
+            return raw
+        try:
+            return deser(raw)
+        except Exception:  # any decode failure of untrusted bytes
+            raise MalformedRequest(
+                f"the request to {short} is not a valid smpc.v1 message ({len(raw)} bytes)"
+            ) from None
+    return parse
+
+
 # ------------------------------------------------------------------------------ server
 
 
@@ -222,7 +275,7 @@ def start_server(
     port: int,
     access: Mapping[str, tuple[str, ...]],
     register: Iterable[Callable[[grpc.Server], None]],
-    max_workers: int = 64,
+    max_workers: int = 256,
 ) -> tuple[grpc.Server, int]:
     """Start a mutual-TLS gRPC server on ``host:port`` with the access guard.
 

@@ -123,6 +123,8 @@ PARTY_ACCESS: dict[str, tuple[str, ...]] = {
 
 MAX_SESSION_SECONDS = 24 * 3600.0
 AWAIT_GRACE_SECONDS = 2.0
+#: Sessions a party holds at once.  Each Await holds a server worker (the
+#: pool has 256), so the cap keeps workers free for Deliver and Health.
 MAX_ACTIVE_SESSIONS = 64
 
 KIND_NAMES = {
@@ -435,10 +437,7 @@ class PartyNode:
                 raise SessionError(f"{me} is busy ({MAX_ACTIVE_SESSIONS} active sessions)",
                                    grpc.StatusCode.RESOURCE_EXHAUSTED)
             members = _members(r.members, me, self.cfg.federation)
-            try:
-                doc = json.loads(r.spec_json)
-            except json.JSONDecodeError:
-                raise InputError("the spec is not valid JSON") from None
+            doc = wire.parse_spec_json(r.spec_json)
             if kind == "stat":
                 job, resp = self._prepare_stat(doc, r, members, tag, trail)
             elif kind == "predict-data":

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -40,6 +41,8 @@ import grpc
 from parties.errors import SessionError
 from smpc.errors import PeerFailure, ProtocolError
 from smpc.transport import Payload
+
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 __all__ = ["Session", "SessionRegistry", "Status"]
 
@@ -233,7 +236,11 @@ class SessionRegistry:
             return s
 
     def get(self, session_id: str) -> Session:
-        """The active session; NOT_FOUND if unknown, FAILED_PRECONDITION if closed."""
+        """The active session; NOT_FOUND if unknown, FAILED_PRECONDITION if closed.
+
+        A malformed id is INVALID_ARGUMENT and is never echoed back in full.
+        """
+        _check_id(session_id)
         with self._lock:
             s = self._sessions.get(session_id)
             if s is not None:
@@ -247,7 +254,7 @@ class SessionRegistry:
         raise SessionError(f"unknown session {session_id} on {self.me}")
 
     def find(self, session_id: str) -> Session | None:
-        """The active session or None (no error)."""
+        """The active session or None (no error, also for a malformed id)."""
         with self._lock:
             return self._sessions.get(session_id)
 
@@ -319,3 +326,11 @@ class SessionRegistry:
         self._stop.set()
         for sid in self.ids():
             self.abort(sid, reason)
+
+
+def _check_id(session_id: str) -> None:
+    """Refuse a malformed session id (8-64 of [A-Za-z0-9_-]) before any lookup."""
+    if not isinstance(session_id, str) or not _SESSION_ID.fullmatch(session_id):
+        shown = str(session_id)[:24] + ("..." if len(str(session_id)) > 24 else "")
+        raise SessionError(f"malformed session id {shown!r}", grpc.StatusCode.INVALID_ARGUMENT)
+

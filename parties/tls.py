@@ -165,6 +165,21 @@ def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc)
 
 
+#: Longest validity accepted (100 years): beyond it dates overflow and such
+#: certificates would never be renewed.
+MAX_VALID_DAYS = 36_500
+_DNS_NAME = re.compile(
+    r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+
+
+def _check_days(valid_days: int, what: str) -> None:
+    if isinstance(valid_days, bool) or not isinstance(valid_days, int) \
+            or not 1 <= valid_days <= MAX_VALID_DAYS:
+        raise PKIError(f"{what} must be at least 1 day and at most {MAX_VALID_DAYS} days, "
+                       f"got {valid_days!r}")
+
+
 def create_ca(
     federation: str, *, valid_days: int = 3650, now: _dt.datetime | None = None
 ) -> CertificateAuthority:
@@ -174,8 +189,7 @@ def create_ca(
     ``keyUsage keyCertSign, cRLSign`` (both critical); its CN and O are the federation name.
     """
     validate_name(federation, "federation name")
-    if valid_days < 1:
-        raise PKIError(f"CA validity must be at least 1 day, got {valid_days}")
+    _check_days(valid_days, "CA validity")
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
@@ -236,8 +250,11 @@ def issue_node_certificate(
     validate_name(name)
     _validate_role(role)
     federation = ca.federation
-    if valid_days < 1:
-        raise PKIError(f"certificate validity must be at least 1 day, got {valid_days}")
+    _check_days(valid_days, "certificate validity")
+    dns_names = list(dns_names)
+    for dns in dns_names:
+        if not _DNS_NAME.fullmatch(dns):
+            raise PKIError(f"{dns!r} is not a valid DNS name")
     start = (now or _now()) - _CLOCK_SKEW
     end = start + _dt.timedelta(days=valid_days)
     if end > ca.cert.not_valid_after_utc:

@@ -28,6 +28,7 @@ payloads are chunked, so no message comes near it.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -240,3 +241,21 @@ class Assembler:
             return h, bytes(self._buf)
         arr = np.frombuffer(self._buf, dtype=np.dtype(h.dtype)).reshape(tuple(h.shape))
         return h, arr.astype(arr.dtype.newbyteorder("="), copy=True)
+
+
+#: Largest JSON spec accepted in a request (a statistic spec is a few hundred bytes).
+MAX_SPEC_BYTES = 256 * 1024
+
+
+def parse_spec_json(text: str, what: str = "spec") -> Any:
+    """Parse an untrusted JSON spec: size-bounded, and a malformed or absurdly nested
+    document is an :class:`~smpc.errors.InputError`, never an internal error."""
+    if len(text) > MAX_SPEC_BYTES:
+        raise InputError(f"the {what} is {len(text)} bytes; at most {MAX_SPEC_BYTES}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise InputError(f"the {what} is not valid JSON") from None
+    except RecursionError:
+        raise InputError(f"the {what} is nested too deeply") from None
+

@@ -49,8 +49,10 @@ class FixedPoint:
     frac_bits: int = DEFAULT_FRAC_BITS
 
     def __post_init__(self) -> None:
+        if isinstance(self.frac_bits, bool) or not isinstance(self.frac_bits, int | np.integer):
+            raise InputError(f"frac_bits must be a whole number, got {self.frac_bits!r}")
         if not 0 <= self.frac_bits <= 30:
-            raise ValueError(
+            raise InputError(
                 f"frac_bits must be between 0 and 30 (got {self.frac_bits}); "
                 "products need 2*frac_bits < 63"
             )

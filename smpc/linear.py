@@ -147,6 +147,13 @@ class InferenceSpec:
     flood_bits: int = 16
 
     def __post_init__(self) -> None:
+        for name in ("n_samples", "n_features", "frac_bits", "flood_bits"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InputError(f"{name} must be a whole number, got {value!r}")
+        if isinstance(self.feature_bound, bool) or not isinstance(self.feature_bound,
+                                                                   int | float):
+            raise InputError("the feature bound must be a number")
         if self.kind not in MODEL_KINDS:
             raise InputError(f"model kind must be 'linear' or 'logistic', not {self.kind!r}")
         if self.backend not in ("ss", "ckks"):
@@ -179,7 +186,9 @@ class InferenceSpec:
             raise InputError("malformed inference spec")
         try:
             return cls(**doc)
-        except TypeError as exc:
+        except InputError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:
             raise InputError(f"malformed inference spec: {exc}") from None
 
 

@@ -101,7 +101,24 @@ class StatSpec:
     dp: dp.DPRequest | None = None
 
     def __post_init__(self) -> None:
+        try:
+            self._normalise()
+        except InputError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InputError(f"malformed statistic spec: {exc}") from None
+        self.validate()
+
+    def _normalise(self) -> None:
+        if isinstance(self.columns, str) or not all(isinstance(c, str) for c in self.columns):
+            raise InputError("columns must be a list of column names")
         object.__setattr__(self, "columns", tuple(self.columns))
+        if self.target is not None and not isinstance(self.target, str):
+            raise InputError("the target must be a column name")
+        for name in ("resolution", "ddof", "frac_bits"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InputError(f"{name} must be a whole number, got {value!r}")
         if isinstance(self.dp, dict):
             object.__setattr__(self, "dp", dp.DPRequest.from_json(self.dp))
         elif self.dp is not None and not isinstance(self.dp, dp.DPRequest):
@@ -109,9 +126,11 @@ class StatSpec:
         if self.edges is not None:
             object.__setattr__(self, "edges", tuple(float(e) for e in self.edges))
         if self.bounds is not None:
-            object.__setattr__(self, "bounds", tuple(float(b) for b in self.bounds))
+            bounds = tuple(float(b) for b in self.bounds)
+            if len(bounds) != 2:
+                raise InputError("quantile bounds are two numbers: (lo, hi)")
+            object.__setattr__(self, "bounds", bounds)
         object.__setattr__(self, "probabilities", tuple(float(p) for p in self.probabilities))
-        self.validate()
 
     def validate(self) -> None:
         """Raise :class:`InputError` with one clear sentence if the spec is unusable."""
@@ -205,7 +224,9 @@ class StatSpec:
             raise InputError(f"unknown spec field(s): {', '.join(sorted(unknown))}")
         try:
             return cls(**doc)
-        except TypeError as exc:
+        except InputError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:
             raise InputError(f"malformed statistic spec: {exc}") from None
 
 
