@@ -9,9 +9,15 @@ Protocols and their stages (:class:`Stage`; the state of a run is one
     stat-ss       PREPARE(all parties) -> RUN -> AWAIT(parties + recipient role) -> DONE
     stat-ckks     PREPARE(all parties) -> RUN -> AWAIT(parties + aggregator role) -> DONE
     predict-ss    PREPARE(data owner) -> PREPARE(model owner) -> RUN
-                  -> AWAIT(owners + dealer role) -> DONE
-    predict-ckks  PREPARE(data owner) -> PREPARE(model owner) -> RUN -> AWAIT(owners) -> DONE
+                  -> AWAIT(owners + dealer role) -> RELEASE(data owner) -> DONE
+    predict-ckks  PREPARE(data owner) -> PREPARE(model owner) -> RUN -> AWAIT(owners)
+                  -> RELEASE(data owner) -> DONE
     any stage     -> FAILED: Abort on every node that prepared, error naming the failed node
+
+RELEASE: the data owner answers the first ``Await`` with ``ready`` and keeps its predictions in
+memory; only once every other participant finished does the coordinator ``Await`` it again, and
+only then does it write them (:mod:`parties.node`).  A failure anywhere before that -- or a
+coordinator that dies -- leaves nothing written.
 
 Roles of the coordinator itself (run in its own session, with a
 :class:`~parties.grpc_transport.GrpcTransport`):
@@ -91,7 +97,7 @@ from parties.grpc_transport import (
 from parties.node import serve_forever, setup_logging
 from parties.sessions import Session, SessionRegistry
 from smpc import linear, stats
-from smpc.errors import InputError, PeerFailure, SmpcError
+from smpc.errors import InputError, PeerFailure, ProtocolError, SmpcError
 from smpc.transport import Payload, pack_json
 
 __all__ = ["COORDINATOR_ACCESS", "CoordinatorNode", "SessionState", "Stage", "main"]
@@ -120,6 +126,7 @@ class Stage(enum.Enum):
     PREPARE = "prepare"
     RUN = "run"
     AWAIT = "await"
+    RELEASE = "release"
     DONE = "done"
     FAILED = "failed"
 
@@ -165,6 +172,8 @@ def classify_rpc_failure(node: str, err: grpc.RpcError) -> NodeFailed:
         return NodeFailed(node, f"{node} is unreachable or stopped "
                                 f"({transport_detail(err.details())})",  # type: ignore[attr-defined]
                           grpc.StatusCode.UNAVAILABLE)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED and blamed and blamed != node:
+        return NodeFailed(blamed, _prefixed(node, remote.message), code, primary=False)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return NodeFailed(node, f"{node} did not finish before the session deadline",
                           grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -191,6 +200,7 @@ class CoordinatorNode:
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> int:
+        privacy.install_fault("coordinator")  # SMPC_FAULT: test-only, a no-op when unset
         node_service = NodeService(self.me, "coordinator", self.cfg.federation, self.registry)
         service = CoordinatorService(self)
         self.server, self.port = start_server(
@@ -264,6 +274,18 @@ class CoordinatorNode:
 
         return self._fan_out(st, {n: (lambda n=n, r=r: call(n, r)) for n, r in requests.items()})
 
+    def _describe(self, st: SessionState, node: str, req: pb.DescribeRequest
+                  ) -> pb.DescribeResponse:
+        """``Describe`` (no side effects), retried once like ``Prepare`` after a restart."""
+        try:
+            return self.peers.party(node).Describe(req, timeout=min(st.remaining(),
+                                                                    CONTROL_TIMEOUT))
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.UNAVAILABLE or st.remaining() < 2.0:
+                raise
+        time.sleep(wire.RECONNECT_BACKOFF_MS[1] / 1000 + 0.1)
+        return self.peers.party(node).Describe(req, timeout=min(st.remaining(), CONTROL_TIMEOUT))
+
     def _run(self, st: SessionState) -> None:
         timeout = min(st.remaining(), CONTROL_TIMEOUT)
         ref = pb.SessionRef(session_id=st.id)
@@ -288,8 +310,14 @@ class CoordinatorNode:
             except NodeFailed as exc:
                 events.put((name, None, exc))
             except PeerFailure as exc:
-                events.put((name, None, NodeFailed(exc.peer, _prefixed(name, str(exc)),
-                                                   grpc.StatusCode.ABORTED, primary=False)))
+                code = (grpc.StatusCode.DEADLINE_EXCEEDED if exc.deadline
+                        else grpc.StatusCode.ABORTED)
+                events.put((name, None, NodeFailed(exc.peer, _prefixed(name, str(exc)), code,
+                                                   primary=False)))
+            except ProtocolError as exc:  # a malformed message: its sender is to blame
+                events.put((name, None, NodeFailed(exc.peer or name, _prefixed(name, str(exc)),
+                                                   grpc.StatusCode.ABORTED,
+                                                   primary=exc.peer is None)))
             except InputError as exc:
                 events.put((name, None, NodeFailed(name, _prefixed(name, str(exc)),
                                                    grpc.StatusCode.INVALID_ARGUMENT)))
@@ -433,11 +461,13 @@ class CoordinatorNode:
             answers = self._prepare(st, {p: pb.PrepareRequest(timeout_seconds=st.remaining(),
                                                               **base) for p in parties})
             eff = self._effective_spec(spec, answers)
+            privacy.fault_point("after-prepare")
             st.enter(Stage.RUN)
             assert st.local is not None
             routes = {analyst: to_analyst} if ckks_ and to_analyst else None
             t = GrpcTransport(st.local, self.peers, routes)
             self._run(st)
+            privacy.fault_point("mid-run")
 
             def local_role() -> Any:
                 if not ckks_:
@@ -526,9 +556,8 @@ class CoordinatorNode:
 
         def body(st: SessionState) -> pb.PredictResponse:
             st.enter(Stage.PREPARE)
-            info = self._fan_out(st, {r.model_owner: lambda: self.peers.party(
-                r.model_owner).Describe(pb.DescribeRequest(analyst=analyst),
-                                        timeout=min(st.remaining(), CONTROL_TIMEOUT))})
+            info = self._fan_out(st, {r.model_owner: lambda: self._describe(
+                st, r.model_owner, pb.DescribeRequest(analyst=analyst))})
             models = {m.name: m for m in info[r.model_owner].models}
             if r.model:
                 if r.model not in models:
@@ -569,8 +598,10 @@ class CoordinatorNode:
                 timeout_seconds=st.remaining(), kind=pb.SESSION_KIND_PREDICT_MODEL,
                 spec_json=spec_json, model=model.name, **common)
             self._prepare(st, {r.model_owner: model_req})
+            privacy.fault_point("after-prepare")
             st.enter(Stage.RUN)
             self._run(st)
+            privacy.fault_point("mid-run")
             local: dict[str, Callable[[], Any]] = {}
             if dealer == self.me:
                 assert st.local is not None
@@ -587,6 +618,13 @@ class CoordinatorNode:
             st.enter(Stage.AWAIT)
             results = self._await(st, local)
             out = results[r.data_owner]
+            if out.status == "ready":  # everyone finished: the data owner may write them now
+                st.enter(Stage.RELEASE)
+                try:
+                    out = self.peers.party(r.data_owner).Await(
+                        pb.SessionRef(session_id=st.id), timeout=st.remaining() + AWAIT_GRACE)
+                except grpc.RpcError as err:
+                    raise classify_rpc_failure(r.data_owner, err) from None
             return pb.PredictResponse(session_id=st.id, data_owner=r.data_owner,
                                       n_predictions=out.n_predictions,
                                       output_path=out.output_path, kind=spec.kind,

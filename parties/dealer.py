@@ -36,6 +36,7 @@ from parties.grpc_transport import (
     start_server,
 )
 from parties.node import MAX_SESSION_SECONDS, serve_forever, setup_logging
+from parties.privacy import fault_point, fault_transport, install_fault
 from parties.sessions import SessionRegistry
 from smpc import linear
 from smpc.errors import InputError
@@ -62,6 +63,7 @@ class DealerNode:
         self.port: int | None = None
 
     def start(self) -> int:
+        install_fault("dealer")  # SMPC_FAULT: test-only, a no-op when unset
         node_service = NodeService(self.cfg.name, "dealer", self.cfg.federation, self.registry)
         service = DealerService(self)
         self.server, self.port = start_server(
@@ -82,6 +84,7 @@ class DealerNode:
     def deal(self, r: pb.DealRequest) -> None:
         """Validate, register, deal; frees the session whatever happens."""
         me = self.cfg.name
+        fault_point("on-deal")
         sid = wire.check_session_id(r.session_id)
         tag = wire.check_tag(r.tag or "s")
         if not 0 < r.timeout_seconds <= MAX_SESSION_SECONDS:
@@ -108,8 +111,8 @@ class DealerNode:
 
         def role() -> None:
             try:
-                linear.run_dealer(GrpcTransport(session, self.peers), spec,
-                                  data_owner=owners["data-owner"],
+                t = fault_transport(GrpcTransport(session, self.peers), "mid-deal")
+                linear.run_dealer(t, spec, data_owner=owners["data-owner"],
                                   model_owner=owners["model-owner"], tag=tag)
                 session.finish(None)
             except BaseException as exc:  # reported to the coordinator

@@ -23,6 +23,7 @@ column, range, config)
                            ALREADY_EXISTS /
                            FAILED_PRECONDITION
 PeerFailure, ProtocolError ABORTED              :class:`NodeFailure`
+PeerFailure (its deadline) DEADLINE_EXCEEDED    :class:`DeadlineExceeded`
 :class:`NodeFailed`        ABORTED / UNAVAILABLE :class:`NodeFailure`
 deadline passed            DEADLINE_EXCEEDED    :class:`DeadlineExceeded`
 node unreachable           UNAVAILABLE          :class:`Unavailable`
@@ -130,9 +131,10 @@ def status_of(exc: BaseException, me: str = "") -> tuple[grpc.StatusCode, str, s
     if isinstance(exc, NodeFailed):
         return exc.code, str(exc), exc.node
     if isinstance(exc, PeerFailure):
-        return grpc.StatusCode.ABORTED, str(exc), exc.peer
-    if isinstance(exc, ProtocolError):
-        return grpc.StatusCode.ABORTED, str(exc), me or None
+        code = grpc.StatusCode.DEADLINE_EXCEEDED if exc.deadline else grpc.StatusCode.ABORTED
+        return code, str(exc), exc.peer
+    if isinstance(exc, ProtocolError):  # blame the sender of the bad message, when known
+        return grpc.StatusCode.ABORTED, str(exc), exc.peer or me or None
     if isinstance(exc, InputError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc), me or None
     if isinstance(exc, TimeoutError):

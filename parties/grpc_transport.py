@@ -23,8 +23,11 @@ Guarantees:
   and refuses replays (:mod:`parties.sessions`).
 * :class:`GrpcTransport` gives the :class:`smpc.transport.Transport` semantics
   across hosts: ``send`` is one ``Deliver`` call (failure -> PeerFailure naming
-  the recipient), ``recv`` waits on the session inbox until the session
-  deadline (-> PeerFailure naming the sender) or an abort.
+  the recipient; retried once, after the reconnect backoff, when the recipient
+  was unreachable -- it may have just restarted; a payload the recipient
+  refuses as a replay or as malformed -> ProtocolError, blamed on the sender),
+  ``recv`` waits on the session inbox until the session deadline (-> PeerFailure
+  naming the sender) or an abort.
 
 Wire capture (for tests and audits): if the environment variable
 ``SMPC_WIRE_CAPTURE`` names a directory, every server appends the exact
@@ -42,6 +45,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent import futures
 from pathlib import Path
@@ -53,7 +57,7 @@ from parties import wire
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import FederationConfig, TLSFiles
-from parties.errors import AuthError, abort, from_rpc_error, status_of
+from parties.errors import AuthError, abort, failed_node_of, from_rpc_error, status_of
 from parties.sessions import Session, SessionRegistry, Status
 from parties.tls import (
     Identity,
@@ -413,6 +417,8 @@ class PeerChannels:
 # ------------------------------------------------------------------------- transport
 
 Route = Callable[[str, Payload], None]
+RETRY_MIN_SECONDS = 2.0      # a Deliver is retried (once) only with this much of the session left
+_REFUSED_PAYLOAD = (grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.INVALID_ARGUMENT)
 
 
 class GrpcTransport(Transport):
@@ -444,14 +450,46 @@ class GrpcTransport(Transport):
             return
         timeout = s.remaining()
         if timeout <= 0:
-            raise PeerFailure(to, f"the session deadline passed before {self.me} sent {tag!r}")
+            raise PeerFailure(to, f"the session deadline passed before {self.me} sent {tag!r}",
+                              deadline=True)
         try:
-            self.peers.node(to).Deliver(wire.chunks(s.id, tag, payload), timeout=timeout)
+            self._deliver(to, tag, payload)
         except grpc.RpcError as err:
             remote = from_rpc_error(err, to)
+            if err.code() in _REFUSED_PAYLOAD:  # type: ignore[attr-defined]
+                # the receiver refused *this* payload (a replay, a malformed message): the
+                # fault is this node's, not the receiver's
+                raise ProtocolError(
+                    f"{to} refused {tag!r} from {self.me}: {remote.message}") from None
             raise PeerFailure(
                 to, f"{self.me} could not deliver {tag!r} to {to}: {remote.message}"
             ) from None
+
+    def _deliver(self, to: str, tag: str, payload: Payload) -> None:
+        """One ``Deliver``; retried once when the peer was unreachable at the transport level.
+
+        A peer that restarted a moment ago may still sit behind this channel's reconnect
+        backoff (:data:`parties.wire.RECONNECT_BACKOFF_MS`): wait out the ceiling, try again.
+        If the first attempt did arrive after all, the receiver answers the retry with
+        ALREADY_EXISTS (it holds this node's payload for the tag), which counts as delivered.
+        """
+        s = self.session
+        try:
+            self.peers.node(to).Deliver(wire.chunks(s.id, tag, payload), timeout=s.remaining())
+            return
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.UNAVAILABLE or failed_node_of(err) is not None \
+                    or s.remaining() < RETRY_MIN_SECONDS:  # type: ignore[attr-defined]
+                raise
+        time.sleep(wire.RECONNECT_BACKOFF_MS[1] / 1000 + 0.1)
+        if s.status == Status.ABORTED:
+            raise PeerFailure(s.failed_node or to,
+                              f"session aborted before {self.me} sent {tag!r}: {s.abort_reason}")
+        try:
+            self.peers.node(to).Deliver(wire.chunks(s.id, tag, payload), timeout=s.remaining())
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.ALREADY_EXISTS:  # type: ignore[attr-defined]
+                raise
 
     def _recv(self, sender: str, tag: str) -> Payload:
         return self.session.wait_message(sender, tag)

@@ -46,6 +46,12 @@ Files next to the party's database path (``database`` in its config):
   table, header excluded) and ``prediction``; mode 0600.  The values never
   leave the host: the coordinator and the analyst learn only the count and
   this path.  ``smpc outputs read`` decrypts them for the operator.
+  Written only once the inference succeeded everywhere: the data owner's role
+  keeps its predictions in memory and answers the coordinator's ``Await``
+  with ``status="ready"``; the coordinator awaits every other participant and
+  then calls ``Await`` a second time, which writes the file (``status="done"``).
+  An abort, or a session that expires before that second call (the coordinator
+  died), drops the predictions unwritten.
 """
 
 from __future__ import annotations
@@ -84,6 +90,8 @@ from parties.privacy import (
     PrivacyGuard,
     caller_uri,
     fault_point,
+    fault_transport,
+    install_fault,
     load_at_rest_key,
     load_models,
     models_dir,
@@ -173,6 +181,15 @@ class _Job:
 class _Outcome:
     n_predictions: int = 0
     output_path: str = ""
+    status: str = "done"      # "ready": a data owner's predictions, computed, not yet written
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A data owner's predictions, held until the coordinator's second ``Await``."""
+
+    predictions: np.ndarray
+    row_numbers: np.ndarray
 
 
 def _members(req_members: Any, me: str, federation: Any) -> dict[str, str]:
@@ -294,7 +311,7 @@ class PartyService(pb_grpc.PartyServicer):
             failure = exc
         if failure is not None:
             abort(context, redact(failure, self.me), self.me)
-        return pb.AwaitResponse(status="done", n_predictions=outcome.n_predictions,
+        return pb.AwaitResponse(status=outcome.status, n_predictions=outcome.n_predictions,
                                 output_path=outcome.output_path)
 
     def Abort(self, request: pb.AbortRequest, context: grpc.ServicerContext
@@ -337,6 +354,7 @@ class PartyNode:
     def start(self) -> int:
         """Settle the ledger (budgets from the policy, crash recovery), then serve; returns
         the bound port."""
+        install_fault("party")  # SMPC_FAULT: test-only, a no-op when unset
         self.guard.start()
         node_service = NodeService(self.cfg.name, "party", self.cfg.federation, self.registry)
         party_service = PartyService(self)
@@ -463,6 +481,7 @@ class PartyNode:
         self.guard.record(req, "accepted", f"prepared: {cost}")
         log.info("session %s prepared: %s for %s, %d members", sid, kind, r.analyst,
                  len(members))
+        fault_point("on-prepare")
         return resp
 
     def _prepare_stat(self, doc: Any, r: pb.PrepareRequest, members: dict[str, str],
@@ -578,6 +597,12 @@ class PartyNode:
         """Abort a session; refund its charge if it never ran (audited either way)."""
         s = self.registry.find(session_id)
         job: _Job | None = s.job if s is not None else None
+        if s is not None and isinstance(s.outcome, _Ready):  # a data owner's, not yet written
+            if self.registry.free(session_id, f"aborted: {reason[:200]}") is not None \
+                    and job is not None:
+                self._audit_outcome(job, "failed", f"the inference failed elsewhere "
+                                    f"({reason[:300]}): its predictions were dropped unwritten")
+            return False
         never_ran = s is not None and s.status == Status.PREPARED
         was = self.registry.abort(session_id, reason, failed_node)
         if job is not None and job.charged:
@@ -587,12 +612,21 @@ class PartyNode:
         return was
 
     def wait(self, session_id: str) -> _Outcome:
-        """Block until the role ends or the deadline passes; frees the session."""
+        """Block until the role ends or the deadline passes; frees the session.
+
+        A data owner's finished role answers ``ready`` and keeps the session (and its
+        predictions, in memory); the next ``Await`` writes them and frees it.
+        """
         s = self.registry.get(session_id)
+        if s.status == Status.DONE and isinstance(s.outcome, _Ready):
+            return self._release(s)
         done = s.wait_done(s.remaining() + AWAIT_GRACE_SECONDS)
         if not done:
             self.registry.abort(session_id, "deadline passed")
             raise TimeoutError(f"{self.cfg.name} did not finish before the session deadline")
+        fault_point("on-await")
+        if s.status == Status.DONE and isinstance(s.outcome, _Ready):
+            return _Outcome(n_predictions=len(s.outcome.predictions), status="ready")
         self.registry.free(session_id, s.status.value)
         if s.status == Status.DONE:
             return s.outcome or _Outcome()
@@ -601,12 +635,26 @@ class PartyNode:
         raise SessionError(f"session {session_id} was aborted on {self.cfg.name}: "
                            f"{s.abort_reason}", grpc.StatusCode.ABORTED)
 
+    def _release(self, s: Session) -> _Outcome:
+        """The coordinator confirmed that every participant finished: write the predictions."""
+        ready: _Ready = s.outcome
+        job: _Job | None = s.job
+        if self.registry.free(s.id, "done") is None:  # an Abort won the race: nothing written
+            raise SessionError(f"session {s.id} was aborted on {self.cfg.name}",
+                               grpc.StatusCode.ABORTED)
+        path = write_predictions(self.cfg, self.key, s.id, ready.row_numbers, ready.predictions)
+        if job is not None:
+            self._audit_outcome(job, "released", f"{len(ready.predictions)} predictions "
+                                f"written encrypted to outputs/{path.name}")
+        return _Outcome(n_predictions=len(ready.predictions), output_path=str(path))
+
     # -------------------------------------------------------------------- roles
 
     def _role(self, s: Session, job: _Job) -> None:
-        t = GrpcTransport(s, self.peers)
+        t = fault_transport(GrpcTransport(s, self.peers), "mid-protocol")
         started = time.perf_counter()
         try:
+            fault_point("on-run")
             if job.kind == "stat":
                 ctx = None
                 if job.spec.backend == "ckks":
@@ -625,9 +673,8 @@ class PartyNode:
                                               dealer=job.dealer, tag=job.tag)
                 numbers = (job.row_numbers if job.row_numbers is not None
                            else np.arange(1, len(preds) + 1))
-                path = write_predictions(self.cfg, self.key, s.id, numbers, preds)
-                outcome = _Outcome(n_predictions=len(preds), output_path=str(path))
-                done = f"{len(preds)} predictions written encrypted to outputs/{path.name}"
+                outcome = _Ready(np.asarray(preds), np.asarray(numbers))
+                done = ""  # audited when written (_release) or dropped (abort_session)
             else:
                 linear.run_model_owner(t, job.spec, job.model, data_owner=job.peer,
                                        dealer=job.dealer, tag=job.tag)
@@ -644,7 +691,8 @@ class PartyNode:
         log.info("session %s done on %s in %.2f s (sent %d msgs / %d B, received %d / %d B)",
                  s.id, self.cfg.name, time.perf_counter() - started, t.traffic.messages_sent,
                  t.traffic.bytes_sent, t.traffic.messages_received, t.traffic.bytes_received)
-        self._audit_outcome(job, "released", done)  # audited before Await can answer
+        if done:
+            self._audit_outcome(job, "released", done)  # audited before Await can answer
         s.finish(outcome)
 
     def _audit_outcome(self, job: _Job, outcome: str, reason: str) -> None:

@@ -148,7 +148,7 @@ class Session:
                 if left <= 0:
                     raise PeerFailure(
                         sender, f"{sender} did not send {tag!r} to {self.me} before the "
-                        "session deadline")
+                        "session deadline", deadline=True)
                 self._cond.wait(left)
             return self._inbox.pop(key)
 

@@ -71,7 +71,7 @@ def ss_contribute(
     for peer in others:
         seed = t.recv_bytes(peer, f"{tag}/seed", max_len=SEED_MESSAGE_BYTES)
         if len(seed) != SEED_MESSAGE_BYTES:
-            raise ProtocolError(f"{peer} sent a {len(seed)}-byte seed for {tag!r}")
+            raise ProtocolError(f"{peer} sent a {len(seed)}-byte seed for {tag!r}", peer=peer)
         sum_share += sharing.expand_share(seed, encoded.shape, stream=f"{tag}/{peer}")
     if recipient == t.me:
         return _collect_shares(t, parties, sum_share, tag, codec)
@@ -120,7 +120,7 @@ def ckks_aggregate(
     for peer in parties:
         count = int(t.recv_array(peer, f"{tag}/n-ct", np.int64, (1,))[0])
         if not 1 <= count <= max_ciphertexts:
-            raise ProtocolError(f"{peer} announced {count} ciphertexts for {tag!r}")
+            raise ProtocolError(f"{peer} announced {count} ciphertexts for {tag!r}", peer=peer)
         batches.append([t.recv_bytes(peer, f"{tag}/ct/{k}") for k in range(count)])
     if len({len(b) for b in batches}) != 1:
         raise ProtocolError(f"parties sent different numbers of ciphertexts for {tag!r}")
@@ -141,7 +141,8 @@ def ckks_collect(
     """
     count = int(t.recv_array(aggregator, f"{tag}/n-sum", np.int64, (1,))[0])
     if not 1 <= count <= 4096:
-        raise ProtocolError(f"{aggregator} announced {count} summed ciphertexts for {tag!r}")
+        raise ProtocolError(f"{aggregator} announced {count} summed ciphertexts for {tag!r}",
+                            peer=aggregator)
     cts = [t.recv_bytes(aggregator, f"{tag}/sum/{k}") for k in range(count)]
     raw = keyholder.decrypt(cts, length)  # type: ignore[attr-defined]
     return keyholder.release(raw, dp_noise_std=dp_noise_std)  # type: ignore[attr-defined]

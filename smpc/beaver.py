@@ -536,12 +536,14 @@ def _sum_expansions(seeds: Sequence[bytes], shape: tuple[int, ...], label: str) 
     return total
 
 
-def _unpack(message: np.ndarray, requests: Sequence[Request], index: int, n: int) -> list[Share]:
+def _unpack(message: np.ndarray, requests: Sequence[Request], index: int, n: int,
+            dealer: str | None = None) -> list[Share]:
     """Expand one party's dealer message into its shares, in request order."""
     expected = _message_words(requests, index, n)
     if message.shape != (expected,):
         raise ProtocolError(
-            f"dealer message has shape {message.shape}, expected ({expected},) for these requests"
+            f"dealer message has shape {message.shape}, expected ({expected},) for these requests",
+            peer=dealer,
         )
     seed = message[:_SEED_WORDS].astype("<u8").tobytes()
     last = index == n - 1
@@ -608,7 +610,7 @@ def receive(
     index = _index(t, parties)
     n = len(parties)
     message = t.recv_array(dealer, f"{tag}/triples", np.uint64)
-    return _unpack(message, requests, index, n)
+    return _unpack(message, requests, index, n, dealer)
 
 
 def deal_local(requests: Sequence[Request], n: int) -> list[list[Share]]:

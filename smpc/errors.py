@@ -16,15 +16,26 @@ class InputError(SmpcError, ValueError):
 
 
 class ProtocolError(SmpcError):
-    """A peer sent something the protocol does not allow (wrong shape, tag, order)."""
+    """A peer sent something the protocol does not allow (wrong shape, tag, order).
+
+    ``peer`` names the node whose message broke the rules, when the receiver knows it, so
+    that the failure is blamed on the sender rather than on the node that noticed it.
+    """
+
+    def __init__(self, message: str, peer: str | None = None) -> None:
+        super().__init__(message)
+        self.peer = peer
 
 
 class PeerFailure(SmpcError):
     """A named peer failed, vanished or did not answer in time.
 
-    ``peer`` names the node, so that the analyst's error says who failed.
+    ``peer`` names the node, so that the analyst's error says who failed;
+    ``deadline`` is True when the peer's failure is that the session deadline
+    passed (it did not send in time).
     """
 
-    def __init__(self, peer: str, message: str) -> None:
+    def __init__(self, peer: str, message: str, *, deadline: bool = False) -> None:
         super().__init__(message)
         self.peer = peer
+        self.deadline = deadline

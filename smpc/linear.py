@@ -284,7 +284,7 @@ def run_model_owner_ss(t: Transport, spec: InferenceSpec, model: LinearModel, *,
 def _recv_seed(t: Transport, sender: str, tag: str) -> bytes:
     seed = t.recv_bytes(sender, tag, max_len=16)
     if len(seed) != 16:
-        raise ProtocolError(f"{sender} sent a {len(seed)}-byte seed for {tag!r}")
+        raise ProtocolError(f"{sender} sent a {len(seed)}-byte seed for {tag!r}", peer=sender)
     return seed
 
 
@@ -341,11 +341,15 @@ def run_model_owner_ckks(t: Transport, spec: InferenceSpec, model: LinearModel, 
                          data_owner: str, tag: str) -> None:
     """The model owner: ``sum_j w_j ct_j + b`` on ciphertexts, flooded, sent back."""
     check_model(spec, model)
-    ctx = ckks.load_context(t.recv_bytes(data_owner, f"{tag}/ctx",
-                                         max_len=ckks.MAX_CONTEXT_BYTES))
+    data = t.recv_bytes(data_owner, f"{tag}/ctx", max_len=ckks.MAX_CONTEXT_BYTES)
+    try:
+        ctx = ckks.load_context(data)
+    except InputError as exc:  # the data owner's message, not this node's input
+        raise ProtocolError(f"{data_owner} sent an invalid context: {exc}",
+                            peer=data_owner) from None
     if ckks.context_preset(ctx).name != ckks.get_preset(spec.ckks_preset).name:
         raise ProtocolError(f"{data_owner} sent a context that is not the "
-                            f"{spec.ckks_preset!r} preset")
+                            f"{spec.ckks_preset!r} preset", peer=data_owner)
     chunks = _chunks(spec)
     columns = [[t.recv_bytes(data_owner, f"{tag}/x/{j}/{k}", max_len=ckks.MAX_CIPHERTEXT_BYTES)
                 for k in range(chunks)] for j in range(spec.n_features)]

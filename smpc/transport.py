@@ -115,11 +115,13 @@ class Transport(ABC):
         if not isinstance(payload, np.ndarray) or payload.dtype != np.dtype(dtype):
             got = payload.dtype if isinstance(payload, np.ndarray) else "bytes"
             raise ProtocolError(
-                f"{sender} sent {tag!r} as {got}, expected an array of {np.dtype(dtype)}"
+                f"{sender} sent {tag!r} as {got}, expected an array of {np.dtype(dtype)}",
+                peer=sender,
             )
         if shape is not None and payload.shape != tuple(shape):
             raise ProtocolError(
-                f"{sender} sent {tag!r} with shape {payload.shape}, expected {tuple(shape)}"
+                f"{sender} sent {tag!r} with shape {payload.shape}, expected {tuple(shape)}",
+                peer=sender,
             )
         return payload
 
@@ -127,9 +129,11 @@ class Transport(ABC):
         """Receive a bytes payload (optionally bounded in length)."""
         payload = self.recv(sender, tag)
         if not isinstance(payload, (bytes, bytearray)):
-            raise ProtocolError(f"{sender} sent {tag!r} as an array, expected bytes")
+            raise ProtocolError(f"{sender} sent {tag!r} as an array, expected bytes",
+                                peer=sender)
         if max_len is not None and len(payload) > max_len:
-            raise ProtocolError(f"{sender} sent {len(payload)} bytes for {tag!r}, max {max_len}")
+            raise ProtocolError(f"{sender} sent {len(payload)} bytes for {tag!r}, max {max_len}",
+                                peer=sender)
         return bytes(payload)
 
     def broadcast(self, recipients: Iterable[str], tag: str, payload: Payload) -> None:

@@ -245,8 +245,9 @@ def test_receive_rejects_a_message_that_does_not_fit_the_requests() -> None:
     def party(t: Transport) -> Any:
         return beaver.receive(t, "dealer", parties, expected, "deal")
 
-    with pytest.raises(ProtocolError, match="dealer message"):
+    with pytest.raises(ProtocolError, match="dealer message") as e:
         simulator.run({"dealer": dealer, "p0": party, "p1": party}, timeout=10)
+    assert e.value.peer == "dealer"  # blamed on the sender, not on the party that noticed
 
 
 def test_dealer_must_not_be_a_party() -> None:

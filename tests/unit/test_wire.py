@@ -236,7 +236,9 @@ def test_reaper_frees_expired_sessions():
     (EncodingRangeError("too big"), grpc.StatusCode.INVALID_ARGUMENT, "me"),
     (InputError("bad"), grpc.StatusCode.INVALID_ARGUMENT, "me"),
     (PeerFailure("b", "b vanished"), grpc.StatusCode.ABORTED, "b"),
+    (PeerFailure("b", "b was late", deadline=True), grpc.StatusCode.DEADLINE_EXCEEDED, "b"),
     (ProtocolError("odd"), grpc.StatusCode.ABORTED, "me"),
+    (ProtocolError("b sent a short share", peer="b"), grpc.StatusCode.ABORTED, "b"),
     (SessionError("gone"), grpc.StatusCode.NOT_FOUND, None),
     (NodeFailed("c", "c died", grpc.StatusCode.UNAVAILABLE), grpc.StatusCode.UNAVAILABLE, "c"),
     (TimeoutError("late"), grpc.StatusCode.DEADLINE_EXCEEDED, "me"),
@@ -295,10 +297,12 @@ def test_transport_moves_a_multi_chunk_array_between_servers(pair):
     assert np.array_equal(got, big)
     t2.send("n1", "back", b"seed-bytes")
     assert t1.recv_bytes("n2", "back") == b"seed-bytes"
-    # a replay of the same (sender, tag) is refused by the receiver
-    with pytest.raises(PeerFailure) as e:
+    # a replay of the same (sender, tag) is refused by the receiver; the sender is at fault
+    # (a ProtocolError of its own, blamed on itself), not the receiver (no PeerFailure)
+    with pytest.raises(ProtocolError) as e:
         t1.send("n2", "big", big[:1])
-    assert e.value.peer == "n2" and "replay" in str(e.value)
+    assert e.value.peer is None and "replay" in str(e.value)
+    assert status_of(e.value, "n1")[2] == "n1"
     nodes["n1"]["reg"].free(sid)
     nodes["n2"]["reg"].free(sid)
 
@@ -348,3 +352,31 @@ def test_a_protocol_runs_unchanged_over_grpc(pair):
     assert np.allclose(results["r"].value, np.cov(pooled.T, ddof=1), atol=1e-6)
     for n in members:
         nodes[n]["reg"].free(sid)
+
+
+def test_a_send_to_a_peer_that_just_restarted_waits_out_the_reconnect_backoff(pair):
+    """n1's channel to n3 failed while n3 was down; n3 restarts on its port; n1's next send
+    does not fail on the channel's reconnect backoff (one retry after its ceiling)."""
+    fed, nodes = pair
+    entry = fed.node("n3")
+    d = fed.ca_cert.parent
+    sid = "restart00001"
+    members = {"n1": "party", "n3": "party"}
+    s1 = nodes["n1"]["reg"].create(sid, members, 30)
+    s3 = nodes["n3"]["reg"].create(sid, members, 30)
+    t1 = GrpcTransport(s1, nodes["n1"]["peers"])
+    nodes["n3"]["server"].stop(0).wait()
+    with pytest.raises(PeerFailure) as e:  # down: named, after its one retry
+        t1.send("n3", "early", b"x")
+    assert e.value.peer == "n3" and "unreachable" in str(e.value)
+    svc = NodeService("n3", "party", fed, nodes["n3"]["reg"])
+    nodes["n3"]["server"], _ = start_server(
+        name="n3", federation=fed, tls=TLSFiles(d / "n3.pem", d / "n3.key", fed.ca_cert),
+        host="127.0.0.1", port=entry.port, access=NODE_ACCESS,
+        register=[lambda s: pb_grpc.add_NodeServicer_to_server(svc, s)])
+    t0 = time.monotonic()
+    t1.send("n3", "late", b"y")
+    assert s3.wait_message("n1", "late") == b"y"
+    assert time.monotonic() - t0 < wire.RECONNECT_BACKOFF_MS[1] / 1000 + 1.0
+    nodes["n1"]["reg"].free(sid)
+    nodes["n3"]["reg"].free(sid)
