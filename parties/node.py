@@ -234,17 +234,18 @@ def redact(exc: BaseException, me: str) -> BaseException:
 
     Range errors name the offending value or aggregate (a party's own sum, its
     largest feature, its model's weight norm) and data errors quote cells and
-    file paths: the analyst gets the kind of problem and the remedy, the
-    party's log keeps the full sentence.
+    file paths: the analyst gets the kind of problem and the remedy.  The
+    party's log records only that it happened: raw values are never logged.
     """
     if isinstance(exc, EncodingRangeError):
-        log.info("%s: out-of-range value (not disclosed to the caller): %s", me, exc)
+        log.info("%s: refused a value outside the encodable range (value not logged)", me)
         return InputError(
             f"{me} refuses: one of its values or aggregates is outside the range this "
             "computation can encode (raise the declared feature bound, scale the column or "
             "lower the fractional bits); the value is not disclosed")
     if isinstance(exc, DataSourceError):
-        log.info("%s: data problem (details not disclosed to the caller): %s", me, exc)
+        log.info("%s: refused on a data problem (%s; cells not logged)", me,
+                 type(exc).__name__)
         text = str(exc)
         what = ("some selected rows have missing values" if "missing" in text
                 else "a value is not a number" if "non-numeric" in text
