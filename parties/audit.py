@@ -66,12 +66,12 @@ import re
 import secrets
 import sqlite3
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from parties.ledger import open_database, utc_now
+from parties.ledger import open_database, read_transaction, utc_now, write_transaction
 from parties.tls import atomic_write
 from smpc.errors import InputError
 
@@ -480,31 +480,11 @@ class AuditLog:
     def _connect(self) -> sqlite3.Connection:
         return open_database(self.path, "audit log", AuditError)
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        con = self._connect()
-        try:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
-        finally:
-            con.close()
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._connect())
 
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        con = self._connect()
-        try:
-            con.execute("BEGIN")
-            try:
-                yield con
-            finally:
-                con.execute("ROLLBACK")
-        finally:
-            con.close()
+    def _read(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return read_transaction(self._connect())
 
     @staticmethod
     def _meta(con: sqlite3.Connection) -> dict[str, str]:

@@ -84,7 +84,9 @@ __all__ = [
     "LedgerError",
     "Reservation",
     "open_database",
+    "read_transaction",
     "utc_now",
+    "write_transaction",
 ]
 
 SCHEMA_VERSION = 1
@@ -253,6 +255,35 @@ def open_database(path: Path, what: str, error: type[InputError]) -> sqlite3.Con
     return con
 
 
+@contextlib.contextmanager
+def write_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction holding SQLite's writer lock from its first statement
+    (``BEGIN IMMEDIATE``): committed on success, rolled back on any error; closes ``con``."""
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+    finally:
+        con.close()
+
+
+@contextlib.contextmanager
+def read_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One read transaction (a consistent snapshot); closes ``con``."""
+    try:
+        con.execute("BEGIN")
+        try:
+            yield con
+        finally:
+            con.execute("ROLLBACK")
+    finally:
+        con.close()
+
+
 class Ledger:
     """The privacy-budget ledger stored in the SQLite file ``path`` (see the module docstring).
 
@@ -291,33 +322,11 @@ class Ledger:
     def _connect(self) -> sqlite3.Connection:
         return open_database(self.path, "ledger", LedgerError)
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction holding SQLite's writer lock from its first statement."""
-        con = self._connect()
-        try:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
-        finally:
-            con.close()
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._connect())
 
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        """One read transaction (a consistent snapshot)."""
-        con = self._connect()
-        try:
-            con.execute("BEGIN")
-            try:
-                yield con
-            finally:
-                con.execute("ROLLBACK")
-        finally:
-            con.close()
+    def _read(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return read_transaction(self._connect())
 
     @staticmethod
     def _event(
