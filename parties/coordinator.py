@@ -58,7 +58,6 @@ party), a ``ckks`` plaintext, or a prediction.
 
 from __future__ import annotations
 
-import argparse
 import enum
 import json
 import logging
@@ -94,7 +93,7 @@ from parties.grpc_transport import (
     caller,
     start_server,
 )
-from parties.node import serve_forever, setup_logging
+from parties.node import run_in_foreground
 from parties.sessions import Session, SessionRegistry
 from smpc import linear, stats
 from smpc.errors import InputError, PeerFailure, ProtocolError, SmpcError
@@ -899,26 +898,12 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m parties.coordinator --config FILE``: run the coordinator in the foreground."""
-    ap = argparse.ArgumentParser(prog="python -m parties.coordinator",
-                                 description="Run an smpc coordinator in the foreground.")
-    ap.add_argument("--config", required=True, help="the coordinator's JSON config file")
-    ap.add_argument("--log-level", default="INFO")
-    args = ap.parse_args(argv)
-    setup_logging(args.log_level)
-    try:
-        cfg = load_coordinator_config(args.config)
-        node = CoordinatorNode(cfg)
-        port = node.start()
-    except (InputError, OSError) as exc:
-        print(f"smpc coordinator: {exc}", file=sys.stderr)
-        return 2
-    log.info("coordinator %s of federation %s listening on %s:%d (%d parties, dealer: %s)",
-             cfg.name, cfg.federation.name, cfg.host, port, len(cfg.federation.parties),
-             cfg.dealer or "itself")
-    stop = threading.Event()
-    serve_forever(stop, cfg.name)
-    node.stop()
-    return 0
+    return run_in_foreground(
+        "coordinator", argv, load_coordinator_config, CoordinatorNode,
+        lambda cfg, _node, port: (
+            f"coordinator {cfg.name} of federation {cfg.federation.name} listening on "
+            f"{cfg.host}:{port} ({len(cfg.federation.parties)} parties, "
+            f"dealer: {cfg.dealer or 'itself'})"))
 
 
 if __name__ == "__main__":

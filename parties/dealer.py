@@ -16,7 +16,6 @@ not collude with a party.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import threading
@@ -35,7 +34,7 @@ from parties.grpc_transport import (
     PeerChannels,
     start_server,
 )
-from parties.node import MAX_SESSION_SECONDS, serve_forever, setup_logging
+from parties.node import MAX_SESSION_SECONDS, run_in_foreground
 from parties.privacy import fault_point, fault_transport, install_fault
 from parties.sessions import SessionRegistry
 from smpc import linear
@@ -157,26 +156,12 @@ class DealerService(pb_grpc.DealerServicer):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m parties.dealer --config FILE``: run a dealer in the foreground."""
-    ap = argparse.ArgumentParser(prog="python -m parties.dealer",
-                                 description="Run an smpc dealer node in the foreground.")
-    ap.add_argument("--config", required=True, help="the dealer's JSON config file")
-    ap.add_argument("--log-level", default="INFO")
-    args = ap.parse_args(argv)
-    setup_logging(args.log_level)
-    try:
-        cfg = load_dealer_config(args.config)
-        node = DealerNode(cfg)
-        port = node.start()
-    except (InputError, OSError) as exc:
-        print(f"smpc dealer: {exc}", file=sys.stderr)
-        return 2
-    log.info("dealer %s of federation %s listening on %s:%d", cfg.name, cfg.federation.name,
-             cfg.host, port)
-    stop = threading.Event()
-    serve_forever(stop, cfg.name)
-    node.stop()
-    return 0
+    """``python -m parties.dealer --config FILE``: run the dealer in the foreground."""
+    return run_in_foreground(
+        "dealer", argv, load_dealer_config, DealerNode,
+        lambda cfg, _node, port: (
+            f"dealer {cfg.name} of federation {cfg.federation.name} listening on "
+            f"{cfg.host}:{port}"))
 
 
 if __name__ == "__main__":

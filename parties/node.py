@@ -63,6 +63,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -728,26 +729,40 @@ def serve_forever(stop: Any, name: str) -> None:
         pass
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m parties.node --config FILE``: run one party in the foreground."""
-    ap = argparse.ArgumentParser(prog="python -m parties.node", description=__doc__.split("\n")[0])
-    ap.add_argument("--config", required=True, help="the party's JSON config file")
+def run_in_foreground(role: str, argv: list[str] | None, load: Callable[[str], Any],
+                      make: Callable[[Any], Any], started: Callable[[Any, Any, int], str]) -> int:
+    """The ``python -m parties.<node> --config FILE`` entry point of every node kind.
+
+    Loads the config, starts the node and serves until SIGTERM / SIGINT.  A
+    start-up problem (config, certificate, data file, port in use) is one line
+    on stderr prefixed ``smpc <role>:`` and exit status 2.
+    """
+    ap = argparse.ArgumentParser(prog=f"smpc {role} start",
+                                 description=f"Run an smpc {role} node in the foreground.")
+    ap.add_argument("--config", required=True, help=f"the {role}'s JSON config file")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     setup_logging(args.log_level)
     try:
-        cfg = load_party_config(args.config)
-        node = PartyNode(cfg)
+        cfg = load(args.config)
+        node = make(cfg)
         port = node.start()
     except (InputError, OSError) as exc:
-        print(f"smpc party: {exc}", file=sys.stderr)
+        print(f"smpc {role}: {exc}", file=sys.stderr)
         return 2
-    log.info("party %s of federation %s listening on %s:%d (%d rows, %d columns)", cfg.name,
-             cfg.federation.name, cfg.host, port, node.table.n_rows, len(node.table.columns))
-    stop = threading.Event()
-    serve_forever(stop, cfg.name)
+    log.info("%s", started(cfg, node, port))
+    serve_forever(threading.Event(), cfg.name)
     node.stop()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m parties.node --config FILE``: run one party in the foreground."""
+    return run_in_foreground(
+        "party", argv, load_party_config, PartyNode,
+        lambda cfg, node, port: (
+            f"party {cfg.name} of federation {cfg.federation.name} listening on "
+            f"{cfg.host}:{port} ({node.table.n_rows} rows, {len(node.table.columns)} columns)"))
 
 
 if __name__ == "__main__":
