@@ -125,6 +125,10 @@ class Table:
         self._text: dict[str, np.ndarray] = {}
         self._bad: dict[str, DataSourceError] = {}
         self._checked: set[str] = set()
+        self._complete: set[str] = set()  # checked columns without a missing value
+        # the most recent all-rows selection, reused while the same columns are asked for
+        # again (read-only, so sharing it is safe); bounded to one matrix
+        self._last_full: tuple[tuple[str, ...], np.ndarray] | None = None
         for name, values in columns.items():
             if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
                 arr = np.array(values, dtype=np.float64)
@@ -228,6 +232,8 @@ class Table:
                 raise
             self._numeric[name] = arr
             self._checked.add(name)
+            if not np.isnan(arr).any():
+                self._complete.add(name)
         return _readonly(self._numeric[name])
 
     def is_numeric(self, name: str) -> bool:
@@ -282,6 +288,8 @@ class Table:
         cols = [self.column(n) for n in names]
         keep = mask.copy()
         for name, col in zip(names, cols, strict=True):
+            if name in self._complete:
+                continue  # no missing value anywhere in the column: nothing to drop
             gap = mask & np.isnan(col)
             if gap.any() and missing == "error":
                 first = int(np.flatnonzero(gap)[0])
@@ -291,11 +299,21 @@ class Table:
                     "drop incomplete rows (missing='drop')"
                 )
             keep &= ~gap
-        values = np.empty((int(keep.sum()), len(names)), dtype=np.float64)
+        everything = bool(keep.all())
+        last = self._last_full
+        if everything and last is not None and last[0] == tuple(names):
+            return Selection(values=last[1], rows=_readonly(keep), n_dropped=0)
+        # column-major, so that each column is one contiguous copy (a row-major
+        # transpose of 10^6 x 10 costs several times more)
+        index = None if everything else np.flatnonzero(keep)
+        values = np.empty((self._n_rows if everything else index.size, len(names)),
+                          dtype=np.float64, order="F")
         for j, col in enumerate(cols):
-            values[:, j] = col[keep]
+            values[:, j] = col if index is None else col.take(index)
         values.setflags(write=False)
         keep.setflags(write=False)
+        if everything:
+            self._last_full = (tuple(names), values)
         return Selection(values=values, rows=keep, n_dropped=int(mask.sum() - keep.sum()))
 
     def matrix(

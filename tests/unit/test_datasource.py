@@ -71,6 +71,28 @@ def test_matrix_with_row_mask(csv_table: Table) -> None:
         csv_table.matrix(["age"], rows=np.array([1, 0, 1, 0]))
 
 
+def test_repeated_and_interleaved_selections_agree_with_the_columns() -> None:
+    """The all-rows fast path (and its one-entry reuse) returns the same values as a gather."""
+    a = np.arange(10.0)
+    b = np.where(np.arange(10) == 7, np.nan, np.arange(10.0) * 2)  # one missing value
+    c = np.arange(10.0) ** 2
+    t = Table.from_arrays({"a": a, "b": b, "c": c})
+    full = t.select(["a", "c"])
+    np.testing.assert_array_equal(full.values, np.column_stack([a, c]))
+    assert full.n_dropped == 0 and full.rows.all()
+    mask = np.arange(10) % 3 == 0
+    part = t.select(["c", "a"], rows=mask)  # another order, a filter: not the reused matrix
+    np.testing.assert_array_equal(part.values, np.column_stack([c, a])[mask])
+    dropped = t.select(["a", "b"], missing="drop")
+    np.testing.assert_array_equal(dropped.values, np.column_stack([a, b])[np.arange(10) != 7])
+    again = t.select(["a", "c"])
+    np.testing.assert_array_equal(again.values, full.values)
+    for sel in (full, part, dropped, again):
+        with pytest.raises(ValueError, match="read-only"):
+            sel.values[0, 0] = -1.0
+    np.testing.assert_array_equal(t.select(["c"]).values[:, 0], c)
+
+
 def test_unknown_column_lists_available(csv_table: Table) -> None:
     with pytest.raises(DataSourceError) as err:
         csv_table.column("weight")
