@@ -467,17 +467,21 @@ class _Reader:
             raise self.error(fld, f"names a file that does not exist: {p}")
         return p
 
-    def private_key_file(self, v: Any, fld: str) -> Path:
+    def _owner_only_file(self, v: Any, fld: str, what: str) -> Path:
+        """An existing file that neither group nor others can read (``what`` names it)."""
         p = self.existing_file(v, fld)
         if self.check_files:
             mode = stat.S_IMODE(p.stat().st_mode)
             if mode & 0o077:
                 raise self.error(
                     fld,
-                    f"names a private key readable by group or others (mode {mode:04o}); "
+                    f"names {what} readable by group or others (mode {mode:04o}); "
                     f"run chmod 600 {p}",
                 )
         return p
+
+    def private_key_file(self, v: Any, fld: str) -> Path:
+        return self._owner_only_file(v, fld, "a private key")
 
     def boolean(self, v: Any, fld: str) -> bool:
         if not isinstance(v, bool):
@@ -485,16 +489,7 @@ class _Reader:
         return v
 
     def secret_file(self, v: Any, fld: str) -> Path:
-        p = self.existing_file(v, fld)
-        if self.check_files:
-            mode = stat.S_IMODE(p.stat().st_mode)
-            if mode & 0o077:
-                raise self.error(
-                    fld,
-                    f"names a key file readable by group or others (mode {mode:04o}); "
-                    f"run chmod 600 {p}",
-                )
-        return p
+        return self._owner_only_file(v, fld, "a key file")
 
     def db_path(self, v: Any, fld: str) -> Path:
         p = self.path(v, fld)

@@ -301,8 +301,9 @@ class Table:
             keep &= ~gap
         everything = bool(keep.all())
         last = self._last_full
+        keep.setflags(write=False)
         if everything and last is not None and last[0] == tuple(names):
-            return Selection(values=last[1], rows=_readonly(keep), n_dropped=0)
+            return Selection(values=last[1], rows=keep, n_dropped=0)
         # column-major, so that each column is one contiguous copy (a row-major
         # transpose of 10^6 x 10 costs several times more)
         index = None if everything else np.flatnonzero(keep)
@@ -311,7 +312,6 @@ class Table:
         for j, col in enumerate(cols):
             values[:, j] = col if index is None else col.take(index)
         values.setflags(write=False)
-        keep.setflags(write=False)
         if everything:
             self._last_full = (tuple(names), values)
         return Selection(values=values, rows=keep, n_dropped=int(mask.sum() - keep.sum()))

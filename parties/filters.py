@@ -180,8 +180,8 @@ class Not(Expr):
 
 
 @dataclass(frozen=True)
-class And(Expr):
-    """Conjunction of two or more expressions (never directly containing another And)."""
+class _Connective(Expr):
+    """Two or more operands joined by one boolean connective (And / Or)."""
 
     operands: tuple[Expr, ...]
 
@@ -190,22 +190,19 @@ class And(Expr):
 
     def columns(self) -> set[str]:
         return {c for e in self.operands for c in e.columns()}
+
+
+@dataclass(frozen=True)
+class And(_Connective):
+    """Conjunction of two or more expressions (never directly containing another And)."""
 
     def __str__(self) -> str:
         return " and ".join(f"({e})" if isinstance(e, Or) else str(e) for e in self.operands)
 
 
 @dataclass(frozen=True)
-class Or(Expr):
+class Or(_Connective):
     """Disjunction of two or more expressions (never directly containing another Or)."""
-
-    operands: tuple[Expr, ...]
-
-    def _column_refs(self) -> list[Column]:
-        return [c for e in self.operands for c in e._column_refs()]
-
-    def columns(self) -> set[str]:
-        return {c for e in self.operands for c in e.columns()}
 
     def __str__(self) -> str:
         return " or ".join(str(e) for e in self.operands)
