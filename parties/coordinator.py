@@ -285,6 +285,18 @@ class CoordinatorNode:
         time.sleep(wire.RECONNECT_BACKOFF_MS[1] / 1000 + 0.1)
         return self.peers.party(node).Describe(req, timeout=min(st.remaining(), CONTROL_TIMEOUT))
 
+    def _deal(self, st: SessionState, dealer: str, req: pb.DealRequest) -> pb.DealResponse:
+        """``Deal`` on a separate dealer, retried once like ``Prepare`` when the dealer just
+        restarted and its channel still sits behind the reconnect backoff (UNAVAILABLE before
+        the call reached it: the dealer registered nothing, so a retry is safe)."""
+        try:
+            return self.peers.dealer(dealer).Deal(req, timeout=st.remaining() + AWAIT_GRACE)
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.UNAVAILABLE or st.remaining() < 2.0:
+                raise
+        time.sleep(wire.RECONNECT_BACKOFF_MS[1] / 1000 + 0.1)
+        return self.peers.dealer(dealer).Deal(req, timeout=st.remaining() + AWAIT_GRACE)
+
     def _run(self, st: SessionState) -> None:
         timeout = min(st.remaining(), CONTROL_TIMEOUT)
         ref = pb.SessionRef(session_id=st.id)
@@ -612,8 +624,7 @@ class CoordinatorNode:
                 deal = pb.DealRequest(session_id=st.id, timeout_seconds=st.remaining(),
                                       spec_json=spec_json, tag=PREDICT_TAG,
                                       members=common["members"])
-                local[dealer] = lambda: self.peers.dealer(dealer).Deal(
-                    deal, timeout=st.remaining() + AWAIT_GRACE)
+                local[dealer] = lambda: self._deal(st, dealer, deal)
             st.enter(Stage.AWAIT)
             results = self._await(st, local)
             out = results[r.data_owner]
