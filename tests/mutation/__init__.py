@@ -1,0 +1,1 @@
+"""Mutation testing of the privacy-critical code (see ``python -m tests.mutation --help``)."""

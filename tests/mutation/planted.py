@@ -1,0 +1,87 @@
+"""The privacy bugs issue 9 planted by hand: each must be caught by a named test.
+
+These are the bugs that the suite of the first wave let through.  Each is a small patch
+(``old`` -> ``new`` text, applied once) that keeps every result *correct* -- so only a test
+that looks at privacy can see it -- and the tests that must fail when it is planted.  The
+mutation run judges them like mutants; CI runs all of them on every build.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Planted:
+    name: str
+    path: str
+    edits: tuple[tuple[str, str], ...]   # (old, new): each old occurs exactly once
+    tests: tuple[str, ...]               # the tests that must catch it (one failing suffices)
+    what: str
+
+    def apply(self, text: str) -> str:
+        for old, new in self.edits:
+            if text.count(old) != 1:
+                raise ValueError(f"planted bug {self.name!r}: {old!r} occurs "
+                                 f"{text.count(old)} times in {self.path}")
+            text = text.replace(old, new)
+        return text
+
+
+PLANTED: tuple[Planted, ...] = (
+    Planted(
+        "unmasked-aggregate", "smpc/aggregate.py",
+        (("    sum_share = sharing_.explicit.copy()\n",
+          "    sum_share = encoded.copy()\n"),
+         ("        sum_share += sharing.expand_share(seed, encoded.shape, "
+          "stream=f\"{tag}/{peer}\")\n",
+          "        pass\n")),
+        ("tests/unit/test_leaks.py",),
+        "every party sends its unmasked aggregate as its share of the secure sum "
+        "(the result stays correct)"),
+    Planted(
+        "same-seed-for-every-peer", "smpc/sharing.py",
+        (("    seeds = tuple(randomness.fresh_seed() for _ in range(n_others))\n",
+          "    one = randomness.fresh_seed()\n    seeds = tuple(one for _ in range(n_others))\n"),),
+        ("tests/unit/test_leaks.py",),
+        "share_with_seeds gives every peer the same seed: the recipient and one party "
+        "unmask another"),
+    Planted(
+        "ckks-pass2-noise-17x-small", "smpc/dp.py",
+        (("    return out.astype(np.float64) * 2.0**-bits\n",
+          "    return out.astype(np.float64) * 2.0**-bits "
+          "/ (17.0 if pass_index == 2 else 1.0)\n"),),
+        ("tests/unit/test_dp_released_noise.py",),
+        "ckks second-pass DP noise calibrated 17x too small (var/std/cov/corr/linreg)"),
+    Planted(
+        "dp-covariance-off-diagonals-zeroed", "smpc/stats.py",
+        (("        cov = dp.postprocess_covariance(cov)  # post-processing: costs no privacy\n",
+          "        cov = np.diag(np.diag(dp.postprocess_covariance(cov)))\n"),),
+        ("tests/unit/test_stats_dp.py", "tests/unit/test_dp_released_noise.py"),
+        "under DP, covariance off-diagonals zeroed (corr and slope always 0)"),
+    Planted(
+        "one-party-omits-its-noise", "smpc/stats.py",
+        (("    noise = None if plan is None else dp.party_noise("
+          "plan, 1, values.size, spec.backend)\n",
+          "    noise = None if plan is None or t.me == parties[0] else dp.party_noise(\n"
+          "        plan, 1, values.size, spec.backend)\n"),
+         ("        noise = None if plan is None else dp.party_noise(\n",
+          "        noise = None if plan is None or t.me == parties[0] else dp.party_noise(\n")),
+        ("tests/unit/test_dp_released_noise.py",),
+        "one party omits its DP noise share (total noise variance x 2/3 with 3 parties)"),
+    Planted(
+        "audit-first-record-deletion-unseen", "parties/audit.py",
+        (("        deleted = [s for s in range(1, top + 1) if s not in slots]\n",
+          "        deleted = [s for s in range(2, top + 1) if s not in slots]\n"),),
+        ("tests/unit/test_audit.py",),
+        "audit verify never reports the first record missing"),
+    Planted(
+        "guard-checks-role-only", "parties/config.py",
+        (("        if entry is None:\n            return None\n"
+          "        if entry.fingerprint is not None and "
+          "entry.fingerprint != identity.fingerprint:\n"
+          "            return None\n        return entry\n",
+          "        return entry if entry is not None else (self.analysts or self.nodes)[0]\n"),),
+        ("tests/unit/test_guard.py",),
+        "certificate guard checks the role only, not the allow-list or the pinned fingerprint"),
+)

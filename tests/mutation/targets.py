@@ -1,0 +1,108 @@
+"""What the mutation run mutates (the privacy-critical code) and which tests judge each mutant.
+
+Each :class:`Target` is one file, the functions in it whose behaviour a privacy guarantee
+rests on (``None``: every function of the file), and the test files that must kill its
+mutants.  Tests are listed fastest and most specific first: the run stops a mutant at its
+first failing test (``pytest -x``).
+
+Why these functions: they are the code paths named in SECURITY.md's guarantees -- shares and
+seeds (n-out-of-n secrecy), secure aggregation, Beaver triples and openings, differential-privacy
+noise and its accounting, CKKS release flooding and secret-key hygiene, inference masking, the
+certificate and request guards, the party's policy gate, the budget ledger and the audit
+verifier.  Helpers that only format messages are left out: a mutant there cannot weaken privacy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str                        # short label used in reports and on the command line
+    path: str                        # repository-relative file
+    functions: tuple[str, ...] | None
+    tests: tuple[str, ...]           # pytest arguments (files or node ids), run with -x
+
+
+CORE_SHARING_TESTS = ("tests/unit/test_sharing.py", "tests/unit/test_leaks.py",
+                      "tests/unit/test_stats.py")
+
+TARGETS: tuple[Target, ...] = (
+    Target("randomness", "smpc/randomness.py", None,
+           ("tests/unit/test_sharing.py", "tests/unit/test_leaks.py")),
+    Target("sharing", "smpc/sharing.py", None, CORE_SHARING_TESTS),
+    Target("aggregate", "smpc/aggregate.py", None,
+           ("tests/unit/test_leaks.py", "tests/unit/test_stats.py",
+            "tests/unit/test_sharing.py", "tests/unit/test_stats_dp.py")),
+    Target("stats-roles", "smpc/stats.py",
+           ("run_party", "_contribute", "_public_shift", "run_recipient_ss", "_with_privacy",
+            "run_aggregator_ckks", "run_keyholder_ckks", "moment_divisor"),
+           ("tests/unit/test_leaks.py", "tests/unit/test_stats.py",
+            "tests/unit/test_dp_released_noise.py", "tests/unit/test_stats_dp.py")),
+    Target("beaver", "smpc/beaver.py",
+           ("_seed_words", "_dealer_messages", "_expand", "_sum_expansions", "_unpack", "deal",
+            "receive", "deal_local", "_index", "_ring", "open_shares", "_beaver", "truncate",
+            "_dealer_truncate", "_product", "TripleShare._consume", "TruncPairShare._consume",
+            "check_product_range", "check_bound_bits"),
+           ("tests/unit/test_leaks.py", "tests/unit/test_beaver.py",
+            "tests/unit/test_linear.py")),
+    Target("dp", "smpc/dp.py",
+           ("epsilon_from_rho", "delta_from_rho", "_rho_from_epsilon", "rho_from_epsilon",
+            "PrivacyCost.__add__", "compose", "cost_from_request", "effective_rho",
+            "DPRequest.cost", "DPRequest.bounds_for", "_check_bounds_map", "clip_rows",
+            "pass2_widths", "pass2_sensitivities", "NoisePlan.pass_plan",
+            "NoisePlan.sensitivities", "NoisePlan.lattice_sigmas", "NoisePlan.sigmas",
+            "NoisePlan.release_noise_std", "NoisePlan._bits", "_check_divisor", "kls_tau",
+            "_calibrate", "plan", "sample_discrete_gaussian", "party_noise", "add_ring_noise",
+            "noisy_ckks_values", "postprocess_pass1", "postprocess_shift",
+            "postprocess_covariance", "_check_rho", "_check_delta", "_check_epsilon"),
+           ("tests/unit/test_dp.py", "tests/unit/test_dp_released_noise.py",
+            "tests/unit/test_stats_dp.py")),
+    Target("ckks-release", "smpc/ckks.py",
+           ("flood_ciphertexts", "load_context", "csprng_gaussian", "ReleaseParameters.output_std",
+            "release_parameters", "KeyHolder.public_context", "KeyHolder.release_parameters",
+            "KeyHolder.release", "KeyHolder.decrypt_and_release", "Preset.error_bound",
+            "encrypt_public", "add_ciphertexts"),
+           ("tests/unit/test_ckks.py", "tests/unit/test_dp.py", "tests/unit/test_leaks.py")),
+    Target("inference", "smpc/linear.py",
+           ("run_dealer_ss", "run_data_owner_ss", "run_model_owner_ss", "_recv_seed",
+            "model_flood_std", "run_data_owner_ckks", "run_model_owner_ckks", "check_features",
+            "check_model"),
+           ("tests/unit/test_leaks.py", "tests/unit/test_linear.py")),
+    Target("authorize", "parties/config.py", ("FederationConfig.authorize",),
+           ("tests/unit/test_guard.py", "tests/unit/test_config.py")),
+    Target("guard", "parties/grpc_transport.py", ("AccessGuard._check", "caller"),
+           ("tests/unit/test_guard.py",)),
+    Target("identity", "parties/tls.py",
+           ("fingerprint", "normalize_fingerprint", "identity_from_certificate",
+            "verify_node_certificate", "peer_identity", "write_private_key", "atomic_write"),
+           ("tests/unit/test_tls.py", "tests/unit/test_guard.py")),
+    Target("policy", "parties/privacy.py",
+           ("PolicyGate.check_access", "PolicyGate.check_dp", "PolicyGate.check_cohort",
+            "PolicyGate.check", "PrivacyGuard.precheck_budget", "PrivacyGuard._over_budget",
+            "PrivacyGuard.reserve", "PrivacyGuard.commit", "PrivacyGuard.refund",
+            "check_effective_spec", "agreed_spec"),
+           ("tests/unit/test_policy.py", "tests/unit/test_ledger.py")),
+    Target("redact", "parties/node.py", ("redact", "_members", "_check_node_role"),
+           ("tests/unit/test_policy.py",)),
+    Target("ledger", "parties/ledger.py",
+           ("Ledger._status", "Ledger.set_budget", "Ledger.remaining", "Ledger.reserve",
+            "Ledger.commit", "Ledger.abort", "Ledger.recover", "_rho"),
+           ("tests/unit/test_ledger.py",)),
+    Target("audit", "parties/audit.py",
+           ("AuditLog.verify", "AuditLog.append", "AuditLog._mac", "_chain_hash", "_genesis",
+            "AuditEvent.__post_init__", "_text", "_cost", "Head.from_json"),
+           ("tests/unit/test_audit.py",)),
+)
+
+
+def by_name(names: list[str] | None) -> list[Target]:
+    """The targets with these names (all when None); unknown names are an error."""
+    if not names:
+        return list(TARGETS)
+    known = {t.name: t for t in TARGETS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return [known[n] for n in names]
