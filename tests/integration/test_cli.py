@@ -1,8 +1,9 @@
 """The `smpc` CLI and the Python API against a real local federation (node processes, mTLS).
 
-Reference answers come from numpy / `statistics` on the pooled CSV data.  Tolerances:
-ss 1e-6 relative (fixed-point encoding ~1e-8); ckks 1e-3 relative (release flooding);
-quantiles one bin of the fine histogram.
+Reference answers come from numpy / `statistics` on the pooled CSV data.  Tolerances are
+derived in :mod:`tests.tolerances`: ss the fixed-point encoding bounds, ckks the release
+(6 sigma of the flood: false failure 2e-9 per value), quantiles one bin of the fine histogram,
+predictions the logit bounds of smpc.linear (a quarter of them for probabilities).
 """
 
 from __future__ import annotations
@@ -19,7 +20,16 @@ import pytest
 from parties import sampledata
 from parties.api import Federation
 from parties.datasource import load_table
-from smpc.linear import LinearModel
+from smpc.linear import InferenceSpec, LinearModel, model_flood_std
+from tests.tolerances import (
+    Backend,
+    Moments,
+    assert_within,
+    ckks_logit_bound,
+    logit_bound_to_probability,
+    quantile_tol,
+    ss_logit_bound,
+)
 
 HOSPITALS = ["hospital-a", "hospital-b", "hospital-c"]
 
@@ -75,13 +85,14 @@ def test_status_lists_every_node_running(cli_fed):
 @pytest.mark.parametrize("backend", ["ss", "ckks"])
 def test_run_mean_std_and_filter(cli_fed, backend):
     fed_dir, pooled, *_ = cli_fed
-    rtol = 1e-6 if backend == "ss" else 1e-3
     doc = run_json(fed_dir, "mean", "age", "bmi", "--backend", backend)
-    assert np.allclose(doc["value"], pooled[:, [col("age"), col("bmi")]].mean(axis=0), rtol=rtol)
+    X = pooled[:, [col("age"), col("bmi")]]
+    assert_within(doc["value"], X.mean(axis=0), Moments(X, Backend(backend, 3)).mean_tol, "mean")
     doc = run_json(fed_dir, "std", "glucose", "--backend", backend, "--where", "age >= 60")
     sel = pooled[pooled[:, col("age")] >= 60, col("glucose")]
     assert doc["n"] == len(sel)
-    assert doc["value"][0] == pytest.approx(statistics.stdev(sel.tolist()), rel=rtol)
+    assert_within(doc["value"], [statistics.stdev(sel.tolist())],
+                  Moments(sel, Backend(backend, 3)).std_tol, "std")
 
 
 def test_run_quantiles_histogram_linreg_text_output(cli_fed):
@@ -89,7 +100,7 @@ def test_run_quantiles_histogram_linreg_text_output(cli_fed):
     doc = run_json(fed_dir, "quantiles", "cholesterol", "--probs", "0.5", "0.9",
                    "--bounds", "100", "400", "--resolution", "3000")
     expected = np.quantile(pooled[:, col("cholesterol")], [0.5, 0.9], method="inverted_cdf")
-    assert np.all(np.abs(np.array(doc["value"][0]) - expected) <= 0.1 + 1e-9)
+    assert_within(doc["value"][0], expected, quantile_tol((100, 400), 3000), "quantiles")
     doc = run_json(fed_dir, "histogram", "smoker", "--edges", "-0.5", "0.5", "1.5")
     assert doc["value"][0] == [int((pooled[:, col("smoker")] == 0).sum()),
                                int((pooled[:, col("smoker")] == 1).sum())]
@@ -112,8 +123,14 @@ def test_predict_reveals_only_to_the_data_owner(cli_fed, backend):
     from parties.demo import read_predictions
 
     got = read_predictions(Path(doc["output_path"]))
-    tol = 2e-3 if backend == "ss" else 0.05
-    assert np.abs(got - model.predict_plain(X)).max() <= tol
+    if backend == "ss":
+        bound = ss_logit_bound(model.weights, model.intercept, X)
+    else:
+        spec = InferenceSpec(model.kind, *X.shape, backend="ckks")
+        bound = ckks_logit_bound(model.weights, spec.ckks_preset, model_flood_std(spec))
+    z = X @ model.weights + model.intercept
+    assert model.kind == "logistic"
+    assert_within(got, 1 / (1 + np.exp(-z)), logit_bound_to_probability(bound), "predictions")
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -158,22 +175,26 @@ def test_bad_arguments_are_usage_errors(cli_fed):
 def test_python_api_mirrors_statistics(cli_fed):
     fed_dir, pooled, *_ = cli_fed
     age = pooled[:, col("age")].tolist()
+    age_bmi = pooled[:, [col("age"), col("bmi")]]
+    ss, ckks = Moments(age_bmi, Backend("ss", 3)), Moments(age_bmi, Backend("ckks", 3))
     with Federation.open(fed_dir, parties=HOSPITALS) as fed:
         assert fed.count("age") == len(age)
-        assert fed.mean("age") == pytest.approx(statistics.fmean(age), rel=1e-9)
-        assert fed.variance("age") == pytest.approx(statistics.variance(age), rel=1e-6)
-        assert fed.stdev("age", backend="ckks") == pytest.approx(statistics.stdev(age), rel=1e-3)
+        assert_within(fed.mean("age"), statistics.fmean(age), ss.mean_tol[0], "mean")
+        assert_within(fed.variance("age"), statistics.variance(age), ss.var_tol[0], "var")
+        assert_within(fed.stdev("age", backend="ckks"), statistics.stdev(age), ckks.std_tol[0],
+                      "std")
         corr = np.array(fed.correlation(["age", "bmi"]))
-        assert corr[0, 1] == pytest.approx(statistics.correlation(
-            age, pooled[:, col("bmi")].tolist()), abs=1e-6)
+        assert_within(corr[0, 1], statistics.correlation(age, pooled[:, col("bmi")].tolist()),
+                      ss.corr_tol[0, 1], "corr")
         fit = fed.linear_regression("age", "bmi")
         ref = statistics.linear_regression(age, pooled[:, col("bmi")].tolist())
-        assert fit.slope[0] == pytest.approx(ref.slope, rel=1e-5)
-        assert fit.intercept == pytest.approx(ref.intercept, rel=1e-5)
+        slope_tol, intercept_tol, _ = ss.linreg_tol()
+        assert_within(fit.slope[0], ref.slope, slope_tol[0], "slope")
+        assert_within(fit.intercept, ref.intercept, intercept_tol, "intercept")
         assert fed.histogram("smoker", [-0.5, 0.5, 1.5]) == [
             int((pooled[:, col("smoker")] == 0).sum()), int((pooled[:, col("smoker")] == 1).sum())]
         qs = fed.quantiles("age", [0.5], bounds=(0, 120), resolution=1200)
-        assert abs(qs[0] - statistics.median_low(age)) <= 0.1 + 1e-9
+        assert_within(qs[0], statistics.median_low(age), quantile_tol((0, 120), 1200), "median")
         assert fed.last_result is not None and fed.last_result.statistic == "quantiles"
         p = fed.predict("hospital-b", "cardio-lab", backend="ss")
         assert p.n_predictions == 310

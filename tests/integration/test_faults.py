@@ -85,6 +85,7 @@ from parties.tls import channel_credentials, channel_options
 from smpc import dp, linear
 from smpc.linear import LinearModel
 from smpc.stats import StatSpec
+from tests.tolerances import Backend, Moments, assert_within, ckks_logit_bound, ss_logit_bound
 
 from .conftest_hardening import (
     active_sessions,
@@ -206,17 +207,18 @@ def assert_serves(fed: FFed, protocol: str, backend: str) -> None:
         assert [int(row["row"]) for row in rows] == list(range(1, len(X) + 1))
         got = np.array([float(row["prediction"]) for row in rows])
         if backend == "ss":
-            tol = (np.abs(MODEL.weights).sum() + np.abs(X).sum(axis=1)) * 2.0**-17 + 1e-9
+            tol = ss_logit_bound(MODEL.weights, MODEL.intercept, X)
         else:
             spec = linear.InferenceSpec("linear", len(X), 2, backend="ckks")
-            tol = 6 * linear.model_flood_std(spec) + 1e-6
-        assert np.all(np.abs(got - MODEL.predict_plain(X)) <= tol)
+            tol = ckks_logit_bound(MODEL.weights, spec.ckks_preset, linear.model_flood_std(spec))
+        assert_within(got, X @ MODEL.weights + MODEL.intercept, tol, "predictions")
         return
     X = fed.pooled()
-    want = X.mean(axis=0) if protocol == "mean" else X.var(axis=0, ddof=1)
-    tol = {("mean", "ss"): 1e-6, ("var", "ss"): 1e-5, ("mean", "ckks"): 1e-3,
-           ("var", "ckks"): 0.15}[protocol, backend]
-    assert np.all(np.abs(np.asarray(r.value) - want) <= tol), (r.value, want)
+    m = Moments(X, Backend(backend, len(fed.parties())))  # derivation: tests.tolerances
+    if protocol == "mean":
+        assert_within(r.value, X.mean(axis=0), m.mean_tol, "mean")
+    else:
+        assert_within(r.value, X.var(axis=0, ddof=1), m.var_tol, "var")
     assert r.n == len(X)
 
 

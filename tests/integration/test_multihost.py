@@ -33,6 +33,7 @@ import pytest
 
 from parties import federation
 from parties.tls import fingerprint, issue_node_certificate, load_ca, save_node_credentials
+from tests.tolerances import Backend, Moments, assert_within
 
 from .conftest import write_csv
 from .conftest_hardening import relax_policies
@@ -143,8 +144,9 @@ def check_mean(lab, directory, data, backend):
     proc, _ = run_stat(lab, directory, "mean", "x", "y", "--backend", backend)
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)["value"]
-    tol = 1e-6 if backend == "ss" else 1e-3
-    assert np.allclose(got, pooled(data, ("x", "y")).mean(axis=0), atol=tol), got
+    X = pooled(data, ("x", "y"))
+    # the encoding (ss) or release (ckks, 6 sigma) bound over N: tests.tolerances
+    assert_within(got, X.mean(axis=0), Moments(X, Backend(backend, len(HOSPITALS))).mean_tol)
 
 
 def sessions(lab, directory, names):
@@ -162,8 +164,9 @@ def test_computations_across_namespaces_survive_a_cut_link(hosts):
         check_mean(lab, directory, data, backend)
     proc, _ = run_stat(lab, directory, "var", "x")
     assert proc.returncode == 0, proc.stderr
-    assert np.isclose(json.loads(proc.stdout)["value"][0],
-                      pooled(data, ("x",))[:, 0].var(ddof=1), rtol=1e-6)
+    X = pooled(data, ("x",))
+    assert_within(json.loads(proc.stdout)["value"], X.var(axis=0, ddof=1),
+                  Moments(X, Backend("ss", len(HOSPITALS))).var_tol)
 
     # 2. cut hospital-b's link: a clean, named failure within the deadline
     lab.set_link("hospital-b", up=False)

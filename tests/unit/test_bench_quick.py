@@ -12,6 +12,7 @@ import math
 import pytest
 
 from benchmarks import cli
+from tests.tolerances import Backend, gamma
 
 TIMING_KEYS = ("seconds", "core_s", "raw_s", "numpy_s", "floor_s", "tls_stream_s",
                "elements_per_s", "samples_per_s", "rows_per_s", "core_bytes", "raw_bytes",
@@ -61,7 +62,12 @@ def test_tiny_protocol_over_real_nodes(tmp_path):
     m = rows[0]["metrics"]
     assert _check_numbers(rows) >= 5
     assert m["bytes_per_party"] > 0 and m["vs_floor"] > 0
-    assert m["sim_max_abs_error"] < 1e-3
+    # one secure sum of P vectors in [0, 100]: the backend's bound per summed value
+    # (tests.tolerances: ss P * 2^-17, ckks the release at 6 sigma) + float64 summation
+    p = rows[0]["params"]
+    bound = Backend(p["backend"], p["parties"]).pass1() + 2 * gamma(p["parties"]) * 100 * p[
+        "parties"]
+    assert m["sim_max_abs_error"] <= bound
     assert "node_role_max_s" in m  # parsed from the nodes' own logs
     md = (out / "results.md").read_text()
     assert "Protocols end to end" in md and "Targets" in md
