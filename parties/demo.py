@@ -194,7 +194,7 @@ def tolerance(kind: str, backend: str, plain: np.ndarray, bin_width: float = 0.0
         return bin_width + 1e-9
     if kind == "predict" and backend == "ckks":
         spec = linear.InferenceSpec("logistic", 1, 1, backend="ckks")
-        return 6 * linear.model_flood_std(spec)
+        return 6 * linear.model_flood_std(spec, np.ones(1))
     if kind == "predict":
         return 2e-3
     return (1e-4 if backend == "ss" else 1e-3) * scale

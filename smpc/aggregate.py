@@ -132,12 +132,14 @@ def ckks_aggregate(
 
 def ckks_collect(
     t: Transport, *, aggregator: str, keyholder: object, length: int, tag: str,
-    dp_noise_std: float = 0.0,
+    dp_noise_std: float = 0.0, summands: int = 1,
 ) -> np.ndarray:
     """Key-holder side: decrypt the summed ciphertexts and pass them through ``release``.
 
     ``release`` rounds and floods the decryption (see :mod:`smpc.ckks`), so
-    what leaves this function never carries raw CKKS noise.
+    what leaves this function never carries raw CKKS noise.  The flood is sized
+    for the CKKS error of a sum of ``summands`` fresh encryptions (the number of
+    parties): :meth:`smpc.ckks.Preset.error_bound`.
     """
     count = int(t.recv_array(aggregator, f"{tag}/n-sum", np.int64, (1,))[0])
     if not 1 <= count <= 4096:
@@ -145,4 +147,7 @@ def ckks_collect(
                             peer=aggregator)
     cts = [t.recv_bytes(aggregator, f"{tag}/sum/{k}") for k in range(count)]
     raw = keyholder.decrypt(cts, length)  # type: ignore[attr-defined]
-    return keyholder.release(raw, dp_noise_std=dp_noise_std)  # type: ignore[attr-defined]
+    bound = keyholder.preset.error_bound(  # type: ignore[attr-defined]
+        summands=summands, independent=True)
+    return keyholder.release(raw, error_bound=bound,  # type: ignore[attr-defined]
+                             dp_noise_std=dp_noise_std)

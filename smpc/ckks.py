@@ -283,27 +283,55 @@ class Preset:
         return sum(self.coeff_mod_bit_sizes)
 
     def error_bound(
-        self, *, summands: int = 1, weight_l1: float = 1.0, sigmoid: bool = False
+        self, *, summands: int = 1, weight_l1: float = 1.0, weight_l2: float | None = None,
+        sigmoid: bool = False, independent: bool = False,
     ) -> float:
-        """A conservative CKKS error bound for :meth:`KeyHolder.release`.
+        """A conservative CKKS error bound E, e.g. for :meth:`KeyHolder.release`'s flood.
 
-        For a sum of ``summands`` public-key ciphertexts, optionally through a
-        linear combination whose weights have L1 norm ``weight_l1`` (errors
-        add at worst linearly) and the encrypted sigmoid: 4 x ``err_fresh_pub``
-        x summands x max(1, weight_l1) (+ 4 x ``err_sigmoid_ckks``), rounded up
-        to a power of two and never below ``release_error_bound``.  Pass it as
-        ``error_bound`` when the computation is bigger than the measured ones
-        (e.g. sums over many parties).
+        For a sum of ``summands`` ciphertexts, optionally through a linear combination with
+        plaintext weights ``w`` (L1 norm ``weight_l1``) and the encrypted sigmoid.  Rounded up
+        to a power of two and never below ``release_error_bound``.
+
+        Worst case (any ciphertexts, e.g. sums of rotations)::
+
+            E = 4 err_fresh_pub summands max(1, ||w||_1)  (+ 4 err_sigmoid_ckks summands
+                                                            max(1, ||w||_1))
+
+        ``independent=True`` -- the summands are fresh encryptions, each with its own
+        randomness (a secure sum of the parties' contributions; a model applied to the
+        columns a data owner encrypted): their errors are independent and zero-mean, so a
+        weighted sum's error has ``||w||_2`` (``weight_l2``; by default ``weight_l1``, an
+        upper bound) times one fresh error's standard deviation::
+
+            E = 3 err_fresh_pub sqrt(summands) max(1, ||w||_2)  (+ 2 err_sigmoid_ckks summands)
+
+        ``err_fresh_pub`` is the maximum over 30 full-slot vectors, about 4.4 standard
+        deviations of the per-slot error, so 3 of it is about 13 standard deviations:
+        exceeded with probability below 1e-38 per value.  The encrypted sigmoid's error was
+        measured on the output of a 30-feature linear combination (which it includes); it
+        is not Gaussian, so it gets the preset's own margin (the measured maximum, doubled).
+        Neither form covers the weights' plaintext encoding error
+        ``2^-(scale_bits+1) ||x||_1``, which depends on the data's size
+        (:func:`smpc.linear.model_flood_std` adds it).
         """
         if isinstance(summands, bool) or not isinstance(summands, int) or summands < 1:
             raise InputError("summands must be a positive integer")
         if not (math.isfinite(weight_l1) and weight_l1 >= 0):
             raise InputError("weight_l1 must be a non-negative finite number")
-        e = 4.0 * self.err_fresh_pub * summands * max(1.0, float(weight_l1))
-        if sigmoid:
-            if self.err_sigmoid_ckks is None:
-                raise InputError(f"preset {self.name!r} has no depth for the encrypted sigmoid")
-            e += 4.0 * self.err_sigmoid_ckks * summands * max(1.0, float(weight_l1))
+        l2 = float(weight_l1) if weight_l2 is None else float(weight_l2)
+        if not (math.isfinite(l2) and 0 <= l2 <= float(weight_l1) * (1 + 1e-12)):
+            raise InputError("weight_l2 must be a finite number between 0 and weight_l1")
+        if sigmoid and self.err_sigmoid_ckks is None:
+            raise InputError(f"preset {self.name!r} has no depth for the encrypted sigmoid")
+        if independent:
+            e = 3.0 * self.err_fresh_pub * math.sqrt(summands) * max(1.0, l2)
+            if sigmoid:
+                e += 2.0 * float(self.err_sigmoid_ckks or 0.0) * summands
+        else:
+            scale = summands * max(1.0, float(weight_l1))
+            e = 4.0 * self.err_fresh_pub * scale
+            if sigmoid:
+                e += 4.0 * float(self.err_sigmoid_ckks or 0.0) * scale
         return max(self.release_error_bound, 2.0 ** math.ceil(math.log2(e)))
 
     def max_abs_value(self, rescales: int = 0) -> float:

@@ -304,15 +304,29 @@ def _chunks(spec: InferenceSpec) -> int:
     return -(-spec.n_samples // slots)
 
 
-def model_flood_std(spec: InferenceSpec) -> float:
+def model_flood_std(spec: InferenceSpec, weights: np.ndarray) -> float:
     """Std of the noise the model owner adds to the encrypted logits (0 if disabled).
 
-    ``2^flood_bits`` times the preset's release error bound: 2^-7 ~ 0.0078 on a
-    logit for the default preset and 16 bits.
+    ``2^flood_bits`` times a bound E on the CKKS error of the evaluation, which depends on
+    the model (the data owner, who holds the key, could otherwise read ``sum_j w_j e_j``
+    off the exact error it knows the ``e_j`` of):
+    :meth:`smpc.ckks.Preset.error_bound` for the weights' L1 and L2 norms (and the
+    encrypted sigmoid), and the weights' plaintext encoding error
+    ``2^-(scale_bits+1) n_features feature_bound``.  For weights of L2 norm up to 4 and
+    ``n_features * feature_bound`` up to 2^18 this is the preset's release bound: 2^-7 ~
+    0.0078 on a logit for the default preset; it doubles for every doubling of ``||w||_2``
+    beyond ``2^-23 / (3 err_fresh_pub)`` ~ 4.
     """
     if spec.flood_bits == 0:
         return 0.0
-    return 2.0**spec.flood_bits * ckks.get_preset(spec.ckks_preset).release_error_bound
+    preset = ckks.get_preset(spec.ckks_preset)
+    w = np.asarray(weights, dtype=np.float64)
+    e = preset.error_bound(weight_l1=float(np.abs(w).sum()),
+                           weight_l2=float(np.sqrt((w * w).sum())),
+                           sigmoid=spec.output == "encrypted-sigmoid", independent=True)
+    encoding = 2.0 ** -(preset.scale_bits + 1) * spec.n_features * spec.feature_bound
+    e = max(e, 2.0 ** math.ceil(math.log2(encoding)) if encoding > 0 else 0.0)
+    return 2.0**spec.flood_bits * e
 
 
 def run_data_owner_ckks(t: Transport, spec: InferenceSpec, X: np.ndarray, *, model_owner: str,
@@ -356,7 +370,7 @@ def run_model_owner_ckks(t: Transport, spec: InferenceSpec, model: LinearModel, 
     logits = ckks.linear_combination(ctx, columns, model.weights, model.intercept)
     if spec.output == "encrypted-sigmoid":
         logits = ckks.sigmoid_poly3(ctx, logits)
-    std = model_flood_std(spec)
+    std = model_flood_std(spec, model.weights)
     if std > 0:
         logits = ckks.flood_ciphertexts(ctx, logits, std)
     for k, ct in enumerate(logits):

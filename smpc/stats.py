@@ -604,7 +604,7 @@ def run_keyholder_ckks(
     std1 = 0.0 if plan is None else plan.release_noise_std(1)
     summed1 = aggregate.ckks_collect(t, aggregator=aggregator, keyholder=keyholder,
                                      length=pass1_length(spec), tag=f"{tag}/p1",
-                                     dp_noise_std=std1)
+                                     dp_noise_std=std1, summands=parties)
     summed1[0] = float(round(summed1[0]))  # a count is a whole number
     if plan is not None:
         summed1 = dp.postprocess_pass1(plan, summed1, spec.ddof)
@@ -615,7 +615,7 @@ def run_keyholder_ckks(
     std2 = 0.0 if plan is None else plan.release_noise_std(2, shift=shift)
     summed2 = aggregate.ckks_collect(t, aggregator=aggregator, keyholder=keyholder,
                                      length=pass2_length(spec), tag=f"{tag}/p2",
-                                     dp_noise_std=std2)
+                                     dp_noise_std=std2, summands=parties)
     return _with_privacy(finish(spec, summed1, summed2, shift, dp_applied=plan is not None),
                          plan)
 

@@ -127,7 +127,8 @@ def test_predict_reveals_only_to_the_data_owner(cli_fed, backend):
         bound = ss_logit_bound(model.weights, model.intercept, X)
     else:
         spec = InferenceSpec(model.kind, *X.shape, backend="ckks")
-        bound = ckks_logit_bound(model.weights, spec.ckks_preset, model_flood_std(spec))
+        flood = model_flood_std(spec, model.weights)
+        bound = ckks_logit_bound(model.weights, spec.ckks_preset, flood)
     z = X @ model.weights + model.intercept
     assert model.kind == "logistic"
     assert_within(got, 1 / (1 + np.exp(-z)), logit_bound_to_probability(bound), "predictions")

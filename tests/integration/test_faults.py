@@ -210,7 +210,8 @@ def assert_serves(fed: FFed, protocol: str, backend: str) -> None:
             tol = ss_logit_bound(MODEL.weights, MODEL.intercept, X)
         else:
             spec = linear.InferenceSpec("linear", len(X), 2, backend="ckks")
-            tol = ckks_logit_bound(MODEL.weights, spec.ckks_preset, linear.model_flood_std(spec))
+            flood = linear.model_flood_std(spec, MODEL.weights)
+            tol = ckks_logit_bound(MODEL.weights, spec.ckks_preset, flood)
         assert_within(got, X @ MODEL.weights + MODEL.intercept, tol, "predictions")
         return
     X = fed.pooled()

@@ -187,7 +187,8 @@ def test_inference(fed, backend, model_name):
         tol = ss_logit_bound(model.weights, model.intercept, X)
     else:
         spec = linear.InferenceSpec(model.kind, len(X), X.shape[1], backend="ckks")
-        tol = ckks_logit_bound(model.weights, spec.ckks_preset, linear.model_flood_std(spec))
+        flood = linear.model_flood_std(spec, model.weights)
+        tol = ckks_logit_bound(model.weights, spec.ckks_preset, flood)
     if model.kind == "logistic":
         tol = logit_bound_to_probability(tol)
     assert_within(preds, want, tol, "predictions")

@@ -42,6 +42,13 @@ def mutants_of(targets: list[Target]) -> list[tuple[Target, operators.Mutant]]:
     return out
 
 
+def _available(t: Target) -> Target:
+    """``t`` without the test files that do not exist (yet)."""
+    from dataclasses import replace
+
+    return replace(t, tests=tuple(x for x in t.tests if (ROOT / x.split("::")[0]).exists()))
+
+
 def jobs_for(chosen: list[tuple[Target, operators.Mutant]], planted: bool) -> list[runner.Job]:
     jobs: list[runner.Job] = []
     if planted:
@@ -140,6 +147,13 @@ def run(targets: list[str] | None, *, sample: int | None = None, seed: int = 0,
         chosen = [(t, m) for t, m in chosen if m.ident in wanted]
     elif sample is not None:
         chosen = random.Random(seed).sample(chosen, min(sample, len(chosen)))
+    missing = sorted({test for t in chosen_targets for test in t.tests
+                      if not (ROOT / test.split("::")[0]).exists()})
+    if missing and echo:
+        print(f"warning: test files missing, left out: {', '.join(missing)}", flush=True)
+    chosen_targets = [t for t in map(_available, chosen_targets) if t.tests]
+    names = {t.name: t for t in chosen_targets}
+    chosen = [(names[t.name], m) for t, m in chosen if t.name in names]
     job_list = jobs_for(chosen, planted)
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     t0 = time.monotonic()

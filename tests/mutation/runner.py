@@ -67,6 +67,8 @@ class Outcome:
 
 
 def pytest_command(tests: Sequence[str]) -> list[str]:
+    if not tests:  # pytest without paths would run the whole suite
+        raise ValueError("a mutation target needs at least one test file")
     return [sys.executable, "-m", "pytest", "-x", "-q", "-rfE", "-p", "no:cacheprovider",
             "--no-header", "-o", "addopts=", *tests]
 

@@ -106,7 +106,8 @@ def check_tour(stats, predictions, hospitals: list[Path]) -> None:
             bound = ss_logit_bound(model.weights, model.intercept, X)
         else:
             spec = linear.InferenceSpec(model.kind, *X.shape, backend="ckks")
-            bound = ckks_logit_bound(model.weights, "aggregate", linear.model_flood_std(spec))
+            flood = linear.model_flood_std(spec, model.weights)
+            bound = ckks_logit_bound(model.weights, "aggregate", flood)
         assert_within(got, 1 / (1 + np.exp(-z)), logit_bound_to_probability(bound), backend)
 
 
