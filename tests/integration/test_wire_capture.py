@@ -18,13 +18,27 @@ Then no party's raw values may appear in them, in any encoding:
 * CSV text, exactly as each cell is written in the party's file;
 
 nor the model owner's coefficients and intercept (float64), nor the
-predictions (float64), which only the data owner may hold.  Positive controls
-show that the scanner finds each encoding, and that the capture really holds
-the protocol traffic (tags, CKKS ciphertexts, the revealed result).
+predictions (float64), which only the data owner may hold.
+
+Statistics never send rows, so the raw-value search alone would miss a party
+that sends its *aggregate* unmasked.  Hence also: no party's own pass-1
+aggregate (``[n, sum x_j]``, histogram counts) of any statistic the fixture
+runs, nor its pass-2 centred moments (var on ss: divided by the pooled count
+``N``; cov on ckks: undivided), computed here with numpy from the party's rows
+and the shift the run broadcast (read from the capture), appears in float64,
+fixed point at 16 or 24 bits (= the raw ring element) or text
+(``tests/unit/leakscan.py``: element-wise where the word has at least four
+significant bytes, and every vector as a whole).
+
+Positive controls show that the scanner finds each encoding, and that the
+capture really holds the protocol traffic (tags, CKKS ciphertexts, the
+revealed result).
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 
 import numpy as np
@@ -34,10 +48,24 @@ from parties.grpc_transport import CAPTURE_ENV
 from smpc.linear import LinearModel
 from smpc.stats import StatSpec
 
+from ..unit import leakscan
 from .test_runtime import read_predictions
 
 ORGS = ("org-a", "org-b", "org-c")
 MODEL = LinearModel("logistic", ("income", "spend"), (3.125e-5, -2.71828e-5), -0.4321)
+COLS = ("income", "spend")
+NORTH = "region == 'north'"
+HIST_EDGES = (0, 40e3, 60e3, 1e6)
+# the statistics the fixture runs: result key -> (spec, filter)
+RUNS: dict[str, tuple[StatSpec, str | None]] = {
+    "mean-ss": (StatSpec("mean", COLS), None),
+    "var-ss": (StatSpec("var", COLS), NORTH),
+    "hist-ss": (StatSpec("histogram", ("income",), edges=HIST_EDGES), None),
+    "mean-ckks": (StatSpec("mean", COLS, backend="ckks"), None),
+    "cov-ckks": (StatSpec("cov", COLS, backend="ckks"), None),
+}
+FRAC_BITS = (16, 24)  # pass-1 and pass-2 fixed point (StatSpec.codec / moment_codec)
+GRID = 2.0**-16  # the shift is the pass-1 mean rounded to this grid
 
 
 def eight_byte_patterns(values: np.ndarray) -> dict[int, str]:
@@ -58,16 +86,7 @@ def eight_byte_patterns(values: np.ndarray) -> dict[int, str]:
 
 def scan(blob: bytes, patterns: dict[int, str], texts: list[str]) -> list[str]:
     """Labels of every pattern found at any byte offset, and every text found."""
-    arr = np.frombuffer(blob, dtype=np.uint8)
-    wanted = np.array(sorted(patterns), dtype=np.uint64)
-    found = []
-    for offset in range(8):
-        n = (len(arr) - offset) // 8
-        if n <= 0:
-            continue
-        words = arr[offset:offset + 8 * n].view("<u8")
-        hits = np.unique(words[np.isin(words, wanted)])
-        found += [patterns[int(h)] for h in hits]
+    found = leakscan.find(blob, {k.to_bytes(8, "little"): v for k, v in patterns.items()})
     text_set = set(texts)
     for run in re.findall(rb"[0-9.eE+-]{6,}", blob):
         s = run.decode()
@@ -83,7 +102,7 @@ def captured(make_federation, tmp_path_factory):
     rng = np.random.default_rng(77)
     parties = {}
     for k, org in enumerate(ORGS):
-        n = 24 + 3 * k
+        n = 600 + 40 * k  # >= 256 rows (also after the filter): every count is searchable
         parties[org] = {"income": rng.normal(52_000 + 4_000 * k, 9_000, n),
                         "spend": rng.normal(21_000 + 1_500 * k, 4_000, n),
                         "region": np.where(rng.random(n) < 0.5, "north", "south")}
@@ -92,13 +111,7 @@ def captured(make_federation, tmp_path_factory):
                           env={CAPTURE_ENV: str(capdir)}, separate_dealer=True,
                           min_cohort_size=5)
     c = fed.client
-    results = {
-        "mean-ss": c.compute(StatSpec("mean", ("income", "spend"))),
-        "var-ss": c.compute(StatSpec("var", ("income", "spend")), where="region == 'north'"),
-        "hist-ss": c.compute(StatSpec("histogram", ("income",), edges=(0, 40e3, 60e3, 1e6))),
-        "mean-ckks": c.compute(StatSpec("mean", ("income", "spend"), backend="ckks")),
-        "cov-ckks": c.compute(StatSpec("cov", ("income", "spend"), backend="ckks")),
-    }
+    results = {key: c.compute(spec, where=where) for key, (spec, where) in RUNS.items()}
     preds = {b: c.predict("org-b", "bank", backend=b, feature_bound=2e5) for b in ("ss", "ckks")}
     blobs = {p.stem: p.read_bytes() for p in sorted(capdir.glob("*.wire"))}
     return fed, results, preds, blobs
@@ -151,7 +164,7 @@ def test_the_capture_holds_the_protocol_traffic(captured):
     # the ss result reached the analyst through the coordinator (it is revealed, by design)
     assert b'"statistic": "mean"' in blobs["coordinator"]
     assert results["hist-ss"].value[0] == np.histogram(
-        np.concatenate([fed.data[o]["income"] for o in ORGS]), bins=(0, 40e3, 60e3, 1e6)
+        np.concatenate([fed.data[o]["income"] for o in ORGS]), bins=HIST_EDGES
     )[0].tolist()
     assert preds["ss"].n_predictions == len(fed.data["org-b"]["income"])
 
@@ -166,3 +179,114 @@ def test_results_are_right_and_the_dealer_freed_its_session(captured):
     from parties import federation
 
     assert federation.node_health(fed.directory, "dealer")["active_sessions"] == 0
+
+
+# ---------------------------------------------------------------------------- aggregates
+
+
+def party_rows(fed, org: str, spec: StatSpec, where: str | None) -> np.ndarray:
+    """The rows ``org`` contributed to a run (value columns in order, filter applied)."""
+    d = fed.data[org]
+    X = np.column_stack([d[c] for c in spec.value_columns])
+    if where is not None:
+        assert where == NORTH
+        X = X[d["region"] == "north"]
+    return X
+
+
+def pass1(spec: StatSpec, X: np.ndarray) -> np.ndarray:
+    """A party's pass-1 aggregate with numpy: ``[n, sums]`` or ``[n, bins, below, above]``."""
+    n = X.shape[0]
+    if spec.statistic == "histogram":
+        x, e = X[:, 0], np.asarray(spec.edges)
+        inner = [np.count_nonzero((x >= lo) & ((x < hi) if i < len(e) - 2 else (x <= hi)))
+                 for i, (lo, hi) in enumerate(itertools.pairwise(e))]
+        return np.array([n, *inner, np.count_nonzero(x < e[0]), np.count_nonzero(x > e[-1])],
+                        dtype=np.float64)
+    return np.concatenate([[n], X.sum(axis=0)])
+
+
+def pass2(X: np.ndarray, shift: np.ndarray, divisor: float) -> np.ndarray:
+    """``[sum (x - s) / D, upper triangle of sum (x - s)(x - s)^T / D]`` with numpy."""
+    c = X - shift
+    k = X.shape[1]
+    second = [float(np.dot(c[:, i], c[:, j])) for i in range(k) for j in range(i, k)]
+    return np.concatenate([c.sum(axis=0), second]) / divisor
+
+
+def broadcast_shifts(blob: bytes) -> dict[float, np.ndarray]:
+    """Every pass-2 shift document in the capture (canonical JSON), by its pooled count ``n``."""
+    docs = set(re.findall(rb'\{"n":[-0-9.eE+]+,"shift":\[[^\]]*\]\}', blob))
+    return {float(d["n"]): np.asarray(d["shift"], dtype=np.float64)
+            for d in (json.loads(m) for m in docs)}
+
+
+def aggregate_references(fed, blob: bytes) -> dict[str, np.ndarray]:
+    """Each party's own aggregate for every pass of every statistic the fixture ran."""
+    shifts = broadcast_shifts(blob)
+    refs: dict[str, np.ndarray] = {}
+    for key, (spec, where) in RUNS.items():
+        rows = {o: party_rows(fed, o, spec, where) for o in ORGS}
+        for o in ORGS:
+            refs[f"{key} {o} pass-1"] = pass1(spec, rows[o])
+        if spec.passes == 2:
+            pooled = np.vstack(list(rows.values()))
+            n = float(pooled.shape[0])
+            shift = shifts[n]  # the run's shift, as broadcast (ss: exact; ckks: noisy mean)
+            if spec.backend == "ss":  # rounding to the grid, plus 3 parties' encoding errors
+                bound = GRID / 2 + 3 * 2.0**-17 / n
+                assert np.all(np.abs(shift - pooled.mean(axis=0)) <= bound)
+            divisor = n if spec.backend == "ss" else 1.0
+            for o in ORGS:
+                refs[f"{key} {o} pass-2"] = pass2(rows[o], shift, divisor)
+    return refs
+
+
+def test_no_party_aggregate_crosses_the_wire(captured):
+    """No party's own aggregate of any statistic (either pass) is anywhere in the capture.
+
+    Catches a party that sends its aggregate unmasked -- e.g. its encoded
+    aggregate as its ss sum-share (``smpc.aggregate.ss_contribute``), or a
+    plaintext copy beside its ciphertext -- which leaves every result right
+    and sends no row, so the raw-value search cannot see it.  Every count,
+    sum and moment is searched element-wise (asserted below) except histogram
+    bins with fewer than 256 rows, which are covered by the whole-vector search.
+    """
+    fed, _results, _preds, blobs = captured
+    blob = b"".join(blobs.values())
+    refs = aggregate_references(fed, blob)
+    assert len(refs) == 3 * 5 + 3 * 2
+    for label, values in refs.items():
+        searchable = leakscan.searched_elements(values, FRAC_BITS)
+        assert searchable == values.size or (label.startswith("hist") and searchable >= 2), label
+    wanted: dict[bytes, str] = {}
+    for label, values in refs.items():
+        wanted.update(leakscan.patterns(values, label, FRAC_BITS))
+    leaks = leakscan.find(blob, wanted)
+    assert not leaks, f"party aggregates on the wire: {leaks[:10]}"
+
+
+def test_the_aggregate_scanner_finds_every_encoding(captured):
+    """Positive control: every searched encoding of every party aggregate is found when planted.
+
+    Each pattern (float64 le/be, fixed point at 16 and 24 bits le/be, whole
+    vectors, text) is planted at an odd offset into the real capture, which
+    must then be reported -- so the search above would have seen a leak.
+    """
+    fed, _results, _preds, blobs = captured
+    blob = b"".join(blobs.values())
+    refs = aggregate_references(fed, blob)
+    assert {float(n) for n in broadcast_shifts(blob)} == {
+        float(sum(party_rows(fed, o, RUNS[k][0], RUNS[k][1]).shape[0] for o in ORGS))
+        for k in ("var-ss", "cov-ckks")}
+    wanted: dict[bytes, str] = {}
+    for label, values in refs.items():
+        wanted.update(leakscan.patterns(values, label, FRAC_BITS))
+    # one unique label per pattern, every pattern planted at its own odd offset
+    unique = {p: f"{label} #{i}" for i, (p, label) in enumerate(wanted.items())}
+    planted = blob[:100_001] + b"".join(b"\x07" * (1 + 2 * (i % 4)) + p
+                                        for i, p in enumerate(unique))
+    assert set(leakscan.find(planted, unique)) >= set(unique.values())
+    kinds = {label.split(" ")[0] for label in wanted.values()}
+    assert kinds == {"float64-le", "float64-be", "fixed16-le", "fixed16-be", "fixed24-le",
+                     "fixed24-be", "text"}

@@ -1,6 +1,6 @@
 """Additive sharing: reconstruction, linearity, seed compression, uniformity."""
 
-import math
+import itertools
 
 import numpy as np
 import pytest
@@ -8,18 +8,12 @@ import pytest
 from smpc import randomness, sharing
 from smpc.encoding import FixedPoint
 
-
-def chi_square_uniform_bytes(values: np.ndarray, byte_index: int) -> float:
-    """Chi-square statistic of one byte of each uint64 against the uniform law."""
-    byte = ((values >> np.uint64(8 * byte_index)) & np.uint64(0xFF)).astype(np.int64)
-    observed = np.bincount(byte, minlength=256)
-    expected = values.size / 256
-    return float(((observed - expected) ** 2 / expected).sum())
-
-
-def chi_square_critical(df: int, z: float = 4.265) -> float:
-    """Wilson-Hilferty upper quantile of chi^2(df); z=4.265 is the 1e-5 tail."""
-    return df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
+from .uniformity import (
+    assert_jointly_uniform,
+    assert_uniform,
+    chi_square_critical,
+    chi_square_uniform_bytes,
+)
 
 
 @pytest.mark.parametrize("n", [2, 3, 5])
@@ -97,3 +91,60 @@ def test_keystream_depends_on_seed_and_stream():
     assert np.array_equal(randomness.expand(b"\x00" * 16, 16, "a")[:8], a)
     with pytest.raises(ValueError, match="16 bytes"):
         randomness.expand(b"short", 4)
+
+
+# --------------------------------------------------------------------------- leaks
+# False positives: each chi-square below is compared with its 1 - 1e-9 quantile
+# (tests/unit/uniformity.py); power against the targeted bugs is 1 (the bug puts
+# every sample of the tested byte on one or two cells).
+
+SECRET = FixedPoint().encode(np.linspace(-31_415.9265, 27_182.8182, 50_000))
+
+
+def test_explicit_share_is_masked_by_every_seed():
+    """The share a party keeps is ``x - sum E(seed_k)``: uniform, and never ``x`` itself.
+
+    Catches ``share_with_seeds`` forgetting to subtract the seeds' expansions
+    (the explicit share would be the secret: a party's sum-share then carries
+    its aggregate masked only by what its peers sent) or subtracting only one
+    of the three (adding any one expansion back must still leave a uniform
+    value).
+    """
+    s = sharing.share_with_seeds(SECRET, 3, stream="leak/explicit")
+    assert not np.any(s.explicit == SECRET)
+    assert_uniform(s.explicit, "explicit share")
+    expansions = s.expanded()[1:]
+    for k in range(3):
+        partial = s.explicit + expansions[k]  # what is left if seed k was not subtracted
+        assert_uniform(partial, f"explicit share without seed {k}")
+
+
+def test_seeds_are_distinct_per_peer_and_per_call():
+    """Every peer gets its own seed, and no seed comes back in a later sharing.
+
+    Catches one seed given to every peer (any two peers could then rebuild
+    each other's share, and with the recipient unmask the holder) and
+    deterministic seeds (the same secret, stream and peer count shared 20
+    times: 80 seeds, all different).
+    """
+    seeds = [seed for _ in range(20)
+             for seed in sharing.share_with_seeds(SECRET[:8], 4, stream="leak/seeds").seeds]
+    assert all(len(seed) == 16 for seed in seeds)
+    assert len(set(seeds)) == 80
+
+
+@pytest.mark.parametrize("seeded", [False, True])
+def test_any_n_minus_1_shares_are_jointly_uniform(seeded):
+    """Of 3 shares of a fixed secret, any 2 are jointly uniform and so are their differences.
+
+    Catches correlated shares -- equal seeds for two peers (their expansions
+    coincide), a share derived from another -- that would let fewer than all
+    holders learn something about the secret.  Covers ``share`` (explicit
+    shares) and ``share_with_seeds`` (two seeds and the explicit share).
+    """
+    shares = (sharing.share_with_seeds(SECRET, 2, stream="leak/joint").expanded() if seeded
+              else sharing.share(SECRET, 3))
+    assert np.array_equal(sharing.reconstruct(shares), SECRET)
+    for i, j in itertools.combinations(range(3), 2):
+        assert_jointly_uniform(shares[i], shares[j], f"shares {i} and {j}")
+        assert_uniform(shares[i] - shares[j], f"share {i} minus share {j}")
