@@ -25,28 +25,28 @@ class Target:
     tests: tuple[str, ...]           # pytest arguments (files or node ids), run with -x
 
 
-CORE_SHARING_TESTS = ("tests/unit/test_sharing.py", "tests/unit/test_leaks.py",
-                      "tests/unit/test_stats.py")
+LEAKS = ("tests/unit/test_leaks.py", "tests/unit/test_leaks_uniform.py")
+CORE_SHARING_TESTS = ("tests/unit/test_sharing.py", *LEAKS, "tests/unit/test_stats.py")
 
 TARGETS: tuple[Target, ...] = (
     Target("randomness", "smpc/randomness.py", None,
-           ("tests/unit/test_sharing.py", "tests/unit/test_leaks.py")),
+           ("tests/unit/test_sharing.py", *LEAKS)),
     Target("sharing", "smpc/sharing.py", None, CORE_SHARING_TESTS),
     Target("aggregate", "smpc/aggregate.py", None,
-           ("tests/unit/test_leaks.py", "tests/unit/test_stats.py",
-            "tests/unit/test_sharing.py", "tests/unit/test_stats_dp.py")),
+           (*LEAKS, "tests/unit/test_stats.py", "tests/unit/test_sharing.py",
+            "tests/unit/test_stats_dp.py")),
     Target("stats-roles", "smpc/stats.py",
            ("run_party", "_contribute", "_public_shift", "run_recipient_ss", "_with_privacy",
             "run_aggregator_ckks", "run_keyholder_ckks", "moment_divisor"),
-           ("tests/unit/test_leaks.py", "tests/unit/test_stats.py",
-            "tests/unit/test_dp_released_noise.py", "tests/unit/test_stats_dp.py")),
+           (*LEAKS, "tests/unit/test_stats.py", "tests/unit/test_dp_released_noise.py",
+            "tests/unit/test_stats_dp.py")),
     Target("beaver", "smpc/beaver.py",
            ("_seed_words", "_dealer_messages", "_expand", "_sum_expansions", "_unpack", "deal",
             "receive", "deal_local", "_index", "_ring", "open_shares", "_beaver", "truncate",
             "_dealer_truncate", "_product", "TripleShare._consume", "TruncPairShare._consume",
             "check_product_range", "check_bound_bits"),
-           ("tests/unit/test_leaks.py", "tests/unit/test_beaver.py",
-            "tests/unit/test_linear.py")),
+           ("tests/unit/test_leaks_inference.py", "tests/unit/test_leaks_uniform.py",
+            "tests/unit/test_beaver.py", "tests/unit/test_linear.py")),
     Target("dp", "smpc/dp.py",
            ("epsilon_from_rho", "delta_from_rho", "_rho_from_epsilon", "rho_from_epsilon",
             "PrivacyCost.__add__", "compose", "cost_from_request", "effective_rho",
@@ -64,12 +64,13 @@ TARGETS: tuple[Target, ...] = (
             "release_parameters", "KeyHolder.public_context", "KeyHolder.release_parameters",
             "KeyHolder.release", "KeyHolder.decrypt_and_release", "Preset.error_bound",
             "encrypt_public", "add_ciphertexts"),
-           ("tests/unit/test_ckks.py", "tests/unit/test_dp.py", "tests/unit/test_leaks.py")),
+           ("tests/unit/test_ckks.py", "tests/unit/test_dp.py", "tests/unit/test_leaks.py",
+            "tests/unit/test_leaks_inference.py", "tests/unit/test_linear.py")),
     Target("inference", "smpc/linear.py",
            ("run_dealer_ss", "run_data_owner_ss", "run_model_owner_ss", "_recv_seed",
             "model_flood_std", "run_data_owner_ckks", "run_model_owner_ckks", "check_features",
             "check_model"),
-           ("tests/unit/test_leaks.py", "tests/unit/test_linear.py")),
+           ("tests/unit/test_leaks_inference.py", "tests/unit/test_linear.py")),
     Target("authorize", "parties/config.py", ("FederationConfig.authorize",),
            ("tests/unit/test_guard.py", "tests/unit/test_config.py")),
     Target("guard", "parties/grpc_transport.py", ("AccessGuard._check", "caller"),

@@ -72,7 +72,7 @@ def test_inference_sends_no_features_weights_or_predictions(backend: str) -> Non
     if backend == "ss":
         atol = (np.abs(X) + np.abs(MODEL.weights)).sum(axis=1) * 2.0**-17 + D * 2.0**-34 + 2.0**-33
     else:
-        atol = np.full(M, 8 * linear.model_flood_std(spec(backend)))
+        atol = np.full(M, 8 * linear.model_flood_std(spec(backend), MODEL.weights))
     assert np.all(np.abs(preds - logits) <= atol)
     refs = {"X": X, "w": MODEL.weights, "b": np.array([MODEL.intercept]), "logits": logits,
             "predictions": preds}
