@@ -478,17 +478,24 @@ def _tampered(proc, words):
 
 
 def test_audit_verify_detects_an_edited_record(audit_copy):
+    """Record 3's outcome is flipped, whatever it was: which request record 3 holds depends on
+    the tests that ran before on this module's federation (a replace of one fixed outcome was a
+    no-op, and the test failed, when record 3 happened to hold another outcome)."""
     db, config = audit_copy
     with sqlite3.connect(db) as con:
-        con.execute("UPDATE audit_records SET body = replace(body, '\"outcome\":\"refused\"', "
-                    "'\"outcome\":\"accepted\"') WHERE seq = 3")
+        (body,) = con.execute("SELECT body FROM audit_records WHERE seq = 3").fetchone()
+        rec = json.loads(body)
+        rec["outcome"] = "accepted" if rec["outcome"] != "accepted" else "refused"
+        edited = json.dumps(rec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert edited != body
+        con.execute("UPDATE audit_records SET body = ? WHERE seq = 3", (edited,))
     _tampered(_verify(config), "Record 3 was edited")
 
 
 def test_audit_verify_detects_a_deleted_record(audit_copy):
     db, config = audit_copy
     with sqlite3.connect(db) as con:
-        con.execute("DELETE FROM audit_records WHERE seq = 4")
+        assert con.execute("DELETE FROM audit_records WHERE seq = 4").rowcount == 1
     _tampered(_verify(config), "Record 4 is missing (deleted)")
 
 
@@ -502,10 +509,14 @@ def test_audit_verify_detects_reordered_records(audit_copy):
 
 
 def test_audit_show_head_and_budget_commands(pfed, tmp_path, capsys):
+    """Three refused requests of its own first: run alone, org-a's log holds only its two budget
+    records, and ``show --limit 3`` depended on the tests that ran before."""
     config = str(pfed.lay.config("org-a"))
+    sids = [pfed.prepare("org-a", StatSpec("mean", ("x",)))[0] for _ in range(3)]
     assert audit_main(["audit", "show", "--config", config, "--limit", "3"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and all(ln.startswith("#") for ln in lines)
+    assert [f"session={sid} " in ln for sid, ln in zip(sids, lines, strict=True)] == [True] * 3
     assert audit_main(["audit", "head", "--config", config]) == 0
     head = capsys.readouterr().out.strip()
     assert json.loads(head)["seq"] >= 3

@@ -19,7 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from parties.audit import AuditError, AuditEvent, AuditLog, Head, default_key_path
+from parties.audit import (
+    AuditError,
+    AuditEvent,
+    AuditLog,
+    Head,
+    VerifyReport,
+    default_key_path,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,6 +77,49 @@ def row(log: AuditLog, seq: int) -> tuple[str, str, str]:
         ).fetchone()
     finally:
         con.close()
+
+
+FINDINGS = ("edited", "deleted", "reordered", "broken", "truncated", "duplicated")
+
+
+def findings(rep: VerifyReport) -> dict[str, tuple[int, ...]]:
+    """The non-empty seq lists of a report, by name (so a test states all of them at once)."""
+    return {f: getattr(rep, f) for f in FINDINGS if getattr(rep, f)}
+
+
+def chain_hash(prev: str, body: str) -> str:
+    """SHA-256(bytes(prev) || body), computed here independently of parties.audit."""
+    return hashlib.sha256(bytes.fromhex(prev) + body.encode("utf-8")).hexdigest()
+
+
+def canonical(obj: object) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def rewrite_chain(log: AuditLog, *, genesis: str | None = None, edit_seq: int = 0) -> str:
+    """What an attacker who can write the database but not read the key can do: change record
+    ``edit_seq``'s analyst (0: none), recompute every hash from ``genesis`` (default: the stored
+    record 1's prev_hash) and move the stored head to the new last hash. Returns that hash."""
+    con = sqlite3.connect(log.path)
+    try:
+        rows = con.execute(
+            "SELECT seq, body, prev_hash FROM audit_records ORDER BY seq"
+        ).fetchall()
+        prev = genesis or rows[0][2]
+        for seq, body, _ in rows:
+            obj = json.loads(body)
+            if seq == edit_seq:
+                obj["analyst"] = "eve"
+            body = canonical(obj)
+            h = chain_hash(prev, body)
+            con.execute("UPDATE audit_records SET body = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                        (body, prev, h, seq))
+            prev = h
+        con.execute("UPDATE audit_meta SET value = ? WHERE key = 'head_hash'", (prev,))
+        con.commit()
+    finally:
+        con.close()
+    return prev
 
 
 # ------------------------------------------------------------------------------ intact
@@ -124,6 +174,8 @@ def test_edited_record_is_named(tmp_path: Path) -> None:
     assert not rep.ok
     assert rep.edited == (3,) and rep.deleted == () and rep.reordered == ()
     assert "Record 3 was edited" in rep.message
+    assert findings(rep) == {"edited": (3,)}  # record 4 is not also reported unchained
+    assert rep.problems == ("Record 3 was edited (its content no longer matches its hash).",)
 
 
 def test_edit_with_recomputed_hash_is_caught_by_mac_and_by_chain(tmp_path: Path) -> None:
@@ -135,11 +187,13 @@ def test_edit_with_recomputed_hash_is_caught_by_mac_and_by_chain(tmp_path: Path)
         args=(body, new_hash))
     keyed = log.verify()
     assert not keyed.ok and keyed.edited == (3,)
+    assert findings(keyed) == {"edited": (3,)}
     assert "Record 3 was edited" in keyed.message and "MAC" in keyed.message
     # an auditor without the key still sees the chain break after record 3
     chain = AuditLog(log.path, chain_only=True).verify()
     assert not chain.ok and not chain.keyed
     assert chain.broken == (4,)
+    assert findings(chain) == {"broken": (4,)}
     assert "Record 4 does not chain to record 3" in chain.message
 
 
@@ -150,13 +204,17 @@ def test_deleted_middle_record_is_named(tmp_path: Path) -> None:
     assert not rep.ok
     assert rep.deleted == (4,) and rep.edited == () and rep.truncated == ()
     assert "Record 4 is missing (deleted)" in rep.message
+    assert findings(rep) == {"deleted": (4,)}  # record 5 is not also reported unchained
 
 
 def test_deleted_and_renumbered_is_named(tmp_path: Path) -> None:
     log = filled(tmp_path)
+    # renumber one row at a time, upwards: one UPDATE over all rows could visit them in any
+    # order and collide with a seq still in use
     sql(log, "DELETE FROM audit_records WHERE seq = 2",
-        "UPDATE audit_records SET seq = seq - 1 WHERE seq > 2")
+        *(f"UPDATE audit_records SET seq = {s - 1} WHERE seq = {s}" for s in range(3, 7)))
     rep = log.verify()
+    assert findings(rep) == {"deleted": (2,), "reordered": (2, 3, 4, 5)}
     assert rep.deleted == (2,) and rep.reordered == (2, 3, 4, 5)
     assert "Record 2 is missing" in rep.message and "seq 2 holds the record written as 3" in (
         rep.message
@@ -172,6 +230,7 @@ def test_reordered_records_are_named(tmp_path: Path) -> None:
     rep = log.verify()
     assert not rep.ok
     assert rep.reordered == (2, 5) and rep.edited == () and rep.deleted == ()
+    assert findings(rep) == {"reordered": (2, 5)}
     assert "Records 2 and 5 are out of place" in rep.message
     assert "seq 2 holds the record written as 5" in rep.message
     assert "seq 5 holds the record written as 2" in rep.message
@@ -189,6 +248,7 @@ def test_swapping_contents_is_also_reordering(tmp_path: Path) -> None:
     con.close()
     rep = log.verify()
     assert not rep.ok and rep.reordered == (3, 4) and rep.edited == ()
+    assert findings(rep) == {"reordered": (3, 4)}
     assert "seq 3 holds the record written as 4" in rep.message
 
 
@@ -201,6 +261,7 @@ def test_tail_truncation_needs_an_exported_head(tmp_path: Path) -> None:
     sql(log, "DELETE FROM audit_records WHERE seq >= 5")
     naive = log.verify()
     assert naive.truncated == (5, 6) and "missing at the end" in naive.message
+    assert findings(naive) == {"truncated": (5, 6)}
 
     # an attacker who also rewinds the stored head: undetectable without the exported head ...
     _, _, h4 = row(log, 4)
@@ -237,6 +298,7 @@ def test_appends_after_truncation_leave_a_visible_gap(tmp_path: Path) -> None:
     rec = log.append(event(9))
     assert rec.seq == 6  # chains to the stored head, not to the surviving last row
     assert log.verify().deleted == (4, 5)
+    assert findings(log.verify()) == {"deleted": (4, 5)}
 
 
 # ------------------------------------------------------------------------------ concurrency

@@ -366,3 +366,104 @@ def test_recover_refunds_only_what_the_operator_names(ledger: Ledger) -> None:
     assert out["b"].state == "spent"
     assert ledger.remaining("ann", "clinic") == pytest.approx(0.7)
 
+
+
+# --------------------------------------------------------------------------- the boundary
+
+
+def test_decimal_charges_that_overshoot_in_binary_still_fit(tmp_path: Path) -> None:
+    """0.1 + 0.2 is 0.30000000000000004 in binary, above the double 0.3 by 5.6e-17 (1.9e-16
+    relative), inside the documented 1e-12 relative slack: both charges fit a 0.3 budget and
+    nothing remains. Catches a check without the slack (``sum > total``) or with ``>=``."""
+    led = Ledger(tmp_path / "l.sqlite")
+    led.set_budget("ann", "clinic", 0.3)
+    led.reserve("s1", "ann", "clinic", 0.1)
+    assert led.reserve("s2", "ann", "clinic", 0.2).state == "pending"
+    assert led.remaining("ann", "clinic") == 0.0
+
+
+def test_exactly_full_is_accepted_and_anything_beyond_the_slack_refused(ledger: Ledger) -> None:
+    """0.25 spent + 0.75 pending fills the budget of 1.0 exactly (all three are exact binary
+    fractions): accepted, nothing remains. Then the smallest meaningful charge is refused, and a
+    single charge over the whole budget by 1e-9 relative (1000x the slack) is refused while one
+    over by 5e-13 relative (half the slack) fits. Catches ``>=`` at the boundary, a slack wider
+    than documented, and a check that leaves out the new charge or the pending ones."""
+    ledger.reserve("s1", "ann", "clinic", 0.25)
+    ledger.commit("s1")
+    assert ledger.reserve("s2", "ann", "clinic", 0.75).remaining == 0.0
+    with pytest.raises(BudgetExceeded) as ei:
+        ledger.reserve("s3", "ann", "clinic", 1e-9)
+    assert (ei.value.remaining, ei.value.requested, ei.value.total) == (0.0, 1e-9, 1.0)
+    assert "remaining rho 0 of 1, requested rho 1e-09" in str(ei.value)
+
+    ledger.set_budget("ann", "fresh", 1.0)
+    with pytest.raises(BudgetExceeded):
+        ledger.reserve("s4", "ann", "fresh", 1.0 + 1e-9)
+    assert ledger.reserve("s5", "ann", "fresh", 1.0 + 5e-13).state == "pending"
+
+
+def test_status_separates_spent_pending_and_refunded(ledger: Ledger) -> None:
+    """spent 0.25, pending 0.5, refunded 0.125 on a budget of 1: remaining 0.25 = 1 - 0.25 - 0.5
+    (all exact in binary, so compared exactly). Catches a remaining that ignores the pending
+    charges, counts the refunded one, or counts a charge twice; ``budgets()`` agrees."""
+    ledger.reserve("spent", "ann", "clinic", 0.25)
+    ledger.commit("spent")
+    ledger.reserve("pending", "ann", "clinic", 0.5)
+    ledger.reserve("refunded", "ann", "clinic", 0.125)
+    ledger.abort("refunded", "failed before this party sent anything")
+    st = ledger.status("ann", "clinic")
+    assert st is not None
+    assert (st.total, st.spent, st.pending, st.remaining) == (1.0, 0.25, 0.5, 0.25)
+    assert ledger.remaining("ann", "clinic") == 0.25
+    assert ledger.budgets() == [st]
+    assert [c.remaining for c in ledger.charges()] == [0.25, 0.25, 0.25]
+    assert {c.session_id: c.counted for c in ledger.charges()} == {
+        "spent": True, "pending": True, "refunded": False}
+
+
+def test_budgets_of_other_analysts_and_datasets_are_separate(ledger: Ledger) -> None:
+    """0.9 charged to (ann, clinic) leaves (ann, registry) and (bob, clinic) untouched: each can
+    still take its whole budget. Catches a budget query that filters by analyst or by dataset
+    only."""
+    ledger.set_budget("ann", "registry", 1.0)
+    ledger.set_budget("bob", "clinic", 1.0)
+    ledger.reserve("a1", "ann", "clinic", 0.9)
+    assert ledger.remaining("ann", "registry") == 1.0
+    assert ledger.remaining("bob", "clinic") == 1.0
+    assert ledger.reserve("a2", "ann", "registry", 1.0).remaining == 0.0
+    assert ledger.reserve("b1", "bob", "clinic", 1.0).remaining == 0.0
+    assert ledger.remaining("ann", "clinic") == pytest.approx(0.1)
+
+
+def test_a_session_id_is_charged_once_across_analysts(ledger: Ledger) -> None:
+    """A session id charged to one analyst cannot be charged to another: the replay is refused
+    as such (not as a database error) and charges neither. Catches a replay check scoped to
+    one (analyst, dataset)."""
+    ledger.set_budget("bob", "clinic", 1.0)
+    ledger.reserve("s1", "ann", "clinic", 0.5)
+    with pytest.raises(ChargeReplay):
+        ledger.reserve("s1", "bob", "clinic", 0.5)
+    assert ledger.remaining("bob", "clinic") == 1.0
+    assert ledger.charge("s1").analyst == "ann"  # type: ignore[union-attr]
+
+
+def test_recovery_settles_only_pending_charges(ledger: Ledger) -> None:
+    """A spent and a refunded charge keep their state and reason through a recovery; the
+    pending one becomes spent, still counted. An operator cannot refund a spent charge by
+    naming it at recovery. Catches a recovery that refunds instead of spending, that touches
+    settled charges, or that accepts any charge in ``refund``."""
+    ledger.reserve("spent", "ann", "clinic", 0.25)
+    ledger.commit("spent")
+    ledger.reserve("refunded", "ann", "clinic", 0.25)
+    ledger.abort("refunded", "failed before this party sent anything")
+    ledger.reserve("pending", "ann", "clinic", 0.5)
+    before = {c.session_id: (c.state, c.settled_at, c.reason) for c in ledger.charges()}
+    with pytest.raises(LedgerError, match="no pending charge for session"):
+        ledger.recover(refund=["spent"], reason="the operator is sure")
+    assert ledger.charge("spent").state == "spent"  # type: ignore[union-attr]
+
+    out = ledger.recover()
+    assert [(r.session_id, r.state) for r in out] == [("pending", "spent")]
+    after = {c.session_id: (c.state, c.settled_at, c.reason) for c in ledger.charges()}
+    assert after["spent"] == before["spent"] and after["refunded"] == before["refunded"]
+    assert ledger.remaining("ann", "clinic") == 0.25  # 1 - 0.25 - 0.5: the pending one counts

@@ -1,0 +1,316 @@
+"""The certificate guard: :meth:`FederationConfig.authorize` (the allow-list check) on its own,
+and :class:`parties.grpc_transport.AccessGuard` in a real gRPC server over mutual TLS with
+certificates made by :mod:`parties.tls` in a temporary directory.
+
+What these tests catch (each test's docstring names its bug): a guard that checks only the
+certificate's role (not the allow-list, not the listed role, not the pinned fingerprint, not the
+federation), that serves a method missing from the access table, or that lets a caller without a
+federation identity through.  The server is the party's own access table (``PARTY_ACCESS``)
+behind ``start_server``; only the handlers behind it are small test servicers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from parties import tls, wire
+from parties._pb import smpc_pb2 as pb
+from parties._pb import smpc_pb2_grpc as pb_grpc
+from parties.config import AnalystEntry, FederationConfig, NodeEntry, TLSFiles
+from parties.grpc_transport import NodeService, caller, start_server
+from parties.node import PARTY_ACCESS
+from parties.sessions import SessionRegistry
+from parties.tls import Identity
+
+FED = "demo"
+FP_COORD = "c" * 64
+FP_ANN = "a" * 64
+
+
+# ------------------------------------------------------------------ authorize, on its own
+
+
+def federation(ca_cert: Path = Path("/nonexistent/ca.pem"), *, coord_pin: str | None = FP_COORD,
+               ann_pin: str | None = FP_ANN) -> FederationConfig:
+    """coord (coordinator, pinned), org-a / org-b (parties), dealer1; analysts alice (not
+    pinned) and ann (pinned)."""
+    return FederationConfig(
+        name=FED, ca_cert=ca_cert,
+        nodes=[
+            NodeEntry("coord", "coordinator", "127.0.0.1", 50050, coord_pin),
+            NodeEntry("org-a", "party", "127.0.0.1", 50051),
+            NodeEntry("org-b", "party", "127.0.0.1", 50052),
+            NodeEntry("dealer1", "dealer", "127.0.0.1", 50059),
+        ],
+        analysts=[AnalystEntry("alice"), AnalystEntry("ann", ann_pin)],
+    )
+
+
+ALLOWED = [  # (identity, roles, name of the entry it must return)
+    (Identity("coord", "coordinator", FED, FP_COORD), ("coordinator",), "coord"),
+    (Identity("org-a", "party", FED, "1" * 64), ("party", "coordinator"), "org-a"),
+    (Identity("org-a", "party", None, "1" * 64), ("party",), "org-a"),  # no federation named
+    (Identity("dealer1", "dealer", FED), ("party", "coordinator", "dealer"), "dealer1"),
+    (Identity("alice", "analyst", FED, "2" * 64), ("analyst",), "alice"),
+    (Identity("ann", "analyst", FED, FP_ANN), ("coordinator", "analyst"), "ann"),
+]
+
+REFUSED = {  # bug it would catch: (identity, roles)
+    "unlisted-node-name": (Identity("mallory", "party", FED), ("party",)),
+    "listed-name-wrong-role": (Identity("org-a", "coordinator", FED), ("coordinator",)),
+    "listed-node-role-not-allowed": (Identity("org-a", "party", FED), ("coordinator",)),
+    "pinned-fingerprint-mismatch": (Identity("coord", "coordinator", FED, "e" * 64),
+                                    ("coordinator",)),
+    "pinned-fingerprint-unknown": (Identity("coord", "coordinator", FED, ""), ("coordinator",)),
+    "other-federation": (Identity("org-a", "party", "other", "1" * 64), ("party",)),
+    "analyst-not-listed": (Identity("carol", "analyst", FED), ("analyst",)),
+    "analyst-wrong-fingerprint": (Identity("ann", "analyst", FED, "e" * 64), ("analyst",)),
+    "analyst-role-not-allowed": (Identity("alice", "analyst", FED), ("party", "coordinator")),
+    "node-name-as-analyst": (Identity("org-a", "analyst", FED), ("analyst",)),
+    "analyst-name-as-node": (Identity("alice", "party", FED), ("party",)),
+    "no-roles-allowed": (Identity("org-a", "party", FED), ()),
+}
+
+
+@pytest.mark.parametrize(("ident", "roles", "name"), ALLOWED,
+                         ids=[f"{i.role}-{i.name}" for i, _, _ in ALLOWED])
+def test_authorize_returns_the_entry_of_a_listed_caller(
+    ident: Identity, roles: tuple[str, ...], name: str
+) -> None:
+    """A listed caller with an allowed role (and its pinned fingerprint) gets its own entry --
+    not any entry, and not None (catches a guard that refuses everything, or that matches an
+    entry by name alone and returns another role's entry)."""
+    fed = federation()
+    entry = fed.authorize(ident, iter(roles))  # any iterable of roles
+    expected = (next(a for a in fed.analysts if a.name == name) if ident.role == "analyst"
+                else fed.node(name))
+    assert entry is expected
+
+
+@pytest.mark.parametrize(("ident", "roles"), list(REFUSED.values()), ids=list(REFUSED))
+def test_authorize_refuses(ident: Identity, roles: tuple[str, ...]) -> None:
+    """Each id names the bug this row catches: a guard that checks the role only (unlisted
+    name, listed name under another role, a node name claiming the analyst role or the
+    reverse), ignores the pinned fingerprint (of a node or an analyst), ignores the federation
+    in the certificate, or allows a role the method does not."""
+    assert federation().authorize(ident, roles) is None
+
+
+def test_authorize_refuses_no_identity() -> None:
+    """A caller without a verified identity is never authorised, whatever the roles."""
+    assert federation().authorize(None, ("party", "coordinator", "dealer", "analyst")) is None
+
+
+def test_unpinning_and_repinning() -> None:
+    """The pin is what decides between two certificates of one name: unpinned, both pass;
+    pinned to the new one, only the new one passes (rotation after a leaked key)."""
+    old, new = Identity("coord", "coordinator", FED, "0" * 64), \
+        Identity("coord", "coordinator", FED, "9" * 64)
+    unpinned = federation(coord_pin=None)
+    assert unpinned.authorize(old, ("coordinator",)) is unpinned.node("coord")
+    assert unpinned.authorize(new, ("coordinator",)) is unpinned.node("coord")
+    pinned = federation(coord_pin="9" * 64)
+    assert pinned.authorize(old, ("coordinator",)) is None
+    assert pinned.authorize(new, ("coordinator",)) is pinned.node("coord")
+
+
+# ------------------------------------------------------------- a real server over mutual TLS
+
+
+@dataclass(frozen=True)
+class Creds:
+    cert: Path
+    key: Path
+    fingerprint: str
+
+
+@dataclass
+class Server:
+    port: int
+    ca: Path
+    creds: dict[str, Creds]
+
+
+def _save(d: Path, label: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> Creds:
+    tls.save_node_credentials(cert, key, d / f"{label}.pem", d / f"{label}.key")
+    return Creds(d / f"{label}.pem", d / f"{label}.key", tls.fingerprint(cert))
+
+
+def _no_identity_certificate(ca: tls.CertificateAuthority
+                             ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """Signed by the federation CA, valid for client auth, but without an smpc:// identity."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "anonymous")]))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("anonymous")]), False)
+        .add_extension(x509.ExtendedKeyUsage(
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+        .sign(ca.key, hashes.SHA256())
+    )
+    return cert, key
+
+
+class EchoParty(pb_grpc.PartyServicer):
+    """Answers ``Describe`` with the name of the verified caller: an answer proves the guard
+    let the caller through."""
+
+    def Describe(self, request: pb.DescribeRequest, context: grpc.ServicerContext
+                 ) -> pb.DescribeResponse:
+        return pb.DescribeResponse(name=caller(context).name)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Party ``org-a`` with ``PARTY_ACCESS`` behind ``AccessGuard``, and every caller's
+    certificate: coord pinned to its first certificate (``coord-reissued`` is a second
+    certificate for the same name), ann pinned likewise, mallory and carol not listed,
+    ``org-b-as-coordinator`` a listed party name with another role in its certificate."""
+    d = tmp_path_factory.mktemp("guard")
+    ca = tls.create_ca(FED)
+    tls.save_ca(ca, d / "ca.pem", d / "ca.key")
+    creds = {label: _save(d, label, *tls.issue_node_certificate(ca, name, role))
+             for label, name, role in [
+                 ("org-a", "org-a", "party"), ("org-b", "org-b", "party"),
+                 ("coord", "coord", "coordinator"), ("coord-reissued", "coord", "coordinator"),
+                 ("alice", "alice", "analyst"), ("ann", "ann", "analyst"),
+                 ("ann-reissued", "ann", "analyst"), ("mallory", "mallory", "party"),
+                 ("carol", "carol", "analyst"),
+                 ("org-b-as-coordinator", "org-b", "coordinator")]}
+    creds["anonymous"] = _save(d, "anonymous", *_no_identity_certificate(ca))
+    fed = federation(d / "ca.pem", coord_pin=creds["coord"].fingerprint,
+                     ann_pin=creds["ann"].fingerprint)
+    registry = SessionRegistry("org-a")
+
+    def register(s: grpc.Server) -> None:
+        pb_grpc.add_NodeServicer_to_server(NodeService("org-a", "party", fed, registry), s)
+        pb_grpc.add_PartyServicer_to_server(EchoParty(), s)
+        # a service the party's access table does not list at all
+        pb_grpc.add_CoordinatorServicer_to_server(pb_grpc.CoordinatorServicer(), s)
+
+    srv, port = start_server(
+        name="org-a", federation=fed, access=PARTY_ACCESS, host="127.0.0.1", port=0,
+        tls=TLSFiles(creds["org-a"].cert, creds["org-a"].key, d / "ca.pem"),
+        register=[register], max_workers=4)
+    try:
+        yield Server(port, d / "ca.pem", creds)
+    finally:
+        srv.stop(None)
+
+
+Call = Callable[[grpc.Channel], Any]
+HEALTH: Call = lambda ch: pb_grpc.NodeStub(ch).Health(pb.HealthRequest(), timeout=10)  # noqa: E731
+DESCRIBE: Call = lambda ch: pb_grpc.PartyStub(ch).Describe(  # noqa: E731
+    pb.DescribeRequest(analyst="alice"), timeout=10)
+DELIVER: Call = lambda ch: pb_grpc.NodeStub(ch).Deliver(iter(()), timeout=10)  # noqa: E731
+STATUS: Call = lambda ch: pb_grpc.CoordinatorStub(ch).Status(  # noqa: E731
+    pb.StatusRequest(), timeout=10)
+
+
+def call(server: Server, who: str | None, rpc: Call) -> Any:
+    """``rpc`` on a fresh mutual-TLS channel to org-a, presenting ``who``'s certificate (None:
+    no client certificate), pinning the server's name as every node does."""
+    if who is None:
+        creds = grpc.ssl_channel_credentials(root_certificates=server.ca.read_bytes())
+    else:
+        c = server.creds[who]
+        creds = tls.channel_credentials(c.cert, c.key, server.ca)
+    with grpc.secure_channel(f"127.0.0.1:{server.port}", creds,
+                             options=tls.channel_options("org-a", wire.grpc_options())) as ch:
+        return rpc(ch)
+
+
+def refused(server: Server, who: str | None, rpc: Call) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as err:
+        call(server, who, rpc)
+    return err.value.code(), err.value.details() or ""
+
+
+def test_listed_callers_are_served(server: Server) -> None:
+    """Every listed caller in an allowed role gets a real answer (catches a guard that denies
+    callers it should serve -- e.g. comparing the pin with the wrong fingerprint)."""
+    for who in ("org-b", "coord", "alice", "ann"):
+        h = call(server, who, HEALTH)
+        assert (h.name, h.role, h.federation) == ("org-a", "party", FED), who
+    assert call(server, "coord", DESCRIBE).name == "coord"  # the handler saw the caller
+
+
+@pytest.mark.parametrize(("who", "rpc", "what"), [
+    ("mallory", HEALTH, "party 'mallory' is not allowed to call Node.Health"),
+    ("carol", HEALTH, "analyst 'carol' is not allowed to call Node.Health"),
+    ("mallory", DELIVER, "party 'mallory' is not allowed to call Node.Deliver"),
+], ids=["unlisted-party", "unlisted-analyst", "unlisted-party-deliver"])
+def test_unlisted_callers_are_denied(server: Server, who: str, rpc: Call, what: str) -> None:
+    """A valid certificate of the federation CA whose name is not in the allow-list: catches a
+    guard that checks the certificate's role only."""
+    code, details = refused(server, who, rpc)
+    assert code == grpc.StatusCode.PERMISSION_DENIED and what in details
+
+
+@pytest.mark.parametrize(("who", "rpc", "what"), [
+    ("org-b-as-coordinator", DESCRIBE, "coordinator 'org-b' is not allowed to call "
+                                       "Party.Describe"),
+    ("org-b", DESCRIBE, "party 'org-b' is not allowed to call Party.Describe"),
+    ("alice", DELIVER, "analyst 'alice' is not allowed to call Node.Deliver"),
+], ids=["listed-name-other-role-in-cert", "party-calls-coordinator-method",
+        "analyst-calls-node-method"])
+def test_wrong_role_is_denied(server: Server, who: str, rpc: Call, what: str) -> None:
+    """The certificate's role must be allowed for the method *and* be the role the name is
+    listed with: ``org-b`` is a listed party, its second certificate says coordinator (catches
+    a guard that looks the name up without its role, or checks the role without the list)."""
+    code, details = refused(server, who, rpc)
+    assert code == grpc.StatusCode.PERMISSION_DENIED and what in details
+
+
+@pytest.mark.parametrize(("who", "rpc"), [("coord-reissued", DESCRIBE),
+                                          ("coord-reissued", HEALTH),
+                                          ("ann-reissued", HEALTH)],
+                         ids=["coordinator-describe", "coordinator-health", "analyst-health"])
+def test_certificate_other_than_the_pinned_one_is_denied(server: Server, who: str,
+                                                         rpc: Call) -> None:
+    """A second certificate for a pinned name, validly issued by the same CA (a leaked key's
+    old certificate, or one minted by whoever holds the CA key): catches a guard that ignores
+    the pinned fingerprint."""
+    assert server.creds[who].fingerprint != server.creds[who.split("-")[0]].fingerprint
+    code, details = refused(server, who, rpc)
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "is not allowed to call" in details
+
+
+def test_method_missing_from_the_access_table_is_denied(server: Server) -> None:
+    """Deny by default: a method the server has a handler for but the table does not list
+    (here Coordinator.Status) is refused before its handler (which would answer UNIMPLEMENTED)
+    -- even to the listed, pinned coordinator."""
+    code, details = refused(server, "coord", STATUS)
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    assert "method /smpc.v1.Coordinator/Status is not served" in details
+
+
+def test_certificate_without_a_federation_identity_is_unauthenticated(server: Server) -> None:
+    """Signed by the federation CA, so the handshake succeeds, but carrying no smpc:// identity:
+    the guard has no identity to authorise (catches a guard that lets ``None`` through)."""
+    code, details = refused(server, "anonymous", HEALTH)
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert "no verified federation certificate" in details
+
+
+def test_no_client_certificate_fails_the_handshake(server: Server) -> None:
+    """Without a client certificate the TLS handshake fails: no handler, no guard message."""
+    code, _ = refused(server, None, HEALTH)
+    assert code == grpc.StatusCode.UNAVAILABLE
