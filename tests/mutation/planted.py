@@ -36,14 +36,15 @@ PLANTED: tuple[Planted, ...] = (
          ("        sum_share += sharing.expand_share(seed, encoded.shape, "
           "stream=f\"{tag}/{peer}\")\n",
           "        pass\n")),
-        ("tests/unit/test_leaks.py",),
+        ("tests/unit/test_leaks.py::test_no_party_aggregate_crosses_the_wire",),
         "every party sends its unmasked aggregate as its share of the secure sum "
         "(the result stays correct)"),
     Planted(
         "same-seed-for-every-peer", "smpc/sharing.py",
         (("    seeds = tuple(randomness.fresh_seed() for _ in range(n_others))\n",
           "    one = randomness.fresh_seed()\n    seeds = tuple(one for _ in range(n_others))\n"),),
-        ("tests/unit/test_leaks.py",),
+        ("tests/unit/test_sharing.py::test_seeds_are_distinct_per_peer_and_per_call",
+         "tests/unit/test_leaks.py::test_recipient_and_one_party_cannot_unmask_a_third"),
         "share_with_seeds gives every peer the same seed: the recipient and one party "
         "unmask another"),
     Planted(
@@ -73,7 +74,7 @@ PLANTED: tuple[Planted, ...] = (
         "audit-first-record-deletion-unseen", "parties/audit.py",
         (("        deleted = [s for s in range(1, top + 1) if s not in slots]\n",
           "        deleted = [s for s in range(2, top + 1) if s not in slots]\n"),),
-        ("tests/unit/test_audit.py",),
+        ("tests/unit/test_audit_verify.py::test_first_record_deleted",),
         "audit verify never reports the first record missing"),
     Planted(
         "guard-checks-role-only", "parties/config.py",
@@ -82,6 +83,7 @@ PLANTED: tuple[Planted, ...] = (
           "entry.fingerprint != identity.fingerprint:\n"
           "            return None\n        return entry\n",
           "        return entry if entry is not None else (self.analysts or self.nodes)[0]\n"),),
-        ("tests/unit/test_guard.py",),
+        ("tests/unit/test_guard.py::test_unlisted_callers_are_denied",
+         "tests/unit/test_guard.py::test_certificate_other_than_the_pinned_one_is_denied"),
         "certificate guard checks the role only, not the allow-list or the pinned fingerprint"),
 )

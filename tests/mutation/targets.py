@@ -94,7 +94,7 @@ TARGETS: tuple[Target, ...] = (
     Target("audit", "parties/audit.py",
            ("AuditLog.verify", "AuditLog.append", "AuditLog._mac", "_chain_hash", "_genesis",
             "AuditEvent.__post_init__", "_text", "_cost", "Head.from_json"),
-           ("tests/unit/test_audit.py",)),
+           ("tests/unit/test_audit_verify.py", "tests/unit/test_audit.py")),
 )
 
 
