@@ -36,9 +36,10 @@ ROOT = runner.ROOT
 def mutants_of(targets: list[Target]) -> list[tuple[Target, operators.Mutant]]:
     out = []
     for t in targets:
-        text = (ROOT / t.path).read_text()
-        out += [(t, m) for m in operators.generate(t.path, text, list(t.functions)
-                                                   if t.functions is not None else None)]
+        for path, functions in t.files:
+            text = (ROOT / path).read_text()
+            out += [(t, m) for m in operators.generate(
+                path, text, list(functions) if functions is not None else None, label=t.name)]
     return out
 
 

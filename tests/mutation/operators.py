@@ -62,8 +62,14 @@ PRAGMA = "pragma: no mutate"
 
 @dataclass(frozen=True)
 class Mutant:
-    """One edit of one file.  ``ident`` is stable under unrelated edits of the file."""
+    """One edit of one file.
 
+    ``ident`` is stable under unrelated edits of the file and under moving the function to
+    another file of the same target: it is made of the target's name, the function's
+    qualified name, the operator, the original and replacement text and the occurrence.
+    """
+
+    label: str           # the target's name (part of the identity)
     path: str            # repository-relative path of the file
     function: str        # qualified name of the target function
     operator: str
@@ -77,7 +83,7 @@ class Mutant:
     @property
     def ident(self) -> str:
         """A short id derived from everything but the position (stable across line shifts)."""
-        key = "\x00".join([self.path, self.function, self.operator, self.original,
+        key = "\x00".join([self.label, self.function, self.operator, self.original,
                            self.replacement, str(self.occurrence)])
         return hashlib.sha256(key.encode()).hexdigest()[:10]
 
@@ -359,8 +365,11 @@ def _targets(tree: ast.Module, wanted: set[str] | None) -> Iterator[tuple[str, a
     yield from walk(tree.body, "")
 
 
-def generate(path: str, text: str, functions: list[str] | None) -> list[Mutant]:
-    """Every mutant of the named functions (qualified names; ``Class.*``; None: all) in a file."""
+def generate(path: str, text: str, functions: list[str] | None, label: str = "") -> list[Mutant]:
+    """Every mutant of the named functions (qualified names; ``Class.*``; None: all) in a file.
+
+    ``label`` (the target's name; default: the path) enters the mutants' ids.
+    """
     tree = ast.parse(text)
     src = _Source(text)
     wanted = None if functions is None else set(functions)
@@ -382,7 +391,7 @@ def generate(path: str, text: str, functions: list[str] | None) -> list[Mutant]:
             key = (op, original, repl)
             occ = seen.get(key, 0)
             seen[key] = occ + 1
-            m = Mutant(path, qual, op, line, start, end, original, repl, occ)
+            m = Mutant(label or path, path, qual, op, line, start, end, original, repl, occ)
             try:
                 ast.parse(m.apply(text))
             except SyntaxError:

@@ -19,10 +19,22 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Target:
+    """One area of privacy-critical code: functions in one or more files, and their tests.
+
+    ``path`` / ``functions`` name the first file; ``more`` adds (path, functions) pairs for
+    areas that span files.  The name is part of every mutant's id, so moving a function
+    between the files of one target keeps its mutants' ids (and their explanations).
+    """
+
     name: str                        # short label used in reports and on the command line
     path: str                        # repository-relative file
     functions: tuple[str, ...] | None
     tests: tuple[str, ...]           # pytest arguments (files or node ids), run with -x
+    more: tuple[tuple[str, tuple[str, ...] | None], ...] = ()
+
+    @property
+    def files(self) -> tuple[tuple[str, tuple[str, ...] | None], ...]:
+        return ((self.path, self.functions), *self.more)
 
 
 LEAKS = ("tests/unit/test_leaks.py", "tests/unit/test_leaks_uniform.py")
