@@ -113,7 +113,7 @@ class TlsSink:
 
 def sink_for_federation(directory: Path) -> TlsSink:
     """A sink using the federation's CA, the coordinator's and the first party's identity."""
-    from parties.federation import Layout
+    from parties.federation.local import Layout
 
     lay = Layout(directory)
     nodes = lay.nodes()

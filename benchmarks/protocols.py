@@ -1,9 +1,9 @@
 """The protocols end to end over real party processes (gRPC + mutual TLS on 127.0.0.1).
 
-Each federation is made with :func:`parties.federation.init_federation` (its own CA, one
-certificate per node, free loopback ports) and started with :func:`parties.federation.up`:
+Each federation is made with :func:`parties.federation.local.init_federation` (its own CA, one
+certificate per node, free loopback ports) and started with :func:`parties.federation.local.up`:
 every party, the coordinator (also the dealer) -- each a separate Python process.  The
-analyst is this process, through :class:`parties.client.Client`.
+analyst is this process, through :class:`parties.analyst.client.Client`.
 
 Protocols and sizes (quick / full):
 
@@ -29,7 +29,7 @@ For every case:
 ``crypto``    the protocol's CPU on the critical path (per-role thread CPU time in the
               simulation: slowest party + hubs, or all roles for the sequential inference)
               minus ``local``: encoding, PRG expansion, sharing arithmetic, CKKS.
-``serial.``   the runtime's own serialization (``parties.wire`` chunks -> protobuf bytes ->
+``serial.``   the runtime's own serialization (``parties.transport.wire`` chunks -> protobuf ->
               parse -> reassemble) of every payload on the critical path, measured in-process.
 ``network``   the residual ``e2e - local - crypto - serial.``: gRPC and TLS, session control
               (Prepare / Run / Await), process scheduling, the data owner writing its CSV.
@@ -102,8 +102,8 @@ def _repo_root() -> str:
 
 def _start_federation(cfg: Config, key: str, parties: int, rows: int, samples: int) -> Fed:
     from benchmarks.floor import sink_for_federation
-    from parties import federation
-    from parties.client import Client
+    from parties.analyst.client import Client
+    from parties.federation import local as federation
     from smpc.linear import LinearModel
 
     root = Path(cfg.workdir) / key.replace("/", "_")
@@ -158,7 +158,7 @@ def _start_federation(cfg: Config, key: str, parties: int, rows: int, samples: i
 
 
 def _stop_federation(fed: Fed) -> None:
-    from parties import federation
+    from parties.federation import local as federation
 
     with contextlib.suppress(Exception):
         fed.client.close()
@@ -181,7 +181,7 @@ def _fed(cfg: Config, res: Resources, parties: int, rows: int, samples: int) -> 
 
 
 def _log_offsets(fed: Fed) -> dict[str, int]:
-    from parties.federation import Layout
+    from parties.federation.local import Layout
 
     lay = Layout(fed.directory)
     out = {}
@@ -192,7 +192,7 @@ def _log_offsets(fed: Fed) -> dict[str, int]:
 
 
 def _parse_logs(fed: Fed, offsets: dict[str, int]) -> dict[str, Any]:
-    from parties.federation import Layout
+    from parties.federation.local import Layout
 
     lay = Layout(fed.directory)
     sessions: dict[str, dict[str, tuple[float, int]]] = {}
@@ -248,8 +248,8 @@ def _timed_roles(roles: dict[str, Callable[[Any], Any]]
 
 def _serialization_seconds(payloads: list[tuple[str, Any]]) -> float:
     """The runtime's wire path for these payloads: chunk, protobuf-encode, parse, reassemble."""
-    from parties import wire
     from parties._pb import smpc_pb2 as pb
+    from parties.transport import wire
 
     t0 = time.perf_counter()
     for tag, payload in payloads:
@@ -514,11 +514,11 @@ def _rpc_latency(cfg: Config, res: Resources, case: str) -> list[Row]:
     per-message floor that every protocol step pays on this machine."""
     import grpc
 
-    from parties import wire
     from parties._pb import smpc_pb2 as pb
     from parties._pb import smpc_pb2_grpc as pb_grpc
-    from parties.federation import Layout
-    from parties.tls import channel_credentials, channel_options
+    from parties.federation.local import Layout
+    from parties.transport import wire
+    from parties.transport.tls import channel_credentials, channel_options
 
     fed = _fed(cfg, res, 3, _stat_rows_for(cfg, 3), _samples_for(cfg, 3))
     lay = Layout(fed.directory)

@@ -14,7 +14,7 @@ The names mirror Python's :mod:`statistics` module::
 Every call runs one secure computation (see :mod:`smpc.stats` for what it
 reveals); ``backend`` is ``"ss"`` (secret sharing) or ``"ckks"`` (homomorphic
 encryption, the key stays in this process); ``where`` is a row filter each
-party applies to its own rows (:mod:`parties.filters`); ``epsilon``/``delta``
+party applies to its own rows (:mod:`parties.data.filters`); ``epsilon``/``delta``
 or ``rho`` with ``bounds`` ask for differential privacy (distributed noise,
 charged to each party's budget).  The full :class:`~smpc.stats.StatResult`
 of the latest call is in :attr:`Federation.last_result`.
@@ -27,8 +27,8 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from parties import federation as federation_mod
-from parties.client import Client, Prediction
+from parties.analyst.client import Client, Prediction
+from parties.federation import local as federation_mod
 from smpc import dp
 from smpc.stats import StatResult, StatSpec
 
@@ -192,7 +192,7 @@ class Federation:
         """Apply ``model_owner``'s model to ``data_owner``'s rows.
 
         Only the data owner learns the predictions (stored on its host); the
-        returned :class:`~parties.client.Prediction` says how many and where.
+        returned :class:`~parties.analyst.client.Prediction` says how many and where.
         """
         return self.client.predict(data_owner, model_owner, model=model, backend=backend,
                                    where=where, output=output, **options)

@@ -35,13 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from parties.tls import (
+from parties.pki.certs import load_certificate, load_private_key
+from parties.pki.files import atomic_write
+from parties.pki.identity import (
     NODE_ROLES,
     Identity,
     PKIError,
-    atomic_write,
-    load_certificate,
-    load_private_key,
     normalize_fingerprint,
     validate_name,
     verify_node_certificate,
@@ -207,7 +206,7 @@ class PolicyConfig:
       kept in the party's ledger.
     * ``require_dp``: refuse every statistic that does not ask for differential privacy.
       Defaults to True (exact aggregates invite differencing attacks that no cohort minimum
-      stops); :func:`parties.federation.init_federation` writes False for local demos.
+      stops); :func:`parties.federation.local.init_federation` writes False for local demos.
     * ``bounds``: per-column clipping bounds ``[lo, hi]`` the party insists on: a DP request's
       bounds must lie within them, and a request without bounds for a column gets these.
     * ``dataset``: the name the budget is kept under (default: the party's name). Change it only

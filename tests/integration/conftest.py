@@ -2,7 +2,7 @@
 
 ``fed`` (session scope) is three hospitals with generated clinical data plus an
 insurer that owns two models (``risk``: logistic, ``cost``: linear); it is
-started with ``parties.federation.up`` (real subprocesses) and stopped at the
+started with ``parties.federation.local.up`` (real subprocesses) and stopped at the
 end.  ``make_federation`` builds further federations for tests that need
 their own (wire capture, killing a node).
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from parties import federation
-from parties.client import Client
+from parties.analyst.client import Client
+from parties.federation import local as federation
 from smpc.linear import LinearModel
 
 HOSPITALS = ("hospital-a", "hospital-b", "hospital-c")

@@ -28,16 +28,12 @@ import grpc
 import numpy as np
 import pytest
 
-from parties import federation, wire
 from parties.config import AnalystEntry, load_federation, load_party_config, save_config
-from parties.tls import (
-    channel_credentials,
-    channel_options,
-    fingerprint,
-    issue_node_certificate,
-    load_ca,
-    save_node_credentials,
-)
+from parties.federation import local as federation
+from parties.pki.certs import issue_node_certificate, load_ca, save_node_credentials
+from parties.pki.identity import fingerprint
+from parties.transport import wire
+from parties.transport.tls import channel_credentials, channel_options
 from smpc.linear import LinearModel
 
 from .conftest import write_csv

@@ -22,18 +22,13 @@ import grpc
 import numpy as np
 import pytest
 
-from parties import federation, wire
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
-from parties.client import NodeFailure, PermissionDenied, Unavailable
-from parties.tls import (
-    channel_credentials,
-    channel_options,
-    create_ca,
-    issue_node_certificate,
-    load_ca,
-    save_node_credentials,
-)
+from parties.analyst.client import NodeFailure, PermissionDenied, Unavailable
+from parties.federation import local as federation
+from parties.pki.certs import create_ca, issue_node_certificate, load_ca, save_node_credentials
+from parties.transport import wire
+from parties.transport.tls import channel_credentials, channel_options
 from smpc import ckks
 from smpc.stats import StatSpec
 from tests.tolerances import Backend, Moments, assert_within
@@ -147,7 +142,7 @@ def test_listed_nodes_calling_methods_of_another_role_are_denied(afed, tmp_path)
         ch.close()
         assert code == grpc.StatusCode.PERMISSION_DENIED, (name, code, details)
     # through the client API the same refusal is a PermissionDenied exception
-    from parties.client import Client
+    from parties.analyst.client import Client
 
     with Client(lay.federation_file, cert=tmp_path / "mallory.pem", key=tmp_path / "mallory.key",
                 ca=lay.ca_cert) as c, pytest.raises(PermissionDenied) as e:

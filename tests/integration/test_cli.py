@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from parties import sampledata
 from parties.api import Federation
-from parties.datasource import load_table
+from parties.data.sources import load_table
+from parties.federation import sampledata
 from smpc.linear import InferenceSpec, LinearModel, model_flood_std
 from tests.tolerances import (
     Backend,
@@ -120,7 +120,7 @@ def test_predict_reveals_only_to_the_data_owner(cli_fed, backend):
     X = load_table(files[0]).matrix(list(model.features))
     assert doc["n_predictions"] == len(X) and doc["data_owner"] == "hospital-a"
     assert "prediction" not in proc.stdout.replace('"n_predictions"', "")
-    from parties.demo import read_predictions
+    from parties.federation.local.demo import read_predictions
 
     got = read_predictions(Path(doc["output_path"]))
     if backend == "ss":

@@ -73,15 +73,16 @@ import grpc
 import numpy as np
 import pytest
 
-from parties import federation, wire
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
-from parties.client import Client, DeadlineExceeded, NodeFailure, RemoteError, Unavailable
+from parties.analyst.client import Client, DeadlineExceeded, NodeFailure, RemoteError, Unavailable
 from parties.config import load_party_config
-from parties.ledger import Ledger
-from parties.privacy import read_output
-from parties.sessions import REAP_GRACE_SECONDS
-from parties.tls import channel_credentials, channel_options
+from parties.federation import local as federation
+from parties.privacy.ledger import Ledger
+from parties.privacy.outputs import read_output
+from parties.transport import wire
+from parties.transport.sessions import REAP_GRACE_SECONDS
+from parties.transport.tls import channel_credentials, channel_options
 from smpc import dp, linear
 from smpc.linear import LinearModel
 from smpc.stats import StatSpec

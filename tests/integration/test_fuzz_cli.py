@@ -37,8 +37,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parties import federation
-from parties.tls import create_ca, issue_node_certificate, save_node_credentials
+from parties.federation import local as federation
+from parties.pki.certs import create_ca, issue_node_certificate, save_node_credentials
 from smpc.linear import LinearModel
 
 from .conftest_hardening import hardened_federation  # noqa: F401  (fixture)
@@ -303,11 +303,11 @@ def test_certs_and_top_level_bad_arguments(cfed, tmp_path):
 
 
 def test_audit_and_outputs_bad_arguments(cfed):
-    """``smpc audit ...`` and ``smpc outputs read`` (present when parties.audit_cli is)."""
+    """``smpc audit ...`` and ``smpc outputs read`` (present when parties.cli.audit is)."""
     import importlib.util
 
-    if importlib.util.find_spec("parties.audit_cli") is None:
-        pytest.skip("this checkout has no parties.audit_cli (smpc audit / outputs)")
+    if importlib.util.find_spec("parties.cli.audit") is None:
+        pytest.skip("this checkout has no parties.cli.audit (smpc audit / outputs)")
     lay = federation.Layout(cfed.directory)
     F = cfed.files
     party = str(lay.config("org-a"))
@@ -509,7 +509,7 @@ def _flatten(argv) -> list[str]:
 def run_main(argv: list[str]) -> tuple[int, str]:
     """``parties.cli.main(argv)`` in this process: (exit status, stderr).  An exception
     escaping ``main`` is what the console script would print as a traceback: it fails."""
-    from parties.cli import main
+    from parties.cli.main import main
 
     err, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):

@@ -40,9 +40,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from parties import federation
 from parties._pb import smpc_pb2 as pb
-from parties.client import Client
+from parties.analyst.client import Client
+from parties.federation import local as federation
 from smpc import ckks
 from smpc.linear import LinearModel
 from smpc.stats import STATISTICS, StatSpec
@@ -591,7 +591,7 @@ def test_coordinator_compute_ckks_with_garbage_contexts(ffed, callers):
 
 
 def _chunks(sid: str, tag: str, payload: bytes):
-    from parties import wire
+    from parties.transport import wire
 
     return list(wire.chunks(sid, tag, payload)) if payload else [pb.Chunk(
         header=pb.PayloadHeader(session_id=sid, tag=tag, kind=pb.PAYLOAD_KIND_BYTES))]

@@ -27,9 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from parties import federation
 from parties._pb import smpc_pb2 as pb
-from parties.client import Client
+from parties.analyst.client import Client
+from parties.federation import local as federation
 from smpc.stats import StatSpec
 from tests.tolerances import Backend, Moments, quantile_tol
 

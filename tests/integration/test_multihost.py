@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from parties import federation
-from parties.tls import fingerprint, issue_node_certificate, load_ca, save_node_credentials
+from parties.federation import local as federation
+from parties.pki.certs import issue_node_certificate, load_ca, save_node_credentials
+from parties.pki.identity import fingerprint
 from tests.tolerances import Backend, Moments, assert_within
 
 from .conftest import write_csv

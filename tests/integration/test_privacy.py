@@ -37,12 +37,10 @@ import grpc
 import numpy as np
 import pytest
 
-from parties import federation, wire
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
-from parties.audit import AuditLog
-from parties.audit_cli import main as audit_main
-from parties.client import Client, NodeFailure, PermissionDenied, Unavailable
+from parties.analyst.client import Client, NodeFailure, PermissionDenied, Unavailable
+from parties.cli.audit import main as audit_main
 from parties.config import (
     AnalystEntry,
     PolicyConfig,
@@ -50,17 +48,20 @@ from parties.config import (
     load_party_config,
     save_config,
 )
-from parties.ledger import Ledger
-from parties.privacy import PolicyGate, PolicyRequest, load_at_rest_key, output_path
-from parties.tls import (
-    channel_credentials,
-    channel_options,
-    fingerprint,
+from parties.federation import local as federation
+from parties.pki.certs import (
     issue_node_certificate,
     load_ca,
     load_certificate,
     save_node_credentials,
 )
+from parties.pki.identity import fingerprint
+from parties.privacy.audit import AuditLog
+from parties.privacy.ledger import Ledger
+from parties.privacy.outputs import load_at_rest_key, output_path
+from parties.privacy.policy import PolicyGate, PolicyRequest
+from parties.transport import wire
+from parties.transport.tls import channel_credentials, channel_options
 from smpc import dp
 from smpc.errors import InputError
 from smpc.linear import LinearModel
@@ -397,7 +398,7 @@ def test_predictions_are_encrypted_at_rest_and_read_by_the_operator(pfed):
     assert str(path) == p.output_path and path.stat().st_mode & 0o777 == 0o600
     blob = path.read_bytes()
     assert blob.startswith(b"SMPCENC") and b"row,prediction" not in blob
-    proc = subprocess.run([sys.executable, "-m", "parties.audit_cli", "outputs", "read",
+    proc = subprocess.run([sys.executable, "-m", "parties.cli.audit", "outputs", "read",
                            "--config", str(cfg_path), p.session_id],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -449,10 +450,10 @@ def _copy_party(pfed, tmp_path, party="org-a"):
 def _cli_module() -> str:
     import inspect
 
-    import parties.cli
+    import parties.cli.main
 
     return "parties.cli" if "add_audit_parser" in inspect.getsource(parties.cli) \
-        else "parties.audit_cli"
+        else "parties.cli.audit"
 
 
 def _verify(config: Path) -> subprocess.CompletedProcess:
@@ -611,7 +612,7 @@ def test_policy_gate_bounds_rules():
 
 
 def test_parties_whose_policies_fill_in_different_bounds_are_not_mixed():
-    from parties.privacy import agreed_spec, check_effective_spec
+    from parties.privacy.policy import agreed_spec, check_effective_spec
 
     asked = StatSpec("mean", ("x",), dp=dp.DPRequest(rho=0.1))
     a = StatSpec("mean", ("x",), dp=dp.DPRequest(rho=0.1, bounds={"x": [0, 10]}))

@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-from parties import federation
-from parties.client import Client
+from parties.analyst.client import Client
+from parties.federation import local as federation
 
 
 def test_health_answers_during_ckks_inference(tmp_path):

@@ -30,8 +30,8 @@ import csv
 import numpy as np
 import pytest
 
-from parties import federation
-from parties.client import InvalidRequest, PermissionDenied
+from parties.analyst.client import InvalidRequest, PermissionDenied
+from parties.federation import local as federation
 from smpc import linear
 from smpc.stats import StatSpec
 from tests.tolerances import (
@@ -158,7 +158,7 @@ def read_predictions(path):
     """Decrypt a data owner's predictions file (encrypted at rest) with its party config."""
     from pathlib import Path
 
-    from parties.privacy import read_output
+    from parties.privacy.outputs import read_output
 
     config = Path(path).parents[1] / "config.json"  # the data owner's node directory
     rows = list(csv.DictReader(read_output(config, path).decode().splitlines()))

@@ -44,7 +44,7 @@ import re
 import numpy as np
 import pytest
 
-from parties.grpc_transport import CAPTURE_ENV
+from parties.transport.server import CAPTURE_ENV
 from smpc.linear import LinearModel
 from smpc.stats import StatSpec
 
@@ -176,7 +176,7 @@ def test_results_are_right_and_the_dealer_freed_its_session(captured):
     assert np.allclose(results["mean-ss"].value, X.mean(axis=0), atol=1e-4)
     assert np.allclose(results["mean-ckks"].value, X.mean(axis=0), atol=1e-2)
     assert np.allclose(results["cov-ckks"].value, np.cov(X.T), rtol=1e-4, atol=1.0)
-    from parties import federation
+    from parties.federation import local as federation
 
     assert federation.node_health(fed.directory, "dealer")["active_sessions"] == 0
 

@@ -71,7 +71,7 @@ PLANTED: tuple[Planted, ...] = (
         ("tests/unit/test_dp_released_noise.py",),
         "one party omits its DP noise share (total noise variance x 2/3 with 3 parties)"),
     Planted(
-        "audit-first-record-deletion-unseen", "parties/audit.py",
+        "audit-first-record-deletion-unseen", "parties/privacy/audit.py",
         (("        deleted = [s for s in range(1, top + 1) if s not in slots]\n",
           "        deleted = [s for s in range(2, top + 1) if s not in slots]\n"),),
         ("tests/unit/test_audit_verify.py::test_first_record_deleted",),

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from parties import atrest
-from parties.atrest import (
+from parties.privacy import atrest
+from parties.privacy.atrest import (
     AtRestError,
     KeyFileKey,
     PassphraseKey,

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from parties.audit import (
+from parties.privacy.audit import (
     AuditError,
     AuditEvent,
     AuditLog,
@@ -88,7 +88,7 @@ def findings(rep: VerifyReport) -> dict[str, tuple[int, ...]]:
 
 
 def chain_hash(prev: str, body: str) -> str:
-    """SHA-256(bytes(prev) || body), computed here independently of parties.audit."""
+    """SHA-256(bytes(prev) || body), computed here independently of parties.privacy.audit."""
     return hashlib.sha256(bytes.fromhex(prev) + body.encode("utf-8")).hexdigest()
 
 
@@ -335,7 +335,7 @@ def test_concurrent_appends_from_threads_keep_the_chain(tmp_path: Path) -> None:
 APPENDER = textwrap.dedent(
     """
     import sys
-    from parties.audit import AuditEvent, AuditLog
+    from parties.privacy.audit import AuditEvent, AuditLog
     log = AuditLog(sys.argv[1])
     for i in range(20):
         log.append(AuditEvent(caller="c", analyst="ann", session_id=f"{sys.argv[2]}-{i}",
@@ -429,7 +429,7 @@ def test_schema_version_is_checked(tmp_path: Path) -> None:
 
 
 def test_shares_one_database_file_with_the_ledger(tmp_path: Path) -> None:
-    from parties.ledger import Ledger
+    from parties.privacy.ledger import Ledger
 
     path = tmp_path / "party.sqlite"
     ledger, log = Ledger(path), AuditLog(path)

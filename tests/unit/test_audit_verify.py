@@ -1,4 +1,4 @@
-"""Every failure branch of :meth:`parties.audit.AuditLog.verify`, on real SQLite files.
+"""Every failure branch of :meth:`parties.privacy.audit.AuditLog.verify`, on real SQLite files.
 
 Each test states the complete report: every seq list (``findings``) and every sentence, so a
 verifier that stops reporting a finding, reports it under another name or names the wrong seq
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from parties.audit import AuditLog, Head
+from parties.privacy.audit import AuditLog, Head
 from tests.unit.test_audit import chain_hash, event, filled, findings, rewrite_chain, row, sql
 
 MISSING_AT_END = "missing at the end: the {} head names seq {} but the log ends at seq {} " \

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from parties import demo, sampledata
-from parties.datasource import load_table
+from parties.data.sources import load_table
+from parties.federation import demo, sampledata
 from smpc import linear
 from tests.tolerances import (
     Backend,
@@ -58,7 +58,7 @@ class Recording:
 
 
 def read_columns(path: Path) -> dict[str, np.ndarray]:
-    """A sample CSV, read independently of parties.datasource."""
+    """A sample CSV, read independently of parties.data.sources."""
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     return {c: np.array([float(r[c]) for r in rows]) for c in rows[0]}

@@ -13,18 +13,19 @@ from typing import Any
 import pytest
 
 from parties import config as C
-from parties import tls
+from parties.pki import certs as pki_certs
+from parties.pki.identity import Identity
 
 
 @pytest.fixture(scope="module")
 def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("fed")
     (d / "certs").mkdir()
-    ca = tls.create_ca("demo")
-    tls.save_ca(ca, d / "certs" / "ca.pem", d / "certs" / "ca.key")
+    ca = pki_certs.create_ca("demo")
+    pki_certs.save_ca(ca, d / "certs" / "ca.pem", d / "certs" / "ca.key")
     for name, role in [("hospital-a", "party"), ("coord", "coordinator"), ("dealer1", "dealer")]:
-        cert, key = tls.issue_node_certificate(ca, name, role)
-        tls.save_node_credentials(
+        cert, key = pki_certs.issue_node_certificate(ca, name, role)
+        pki_certs.save_node_credentials(
             cert, key, d / "certs" / f"{name}.pem", d / "certs" / f"{name}.key"
         )
     (d / "data.csv").write_text("age,bmi\n30,22.5\n")
@@ -228,18 +229,18 @@ def test_save_refuses_an_invalid_config(fed_dir: Path) -> None:
 
 def test_authorize_is_the_allow_list(fed_dir: Path) -> None:
     fed = C.load_federation(fed_dir / "federation.json")
-    coord = tls.Identity("coord", "coordinator", "demo", "f" * 64)
+    coord = Identity("coord", "coordinator", "demo", "f" * 64)
     assert fed.authorize(coord, ["coordinator"]) == fed.node("coord")
     assert fed.authorize(coord, ["party"]) is None  # wrong role for this RPC
     assert fed.authorize(None, ["coordinator"]) is None
-    assert fed.authorize(tls.Identity("coord", "coordinator", "other"), ["coordinator"]) is None
-    assert fed.authorize(tls.Identity("coord", "party", "demo"), ["party"]) is None  # role lie
-    assert fed.authorize(tls.Identity("mallory", "party", "demo"), ["party"]) is None
-    assert fed.authorize(tls.Identity("alice", "analyst", "demo"), ["analyst"]) is not None
-    assert fed.authorize(tls.Identity("carol", "analyst", "demo"), ["analyst"]) is None
+    assert fed.authorize(Identity("coord", "coordinator", "other"), ["coordinator"]) is None
+    assert fed.authorize(Identity("coord", "party", "demo"), ["party"]) is None  # role lie
+    assert fed.authorize(Identity("mallory", "party", "demo"), ["party"]) is None
+    assert fed.authorize(Identity("alice", "analyst", "demo"), ["analyst"]) is not None
+    assert fed.authorize(Identity("carol", "analyst", "demo"), ["analyst"]) is None
     fed.nodes[0] = C.NodeEntry("coord", "coordinator", "127.0.0.1", 50050, "e" * 64)
     assert fed.authorize(coord, ["coordinator"]) is None  # pinned to another certificate
-    assert fed.authorize(tls.Identity("coord", "coordinator", "demo", "e" * 64), ["coordinator"])
+    assert fed.authorize(Identity("coord", "coordinator", "demo", "e" * 64), ["coordinator"])
 
 
 # ---------------------------------------------------------------------------------- errors

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from parties.datasource import DataSourceError, Table, load_table
+from parties.data.sources import DataSourceError, Table, load_table
 
 CSV = """age, bmi ,sex,score
 30,22.5,F,1e3
@@ -242,7 +242,7 @@ def test_parquet_without_pyarrow_says_how_to_install(tmp_path: Path) -> None:
     p.write_bytes(b"PAR1")
     code = (
         "import sys; sys.modules['pyarrow'] = None\n"
-        "from parties.datasource import load_table, DataSourceError\n"
+        "from parties.data.sources import load_table, DataSourceError\n"
         f"try:\n    load_table({str(p)!r})\nexcept DataSourceError as e:\n    print(e)\n"
     )
     root = Path(__file__).resolve().parents[2]

@@ -9,8 +9,14 @@ import time
 import numpy as np
 import pytest
 
-from parties import privacy
-from parties.privacy import FAULT_ENV, Fault, fault_point, fault_transport, install_fault
+from parties.transport import faults
+from parties.transport.faults import (
+    FAULT_ENV,
+    Fault,
+    fault_point,
+    fault_transport,
+    install_fault,
+)
 from smpc.errors import InputError
 from smpc.transport import Transport
 
@@ -37,7 +43,7 @@ def armed(monkeypatch):
     yield arm
     monkeypatch.delenv(FAULT_ENV, raising=False)
     install_fault("party")
-    assert privacy._FAULT is None
+    assert faults._FAULT is None
 
 
 @pytest.mark.parametrize(("text", "kind", "want"), [
@@ -80,7 +86,7 @@ def test_unset_is_a_no_op(monkeypatch):
     t = Recorder()
     assert fault_transport(t, "mid-protocol") is t
     t0 = time.monotonic()
-    for stage in privacy.FAULT_POINTS:
+    for stage in faults.FAULT_POINTS:
         fault_point(stage)  # would kill this process if it were armed
     assert time.monotonic() - t0 < 0.5
 

@@ -11,9 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parties import filters
-from parties.datasource import Table, load_table
-from parties.filters import (
+from parties.data import filters
+from parties.data.filters import (
     And,
     Column,
     Compare,
@@ -26,6 +25,7 @@ from parties.filters import (
     evaluate,
     parse,
 )
+from parties.data.sources import Table, load_table
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -24,14 +24,22 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from parties import tls, wire
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import AnalystEntry, FederationConfig, NodeEntry, TLSFiles
-from parties.grpc_transport import NodeService, caller, start_server
-from parties.node import PARTY_ACCESS
-from parties.sessions import SessionRegistry
-from parties.tls import Identity
+from parties.node.party import PARTY_ACCESS
+from parties.pki.certs import (
+    CertificateAuthority,
+    create_ca,
+    issue_node_certificate,
+    save_ca,
+    save_node_credentials,
+)
+from parties.pki.identity import Identity, fingerprint
+from parties.transport import wire
+from parties.transport.server import NodeService, caller, start_server
+from parties.transport.sessions import SessionRegistry
+from parties.transport.tls import channel_credentials, channel_options
 
 FED = "demo"
 FP_COORD = "c" * 64
@@ -143,11 +151,11 @@ class Server:
 
 
 def _save(d: Path, label: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> Creds:
-    tls.save_node_credentials(cert, key, d / f"{label}.pem", d / f"{label}.key")
-    return Creds(d / f"{label}.pem", d / f"{label}.key", tls.fingerprint(cert))
+    save_node_credentials(cert, key, d / f"{label}.pem", d / f"{label}.key")
+    return Creds(d / f"{label}.pem", d / f"{label}.key", fingerprint(cert))
 
 
-def _no_identity_certificate(ca: tls.CertificateAuthority
+def _no_identity_certificate(ca: CertificateAuthority
                              ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """Signed by the federation CA, valid for client auth, but without an smpc:// identity."""
     key = ec.generate_private_key(ec.SECP256R1())
@@ -184,9 +192,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     certificate for the same name), ann pinned likewise, mallory and carol not listed,
     ``org-b-as-coordinator`` a listed party name with another role in its certificate."""
     d = tmp_path_factory.mktemp("guard")
-    ca = tls.create_ca(FED)
-    tls.save_ca(ca, d / "ca.pem", d / "ca.key")
-    creds = {label: _save(d, label, *tls.issue_node_certificate(ca, name, role))
+    ca = create_ca(FED)
+    save_ca(ca, d / "ca.pem", d / "ca.key")
+    creds = {label: _save(d, label, *issue_node_certificate(ca, name, role))
              for label, name, role in [
                  ("org-a", "org-a", "party"), ("org-b", "org-b", "party"),
                  ("coord", "coord", "coordinator"), ("coord-reissued", "coord", "coordinator"),
@@ -231,9 +239,9 @@ def call(server: Server, who: str | None, rpc: Call) -> Any:
         creds = grpc.ssl_channel_credentials(root_certificates=server.ca.read_bytes())
     else:
         c = server.creds[who]
-        creds = tls.channel_credentials(c.cert, c.key, server.ca)
+        creds = channel_credentials(c.cert, c.key, server.ca)
     with grpc.secure_channel(f"127.0.0.1:{server.port}", creds,
-                             options=tls.channel_options("org-a", wire.grpc_options())) as ch:
+                             options=channel_options("org-a", wire.grpc_options())) as ch:
         return rpc(ch)
 
 

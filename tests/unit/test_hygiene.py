@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIRS = ("smpc", "parties")
 # Modules that make synthetic, public-by-construction data with a seeded numpy
 # generator; nothing they produce is secret (each says so in its docstring).
-SYNTHETIC_DATA_MODULES = {"parties/sampledata.py"}
+SYNTHETIC_DATA_MODULES = {"parties/federation/sampledata.py"}
 
 
 def python_files(*dirs: str, skip: frozenset[str] = frozenset()):

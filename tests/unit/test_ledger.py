@@ -18,12 +18,7 @@ from pathlib import Path
 import pytest
 
 from parties.errors import PolicyError, SessionError
-from parties.ledger import (
-    BudgetExceeded,
-    ChargeReplay,
-    Ledger,
-    LedgerError,
-)
+from parties.privacy.ledger import BudgetExceeded, ChargeReplay, Ledger, LedgerError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -212,7 +207,7 @@ RACER = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from parties.ledger import BudgetExceeded, Ledger
+    from parties.privacy.ledger import BudgetExceeded, Ledger
     path, go, name = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
     led = Ledger(path)
     print("ready", flush=True)
@@ -300,7 +295,7 @@ def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
 CRASHER = textwrap.dedent(
     """
     import sys, time
-    from parties.ledger import Ledger
+    from parties.privacy.ledger import Ledger
     led = Ledger(sys.argv[1])
     led.reserve("crash-1", "ann", "clinic", 0.6)
     print("reserved", flush=True)

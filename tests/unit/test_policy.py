@@ -23,11 +23,12 @@ from parties.config import (
     PolicyConfig,
     TLSFiles,
 )
-from parties.datasource import DataSourceError, load_table
+from parties.data.sources import DataSourceError, load_table
 from parties.errors import ColumnRefused, PolicyError
-from parties.ledger import BudgetExceeded, Ledger, LedgerError
-from parties.node import redact
-from parties.privacy import PolicyGate, PolicyRequest, PrivacyGuard
+from parties.node.party import redact
+from parties.privacy.guard import PrivacyGuard
+from parties.privacy.ledger import BudgetExceeded, Ledger, LedgerError
+from parties.privacy.policy import PolicyGate, PolicyRequest
 from smpc import dp
 from smpc.encoding import EncodingRangeError, FixedPoint
 from smpc.errors import InputError

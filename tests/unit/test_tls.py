@@ -18,7 +18,31 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from parties import tls
+from parties.pki.certs import (
+    CertificateAuthority,
+    create_ca,
+    issue_node_certificate,
+    load_ca,
+    load_private_key,
+    save_ca,
+    save_node_credentials,
+)
+from parties.pki.files import write_private_key
+from parties.pki.identity import (
+    ROLES,
+    Identity,
+    PKIError,
+    fingerprint,
+    identity_from_certificate,
+    normalize_fingerprint,
+    verify_node_certificate,
+)
+from parties.transport.tls import (
+    channel_credentials,
+    channel_options,
+    peer_identity,
+    server_credentials,
+)
 
 METHOD = "/smpc.test.Echo/Echo"
 
@@ -34,27 +58,27 @@ class Node:
 @dataclass
 class PKI:
     dir: Path
-    ca: tls.CertificateAuthority
+    ca: CertificateAuthority
     ca_path: Path
     other_ca_path: Path
     nodes: dict[str, Node]
 
 
-def _issue(ca: tls.CertificateAuthority, ca_path: Path, d: Path, name: str, role: str) -> Node:
-    cert, key = tls.issue_node_certificate(ca, name, role, addresses=["10.0.0.7"])
+def _issue(ca: CertificateAuthority, ca_path: Path, d: Path, name: str, role: str) -> Node:
+    cert, key = issue_node_certificate(ca, name, role, addresses=["10.0.0.7"])
     cp, kp = d / f"{name}.pem", d / f"{name}.key"
-    tls.save_node_credentials(cert, key, cp, kp)
+    save_node_credentials(cert, key, cp, kp)
     return Node(cp, kp, ca_path, cert)
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     d = tmp_path_factory.mktemp("pki")
-    ca = tls.create_ca("demo")
-    tls.save_ca(ca, d / "ca.pem", d / "ca.key")
-    other = tls.create_ca("demo")  # same federation name, different key: must not be trusted
+    ca = create_ca("demo")
+    save_ca(ca, d / "ca.pem", d / "ca.key")
+    other = create_ca("demo")  # same federation name, different key: must not be trusted
     (d / "other").mkdir()
-    tls.save_ca(other, d / "other" / "ca.pem", d / "other" / "ca.key")
+    save_ca(other, d / "other" / "ca.pem", d / "other" / "ca.key")
     nodes = {
         "party-a": _issue(ca, d / "ca.pem", d, "party-a", "party"),
         "coord": _issue(ca, d / "ca.pem", d, "coord", "coordinator"),
@@ -84,36 +108,36 @@ def test_key_files_are_0600_and_certs_0644(pki: PKI) -> None:
 def test_key_is_0600_even_with_permissive_umask(tmp_path: Path) -> None:
     old = os.umask(0)
     try:
-        tls.write_private_key(tmp_path / "k.key", ec.generate_private_key(ec.SECP256R1()))
+        write_private_key(tmp_path / "k.key", ec.generate_private_key(ec.SECP256R1()))
     finally:
         os.umask(old)
     assert _mode(tmp_path / "k.key") == 0o600
 
 
 def test_refuses_to_overwrite_key_unless_asked(pki: PKI, tmp_path: Path) -> None:
-    cert, key = tls.issue_node_certificate(pki.ca, "party-b", "party")
-    tls.save_node_credentials(cert, key, tmp_path / "b.pem", tmp_path / "b.key")
+    cert, key = issue_node_certificate(pki.ca, "party-b", "party")
+    save_node_credentials(cert, key, tmp_path / "b.pem", tmp_path / "b.key")
     before = (tmp_path / "b.key").read_bytes()
-    cert2, key2 = tls.issue_node_certificate(pki.ca, "party-b", "party")
+    cert2, key2 = issue_node_certificate(pki.ca, "party-b", "party")
     with pytest.raises(FileExistsError, match="refusing to overwrite"):
-        tls.save_node_credentials(cert2, key2, tmp_path / "b.pem", tmp_path / "b.key")
+        save_node_credentials(cert2, key2, tmp_path / "b.pem", tmp_path / "b.key")
     assert (tmp_path / "b.key").read_bytes() == before
     with pytest.raises(FileExistsError):
-        tls.save_ca(pki.ca, tmp_path / "ca.pem", tmp_path / "b.key")
-    tls.save_node_credentials(cert2, key2, tmp_path / "b.pem", tmp_path / "b.key", overwrite=True)
+        save_ca(pki.ca, tmp_path / "ca.pem", tmp_path / "b.key")
+    save_node_credentials(cert2, key2, tmp_path / "b.pem", tmp_path / "b.key", overwrite=True)
     assert (tmp_path / "b.key").read_bytes() != before
     assert _mode(tmp_path / "b.key") == 0o600
-    assert tls.load_private_key(tmp_path / "b.key").public_key() == key2.public_key()
+    assert load_private_key(tmp_path / "b.key").public_key() == key2.public_key()
 
 
 def test_encrypted_ca_key_round_trip(tmp_path: Path) -> None:
-    ca = tls.create_ca("fed-x")
-    tls.save_ca(ca, tmp_path / "ca.pem", tmp_path / "ca.key", passphrase=b"s3cret")
+    ca = create_ca("fed-x")
+    save_ca(ca, tmp_path / "ca.pem", tmp_path / "ca.key", passphrase=b"s3cret")
     assert b"ENCRYPTED" in (tmp_path / "ca.key").read_bytes()
-    loaded = tls.load_ca(tmp_path / "ca.pem", tmp_path / "ca.key", passphrase=b"s3cret")
+    loaded = load_ca(tmp_path / "ca.pem", tmp_path / "ca.key", passphrase=b"s3cret")
     assert loaded.federation == "fed-x"
-    with pytest.raises(tls.PKIError):
-        tls.load_ca(tmp_path / "ca.pem", tmp_path / "ca.key", passphrase=b"wrong")
+    with pytest.raises(PKIError):
+        load_ca(tmp_path / "ca.pem", tmp_path / "ca.key", passphrase=b"wrong")
 
 
 # ------------------------------------------------------------------------- certificates
@@ -133,8 +157,8 @@ def test_ca_certificate_profile(pki: PKI) -> None:
 def test_node_certificate_chain_and_profile(pki: PKI) -> None:
     node = pki.nodes["party-a"]
     node.x509.verify_directly_issued_by(pki.ca.cert)
-    ident = tls.verify_node_certificate(node.x509, pki.ca.cert)
-    assert ident == tls.Identity("party-a", "party", "demo", tls.fingerprint(node.x509))
+    ident = verify_node_certificate(node.x509, pki.ca.cert)
+    assert ident == Identity("party-a", "party", "demo", fingerprint(node.x509))
     eku = node.x509.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
     san = node.x509.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -150,42 +174,42 @@ def test_node_certificate_chain_and_profile(pki: PKI) -> None:
     )
 
 
-@pytest.mark.parametrize("role", tls.ROLES)
+@pytest.mark.parametrize("role", ROLES)
 def test_role_and_name_round_trip(pki: PKI, role: str) -> None:
-    cert, _ = tls.issue_node_certificate(pki.ca, f"n-{role}", role, valid_days=2)
-    ident = tls.identity_from_certificate(cert)
+    cert, _ = issue_node_certificate(pki.ca, f"n-{role}", role, valid_days=2)
+    ident = identity_from_certificate(cert)
     assert (ident.name, ident.role, ident.federation) == (f"n-{role}", role, "demo")
-    assert ident.fingerprint == tls.fingerprint(cert)
+    assert ident.fingerprint == fingerprint(cert)
 
 
 def test_certificate_from_another_ca_does_not_verify(pki: PKI) -> None:
-    with pytest.raises(tls.PKIError, match="does not verify"):
-        tls.verify_node_certificate(pki.nodes["rogue"].x509, pki.ca.cert)
+    with pytest.raises(PKIError, match="does not verify"):
+        verify_node_certificate(pki.nodes["rogue"].x509, pki.ca.cert)
 
 
 def test_expired_certificate_does_not_verify(pki: PKI) -> None:
-    cert, _ = tls.issue_node_certificate(pki.ca, "short", "party", valid_days=1)
+    cert, _ = issue_node_certificate(pki.ca, "short", "party", valid_days=1)
     later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3)
-    with pytest.raises(tls.PKIError, match="does not verify"):
-        tls.verify_node_certificate(cert, pki.ca.cert, now=later)
+    with pytest.raises(PKIError, match="does not verify"):
+        verify_node_certificate(cert, pki.ca.cert, now=later)
 
 
 def test_certificate_may_not_outlive_ca(pki: PKI) -> None:
-    with pytest.raises(tls.PKIError, match="outlive the CA"):
-        tls.issue_node_certificate(pki.ca, "x", "party", valid_days=100 * 365)
+    with pytest.raises(PKIError, match="outlive the CA"):
+        issue_node_certificate(pki.ca, "x", "party", valid_days=100 * 365)
 
 
 @pytest.mark.parametrize("name", ["", "-a", "a-", "a b", "a/b", "x" * 64, "é"])
 def test_invalid_names_refused(pki: PKI, name: str) -> None:
-    with pytest.raises(tls.PKIError, match="invalid node name"):
-        tls.issue_node_certificate(pki.ca, name, "party")
+    with pytest.raises(PKIError, match="invalid node name"):
+        issue_node_certificate(pki.ca, name, "party")
 
 
 def test_invalid_role_and_address_refused(pki: PKI) -> None:
-    with pytest.raises(tls.PKIError, match="unknown role 'boss'"):
-        tls.issue_node_certificate(pki.ca, "a", "boss")
-    with pytest.raises(tls.PKIError, match="invalid IP address"):
-        tls.issue_node_certificate(pki.ca, "a", "party", addresses=["not-an-ip"])
+    with pytest.raises(PKIError, match="unknown role 'boss'"):
+        issue_node_certificate(pki.ca, "a", "boss")
+    with pytest.raises(PKIError, match="invalid IP address"):
+        issue_node_certificate(pki.ca, "a", "party", addresses=["not-an-ip"])
 
 
 def test_certificate_without_identity_uri_is_refused(pki: PKI) -> None:
@@ -202,24 +226,24 @@ def test_certificate_without_identity_uri_is_refused(pki: PKI) -> None:
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("sneaky")]), False)
         .sign(pki.ca.key, hashes.SHA256())
     )
-    with pytest.raises(tls.PKIError, match="exactly one smpc:// URI"):
-        tls.identity_from_certificate(cert)
+    with pytest.raises(PKIError, match="exactly one smpc:// URI"):
+        identity_from_certificate(cert)
 
 
 def test_fingerprint_normalisation(pki: PKI) -> None:
-    fp = tls.fingerprint(pki.nodes["coord"].x509)
+    fp = fingerprint(pki.nodes["coord"].x509)
     assert len(fp) == 64
     colons = ":".join(fp[i : i + 2] for i in range(0, 64, 2)).upper()
-    assert tls.normalize_fingerprint("sha256:" + colons) == fp
-    with pytest.raises(tls.PKIError):
-        tls.normalize_fingerprint("abc")
+    assert normalize_fingerprint("sha256:" + colons) == fp
+    with pytest.raises(PKIError):
+        normalize_fingerprint("abc")
 
 
 # ----------------------------------------------------------------------------- real gRPC
 
 
 def _echo(request: bytes, context: grpc.ServicerContext) -> bytes:
-    ident = tls.peer_identity(context)
+    ident = peer_identity(context)
     if ident is None:
         return b"none"
     return f"{ident.name}|{ident.role}|{ident.federation}|{ident.fingerprint}".encode()
@@ -243,14 +267,14 @@ def _start(creds: grpc.ServerCredentials | None) -> tuple[grpc.Server, int]:
 @pytest.fixture(scope="module")
 def party_server(pki: PKI) -> Iterator[int]:
     node = pki.nodes["party-a"]
-    server, port = _start(tls.server_credentials(node.cert, node.key, node.ca))
+    server, port = _start(server_credentials(node.cert, node.key, node.ca))
     yield port
     server.stop(None)
 
 
 def _call(port: int, creds: grpc.ChannelCredentials, server_name: str = "party-a") -> bytes:
     with grpc.secure_channel(
-        f"127.0.0.1:{port}", creds, options=tls.channel_options(server_name)
+        f"127.0.0.1:{port}", creds, options=channel_options(server_name)
     ) as channel:
         return channel.unary_unary(METHOD)(b"ping", timeout=5)  # type: ignore[no-any-return]
 
@@ -258,8 +282,8 @@ def _call(port: int, creds: grpc.ChannelCredentials, server_name: str = "party-a
 def test_mtls_client_from_same_ca_is_identified(pki: PKI, party_server: int) -> None:
     for name, role in [("coord", "coordinator"), ("alice", "analyst")]:
         node = pki.nodes[name]
-        reply = _call(party_server, tls.channel_credentials(node.cert, node.key, node.ca))
-        fp = tls.fingerprint(node.x509)
+        reply = _call(party_server, channel_credentials(node.cert, node.key, node.ca))
+        fp = fingerprint(node.x509)
         assert reply == f"{name}|{role}|demo|{fp}".encode()
 
 
@@ -273,7 +297,7 @@ def test_client_without_certificate_is_rejected(pki: PKI, party_server: int) -> 
 def test_client_with_certificate_from_another_ca_is_rejected(pki: PKI, party_server: int) -> None:
     rogue = pki.nodes["rogue"]
     # the rogue trusts the real CA (so the server's certificate is fine) but presents its own
-    creds = tls.channel_credentials(rogue.cert, rogue.key, pki.ca_path)
+    creds = channel_credentials(rogue.cert, rogue.key, pki.ca_path)
     with pytest.raises(grpc.RpcError) as err:
         _call(party_server, creds)
     assert err.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED)
@@ -281,11 +305,11 @@ def test_client_with_certificate_from_another_ca_is_rejected(pki: PKI, party_ser
 
 def test_client_refuses_server_with_wrong_name_or_ca(pki: PKI, party_server: int) -> None:
     coord = pki.nodes["coord"]
-    creds = tls.channel_credentials(coord.cert, coord.key, coord.ca)
+    creds = channel_credentials(coord.cert, coord.key, coord.ca)
     with pytest.raises(grpc.RpcError) as err:
         _call(party_server, creds, server_name="party-b")  # server is party-a
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-    rogue_trust = tls.channel_credentials(coord.cert, coord.key, pki.other_ca_path)
+    rogue_trust = channel_credentials(coord.cert, coord.key, pki.other_ca_path)
     with pytest.raises(grpc.RpcError) as err:
         _call(party_server, rogue_trust)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -302,5 +326,5 @@ def test_peer_identity_is_none_without_tls() -> None:
 
 def test_missing_credential_file_is_a_clear_error(tmp_path: Path, pki: PKI) -> None:
     node = pki.nodes["party-a"]
-    with pytest.raises(tls.PKIError, match="not found"):
-        tls.server_credentials(tmp_path / "nope.pem", node.key, node.ca)
+    with pytest.raises(PKIError, match="not found"):
+        server_credentials(tmp_path / "nope.pem", node.key, node.ca)

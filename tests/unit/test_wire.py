@@ -11,7 +11,6 @@ import grpc
 import numpy as np
 import pytest
 
-from parties import wire
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import FederationConfig, NodeEntry, TLSFiles
@@ -23,16 +22,12 @@ from parties.errors import (
     from_rpc_error,
     status_of,
 )
-from parties.federation import free_ports
-from parties.grpc_transport import (
-    NODE_ACCESS,
-    GrpcTransport,
-    NodeService,
-    PeerChannels,
-    start_server,
-)
-from parties.sessions import SessionRegistry, Status
-from parties.tls import create_ca, issue_node_certificate, save_ca, save_node_credentials
+from parties.federation.local import free_ports
+from parties.pki.certs import create_ca, issue_node_certificate, save_ca, save_node_credentials
+from parties.transport import wire
+from parties.transport.channels import GrpcTransport, PeerChannels
+from parties.transport.server import NODE_ACCESS, NodeService, start_server
+from parties.transport.sessions import SessionRegistry, Status
 from smpc import stats
 from smpc.encoding import EncodingRangeError
 from smpc.errors import InputError, PeerFailure, ProtocolError

@@ -73,10 +73,10 @@ from typing import Any
 
 import grpc
 
-from parties import filters, privacy, wire
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import CoordinatorConfig, load_coordinator_config
+from parties.data import filters
 from parties.errors import (
     NodeFailed,
     SessionError,
@@ -85,16 +85,13 @@ from parties.errors import (
     from_rpc_error,
     transport_detail,
 )
-from parties.grpc_transport import (
-    NODE_ACCESS,
-    GrpcTransport,
-    NodeService,
-    PeerChannels,
-    caller,
-    start_server,
-)
-from parties.node import run_in_foreground
-from parties.sessions import Session, SessionRegistry
+from parties.privacy.policy import agreed_spec, check_effective_spec
+from parties.transport import wire
+from parties.transport.channels import GrpcTransport, PeerChannels
+from parties.transport.faults import fault_point, install_fault
+from parties.transport.lifecycle import run_in_foreground
+from parties.transport.server import NODE_ACCESS, NodeService, caller, start_server
+from parties.transport.sessions import Session, SessionRegistry
 from smpc import linear, stats
 from smpc.errors import InputError, PeerFailure, ProtocolError, SmpcError
 from smpc.transport import Payload, pack_json
@@ -199,7 +196,7 @@ class CoordinatorNode:
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> int:
-        privacy.install_fault("coordinator")  # SMPC_FAULT: test-only, a no-op when unset
+        install_fault("coordinator")  # SMPC_FAULT: test-only, a no-op when unset
         node_service = NodeService(self.me, "coordinator", self.cfg.federation, self.registry)
         service = CoordinatorService(self)
         self.server, self.port = start_server(
@@ -472,13 +469,13 @@ class CoordinatorNode:
             answers = self._prepare(st, {p: pb.PrepareRequest(timeout_seconds=st.remaining(),
                                                               **base) for p in parties})
             eff = self._effective_spec(spec, answers)
-            privacy.fault_point("after-prepare")
+            fault_point("after-prepare")
             st.enter(Stage.RUN)
             assert st.local is not None
             routes = {analyst: to_analyst} if ckks_ and to_analyst else None
             t = GrpcTransport(st.local, self.peers, routes)
             self._run(st)
-            privacy.fault_point("mid-run")
+            fault_point("mid-run")
 
             def local_role() -> Any:
                 if not ckks_:
@@ -507,11 +504,11 @@ class CoordinatorNode:
             try:
                 parsed[node] = (stats.StatSpec.from_json(wire.parse_spec_json(resp.spec_json))
                                 if resp.spec_json else None)
-                privacy.check_effective_spec(spec, parsed[node] or spec, node)
+                check_effective_spec(spec, parsed[node] or spec, node)
             except (InputError, ValueError) as exc:
                 raise NodeFailed(node, f"{node}: {exc}", grpc.StatusCode.ABORTED) from None
         try:
-            return privacy.agreed_spec(spec, parsed)
+            return agreed_spec(spec, parsed)
         except InputError as exc:
             raise NodeFailed(self.me, str(exc), grpc.StatusCode.INVALID_ARGUMENT) from None
 
@@ -609,10 +606,10 @@ class CoordinatorNode:
                 timeout_seconds=st.remaining(), kind=pb.SESSION_KIND_PREDICT_MODEL,
                 spec_json=spec_json, model=model.name, **common)
             self._prepare(st, {r.model_owner: model_req})
-            privacy.fault_point("after-prepare")
+            fault_point("after-prepare")
             st.enter(Stage.RUN)
             self._run(st)
-            privacy.fault_point("mid-run")
+            fault_point("mid-run")
             local: dict[str, Callable[[], Any]] = {}
             if dealer == self.me:
                 assert st.local is not None

@@ -1,9 +1,9 @@
 """``smpc audit ...`` and ``smpc outputs read``: a party operator's view of its own records.
 
-Register with ``from parties.audit_cli import add_audit_parser; add_audit_parser(sub)`` where
+Register with ``from parties.cli.audit import add_audit_parser; add_audit_parser(sub)`` where
 ``sub`` is the ``add_subparsers()`` object of the ``smpc`` parser; each command sets
 ``func`` (``args.func(args)`` returns the exit status).  Also runnable on its own:
-``python -m parties.audit_cli audit verify --config PARTY.json``.
+``python -m parties.cli.audit audit verify --config PARTY.json``.
 
 Commands (``--config`` is the party's JSON config; its ``database`` holds the audit log and the
 ledger, see :mod:`parties.privacy`)::
@@ -52,7 +52,7 @@ def _party_config(path: str) -> Any:
 
 
 def _audit_log(cfg: Any, *, chain_only: bool = False) -> Any:
-    from parties.audit import AuditLog
+    from parties.privacy.audit import AuditLog
 
     if not Path(cfg.database).is_file():
         raise AuditCliError(f"there is no audit log at {cfg.database} (has the party started?)")
@@ -96,7 +96,7 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
 @_guard
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Check the hash chain (and the MACs, unless ``--chain-only``); exit 1 on tampering."""
-    from parties.audit import Head
+    from parties.privacy.audit import Head
 
     log = _audit_log(_party_config(args.config), chain_only=args.chain_only)
     anchor = None
@@ -121,7 +121,7 @@ def cmd_audit_head(args: argparse.Namespace) -> int:
 @_guard
 def cmd_audit_budget(args: argparse.Namespace) -> int:
     """Print each analyst's privacy budget on this party: total, spent, pending, remaining."""
-    from parties.ledger import Ledger
+    from parties.privacy.ledger import Ledger
     from smpc import dp
 
     cfg = _party_config(args.config)
@@ -139,8 +139,8 @@ def cmd_audit_budget(args: argparse.Namespace) -> int:
 @_guard
 def cmd_outputs_read(args: argparse.Namespace) -> int:
     """Decrypt a predictions file of this party (CSV ``row,prediction``) to stdout or a file."""
-    from parties.privacy import read_output
-    from parties.tls import atomic_write
+    from parties.pki.files import atomic_write
+    from parties.privacy.outputs import read_output
 
     data = read_output(_party_config(args.config), args.session)
     if args.output:
@@ -214,7 +214,7 @@ def add_audit_parser(subparsers: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m parties.audit_cli audit|outputs ...`` (the same commands as ``smpc``)."""
+    """``python -m parties.cli.audit audit|outputs ...`` (the same commands as ``smpc``)."""
     parser = argparse.ArgumentParser(prog="smpc", description="smpc audit and outputs commands")
     add_audit_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from parties.datasource import DataSourceError, Table
+from parties.data.sources import DataSourceError, Table
 from smpc.errors import InputError
 
 __all__ = [
@@ -571,7 +571,7 @@ def _eval(e: Expr, table: Table) -> tuple[np.ndarray, np.ndarray]:
 def evaluate(expr: Expr | str, table: Table | Mapping[str, Any]) -> np.ndarray:
     """The boolean row mask (length ``table.n_rows``) of rows for which ``expr`` is true.
 
-    ``table`` is a :class:`parties.datasource.Table` or a mapping of column names to arrays;
+    ``table`` is a :class:`parties.data.sources.Table` or a mapping of column names to arrays;
     ``expr`` may be given as text (parsed with the default limits). Unknown columns, and columns
     that cannot be compared as asked, raise :class:`FilterError`.
     """

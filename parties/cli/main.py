@@ -15,6 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from parties.pki.certs import (
+    create_ca,
+    issue_node_certificate,
+    load_ca,
+    save_ca,
+    save_node_credentials,
+)
+from parties.pki.identity import fingerprint
 from smpc.errors import SmpcError
 
 STATISTICS = ("count", "sum", "mean", "var", "std", "cov", "corr", "histogram", "quantiles",
@@ -180,7 +188,7 @@ def _parser() -> argparse.ArgumentParser:
 def _add_optional_commands(sub: Any) -> None:
     """Command groups that live in their own modules."""
     try:
-        from parties.audit_cli import add_audit_parser
+        from parties.cli.audit import add_audit_parser
     except ImportError:  # built with issue 4; absent in older checkouts
         pass
     else:
@@ -193,14 +201,14 @@ def _add_optional_commands(sub: Any) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from parties import demo
+    from parties.federation import demo
 
     rows = demo.simulated_demo(args.data) if args.simulated else demo.federation_demo(args.data)
     return 0 if all(r["within_tolerance"] for r in rows) else 1
 
 
 def _cmd_federation_init(args: argparse.Namespace) -> int:
-    from parties import federation
+    from parties.federation import local as federation
 
     models: dict[str, list[Path]] = {}
     for party, path in args.model:
@@ -217,7 +225,7 @@ def _cmd_federation_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    from parties import federation
+    from parties.federation import local as federation
 
     started = federation.up(args.directory, args.timeout)
     _emit(args, {"started": started},
@@ -227,7 +235,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
-    from parties import federation
+    from parties.federation import local as federation
 
     stopped = federation.down(args.directory)
     _emit(args, {"stopped": stopped},
@@ -236,7 +244,7 @@ def _cmd_down(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from parties import federation
+    from parties.federation import local as federation
 
     rows = federation.status(args.directory)
     doc = [{"name": r.name, "role": r.role, "address": r.address, "pid": r.pid,
@@ -259,27 +267,25 @@ def _cmd_start_node(args: argparse.Namespace) -> int:
 
 
 def _cmd_certs_ca(args: argparse.Namespace) -> int:
-    from parties import tls
 
     args.directory.mkdir(parents=True, exist_ok=True)
-    ca = tls.create_ca(args.federation, valid_days=args.days)
-    tls.save_ca(ca, args.directory / "ca.pem", args.directory / "ca.key")
+    ca = create_ca(args.federation, valid_days=args.days)
+    save_ca(ca, args.directory / "ca.pem", args.directory / "ca.key")
     print(f"CA of federation {args.federation!r}: {args.directory / 'ca.pem'} "
           f"(key {args.directory / 'ca.key'}, mode 0600: keep it offline)")
     return 0
 
 
 def _cmd_certs_issue(args: argparse.Namespace) -> int:
-    from parties import tls
 
-    ca = tls.load_ca(args.directory / "ca.pem", args.directory / "ca.key")
-    cert, key = tls.issue_node_certificate(ca, args.name, args.role, addresses=args.address,
+    ca = load_ca(args.directory / "ca.pem", args.directory / "ca.key")
+    cert, key = issue_node_certificate(ca, args.name, args.role, addresses=args.address,
                                            dns_names=args.dns, valid_days=args.days)
     out = args.out or args.directory
     out.mkdir(parents=True, exist_ok=True)
-    tls.save_node_credentials(cert, key, out / f"{args.name}.pem", out / f"{args.name}.key")
+    save_node_credentials(cert, key, out / f"{args.name}.pem", out / f"{args.name}.key")
     print(f"{args.role} {args.name!r}: {out / (args.name + '.pem')} "
-          f"(fingerprint {tls.fingerprint(cert)})")
+          f"(fingerprint {fingerprint(cert)})")
     return 0
 
 
@@ -312,7 +318,7 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from parties.client import Client
+    from parties.analyst.client import Client
 
     spec = _spec_from_args(args)
     with Client(args.federation, timeout=args.timeout) as client:
@@ -325,7 +331,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from parties.client import Client
+    from parties.analyst.client import Client
 
     with Client(args.federation, timeout=args.timeout) as client:
         p = client.predict(args.data_owner, args.model_owner, model=args.model,

@@ -22,21 +22,17 @@ import threading
 
 import grpc
 
-from parties import wire
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import DealerConfig, load_dealer_config
 from parties.errors import abort
-from parties.grpc_transport import (
-    NODE_ACCESS,
-    GrpcTransport,
-    NodeService,
-    PeerChannels,
-    start_server,
-)
-from parties.node import MAX_SESSION_SECONDS, run_in_foreground
-from parties.privacy import fault_point, fault_transport, install_fault
-from parties.sessions import SessionRegistry
+from parties.node.party import MAX_SESSION_SECONDS
+from parties.transport import wire
+from parties.transport.channels import GrpcTransport, PeerChannels
+from parties.transport.faults import fault_point, fault_transport, install_fault
+from parties.transport.lifecycle import run_in_foreground
+from parties.transport.server import NODE_ACCESS, NodeService, start_server
+from parties.transport.sessions import SessionRegistry
 from smpc import linear
 from smpc.errors import InputError
 

@@ -10,7 +10,7 @@ Guarantees:
   only the federation CA and pin the peer's *node name*
   (``grpc.ssl_target_name_override``), so a certificate of another node is not
   accepted as the peer we meant to reach.  Both set the gRPC message-size
-  limits explicitly (:func:`parties.wire.grpc_options`).
+  limits explicitly (:func:`parties.transport.wire.grpc_options`).
 * **Deny by default.** :class:`AccessGuard` wraps every method the server
   serves: the caller's identity comes from its verified certificate
   (:func:`parties.tls.peer_identity`) and must be allowed for that method by
@@ -19,8 +19,8 @@ Guarantees:
   the table is refused.  No verified identity -> UNAUTHENTICATED; not allowed
   -> PERMISSION_DENIED.
 * ``Deliver`` accepts a payload only for an active session in which the caller
-  is a member, checks the header before buffering (:class:`parties.wire.Assembler`),
-  and refuses replays (:mod:`parties.sessions`).
+  is a member, checks the header before buffering (:class:`parties.transport.wire.Assembler`),
+  and refuses replays (:mod:`parties.transport.sessions`).
 * :class:`GrpcTransport` gives the :class:`smpc.transport.Transport` semantics
   across hosts: ``send`` is one ``Deliver`` call (failure -> PeerFailure naming
   the recipient; retried once, after the reconnect backoff, when the recipient
@@ -45,7 +45,6 @@ import os
 import socket
 import struct
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent import futures
 from pathlib import Path
@@ -53,45 +52,33 @@ from typing import Any
 
 import grpc
 
-from parties import wire
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import FederationConfig, TLSFiles
-from parties.errors import AuthError, abort, failed_node_of, from_rpc_error, status_of
-from parties.sessions import Session, SessionRegistry, Status
-from parties.tls import (
-    Identity,
-    channel_credentials,
-    channel_options,
-    peer_identity,
-    server_credentials,
-)
+from parties.errors import AuthError, abort, status_of
+from parties.pki.identity import Identity
+from parties.transport import wire
+from parties.transport.sessions import Session, SessionRegistry
+from parties.transport.tls import peer_identity, server_credentials
 from smpc import __version__
-from smpc.errors import InputError, PeerFailure, ProtocolError
-from smpc.transport import Payload, Transport
-
-__all__ = [
-    "CAPTURE_ENV",
-    "AccessGuard",
-    "GrpcTransport",
-    "NodeService",
-    "PeerChannels",
-    "caller",
-    "start_server",
-]
+from smpc.errors import InputError
 
 log = logging.getLogger("smpc.grpc")
 
+
 CAPTURE_ENV = "SMPC_WIRE_CAPTURE"
+
+
 ANY_MEMBER = ("party", "coordinator", "dealer", "analyst")
+
+
 NODES = ("party", "coordinator", "dealer")
+
+
 NODE_ACCESS: dict[str, tuple[str, ...]] = {
     "/smpc.v1.Node/Health": ANY_MEMBER,
     "/smpc.v1.Node/Deliver": NODES,
 }
-
-
-# ----------------------------------------------------------------------------- capture
 
 
 class WireCapture:
@@ -117,9 +104,6 @@ def _capture_for(name: str) -> WireCapture | None:
     Path(directory).mkdir(parents=True, exist_ok=True)
     log.warning("wire capture enabled: writing every message to %s", directory)
     return WireCapture(Path(directory) / f"{name}.wire")
-
-
-# ------------------------------------------------------------------------------- guard
 
 
 def caller(context: grpc.ServicerContext) -> Identity:
@@ -267,9 +251,6 @@ def _parser(method: str, deser: Callable[[bytes], Any] | None) -> Callable[[byte
     return parse
 
 
-# ------------------------------------------------------------------------------ server
-
-
 def start_server(
     *,
     name: str,
@@ -320,9 +301,6 @@ def _check_bindable(name: str, host: str, port: int, address: str) -> None:
             raise OSError(f"{name} cannot listen on {address}: {exc.strerror}") from None
 
 
-# ------------------------------------------------------------------------------ Node
-
-
 class NodeService(pb_grpc.NodeServicer):
     """``Node.Health`` and ``Node.Deliver`` over a node's session registry."""
 
@@ -367,129 +345,3 @@ class NodeService(pb_grpc.NodeServicer):
             log.warning("refused a payload from %s: %s (%s)", sender, failure, code.name)
             abort(context, failure)
         return pb.DeliverAck(bytes_received=header.total_bytes)
-
-
-# --------------------------------------------------------------------------- channels
-
-
-class PeerChannels:
-    """One mutual-TLS channel per peer node, reused across sessions.
-
-    The peer's address comes from the federation config; its certificate must
-    name it (pinned with ``ssl_target_name_override``).
-    """
-
-    def __init__(self, federation: FederationConfig, tls: TLSFiles) -> None:
-        self.federation = federation
-        self._creds = channel_credentials(tls.cert, tls.key, tls.ca)
-        self._lock = threading.Lock()
-        self._channels: dict[str, grpc.Channel] = {}
-
-    def channel(self, name: str) -> grpc.Channel:
-        """The channel to node ``name`` (KeyError if it is not in the federation)."""
-        with self._lock:
-            ch = self._channels.get(name)
-            if ch is None:
-                entry = self.federation.node(name)
-                ch = grpc.secure_channel(
-                    entry.address, self._creds,
-                    options=channel_options(name, wire.grpc_options()),
-                )
-                self._channels[name] = ch
-            return ch
-
-    def node(self, name: str) -> pb_grpc.NodeStub:
-        return pb_grpc.NodeStub(self.channel(name))
-
-    def party(self, name: str) -> pb_grpc.PartyStub:
-        return pb_grpc.PartyStub(self.channel(name))
-
-    def dealer(self, name: str) -> pb_grpc.DealerStub:
-        return pb_grpc.DealerStub(self.channel(name))
-
-    def close(self) -> None:
-        with self._lock:
-            for ch in self._channels.values():
-                ch.close()
-            self._channels.clear()
-
-
-# ------------------------------------------------------------------------- transport
-
-Route = Callable[[str, Payload], None]
-RETRY_MIN_SECONDS = 2.0      # a Deliver is retried (once) only with this much of the session left
-_REFUSED_PAYLOAD = (grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.INVALID_ARGUMENT)
-
-
-class GrpcTransport(Transport):
-    """One node's channels in one session (see the module docstring).
-
-    ``routes`` maps node names that are not gRPC servers (the analyst on the
-    coordinator's Compute stream) to a function ``(tag, payload)`` that
-    forwards the payload; what they send back is put in the session inbox by
-    whoever reads their stream.
-    """
-
-    def __init__(self, session: Session, peers: PeerChannels,
-                 routes: Mapping[str, Route] | None = None) -> None:
-        super().__init__(session.me)
-        self.session = session
-        self.peers = peers
-        self.routes = dict(routes or {})
-
-    def _send(self, to: str, tag: str, payload: Payload) -> None:
-        s = self.session
-        if to not in s.members:
-            raise ProtocolError(f"{self.me} tried to send {tag!r} to {to!r}, not a session member")
-        if s.status == Status.ABORTED:
-            raise PeerFailure(s.failed_node or to,
-                              f"session aborted before {self.me} sent {tag!r}: {s.abort_reason}")
-        route = self.routes.get(to)
-        if route is not None:
-            route(tag, payload)
-            return
-        timeout = s.remaining()
-        if timeout <= 0:
-            raise PeerFailure(to, f"the session deadline passed before {self.me} sent {tag!r}",
-                              deadline=True)
-        try:
-            self._deliver(to, tag, payload)
-        except grpc.RpcError as err:
-            remote = from_rpc_error(err, to)
-            if err.code() in _REFUSED_PAYLOAD:  # type: ignore[attr-defined]
-                # the receiver refused *this* payload (a replay, a malformed message): the
-                # fault is this node's, not the receiver's
-                raise ProtocolError(
-                    f"{to} refused {tag!r} from {self.me}: {remote.message}") from None
-            raise PeerFailure(
-                to, f"{self.me} could not deliver {tag!r} to {to}: {remote.message}"
-            ) from None
-
-    def _deliver(self, to: str, tag: str, payload: Payload) -> None:
-        """One ``Deliver``; retried once when the peer was unreachable at the transport level.
-
-        A peer that restarted a moment ago may still sit behind this channel's reconnect
-        backoff (:data:`parties.wire.RECONNECT_BACKOFF_MS`): wait out the ceiling, try again.
-        If the first attempt did arrive after all, the receiver answers the retry with
-        ALREADY_EXISTS (it holds this node's payload for the tag), which counts as delivered.
-        """
-        s = self.session
-        try:
-            self.peers.node(to).Deliver(wire.chunks(s.id, tag, payload), timeout=s.remaining())
-            return
-        except grpc.RpcError as err:
-            if err.code() != grpc.StatusCode.UNAVAILABLE or failed_node_of(err) is not None \
-                    or s.remaining() < RETRY_MIN_SECONDS:  # type: ignore[attr-defined]
-                raise
-        time.sleep(wire.RECONNECT_BACKOFF_MS[1] / 1000 + 0.1)
-        if s.status == Status.ABORTED:
-            raise PeerFailure(s.failed_node or to,
-                              f"session aborted before {self.me} sent {tag!r}: {s.abort_reason}")
-        try:
-            self.peers.node(to).Deliver(wire.chunks(s.id, tag, payload), timeout=s.remaining())
-        except grpc.RpcError as err:
-            if err.code() != grpc.StatusCode.ALREADY_EXISTS:  # type: ignore[attr-defined]
-                raise
-
-    def _recv(self, sender: str, tag: str) -> Payload:
-        return self.session.wait_message(sender, tag)

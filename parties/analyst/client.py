@@ -2,7 +2,7 @@
 
 ::
 
-    from parties.client import Client
+    from parties.analyst.client import Client
     from smpc.stats import StatSpec
 
     with Client("path/to/federation-dir") as c:          # made by federation.init_federation
@@ -51,7 +51,6 @@ from typing import Any
 
 import grpc
 
-from parties import wire
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import FederationConfig, load_federation
@@ -66,14 +65,12 @@ from parties.errors import (
     Unavailable,
     from_rpc_error,
 )
-from parties.privacy import check_effective_spec
-from parties.sessions import Session
-from parties.tls import (
-    channel_credentials,
-    channel_options,
-    identity_from_certificate,
-    load_certificate,
-)
+from parties.pki.certs import load_certificate
+from parties.pki.identity import identity_from_certificate
+from parties.privacy.policy import check_effective_spec
+from parties.transport import wire
+from parties.transport.sessions import Session
+from parties.transport.tls import channel_credentials, channel_options
 from smpc.errors import InputError, PeerFailure, SmpcError
 from smpc.stats import StatResult, StatSpec
 from smpc.transport import Payload, Transport, unpack_json
@@ -162,7 +159,7 @@ class Client:
     """An analyst's connection to a federation's coordinator.
 
     ``federation``: a federation directory made by
-    :func:`parties.federation.init_federation` (the analyst's certificate, key
+    :func:`parties.federation.local.init_federation` (the analyst's certificate, key
     and the CA are found in it), a federation JSON file, or a loaded
     :class:`~parties.config.FederationConfig` (then ``cert``, ``key`` and
     ``ca`` are required).  ``coordinator`` picks one if several are listed.
@@ -187,7 +184,7 @@ class Client:
         else:
             path = Path(federation)
             if path.is_dir():
-                from parties.federation import Layout
+                from parties.federation.local import Layout
 
                 lay = Layout(path)
                 fed = load_federation(lay.federation_file)

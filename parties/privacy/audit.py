@@ -71,8 +71,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from parties.ledger import open_database, read_transaction, utc_now, write_transaction
-from parties.tls import atomic_write
+from parties.pki.files import atomic_write
+from parties.privacy.ledger import open_database, read_transaction, utc_now, write_transaction
 from smpc.errors import InputError
 
 __all__ = [
@@ -155,7 +155,8 @@ class AuditEvent:
     ``caller_fingerprint``: its certificate's SHA-256 (64 hex digits) when known; ``analyst``: who
     the computation is for; ``computation``: the statistic or prediction (``mean``,
     ``predict-linear``, ``describe`` ...); ``backend``: ``ss`` / ``ckks`` / None; ``columns``: the
-    columns it reads; ``filter``: the canonical filter text (``str(parties.filters.parse(...))``)
+    columns it reads; ``filter``: the canonical filter text
+    (``str(parties.data.filters.parse(...))``)
     or None; ``recipient``: who receives the result; ``rho`` (zCDP) and the ``epsilon`` / ``delta``
     view of the privacy cost, when DP applies; ``outcome``: accepted | refused | failed |
     released; ``reason``: one sentence. The time is stamped by :meth:`AuditLog.append` (UTC).

@@ -50,7 +50,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from parties.tls import atomic_write
+from parties.pki.files import atomic_write
 from smpc.errors import InputError
 
 __all__ = [

@@ -21,8 +21,8 @@ from typing import Any, Protocol, TextIO
 
 import numpy as np
 
-from parties import sampledata
-from parties.datasource import Table, load_table
+from parties.data.sources import Table, load_table
+from parties.federation import sampledata
 from smpc import linear, simulator, stats
 
 
@@ -99,7 +99,7 @@ def read_predictions(path: Path) -> np.ndarray:
     at-rest key, found through its config next to the outputs directory of a
     local federation (``nodes/<party>/config.json``).
     """
-    from parties.privacy import read_output
+    from parties.privacy.outputs import read_output
 
     config = Path(path).parents[1] / "config.json"
     text = read_output(config, path).decode()
@@ -218,8 +218,8 @@ def federation_demo(data_files: Sequence[Path] | None = None, out: TextIO = sys.
     logistic risk model, applied to the first hospital's patients.  With
     ``data_files``: one party per file, statistics only.
     """
-    from parties.client import Client
-    from parties.federation import local_federation, party_name
+    from parties.analyst.client import Client
+    from parties.federation.local import local_federation, party_name
 
     with tempfile.TemporaryDirectory(prefix="smpc-demo-") as tmp:
         models: dict[str, Path] = {}

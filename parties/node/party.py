@@ -14,7 +14,7 @@ What it serves (all over mutual TLS, see :mod:`parties.grpc_transport`):
   ``Await``, ``Abort``.
 
 Zero trust.  At ``Prepare`` the party validates everything itself -- the spec,
-the members of the session, the filter (parsed by :mod:`parties.filters`, never
+the members of the session, the filter (parsed by :mod:`parties.data.filters`, never
 evaluated as code), that every column exists -- and applies its own policy
 (:mod:`parties.privacy`: allowed analysts, allowed columns per computation
 including the filter's, differential privacy required or not, clipping bounds,
@@ -56,71 +56,44 @@ Files next to the party's database path (``database`` in its config):
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
 import numpy as np
 
-from parties import filters, wire
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import PartyConfig, load_party_config
-from parties.datasource import DataSourceError, Table, load_table
+from parties.data import filters
+from parties.data.sources import DataSourceError, Table, load_table
 from parties.errors import ColumnRefused, SessionError, abort
-from parties.grpc_transport import (
-    NODE_ACCESS,
-    GrpcTransport,
-    NodeService,
-    PeerChannels,
-    caller,
-    start_server,
-)
-from parties.ledger import BudgetExceeded, LedgerError
-from parties.privacy import (
-    PolicyGate,
-    PolicyRequest,
-    PrivacyGuard,
-    caller_uri,
-    fault_point,
-    fault_transport,
-    install_fault,
-    load_at_rest_key,
-    load_models,
-    models_dir,
-    outputs_dir,
-    write_predictions,
-)
-from parties.sessions import Session, SessionRegistry, Status
-from parties.tls import Identity
+from parties.pki.identity import Identity
+from parties.privacy.guard import PrivacyGuard
+from parties.privacy.ledger import BudgetExceeded, LedgerError
+from parties.privacy.outputs import load_at_rest_key, load_models, models_dir, write_predictions
+from parties.privacy.policy import PolicyGate, PolicyRequest, caller_uri
+from parties.transport import wire
+from parties.transport.channels import GrpcTransport, PeerChannels
+from parties.transport.faults import fault_point, fault_transport, install_fault
+from parties.transport.lifecycle import run_in_foreground
+from parties.transport.server import NODE_ACCESS, NodeService, caller, start_server
+from parties.transport.sessions import Session, SessionRegistry, Status
 from smpc import linear, stats
 from smpc.encoding import EncodingRangeError
 from smpc.errors import InputError, SmpcError
 
-__all__ = [
-    "PARTY_ACCESS",
-    "PartyNode",
-    "PolicyGate",
-    "PolicyRequest",
-    "PrivacyGuard",
-    "load_models",
-    "main",
-    "models_dir",
-    "outputs_dir",
-    "redact",
-]
-
 log = logging.getLogger("smpc.party")
 
+
 COORDINATOR_ONLY = ("coordinator",)
+
+
 PARTY_ACCESS: dict[str, tuple[str, ...]] = {
     **NODE_ACCESS,
     "/smpc.v1.Party/Describe": COORDINATOR_ONLY,
@@ -130,20 +103,23 @@ PARTY_ACCESS: dict[str, tuple[str, ...]] = {
     "/smpc.v1.Party/Abort": COORDINATOR_ONLY,
 }
 
+
 MAX_SESSION_SECONDS = 24 * 3600.0
+
+
 AWAIT_GRACE_SECONDS = 2.0
+
+
 #: Sessions a party holds at once.  Each Await holds a server worker (the
 #: pool has 256), so the cap keeps workers free for Deliver and Health.
 MAX_ACTIVE_SESSIONS = 64
+
 
 KIND_NAMES = {
     pb.SESSION_KIND_STAT: "stat",
     pb.SESSION_KIND_PREDICT_DATA: "predict-data",
     pb.SESSION_KIND_PREDICT_MODEL: "predict-model",
 }
-
-
-# ------------------------------------------------------------------------------ models
 
 
 def _pick_model(models: dict[str, linear.LinearModel], name: str, me: str
@@ -157,9 +133,6 @@ def _pick_model(models: dict[str, linear.LinearModel], name: str, me: str
     if not models:
         raise InputError(f"{me} owns no model")
     raise InputError(f"{me} owns several models ({', '.join(models)}); name one")
-
-
-# ------------------------------------------------------------------------------- jobs
 
 
 @dataclass
@@ -227,9 +200,6 @@ def _check_node_role(federation: Any, name: str | None, allowed: tuple[str, ...]
                          f"not {name!r}")
 
 
-# ----------------------------------------------------------------------- what may leave
-
-
 def redact(exc: BaseException, me: str) -> BaseException:
     """The error a party may send out: range and data errors lose the values they carry.
 
@@ -255,9 +225,6 @@ def redact(exc: BaseException, me: str) -> BaseException:
         return InputError(f"{me} cannot use the requested columns: {what} "
                           "(details in its log)")
     return exc
-
-
-# ------------------------------------------------------------------------------ service
 
 
 def _identity(context: grpc.ServicerContext) -> Identity:
@@ -325,8 +292,6 @@ class PartyService(pb_grpc.PartyServicer):
                      request.reason[:200])
         return pb.AbortResponse(was_active=was)
 
-
-# -------------------------------------------------------------------------------- node
 
 SWEEP_SECONDS = 1.0
 
@@ -704,56 +669,6 @@ class PartyNode:
             self.guard.record(job.request, outcome, reason)
         except Exception:  # the outcome stands; the log line says why it was not audited
             log.exception("could not audit the outcome of session %s", job.request.session_id)
-
-
-# -------------------------------------------------------------------------------- main
-
-
-def setup_logging(level: str = "INFO") -> None:
-    """One line per event on stderr (values are never logged)."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-
-def serve_forever(stop: Any, name: str) -> None:
-    """Block until SIGTERM / SIGINT (sets ``stop``)."""
-    def handler(signum: int, frame: Any) -> None:
-        logging.getLogger("smpc.node").info("%s: signal %d, shutting down", name, signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    while not stop.wait(1.0):
-        pass
-
-
-def run_in_foreground(role: str, argv: list[str] | None, load: Callable[[str], Any],
-                      make: Callable[[Any], Any], started: Callable[[Any, Any, int], str]) -> int:
-    """The ``python -m parties.<node> --config FILE`` entry point of every node kind.
-
-    Loads the config, starts the node and serves until SIGTERM / SIGINT.  A
-    start-up problem (config, certificate, data file, port in use) is one line
-    on stderr prefixed ``smpc <role>:`` and exit status 2.
-    """
-    ap = argparse.ArgumentParser(prog=f"smpc {role} start",
-                                 description=f"Run an smpc {role} node in the foreground.")
-    ap.add_argument("--config", required=True, help=f"the {role}'s JSON config file")
-    ap.add_argument("--log-level", default="INFO")
-    args = ap.parse_args(argv)
-    setup_logging(args.log_level)
-    try:
-        cfg = load(args.config)
-        node = make(cfg)
-        port = node.start()
-    except (InputError, OSError) as exc:
-        print(f"smpc {role}: {exc}", file=sys.stderr)
-        return 2
-    log.info("%s", started(cfg, node, port))
-    serve_forever(threading.Event(), cfg.name)
-    node.stop()
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

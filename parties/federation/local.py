@@ -6,7 +6,7 @@
     lay = federation.init_federation("fed", ["a.csv", "b.csv", "c.csv"],
                                      models={"c": "model.json"})
     federation.up("fed")          # returns once every node answers a health check
-    ...                           # parties.client.Client("fed")
+    ...                           # parties.analyst.client.Client("fed")
     federation.down("fed")
 
     with federation.local_federation(["a.csv", "b.csv"]) as lay:   # temporary, for demos
@@ -63,7 +63,6 @@ from pathlib import Path
 
 import grpc
 
-from parties import atrest, privacy, wire
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import (
@@ -79,17 +78,13 @@ from parties.config import (
     load_federation,
     save_config,
 )
-from parties.datasource import infer_format, load_table
-from parties.tls import (
-    channel_credentials,
-    channel_options,
-    create_ca,
-    fingerprint,
-    issue_node_certificate,
-    save_ca,
-    save_node_credentials,
-    validate_name,
-)
+from parties.data.sources import infer_format, load_table
+from parties.pki.certs import create_ca, issue_node_certificate, save_ca, save_node_credentials
+from parties.pki.identity import fingerprint, validate_name
+from parties.privacy import atrest
+from parties.privacy.outputs import write_model
+from parties.transport import wire
+from parties.transport.tls import channel_credentials, channel_options
 from smpc.errors import InputError
 from smpc.linear import LinearModel
 
@@ -355,7 +350,7 @@ def init_federation(
             lay.outputs(e.name).mkdir(mode=0o700, exist_ok=True)
         save_config(cfg, lay.config(e.name))
     for owner, mname, model in model_docs:  # the weights are the owner's secret: encrypted
-        privacy.write_model(lay.models(owner), owner, mname, model,
+        write_model(lay.models(owner), owner, mname, model,
                             atrest.load_key_file(lay.at_rest_key(owner)))
     return lay
 

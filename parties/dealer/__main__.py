@@ -1,0 +1,7 @@
+"""``python -m parties.dealer``: the dealer."""
+
+import sys
+
+from parties.dealer.node import main
+
+sys.exit(main())

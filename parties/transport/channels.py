@@ -1,0 +1,148 @@
+"""Channels to peers and :class:`GrpcTransport`: the core's Transport across hosts.
+
+See :mod:`parties.transport.server` for the guarantees (mutual TLS, name pinning, message-size
+limits, delivery semantics).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+import grpc
+
+from parties._pb import smpc_pb2_grpc as pb_grpc
+from parties.config import FederationConfig, TLSFiles
+from parties.errors import failed_node_of, from_rpc_error
+from parties.transport import wire
+from parties.transport.sessions import Session, Status
+from parties.transport.tls import channel_credentials, channel_options
+from smpc.errors import PeerFailure, ProtocolError
+from smpc.transport import Payload, Transport
+
+
+class PeerChannels:
+    """One mutual-TLS channel per peer node, reused across sessions.
+
+    The peer's address comes from the federation config; its certificate must
+    name it (pinned with ``ssl_target_name_override``).
+    """
+
+    def __init__(self, federation: FederationConfig, tls: TLSFiles) -> None:
+        self.federation = federation
+        self._creds = channel_credentials(tls.cert, tls.key, tls.ca)
+        self._lock = threading.Lock()
+        self._channels: dict[str, grpc.Channel] = {}
+
+    def channel(self, name: str) -> grpc.Channel:
+        """The channel to node ``name`` (KeyError if it is not in the federation)."""
+        with self._lock:
+            ch = self._channels.get(name)
+            if ch is None:
+                entry = self.federation.node(name)
+                ch = grpc.secure_channel(
+                    entry.address, self._creds,
+                    options=channel_options(name, wire.grpc_options()),
+                )
+                self._channels[name] = ch
+            return ch
+
+    def node(self, name: str) -> pb_grpc.NodeStub:
+        return pb_grpc.NodeStub(self.channel(name))
+
+    def party(self, name: str) -> pb_grpc.PartyStub:
+        return pb_grpc.PartyStub(self.channel(name))
+
+    def dealer(self, name: str) -> pb_grpc.DealerStub:
+        return pb_grpc.DealerStub(self.channel(name))
+
+    def close(self) -> None:
+        with self._lock:
+            for ch in self._channels.values():
+                ch.close()
+            self._channels.clear()
+
+
+Route = Callable[[str, Payload], None]
+
+
+RETRY_MIN_SECONDS = 2.0      # a Deliver is retried (once) only with this much of the session left
+
+
+_REFUSED_PAYLOAD = (grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.INVALID_ARGUMENT)
+
+
+class GrpcTransport(Transport):
+    """One node's channels in one session (see the module docstring).
+
+    ``routes`` maps node names that are not gRPC servers (the analyst on the
+    coordinator's Compute stream) to a function ``(tag, payload)`` that
+    forwards the payload; what they send back is put in the session inbox by
+    whoever reads their stream.
+    """
+
+    def __init__(self, session: Session, peers: PeerChannels,
+                 routes: Mapping[str, Route] | None = None) -> None:
+        super().__init__(session.me)
+        self.session = session
+        self.peers = peers
+        self.routes = dict(routes or {})
+
+    def _send(self, to: str, tag: str, payload: Payload) -> None:
+        s = self.session
+        if to not in s.members:
+            raise ProtocolError(f"{self.me} tried to send {tag!r} to {to!r}, not a session member")
+        if s.status == Status.ABORTED:
+            raise PeerFailure(s.failed_node or to,
+                              f"session aborted before {self.me} sent {tag!r}: {s.abort_reason}")
+        route = self.routes.get(to)
+        if route is not None:
+            route(tag, payload)
+            return
+        timeout = s.remaining()
+        if timeout <= 0:
+            raise PeerFailure(to, f"the session deadline passed before {self.me} sent {tag!r}",
+                              deadline=True)
+        try:
+            self._deliver(to, tag, payload)
+        except grpc.RpcError as err:
+            remote = from_rpc_error(err, to)
+            if err.code() in _REFUSED_PAYLOAD:  # type: ignore[attr-defined]
+                # the receiver refused *this* payload (a replay, a malformed message): the
+                # fault is this node's, not the receiver's
+                raise ProtocolError(
+                    f"{to} refused {tag!r} from {self.me}: {remote.message}") from None
+            raise PeerFailure(
+                to, f"{self.me} could not deliver {tag!r} to {to}: {remote.message}"
+            ) from None
+
+    def _deliver(self, to: str, tag: str, payload: Payload) -> None:
+        """One ``Deliver``; retried once when the peer was unreachable at the transport level.
+
+        A peer that restarted a moment ago may still sit behind this channel's reconnect
+        backoff (:data:`parties.transport.wire.RECONNECT_BACKOFF_MS`): wait out the ceiling,
+        try again.
+        If the first attempt did arrive after all, the receiver answers the retry with
+        ALREADY_EXISTS (it holds this node's payload for the tag), which counts as delivered.
+        """
+        s = self.session
+        try:
+            self.peers.node(to).Deliver(wire.chunks(s.id, tag, payload), timeout=s.remaining())
+            return
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.UNAVAILABLE or failed_node_of(err) is not None \
+                    or s.remaining() < RETRY_MIN_SECONDS:  # type: ignore[attr-defined]
+                raise
+        time.sleep(wire.RECONNECT_BACKOFF_MS[1] / 1000 + 0.1)
+        if s.status == Status.ABORTED:
+            raise PeerFailure(s.failed_node or to,
+                              f"session aborted before {self.me} sent {tag!r}: {s.abort_reason}")
+        try:
+            self.peers.node(to).Deliver(wire.chunks(s.id, tag, payload), timeout=s.remaining())
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.ALREADY_EXISTS:  # type: ignore[attr-defined]
+                raise
+
+    def _recv(self, sender: str, tag: str) -> Payload:
+        return self.session.wait_message(sender, tag)

@@ -1,0 +1,62 @@
+"""Running a node in the foreground: logging, signals, one-line start-up errors."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from smpc.errors import InputError
+
+log = logging.getLogger("smpc.node")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """One line per event on stderr (values are never logged)."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def serve_forever(stop: Any, name: str) -> None:
+    """Block until SIGTERM / SIGINT (sets ``stop``)."""
+    def handler(signum: int, frame: Any) -> None:
+        logging.getLogger("smpc.node").info("%s: signal %d, shutting down", name, signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    while not stop.wait(1.0):
+        pass
+
+
+def run_in_foreground(role: str, argv: list[str] | None, load: Callable[[str], Any],
+                      make: Callable[[Any], Any], started: Callable[[Any, Any, int], str]) -> int:
+    """The ``python -m parties.<node> --config FILE`` entry point of every node kind.
+
+    Loads the config, starts the node and serves until SIGTERM / SIGINT.  A
+    start-up problem (config, certificate, data file, port in use) is one line
+    on stderr prefixed ``smpc <role>:`` and exit status 2.
+    """
+    ap = argparse.ArgumentParser(prog=f"smpc {role} start",
+                                 description=f"Run an smpc {role} node in the foreground.")
+    ap.add_argument("--config", required=True, help=f"the {role}'s JSON config file")
+    ap.add_argument("--log-level", default="INFO")
+    args = ap.parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        cfg = load(args.config)
+        node = make(cfg)
+        port = node.start()
+    except (InputError, OSError) as exc:
+        print(f"smpc {role}: {exc}", file=sys.stderr)
+        return 2
+    log.info("%s", started(cfg, node, port))
+    serve_forever(threading.Event(), cfg.name)
+    node.stop()
+    return 0
