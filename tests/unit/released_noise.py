@@ -49,9 +49,10 @@ class Blk:
     name: str
     start: int
     length: int
-    sigma: float        # real units, as the recipient sees the values
-    sigma_units: float  # lattice units
+    sigma: float        # planned std (real units): what min_honest honest shares add up to
+    sigma_units: float  # the same in lattice units
     integral: bool
+    released: float     # std of the released noise: all P shares, sigma sqrt(P / min_honest)
 
     @property
     def slice(self) -> slice:
@@ -59,13 +60,19 @@ class Blk:
 
     @property
     def slack(self) -> float:
-        """Bound on |lattice rounding| per coordinate, in units of sigma (module notes)."""
-        return 0.0 if self.integral else (P / 2 + 0.01) / self.sigma_units
+        """Bound on |lattice rounding| per coordinate, in units of the released std."""
+        return 0.0 if self.integral else (P / 2 + 0.01) / (self.sigma_units * self.released
+                                                           / self.sigma)
 
 
 def expected_blocks(spec: stats.StatSpec, rho: float, pass_index: int,
                     shift: np.ndarray | None = None, divisor: float = 1.0) -> list[Blk]:
-    """Blocks of one pass with the total noise std the documentation prescribes."""
+    """Blocks of one pass with the total noise std the documentation prescribes.
+
+    Shares of ``sigma^2 / m`` (``m = min_honest``, default P): the calibration
+    is for m honest shares, and all P of them are released.
+    """
+    m = spec.dp.min_honest or P
     k = len(spec.value_columns)
     stat = spec.statistic
     if stat in ("histogram", "quantiles"):
@@ -94,8 +101,9 @@ def expected_blocks(spec: stats.StatSpec, rho: float, pass_index: int,
     for name, length, sens, integral in layout:
         units = (sens * 2.0**bits + (0.0 if integral else math.sqrt(length))) / math.sqrt(
             2 * rho * split[name])
-        assert units / math.sqrt(P) >= 6, "shares below 6 lattice units: KLS tau not negligible"
-        out.append(Blk(name, start, length, units * 2.0**-bits, units, integral))
+        assert units / math.sqrt(m) >= 6, "shares below 6 lattice units: KLS tau not negligible"
+        sigma = units * 2.0**-bits
+        out.append(Blk(name, start, length, sigma, units, integral, sigma * math.sqrt(P / m)))
         start += length
     return out
 
@@ -265,7 +273,7 @@ def measure(specs, tables, rec: Releases, rho: float) -> list[list[Draws]]:
         blocks = expected_blocks(spec, rho, 1)
         assert plan.lattice_sigmas(1) == pytest.approx([b.sigma_units for b in blocks], rel=1e-9)
         z1 = released1 - exact_pass1(spec, pooled)
-        runs = [Draws(np.concatenate([z1[b.slice] / b.sigma for b in blocks]), blocks)]
+        runs = [Draws(np.concatenate([z1[b.slice] / b.released for b in blocks]), blocks)]
         if spec.backend == "ckks":
             check_release_std(spec, rec.release_std[f"i{i}/p1"], blocks)
         if spec.passes == 2:
@@ -275,7 +283,7 @@ def measure(specs, tables, rec: Releases, rho: float) -> list[list[Draws]]:
             assert plan.lattice_sigmas(2, divisor=divisor, shift=shift) == pytest.approx(
                 [b.sigma_units for b in blocks], rel=1e-9)
             z2 = rec.summed[f"i{i}/p2"] - exact_pass2(raw_moments(spec, pooled), shift, divisor)
-            runs.append(Draws(np.concatenate([z2[b.slice] / b.sigma for b in blocks]), blocks))
+            runs.append(Draws(np.concatenate([z2[b.slice] / b.released for b in blocks]), blocks))
             if spec.backend == "ckks":
                 check_release_std(spec, rec.release_std[f"i{i}/p2"], blocks)
         out.append(runs)
@@ -287,8 +295,8 @@ def measure(specs, tables, rec: Releases, rho: float) -> list[list[Draws]]:
 def check_release_std(spec, dp_noise_std: float, blocks: list[Blk]) -> None:
     """The key holder skips its flood only for DP noise it does not know, at least the flood.
 
-    It is not a data party here, so the noise unknown to it is every share:
-    the smallest block's sigma.
+    It is not a data party here, so it is told the noise of the min_honest
+    guaranteed shares: the smallest block's planned sigma.
     """
     assert dp_noise_std == pytest.approx(min(b.sigma for b in blocks), rel=1e-9)
     assert dp_noise_std >= ckks.release_parameters(ckks.get_preset(spec.ckks_preset)).flood_std
@@ -400,7 +408,7 @@ def check_statistic(v: Verdicts, label: str, runs: list[list[Draws]], pass_index
             zb = np.concatenate([d.z[d.blocks[j].slice] for d in draws])
             sb = np.concatenate([np.full(b.length, d.blocks[j].slack) for d in draws])
             # a block noised at another block's scale: variance (sigma_other / sigma_b)^2
-            swaps = {f"{b.name} at the {o.name} scale": (o.sigma / b.sigma) ** 2
+            swaps = {f"{b.name} at the {o.name} scale": (o.released / b.released) ** 2
                      for o in blocks if o.name != b.name}
             # one value per run (the count) leaves only the far alternatives
             v.variance(f"{tag} block {b.name}", zb, sb,

@@ -143,6 +143,27 @@ def test_one_pass_statistics_release_the_planned_noise(stat, backend, monkeypatc
     assert not [r for r in results if isinstance(r, Exception)]
 
 
+@pytest.mark.parametrize("backend", ["ss", "ckks"])
+def test_min_honest_shares_release_p_over_m_times_the_variance(backend, monkeypatch):
+    """Conservative mode, min_honest = 2 of 3: shares of sigma^2 / 2, released 3/2 sigma^2.
+
+    sum over 128 columns, 12 runs (1548 draws): the NEAR powers of the one-pass
+    test, now around the inflated variance -- shares sized for P (variance
+    2/3 of it) or a plan that ignores min_honest are rejected.
+    """
+    k, rows, runs, _, rho, _ = ONE_PASS["sum"]
+    cols = columns(k)
+    request = dp.DPRequest(rho=rho, bounds=dict.fromkeys(cols, (0.0, 100.0)), min_honest=2)
+    spec = stats.StatSpec("sum", cols, backend=backend, dp=request)
+    parts = tables(13, rows, k, 50.0, 20.0, 0.5)
+    rec = recorded(monkeypatch)
+    results = run_instances([spec] * runs, parts)
+    v = Verdicts()
+    check_statistic(v, "sum, min_honest 2", measure([spec] * runs, parts, rec, rho), 1, NEAR)
+    v.assert_all()
+    assert not [r for r in results if isinstance(r, Exception)]
+
+
 TWO_PASS_COLUMNS = 48
 TWO_PASS_RUNS = 7  # per statistic
 
