@@ -52,13 +52,15 @@ PLANTED: tuple[Planted, ...] = (
         (("    return out.astype(np.float64) * 2.0**-bits\n",
           "    return out.astype(np.float64) * 2.0**-bits "
           "/ (17.0 if pass_index == 2 else 1.0)\n"),),
-        ("tests/unit/test_dp_released_noise.py",),
+        ("tests/unit/test_dp_released_noise.py::"
+         "test_two_pass_statistics_release_the_planned_noise_on_both_passes[ckks]",),
         "ckks second-pass DP noise calibrated 17x too small (var/std/cov/corr/linreg)"),
     Planted(
         "dp-covariance-off-diagonals-zeroed", "smpc/stats.py",
         (("        cov = dp.postprocess_covariance(cov)  # post-processing: costs no privacy\n",
           "        cov = np.diag(np.diag(dp.postprocess_covariance(cov)))\n"),),
-        ("tests/unit/test_stats_dp.py", "tests/unit/test_dp_released_noise.py"),
+        ("tests/unit/test_stats_dp.py::test_private_statistics_are_close_to_the_truth[corr-ss]",
+         "tests/unit/test_stats_dp.py::test_private_statistics_are_close_to_the_truth[cov-ckks]"),
         "under DP, covariance off-diagonals zeroed (corr and slope always 0)"),
     Planted(
         "one-party-omits-its-noise", "smpc/stats.py",
@@ -68,7 +70,8 @@ PLANTED: tuple[Planted, ...] = (
           "        plan, 1, values.size, spec.backend)\n"),
          ("        noise = None if plan is None else dp.party_noise(\n",
           "        noise = None if plan is None or t.me == parties[0] else dp.party_noise(\n")),
-        ("tests/unit/test_dp_released_noise.py",),
+        ("tests/unit/test_dp_released_noise.py::"
+         "test_one_pass_statistics_release_the_planned_noise[sum-ss]",),
         "one party omits its DP noise share (total noise variance x 2/3 with 3 parties)"),
     Planted(
         "audit-first-record-deletion-unseen", "parties/privacy/audit.py",

@@ -368,6 +368,35 @@ def test_a_share_at_the_wrong_scale_fails_the_check(shares):
         check_noise(draws[1] + draws[2], sigma * scale)
 
 
+FRESH_NOISE_CODE = """
+from smpc import dp, stats
+spec = stats.StatSpec("sum", tuple("abcdefgh"), dp=dp.DPRequest(rho=1.0, bounds=dict.fromkeys(
+    "abcdefgh", (0, 1))))
+print(dp.party_noise(spec.noise_plan(3), 1, 9, "ss").tolist())
+"""
+
+
+def test_noise_differs_between_processes():
+    """Noise is fresh in every process, not only within one (no seed fixed at start-up).
+
+    A sampler seeded the same way in every process would give every query of
+    the runtime the same noise, which an observer could learn and subtract;
+    within one process that bug is invisible.  Two interpreters each draw one
+    party's 9 noise values (scales >= 1e4 ulps): a fresh CSPRNG repeats them
+    with probability below 1e-36.
+    """
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    outs = [subprocess.run([sys.executable, "-c", FRESH_NOISE_CODE], capture_output=True,
+                           text=True, check=True, cwd=root).stdout for _ in range(2)]
+    assert len(json.loads(outs[0])) == 9
+    assert outs[0] != outs[1]
+
+
 def test_min_honest_shares_are_sized_for_m_parties():
     plan = hist_plan("ss", P, min_honest=2)
     sigma = plan.lattice_sigmas(1)[0]
