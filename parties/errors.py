@@ -22,9 +22,9 @@ column, range, config)
 :class:`SessionError`      NOT_FOUND /          :class:`SessionRejected`
                            ALREADY_EXISTS /
                            FAILED_PRECONDITION
-PeerFailure, ProtocolError ABORTED              :class:`NodeFailure`
+PeerFailure, ProtocolError ABORTED              :class:`ComputationFailed`
 PeerFailure (its deadline) DEADLINE_EXCEEDED    :class:`DeadlineExceeded`
-:class:`NodeFailed`        ABORTED / UNAVAILABLE :class:`NodeFailure`
+:class:`NodeBlamed`        ABORTED / UNAVAILABLE :class:`ComputationFailed`
 deadline passed            DEADLINE_EXCEEDED    :class:`DeadlineExceeded`
 node unreachable           UNAVAILABLE          :class:`Unavailable`
 anything else              INTERNAL             :class:`RemoteError`
@@ -33,8 +33,11 @@ anything else              INTERNAL             :class:`RemoteError`
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 
@@ -44,10 +47,10 @@ __all__ = [
     "FAILED_NODE_KEY",
     "AuthError",
     "ColumnRefused",
+    "ComputationFailed",
     "DeadlineExceeded",
     "InvalidRequest",
-    "NodeFailed",
-    "NodeFailure",
+    "NodeBlamed",
     "PermissionDenied",
     "PolicyError",
     "RemoteError",
@@ -58,6 +61,7 @@ __all__ = [
     "abort",
     "failed_node_of",
     "from_rpc_error",
+    "rpc_errors",
     "status_of",
     "transport_detail",
 ]
@@ -65,6 +69,8 @@ __all__ = [
 FAILED_NODE_KEY = "smpc-failed-node"
 
 log = logging.getLogger("smpc.errors")
+
+_Handler = TypeVar("_Handler", bound=Callable[..., Any])
 
 
 # ----------------------------------------------------------------------------- server side
@@ -101,8 +107,12 @@ class AuthError(SmpcError):
         self.code = code
 
 
-class NodeFailed(SmpcError):
-    """A named node failed while the coordinator ran a session (raised by the coordinator).
+class NodeBlamed(SmpcError):
+    """Coordinator side: a failure attributed to the named node while a session ran.
+
+    Raised inside the coordinator (by the control plane and the protocols) and turned into the
+    analyst's status; the analyst sees it as a :class:`ComputationFailed` (or another
+    :class:`RemoteError`) naming the node.
 
     ``code`` is the status to report to the analyst; ``primary`` is False when
     the failure was only reported by another node (e.g. "did not receive from X").
@@ -128,7 +138,7 @@ def status_of(exc: BaseException, me: str = "") -> tuple[grpc.StatusCode, str, s
         return grpc.StatusCode.PERMISSION_DENIED, str(exc), me or None
     if isinstance(exc, SessionError):
         return exc.code, str(exc), None
-    if isinstance(exc, NodeFailed):
+    if isinstance(exc, NodeBlamed):
         return exc.code, str(exc), exc.node
     if isinstance(exc, PeerFailure):
         code = grpc.StatusCode.DEADLINE_EXCEEDED if exc.deadline else grpc.StatusCode.ABORTED
@@ -142,6 +152,39 @@ def status_of(exc: BaseException, me: str = "") -> tuple[grpc.StatusCode, str, s
     log.error("unexpected %s in %s", type(exc).__name__, me or "handler", exc_info=exc)
     where = f" in node {me!r}" if me else ""
     return grpc.StatusCode.INTERNAL, f"internal error{where} ({type(exc).__name__})", me or None
+
+
+def rpc_errors(redactor: Callable[[BaseException, str], BaseException] | None = None
+               ) -> Callable[[_Handler], _Handler]:
+    """Decorate a servicer method ``(self, request, context)``: any exception ends the RPC
+    with the status this module's table gives it, blaming ``self.me`` where the table blames
+    the node; ``redactor(exc, me)`` first replaces errors that must not leave as they are.
+
+    Works for unary and streaming-response handlers (generator functions) alike, so that no
+    handler writes its own try/except-abort.
+    """
+    def decorate(fn: _Handler) -> _Handler:
+        def fail(self: Any, context: grpc.ServicerContext, exc: Exception) -> NoReturn:
+            me = getattr(self, "me", "")
+            abort(context, redactor(exc, me) if redactor is not None else exc, me)
+
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def stream(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                try:
+                    yield from fn(self, request, context)
+                except Exception as exc:  # mapped to a status
+                    fail(self, context, exc)
+            return stream  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                return fn(self, request, context)
+            except Exception as exc:  # mapped to a status
+                fail(self, context, exc)
+        return unary  # type: ignore[return-value]
+    return decorate
 
 
 def abort(context: grpc.ServicerContext, exc: BaseException, me: str = "") -> NoReturn:
@@ -186,8 +229,9 @@ class SessionRejected(RemoteError):
     """A session id was unknown, reused or already closed."""
 
 
-class NodeFailure(RemoteError):
-    """A node failed during the computation (``node`` names it); nothing was revealed."""
+class ComputationFailed(RemoteError):
+    """Client side: the computation failed because a node did (``node`` names it); nothing
+    was revealed."""
 
 
 class DeadlineExceeded(RemoteError):
@@ -205,7 +249,7 @@ _BY_CODE: dict[grpc.StatusCode, type[RemoteError]] = {
     grpc.StatusCode.NOT_FOUND: SessionRejected,
     grpc.StatusCode.ALREADY_EXISTS: SessionRejected,
     grpc.StatusCode.FAILED_PRECONDITION: SessionRejected,
-    grpc.StatusCode.ABORTED: NodeFailure,
+    grpc.StatusCode.ABORTED: ComputationFailed,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
 }

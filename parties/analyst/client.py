@@ -29,7 +29,7 @@ Guarantees:
   (gRPC status name) and ``node`` (the failed node, when known):
   :class:`Unavailable` (federation unreachable), :class:`PermissionDenied`,
   :class:`InvalidRequest` (bad spec, unknown column, out-of-range value),
-  :class:`NodeFailure` (a node failed mid-protocol), :class:`DeadlineExceeded`.
+  :class:`ComputationFailed` (a node failed mid-protocol), :class:`DeadlineExceeded`.
 * predictions are never returned: the data owner writes them, encrypted at
   rest, on its host; the client learns how many and where;
 * differential privacy (``spec.dp``) is enforced and charged by each party,
@@ -53,11 +53,12 @@ import grpc
 
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
+from parties.analyst.keyholder import run_keyholder
 from parties.config import FederationConfig, load_federation
 from parties.errors import (
+    ComputationFailed,
     DeadlineExceeded,
     InvalidRequest,
-    NodeFailure,
     PermissionDenied,
     RemoteError,
     SessionRejected,
@@ -67,21 +68,20 @@ from parties.errors import (
 )
 from parties.pki.certs import load_certificate
 from parties.pki.identity import identity_from_certificate
-from parties.privacy.policy import check_effective_spec
 from parties.transport import wire
 from parties.transport.sessions import Session
 from parties.transport.tls import channel_credentials, channel_options
 from smpc.errors import InputError, PeerFailure, SmpcError
 from smpc.stats import StatResult, StatSpec
-from smpc.transport import Payload, Transport, unpack_json
+from smpc.transport import Payload, Transport
 
 __all__ = [
     "Client",
+    "ComputationFailed",
     "DeadlineExceeded",
     "FederationInfo",
     "InvalidRequest",
     "ModelInfo",
-    "NodeFailure",
     "NodeHealth",
     "PartyInfo",
     "PermissionDenied",
@@ -327,7 +327,7 @@ class Client:
                     transport = _StreamTransport(session, up)
                     thread = threading.Thread(
                         target=_keyholder, daemon=True, name="keyholder",
-                        args=(_run_keyholder, transport, spec, st.coordinator, holder,
+                        args=(run_keyholder, transport, spec, st.coordinator, holder,
                               st.tag, outcome, call))
                     thread.start()
                 elif which == "chunk" and session is not None:
@@ -388,18 +388,6 @@ def _drain(up: queue.Queue[pb.ComputeUp | None]) -> Iterator[pb.ComputeUp]:
         if item is None:
             return
         yield item
-
-
-def _run_keyholder(t: Transport, spec: StatSpec, *, aggregator: str, keyholder: Any,
-                   tag: str) -> StatResult:
-    """The key holder's role; under DP it first takes the spec the parties prepared (their
-    policies may have filled in clipping bounds), checked to be the requested one otherwise."""
-    from smpc import stats
-
-    if spec.dp is not None:
-        doc = unpack_json(t.recv(aggregator, f"{tag}/spec"))
-        spec = check_effective_spec(spec, StatSpec.from_json(doc), aggregator)
-    return stats.run_keyholder_ckks(t, spec, aggregator=aggregator, keyholder=keyholder, tag=tag)
 
 
 def _keyholder(run: Any, transport: Transport, spec: StatSpec, coordinator: str, holder: Any,

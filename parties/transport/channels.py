@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 
 import grpc
@@ -65,6 +66,38 @@ class PeerChannels:
 
 
 Route = Callable[[str, Payload], None]
+
+
+class Network(ABC):
+    """Where a node's protocol messages go: the data plane beside the control plane.
+
+    :class:`GrpcNetwork` delivers them over mutual-TLS ``Deliver`` calls to the peers'
+    servers; :class:`parties.federation.inprocess.InProcessNetwork` hands them to the other
+    nodes' session registries in the same process (unit tests).  Either way the transport
+    gives the :class:`smpc.transport.Transport` guarantees.
+    """
+
+    @abstractmethod
+    def transport(self, session: Session, routes: Mapping[str, Route] | None = None
+                  ) -> Transport:
+        """The transport of ``session`` (``routes``: members reached by a callback)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook: nothing to release in process
+        """Release channels (nothing to do in process)."""
+
+
+class GrpcNetwork(Network):
+    """The data plane over :class:`PeerChannels`."""
+
+    def __init__(self, peers: PeerChannels) -> None:
+        self.peers = peers
+
+    def transport(self, session: Session, routes: Mapping[str, Route] | None = None
+                  ) -> Transport:
+        return GrpcTransport(session, self.peers, routes)
+
+    def close(self) -> None:
+        self.peers.close()
 
 
 RETRY_MIN_SECONDS = 2.0      # a Deliver is retried (once) only with this much of the session left

@@ -24,7 +24,7 @@ import pytest
 
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
-from parties.analyst.client import NodeFailure, PermissionDenied, Unavailable
+from parties.analyst.client import ComputationFailed, PermissionDenied, Unavailable
 from parties.federation import local as federation
 from parties.pki.certs import create_ca, issue_node_certificate, load_ca, save_node_credentials
 from parties.transport import wire
@@ -159,7 +159,7 @@ def _slow(*args, **kwargs):
     time.sleep(60)
     return _orig(*args, **kwargs)
 stats.run_party = _slow
-from parties.node import main
+from parties.node.party import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -198,7 +198,7 @@ def test_party_killed_mid_protocol(afed, backend):
         th.join(30)
         assert not th.is_alive()
         err = outcome.get("error")
-        assert isinstance(err, (NodeFailure, Unavailable)), err
+        assert isinstance(err, (ComputationFailed, Unavailable)), err
         assert err.node == "org-b" and "org-b" in str(err)
         assert time.monotonic() - killed < 10  # far within the 30 s deadline
         for node in ("coordinator", "org-a", "org-c"):  # every session was freed

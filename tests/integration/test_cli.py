@@ -120,7 +120,7 @@ def test_predict_reveals_only_to_the_data_owner(cli_fed, backend):
     X = load_table(files[0]).matrix(list(model.features))
     assert doc["n_predictions"] == len(X) and doc["data_owner"] == "hospital-a"
     assert "prediction" not in proc.stdout.replace('"n_predictions"', "")
-    from parties.federation.local.demo import read_predictions
+    from parties.federation.demo import read_predictions
 
     got = read_predictions(Path(doc["output_path"]))
     if backend == "ss":

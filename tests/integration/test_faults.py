@@ -75,7 +75,13 @@ import pytest
 
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
-from parties.analyst.client import Client, DeadlineExceeded, NodeFailure, RemoteError, Unavailable
+from parties.analyst.client import (
+    Client,
+    ComputationFailed,
+    DeadlineExceeded,
+    RemoteError,
+    Unavailable,
+)
 from parties.config import load_party_config
 from parties.federation import local as federation
 from parties.privacy.ledger import Ledger
@@ -368,7 +374,7 @@ def kill_row(fed: FFed, kind: str, victim: str, stage: str, protocol: str, backe
             assert err.node == "coordinator" and "coordinator" in str(err) \
                 and "unreachable" in str(err), str(err)
         else:
-            assert isinstance(err, (NodeFailure, Unavailable)), repr(err)
+            assert isinstance(err, (ComputationFailed, Unavailable)), repr(err)
             assert err.node == victim and victim in str(err), (err.node, str(err))
         assert seconds < timeout, seconds
         assert wait_for(lambda: not fed.alive(victim), 5), f"{victim} did not die"
@@ -464,7 +470,7 @@ def misbehave_row(fed: FFed, fault: str, victim: str, protocol: str, backend: st
     offset = inject(fed, victim, fault)
     try:
         err, seconds = failed_call(fed, protocol, backend, TIMEOUT)
-        assert isinstance(err, NodeFailure), repr(err)
+        assert isinstance(err, ComputationFailed), repr(err)
         assert err.node == victim and victim in str(err), (err.node, str(err))
         assert complaint in str(err), str(err)
         assert seconds < TIMEOUT / 2, seconds  # detected, not waited out

@@ -39,7 +39,7 @@ import pytest
 
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
-from parties.analyst.client import Client, NodeFailure, PermissionDenied, Unavailable
+from parties.analyst.client import Client, ComputationFailed, PermissionDenied, Unavailable
 from parties.cli.audit import main as audit_main
 from parties.config import (
     AnalystEntry,
@@ -548,7 +548,7 @@ def test_a_party_killed_between_charge_and_release_keeps_the_charge(pfed, point)
     federation.stop_node(d, "org-c")
     federation.start_node(d, "org-c", env={"SMPC_FAULT": point})
     try:
-        with pytest.raises((NodeFailure, Unavailable)) as e:
+        with pytest.raises((ComputationFailed, Unavailable)) as e:
             pfed.analyst.compute(dp_mean(0.003), timeout=20)
         assert e.value.node == "org-c"
         assert wait_for(lambda: not any(n.alive for n in federation.status(d)

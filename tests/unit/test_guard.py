@@ -27,7 +27,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import AnalystEntry, FederationConfig, NodeEntry, TLSFiles
-from parties.node.party import PARTY_ACCESS
+from parties.node.service import PARTY_ACCESS
 from parties.pki.certs import (
     CertificateAuthority,
     create_ca,

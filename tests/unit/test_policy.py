@@ -25,7 +25,7 @@ from parties.config import (
 )
 from parties.data.sources import DataSourceError, load_table
 from parties.errors import ColumnRefused, PolicyError
-from parties.node.party import redact
+from parties.node.redact import redact
 from parties.privacy.guard import PrivacyGuard
 from parties.privacy.ledger import BudgetExceeded, Ledger, LedgerError
 from parties.privacy.policy import PolicyGate, PolicyRequest

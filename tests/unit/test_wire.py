@@ -16,7 +16,7 @@ from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import FederationConfig, NodeEntry, TLSFiles
 from parties.errors import (
     ColumnRefused,
-    NodeFailed,
+    NodeBlamed,
     PolicyError,
     SessionError,
     from_rpc_error,
@@ -236,7 +236,7 @@ def test_reaper_frees_expired_sessions():
     (ProtocolError("odd"), grpc.StatusCode.ABORTED, "me"),
     (ProtocolError("b sent a short share", peer="b"), grpc.StatusCode.ABORTED, "b"),
     (SessionError("gone"), grpc.StatusCode.NOT_FOUND, None),
-    (NodeFailed("c", "c died", grpc.StatusCode.UNAVAILABLE), grpc.StatusCode.UNAVAILABLE, "c"),
+    (NodeBlamed("c", "c died", grpc.StatusCode.UNAVAILABLE), grpc.StatusCode.UNAVAILABLE, "c"),
     (TimeoutError("late"), grpc.StatusCode.DEADLINE_EXCEEDED, "me"),
     (KeyError("secret detail"), grpc.StatusCode.INTERNAL, "me"),
 ])

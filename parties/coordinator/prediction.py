@@ -1,0 +1,162 @@
+"""The inference protocol: one party's model on another party's rows.
+
+Stages: PREPARE (describe the model owner's model; prepare the data owner, then the model
+owner with the data owner's row count) -> RUN -> AWAIT (both owners, and the dealer's role on
+``ss``: the coordinator itself or a separate dealer node) -> RELEASE (the data owner writes its
+predictions) -> DONE.
+
+RELEASE: the data owner answers the first ``Await`` with ``ready`` and keeps its predictions
+in memory; only once every other participant finished does the coordinator ``Await`` it
+again, and only then does it write them (:mod:`parties.node`).  A failure anywhere before that
+-- or a coordinator that dies -- leaves nothing written.
+
+What the coordinator learns: the sizes of the inference and where the predictions are stored;
+never a feature, a weight, an opened Beaver value or a prediction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+import grpc
+
+from parties.coordinator.core import AWAIT_GRACE, Coordinator
+from parties.coordinator.requests import PredictionRequest
+from parties.coordinator.state import Protocol, Stage
+from parties.errors import NodeBlamed
+from parties.transport.control import (
+    Awaited,
+    Deal,
+    ModelInfo,
+    PrepareDataOwner,
+    PrepareModelOwner,
+    SessionRole,
+)
+from parties.transport.faults import fault_point
+from smpc import linear
+from smpc.errors import InputError
+
+__all__ = ["PREDICT_TAG", "Predicted", "PredictionProtocol"]
+
+PREDICT_TAG = "inf"
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """What the analyst learns of an inference: how many predictions, where they are."""
+
+    session_id: str
+    data_owner: str
+    n_predictions: int
+    output_path: str
+    kind: str
+    backend: str
+
+
+class PredictionProtocol(Protocol):
+    """One inference, driven by :meth:`Coordinator.execute`."""
+
+    name: ClassVar[str] = "prediction"
+    stages: ClassVar[tuple[Stage, ...]] = (Stage.PREPARE, Stage.RUN, Stage.AWAIT, Stage.RELEASE)
+
+    def __init__(self, coord: Coordinator, analyst: str, request: PredictionRequest) -> None:
+        self.coord = coord
+        self.analyst = analyst
+        self.request = r = request
+        members = {r.data_owner: SessionRole.DATA_OWNER, r.model_owner: SessionRole.MODEL_OWNER}
+        self.dealer: str | None = None
+        if r.backend == "ss":
+            self.dealer = coord.dealer or coord.me
+            members[self.dealer] = SessionRole.DEALER
+        state = coord.new_state(f"predict-{r.backend}", analyst, coord.timeout(r.timeout),
+                                members, [r.data_owner, r.model_owner])
+        if self.dealer == coord.me:
+            state.local = coord.registry.create(
+                state.id, {n: str(x) for n, x in members.items()},
+                state.remaining() + AWAIT_GRACE, state.protocol)
+        elif self.dealer is not None:
+            state.dealer_node = self.dealer
+        super().__init__(state)
+        self.spec: linear.InferenceSpec | None = None
+        self.outcome: Awaited | None = None
+
+    def _model(self) -> ModelInfo:
+        r = self.request
+        info = self.coord.fan_out({r.model_owner: lambda: self.coord.describe(
+            r.model_owner, self.analyst)})[r.model_owner]
+        models = {m.name: m for m in info.models}
+        if r.model:
+            if r.model not in models:
+                raise NodeBlamed(r.model_owner, f"{r.model_owner} has no model {r.model!r} "
+                                 f"(models: {', '.join(models) or 'none'})",
+                                 grpc.StatusCode.INVALID_ARGUMENT)
+            return models[r.model]
+        if len(models) == 1:
+            return next(iter(models.values()))
+        raise NodeBlamed(r.model_owner, f"{r.model_owner} owns "
+                         f"{'no model' if not models else 'several models; name one'}",
+                         grpc.StatusCode.INVALID_ARGUMENT)
+
+    def prepare(self) -> None:
+        r, st, me = self.request, self.state, self.coord.me
+        model = self._model()
+        try:
+            draft = linear.InferenceSpec(
+                kind=model.kind, n_samples=1, n_features=len(model.features),
+                backend=r.backend, output=r.output,
+                **({"feature_bound": r.feature_bound} if r.feature_bound else {}),
+                **({"frac_bits": r.frac_bits} if r.frac_bits else {}),
+                **({"ckks_preset": r.ckks_preset} if r.ckks_preset else {}),
+            )
+        except InputError as exc:
+            raise NodeBlamed(me, str(exc), grpc.StatusCode.INVALID_ARGUMENT) from None
+        data_req = PrepareDataOwner(
+            session_id=st.id, analyst=self.analyst, members=st.members, timeout=st.remaining(),
+            tag=PREDICT_TAG, where=r.where, spec=draft, features=model.features)
+        answer = self.coord.prepare(st, {r.data_owner: data_req})[r.data_owner]
+        spec = answer.spec
+        if not isinstance(spec, linear.InferenceSpec) or \
+                spec != replace(draft, n_samples=spec.n_samples):
+            raise NodeBlamed(r.data_owner, f"{r.data_owner} returned an inconsistent spec",
+                             grpc.StatusCode.ABORTED)
+        self.spec = spec
+        model_req = PrepareModelOwner(
+            session_id=st.id, analyst=self.analyst, members=st.members, timeout=st.remaining(),
+            tag=PREDICT_TAG, spec=spec, model=model.name)
+        self.coord.prepare(st, {r.model_owner: model_req})
+        fault_point("after-prepare")
+
+    def run(self) -> None:
+        self.coord.run(self.state)
+        fault_point("mid-run")
+
+    def await_(self) -> None:
+        r, st, spec = self.request, self.state, self.spec
+        assert spec is not None
+        local: dict[str, Any] = {}
+        if self.dealer == self.coord.me:
+            assert st.local is not None
+            t = self.coord.network.transport(st.local)
+            local[self.coord.me] = lambda: linear.run_dealer(
+                t, spec, data_owner=r.data_owner, model_owner=r.model_owner, tag=PREDICT_TAG)
+        elif self.dealer is not None:
+            dealer = self.dealer
+            deal = Deal(session_id=st.id, timeout=st.remaining(), spec=spec, members=st.members,
+                        tag=PREDICT_TAG)
+            local[dealer] = lambda: self.coord.control.deal(dealer, deal,
+                                                            st.remaining() + AWAIT_GRACE)
+        self.outcome = self.coord.await_all(st, local)[r.data_owner]
+
+    def release(self) -> None:
+        """Everyone finished: the data owner may write its predictions now."""
+        assert self.outcome is not None
+        if self.outcome.status == "ready":
+            owner = self.request.data_owner
+            self.outcome = self.coord.control.await_(owner, self.state.id,
+                                                     self.state.remaining() + AWAIT_GRACE)
+
+    def result(self) -> Predicted:
+        assert self.outcome is not None and self.spec is not None
+        return Predicted(self.state.id, self.request.data_owner, self.outcome.n_predictions,
+                         self.outcome.output_path, self.spec.kind, self.request.backend)
