@@ -66,14 +66,16 @@ import re
 import secrets
 import sqlite3
 import stat
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from parties.pki.files import atomic_write
-from parties.privacy.ledger import open_database, read_transaction, utc_now, write_transaction
+from parties.privacy.store import open_database, read_transaction, utc_now, write_transaction
 from smpc.errors import InputError
+
+if TYPE_CHECKING:
+    from parties.privacy.audit_verify import VerifyReport
 
 __all__ = [
     "OUTCOMES",
@@ -83,7 +85,6 @@ __all__ = [
     "AuditLog",
     "AuditRecord",
     "Head",
-    "VerifyReport",
     "default_key_path",
 ]
 
@@ -317,85 +318,6 @@ class Head:
         if head.seq < 0 or not _HEX64.match(head.hash):
             raise AuditError("the exported audit head has an invalid seq or hash.")
         return head
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """The result of :meth:`AuditLog.verify`.
-
-    ``ok`` is True when nothing was found. The lists hold seq numbers: ``edited`` (stored
-    positions whose content no longer authenticates), ``deleted`` (written seqs that are absent),
-    ``reordered`` (stored positions holding a record written at another seq), ``broken`` (written
-    seqs that do not chain to their predecessor although neither was found edited), ``truncated``
-    (seqs missing at the end, per the stored or the exported head), ``duplicated`` (written seqs
-    stored more than once). ``problems`` has one sentence per finding; :attr:`message` joins them.
-    """
-
-    path: str
-    ok: bool
-    records: int
-    head_seq: int
-    head_hash: str
-    keyed: bool
-    anchored: bool
-    edited: tuple[int, ...] = ()
-    deleted: tuple[int, ...] = ()
-    reordered: tuple[int, ...] = ()
-    broken: tuple[int, ...] = ()
-    truncated: tuple[int, ...] = ()
-    duplicated: tuple[int, ...] = ()
-    problems: tuple[str, ...] = ()
-
-    @property
-    def message(self) -> str:
-        """One paragraph for a person: the verdict and every finding, naming seq numbers."""
-        if self.ok:
-            macs = ("every MAC verifies" if self.keyed
-                    else "MACs were not checked (no key: chain-only verification)")
-            tail = (
-                "and the log matches the exported head" if self.anchored
-                else "truncation of the last records is only detectable against an exported head"
-            )
-            return (
-                f"audit log {self.path}: {self.records} records, hash chain intact, {macs}; "
-                f"head seq {self.head_seq} hash {self.head_hash[:16]}...; {tail}."
-            )
-        return f"audit log {self.path} has been tampered with: " + " ".join(self.problems)
-
-    def __str__(self) -> str:
-        return self.message
-
-
-def _ranges(seqs: Iterable[int]) -> str:
-    """'3', '3 and 4', '3-6 and 9' ..."""
-    s = sorted(set(seqs))
-    out: list[str] = []
-    i = 0
-    while i < len(s):
-        j = i
-        while j + 1 < len(s) and s[j + 1] == s[j] + 1:
-            j += 1
-        if j - i >= 2:
-            out.append(f"{s[i]}-{s[j]}")
-        else:
-            out.extend(str(x) for x in s[i : j + 1])
-        i = j + 1
-    if len(out) >= 2:
-        return ", ".join(out[:-1]) + f" and {out[-1]}"
-    return ", ".join(out)
-
-
-def _records(seqs: Iterable[int]) -> str:
-    """'Record 5', 'Records 3 and 5', 'Records 3-6, 9' (capitalised: starts a sentence)."""
-    s = sorted(set(seqs))
-    return ("Record " if len(s) == 1 else "Records ") + _ranges(s)
-
-
-def _are(seqs: Iterable[int]) -> str:
-    return "is" if len(set(seqs)) == 1 else "are"
-
-
-# ------------------------------------------------------------------------------- the log
 
 
 class AuditLog:
@@ -644,143 +566,14 @@ class AuditLog:
         """Check the whole log; with ``anchor`` (an exported :class:`Head`) also that the log still
         contains that head unchanged. Never raises on tampering: returns a :class:`VerifyReport`
         whose sentences name the seq numbers of edited, deleted, reordered, unchained, duplicated
-        and truncated records.
+        and truncated records (:func:`parties.privacy.audit_verify.verify_records`).
         """
         with self._read() as con:
             rows = con.execute(
                 "SELECT seq, body, prev_hash, hash, mac FROM audit_records ORDER BY seq"
             ).fetchall()
             meta = self._meta(con)
-        keyed = self._key is not None
-        genesis = _genesis(self.log_id)
-        problems: list[str] = []
-        edited: list[int] = []
-        reordered: list[tuple[int, int]] = []  # (stored at, written as)
-        slots: dict[int, list[tuple[int, str, str]]] = {}  # written seq -> [(stored, prev, hash)]
-        for seq, body, prev, h, mac in rows:
-            claimed: int | None = None
-            why = ""
-            if not (isinstance(prev, str) and _HEX64.match(prev) and isinstance(h, str)
-                    and isinstance(body, str)) or _chain_hash(prev, body) != h:
-                why = "its content no longer matches its hash"
-            else:
-                try:
-                    obj = json.loads(body)
-                    c = obj.get("seq") if isinstance(obj, dict) else None
-                    claimed = c if isinstance(c, int) and not isinstance(c, bool) else None
-                except ValueError:
-                    claimed = None
-                if claimed is None:
-                    why = "its content is not a valid audit record"
-                elif keyed and not (isinstance(mac, str) and hmac.compare_digest(
-                    mac.encode("utf-8", "replace"), self._mac(h).encode("ascii")
-                )):
-                    why = "its MAC does not verify: it was rewritten without the audit key"
-            if why:
-                edited.append(seq)
-                problems.append(f"Record {seq} was edited ({why}).")
-                slot = seq
-            else:
-                assert claimed is not None
-                slot = claimed
-                if claimed != seq:
-                    reordered.append((seq, claimed))
-            slots.setdefault(slot, []).append((seq, prev, h))
+        from parties.privacy.audit_verify import verify_records
 
-        if reordered:
-            moves = ", ".join(f"seq {a} holds the record written as {b}" for a, b in reordered)
-            stored = [a for a, _ in reordered]
-            problems.append(
-                f"{_records(stored)} {_are(stored)} out of place: {moves} "
-                "(reordered or renumbered)."
-            )
-        duplicated = sorted(s for s, v in slots.items() if len(v) > 1)
-        for s in duplicated:
-            where = ", ".join(str(v[0]) for v in slots[s])
-            problems.append(f"Record {s} is stored more than once (at seqs {where}).")
-
-        top = max(slots, default=0)
-        deleted = [s for s in range(1, top + 1) if s not in slots]
-        if deleted:
-            problems.append(
-                f"{_records(deleted)} {_are(deleted)} missing (deleted): the chain jumps from "
-                f"the record before to the record after."
-            )
-
-        edited_slots = {s for s, v in slots.items() if any(e in edited for e, _, _ in v)}
-        broken: list[int] = []
-        for s in sorted(slots):
-            if s in edited_slots:
-                continue
-            prev = slots[s][0][1]
-            if s == 1:
-                expected: str | None = genesis
-            elif s - 1 in slots:
-                expected = slots[s - 1][0][2]
-            else:
-                expected = None  # predecessor deleted: already reported
-            if expected is not None and prev != expected and (s - 1) not in edited_slots:
-                broken.append(s)
-                problems.append(
-                    "Record 1 does not start this log's chain (the log was rebuilt or replaced)."
-                    if s == 1
-                    else f"Record {s} does not chain to record {s - 1}: record {s - 1} (or an "
-                    "earlier one) was rewritten with a recomputed hash."
-                )
-
-        truncated: list[int] = []
-        head_seq_s, head_hash = meta.get("head_seq"), meta.get("head_hash")
-        try:
-            head_seq = int(head_seq_s) if head_seq_s is not None else -1
-        except ValueError:
-            head_seq = -1
-        if head_seq < 0 or not isinstance(head_hash, str):
-            problems.append("The stored head of the log is missing or malformed.")
-            head_seq, head_hash = top, (slots[top][0][2] if top else genesis)
-        elif head_seq > top:
-            truncated = list(range(top + 1, head_seq + 1))
-            problems.append(
-                f"{_records(truncated)} {_are(truncated)} missing at the end: the stored head "
-                f"names seq {head_seq} but the log ends at seq {top} (tail truncated)."
-            )
-        elif head_seq < top:
-            extra = range(head_seq + 1, top + 1)
-            problems.append(
-                f"{_records(extra)} {_are(extra)} beyond the stored head (seq {head_seq}): "
-                "added outside the audit log."
-            )
-        elif top and head_hash != slots[top][0][2] and top not in edited_slots:
-            problems.append(f"Record {top} does not match the stored head of the log.")
-
-        if anchor is not None:
-            if anchor.log_id != self.log_id:
-                problems.append(
-                    f"The exported head belongs to audit log {anchor.log_id}, not to this log "
-                    f"({self.log_id})."
-                )
-            elif anchor.seq > top:
-                missing = [s for s in range(top + 1, anchor.seq + 1) if s not in truncated]
-                truncated += missing
-                if missing:
-                    problems.append(
-                        f"{_records(missing)} {_are(missing)} missing at the end: the exported "
-                        f"head names seq {anchor.seq} but the log ends at seq {top} "
-                        "(tail truncated)."
-                    )
-            elif anchor.seq == 0:
-                if anchor.hash != genesis:
-                    problems.append("The exported head does not match this log's genesis.")
-            elif anchor.seq in slots and slots[anchor.seq][0][2] != anchor.hash:
-                problems.append(
-                    f"Record {anchor.seq} differs from the exported head: it, or an earlier "
-                    "record, was rewritten after the head was exported."
-                )
-        ok = not problems
-        return VerifyReport(
-            path=str(self.path), ok=ok, records=len(rows), head_seq=head_seq,
-            head_hash=head_hash or genesis, keyed=keyed, anchored=anchor is not None,
-            edited=tuple(edited), deleted=tuple(deleted),
-            reordered=tuple(a for a, _ in reordered), broken=tuple(broken),
-            truncated=tuple(sorted(truncated)), duplicated=tuple(duplicated),
-            problems=tuple(problems),
-        )
+        return verify_records(rows, meta, log_id=self.log_id, path=str(self.path),
+                              mac=self._mac if self._key is not None else None, anchor=anchor)

@@ -61,40 +61,31 @@ Only names, numbers and reasons are stored: no data values, shares or keys.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import math
 import os
 import sqlite3
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
 from parties.errors import PolicyError, SessionError
+from parties.privacy.store import open_database, read_transaction, utc_now, write_transaction
 from smpc.errors import InputError
 
-__all__ = [
-    "RHO_REL_TOLERANCE",
-    "SCHEMA_VERSION",
-    "BudgetExceeded",
-    "BudgetStatus",
-    "ChargeReplay",
-    "Ledger",
-    "LedgerError",
-    "Reservation",
-    "open_database",
-    "read_transaction",
-    "utc_now",
-    "write_transaction",
-]
-
 SCHEMA_VERSION = 1
+
+
 RHO_REL_TOLERANCE = 1e-12
-BUSY_TIMEOUT_SECONDS = 30.0
+
+
 _MAX_NAME = 256
 
+
 PENDING, SPENT, REFUNDED = "pending", "spent", "refunded"
+
+
 STATES = (PENDING, SPENT, REFUNDED)
 
 
@@ -162,11 +153,6 @@ class BudgetStatus:
     remaining: float
 
 
-def utc_now() -> str:
-    """The current time in UTC, ISO 8601 with microseconds and ``+00:00``."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
-
-
 def _fmt(x: float) -> str:
     return f"{x:.12g}"
 
@@ -221,67 +207,6 @@ CREATE TABLE IF NOT EXISTS ledger_events (
     detail     TEXT NOT NULL
 );
 """
-
-
-def _create_private_file(path: Path) -> None:
-    """Create ``path`` empty with mode 0600 if it does not exist (SQLite then gives its -wal and
-    -shm files the same mode)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    os.close(fd)
-
-
-def open_database(path: Path, what: str, error: type[InputError]) -> sqlite3.Connection:
-    """A connection to the SQLite file ``path`` in autocommit mode (transactions are explicit),
-    WAL journal, ``synchronous=FULL``, a 30 s busy timeout. Creates the file 0600 if needed."""
-    if not path.parent.is_dir():
-        raise error(
-            f"cannot open {what} {str(path)!r}: directory {str(path.parent)!r} does not exist."
-        )
-    _create_private_file(path)
-    try:
-        con = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-        con.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-        con.execute("PRAGMA synchronous = FULL")
-        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                con.close()
-                raise error(f"cannot put {what} {str(path)!r} in WAL mode (got {mode!r}).")
-    except sqlite3.DatabaseError as exc:
-        raise error(f"cannot open {what} {str(path)!r}: {exc}.") from None
-    return con
-
-
-@contextlib.contextmanager
-def write_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction holding SQLite's writer lock from its first statement
-    (``BEGIN IMMEDIATE``): committed on success, rolled back on any error; closes ``con``."""
-    try:
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            yield con
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
-    finally:
-        con.close()
-
-
-@contextlib.contextmanager
-def read_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One read transaction (a consistent snapshot); closes ``con``."""
-    try:
-        con.execute("BEGIN")
-        try:
-            yield con
-        finally:
-            con.execute("ROLLBACK")
-    finally:
-        con.close()
 
 
 class Ledger:

@@ -74,13 +74,13 @@ PLANTED: tuple[Planted, ...] = (
          "test_one_pass_statistics_release_the_planned_noise[sum-ss]",),
         "one party omits its DP noise share (total noise variance x 2/3 with 3 parties)"),
     Planted(
-        "audit-first-record-deletion-unseen", "parties/privacy/audit.py",
-        (("        deleted = [s for s in range(1, top + 1) if s not in slots]\n",
-          "        deleted = [s for s in range(2, top + 1) if s not in slots]\n"),),
+        "audit-first-record-deletion-unseen", "parties/privacy/audit_verify.py",
+        (("    deleted = [s for s in range(1, top + 1) if s not in slots]\n",
+          "    deleted = [s for s in range(2, top + 1) if s not in slots]\n"),),
         ("tests/unit/test_audit_verify.py::test_first_record_deleted",),
         "audit verify never reports the first record missing"),
     Planted(
-        "guard-checks-role-only", "parties/config.py",
+        "guard-checks-role-only", "parties/config/model.py",
         (("        if entry is None:\n            return None\n"
           "        if entry.fingerprint is not None and "
           "entry.fingerprint != identity.fingerprint:\n"

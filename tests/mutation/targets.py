@@ -83,7 +83,7 @@ TARGETS: tuple[Target, ...] = (
             "model_flood_std", "run_data_owner_ckks", "run_model_owner_ckks", "check_features",
             "check_model"),
            ("tests/unit/test_leaks_inference.py", "tests/unit/test_linear.py")),
-    Target("authorize", "parties/config.py", ("FederationConfig.authorize",),
+    Target("authorize", "parties/config/model.py", ("FederationConfig.authorize",),
            ("tests/unit/test_guard.py", "tests/unit/test_config.py")),
     Target("guard", "parties/transport/server.py", ("AccessGuard._check", "caller"),
            ("tests/unit/test_guard.py",)),
@@ -109,9 +109,10 @@ TARGETS: tuple[Target, ...] = (
             "Ledger.commit", "Ledger.abort", "Ledger.recover", "_rho"),
            ("tests/unit/test_ledger.py",)),
     Target("audit", "parties/privacy/audit.py",
-           ("AuditLog.verify", "AuditLog.append", "AuditLog._mac", "_chain_hash", "_genesis",
+           ("AuditLog.append", "AuditLog._mac", "_chain_hash", "_genesis",
             "AuditEvent.__post_init__", "_text", "_cost", "Head.from_json"),
-           ("tests/unit/test_audit_verify.py", "tests/unit/test_audit.py")),
+           ("tests/unit/test_audit_verify.py", "tests/unit/test_audit.py"),
+           more=(("parties/privacy/audit_verify.py", ("verify_records",)),)),
 )
 
 

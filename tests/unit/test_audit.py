@@ -24,9 +24,9 @@ from parties.privacy.audit import (
     AuditEvent,
     AuditLog,
     Head,
-    VerifyReport,
     default_key_path,
 )
+from parties.privacy.audit_verify import VerifyReport
 
 ROOT = Path(__file__).resolve().parents[2]
 

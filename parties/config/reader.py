@@ -19,9 +19,6 @@ Guarantees of the loaders (:func:`load_federation`, :func:`load_party_config`,
 The federation config is the **allow-list**: :meth:`FederationConfig.authorize` is the check every
 server applies to the identity of each caller (see ``parties.tls.peer_identity``). Removing a node
 from it revokes that node; pinning ``fingerprint`` on an entry accepts only that one certificate.
-
-Saving (:func:`save_config` and friends) validates the same way (files are not checked), writes
-paths relative to the file's directory when they lie inside it, and writes atomically.
 """
 
 from __future__ import annotations
@@ -31,272 +28,38 @@ import math
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from parties.config.model import (
+    _SUFFIX_FORMATS,
+    CONFIG_VERSION,
+    DATA_FORMATS,
+    POLICY_COMPUTATIONS,
+    AnalystEntry,
+    AnyConfig,
+    ConfigError,
+    CoordinatorConfig,
+    DataSourceConfig,
+    DealerConfig,
+    FederationConfig,
+    NodeEntry,
+    PartyConfig,
+    PolicyConfig,
+    TLSFiles,
+)
 from parties.pki.certs import load_certificate, load_private_key
-from parties.pki.files import atomic_write
 from parties.pki.identity import (
     NODE_ROLES,
-    Identity,
     PKIError,
     normalize_fingerprint,
     validate_name,
     verify_node_certificate,
 )
-from smpc.errors import InputError
-
-__all__ = [
-    "DATA_FORMATS",
-    "POLICY_COMPUTATIONS",
-    "AnalystEntry",
-    "ConfigError",
-    "CoordinatorConfig",
-    "DataSourceConfig",
-    "DealerConfig",
-    "FederationConfig",
-    "NodeEntry",
-    "PartyConfig",
-    "PolicyConfig",
-    "TLSFiles",
-    "load_config",
-    "load_coordinator_config",
-    "load_dealer_config",
-    "load_federation",
-    "load_party_config",
-    "save_config",
-]
-
-CONFIG_VERSION = 1
-DATA_FORMATS: tuple[str, ...] = ("csv", "parquet")
-_SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-
-
-class ConfigError(InputError):
-    """A configuration file is missing, malformed or inconsistent.
-
-    ``path`` is the file, ``field`` the dotted field path (``None`` for file-level problems).
-    """
-
-    def __init__(self, message: str, *, path: Path | None = None, field: str | None = None):
-        super().__init__(message)
-        self.path = path
-        self.field = field
-
-
-# ------------------------------------------------------------------------------ dataclasses
-
-
-@dataclass(frozen=True)
-class NodeEntry:
-    """A server node of the federation: who it is and where to reach it.
-
-    ``fingerprint`` (optional, SHA-256 hex of the DER certificate) pins the one certificate
-    accepted for this node.
-    """
-
-    name: str
-    role: str
-    host: str
-    port: int
-    fingerprint: str | None = None
-
-    @property
-    def address(self) -> str:
-        """``host:port`` for a gRPC target (IPv6 literals are bracketed)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class AnalystEntry:
-    """An analyst allowed in the federation (analysts connect, they do not listen)."""
-
-    name: str
-    fingerprint: str | None = None
-
-
-@dataclass
-class FederationConfig:
-    """The federation: its name, its CA certificate and the allow-list of nodes and analysts."""
-
-    name: str
-    ca_cert: Path
-    nodes: list[NodeEntry]
-    analysts: list[AnalystEntry] = field(default_factory=list)
-
-    def node(self, name: str) -> NodeEntry:
-        """The node called ``name``; ``KeyError`` naming the known nodes if there is none."""
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        known = ", ".join(n.name for n in self.nodes) or "none"
-        raise KeyError(f"no node {name!r} in federation {self.name!r} (nodes: {known})")
-
-    def nodes_with_role(self, role: str) -> list[NodeEntry]:
-        """The nodes with ``role``, in config order."""
-        return [n for n in self.nodes if n.role == role]
-
-    @property
-    def parties(self) -> list[NodeEntry]:
-        """The party nodes, in config order."""
-        return self.nodes_with_role("party")
-
-    def authorize(
-        self, identity: Identity | None, roles: Iterable[str]
-    ) -> NodeEntry | AnalystEntry | None:
-        """Return the allow-list entry of a caller if it may act in one of ``roles``, else None.
-
-        The caller must carry an identity (``None`` is refused), belong to this federation (when
-        the certificate names one), have one of ``roles``, be listed under that name with that
-        role (nodes) or in ``analysts`` (role ``analyst``), and match the entry's pinned
-        fingerprint if one is set.
-        """
-        if identity is None or identity.role not in set(roles):
-            return None
-        if identity.federation is not None and identity.federation != self.name:
-            return None
-        entry: NodeEntry | AnalystEntry | None = None
-        if identity.role == "analyst":
-            entry = next((a for a in self.analysts if a.name == identity.name), None)
-        else:
-            entry = next(
-                (n for n in self.nodes if n.name == identity.name and n.role == identity.role),
-                None,
-            )
-        if entry is None:
-            return None
-        if entry.fingerprint is not None and entry.fingerprint != identity.fingerprint:
-            return None
-        return entry
-
-
-@dataclass
-class TLSFiles:
-    """A node's certificate, private key and the federation CA certificate it trusts."""
-
-    cert: Path
-    key: Path
-    ca: Path
-
-
-@dataclass
-class DataSourceConfig:
-    """A party's local table: a file and its format (``csv`` or ``parquet``)."""
-
-    path: Path
-    format: str
-
-
-@dataclass
-class PolicyConfig:
-    """What a party allows -- enforced by the party node itself, whatever the coordinator says
-    (:mod:`parties.privacy`).
-
-    * ``allowed_columns``: columns any computation may read (as values or in a filter);
-      ``columns_by_computation`` maps a computation (a statistic name such as ``"histogram"``,
-      or ``"predict"`` for the features of an inference on this party's rows) to further columns
-      allowed for that computation only. Empty = nothing allowed.
-    * ``allowed_analysts``: who may ask (each must be in the federation's ``analysts``).
-    * ``min_cohort_size``: the fewest of its rows (after the request's filter) the party
-      contributes a statistic over, or lets an inference run on.
-    * ``epsilon`` / ``delta``: the differential-privacy budget of **each** allowed analyst on
-      this party's dataset, converted once to zCDP ``rho`` (:func:`smpc.dp.rho_from_epsilon`) and
-      kept in the party's ledger.
-    * ``require_dp``: refuse every statistic that does not ask for differential privacy.
-      Defaults to True (exact aggregates invite differencing attacks that no cohort minimum
-      stops); :func:`parties.federation.local.init_federation` writes False for local demos.
-    * ``bounds``: per-column clipping bounds ``[lo, hi]`` the party insists on: a DP request's
-      bounds must lie within them, and a request without bounds for a column gets these.
-    * ``dataset``: the name the budget is kept under (default: the party's name). Change it only
-      when the table holds different individuals -- a new name starts a fresh budget.
-    """
-
-    allowed_columns: list[str]
-    allowed_analysts: list[str]
-    min_cohort_size: int = 10
-    epsilon: float = 1.0
-    delta: float = 1e-6
-    columns_by_computation: dict[str, list[str]] = field(default_factory=dict)
-    require_dp: bool = True
-    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
-    dataset: str | None = None
-
-    def columns_for(self, computation: str) -> list[str]:
-        """The columns ``computation`` may read: ``allowed_columns`` plus its own extras."""
-        extra = self.columns_by_computation.get(computation, [])
-        return list(self.allowed_columns) + [c for c in extra if c not in self.allowed_columns]
-
-    def all_columns(self) -> list[str]:
-        """Every column some computation may read (what ``Describe`` lists)."""
-        out = list(self.allowed_columns)
-        for cols in self.columns_by_computation.values():
-            out += [c for c in cols if c not in out]
-        return out
-
-
-@dataclass
-class PartyConfig:
-    """Everything a party node needs to start.
-
-    ``federation_path`` is the federation file it was loaded from (``None`` when the federation
-    is embedded in the party file).
-    """
-
-    name: str
-    host: str
-    port: int
-    tls: TLSFiles
-    data: DataSourceConfig
-    policy: PolicyConfig
-    database: Path
-    federation: FederationConfig
-    federation_path: Path | None = None
-    at_rest_key: Path | None = None
-
-    @property
-    def at_rest_key_path(self) -> Path:
-        """The AES-256-GCM key file for what the party writes to disk (predictions, models):
-        ``at_rest_key`` if set, else ``<database>.atrest-key`` (created 0600 at first start)."""
-        if self.at_rest_key is not None:
-            return self.at_rest_key
-        return self.database.with_name(self.database.name + ".atrest-key")
-
-
-@dataclass
-class CoordinatorConfig:
-    """Everything the coordinator needs. ``dealer`` names a separate dealer node, or ``None``
-    when the coordinator also acts as the dealer (the default)."""
-
-    name: str
-    host: str
-    port: int
-    tls: TLSFiles
-    database: Path
-    federation: FederationConfig
-    federation_path: Path | None = None
-    dealer: str | None = None
-    session_timeout: float = 60.0
-
-
-@dataclass
-class DealerConfig:
-    """Everything a separate dealer node needs."""
-
-    name: str
-    host: str
-    port: int
-    tls: TLSFiles
-    federation: FederationConfig
-    federation_path: Path | None = None
-
-
-AnyConfig = FederationConfig | PartyConfig | CoordinatorConfig | DealerConfig
-
-# ----------------------------------------------------------------------------- JSON reading
 
 _T = TypeVar("_T")
+
+
 _MISSING = object()
 
 
@@ -523,10 +286,12 @@ def _check_header(r: _Reader, d: Mapping[str, Any], kind: str) -> None:
         raise r.error("version", f"must be {CONFIG_VERSION}, got {d['version']!r}")
 
 
-# -------------------------------------------------------------------------- federation parse
-
 _FED_FIELDS = ("kind", "version", "name", "ca_cert", "nodes", "analysts")
+
+
 _NODE_FIELDS = ("name", "role", "host", "port", "fingerprint")
+
+
 _ANALYST_FIELDS = ("name", "fingerprint")
 
 
@@ -698,10 +463,6 @@ _POLICY_FIELDS = (
     "allowed_columns", "allowed_analysts", "min_cohort_size", "epsilon", "delta",
     "columns_by_computation", "require_dp", "bounds", "dataset",
 )  # fmt: skip
-#: The computations a policy can name in ``columns_by_computation``: every statistic of
-#: :mod:`smpc.stats`, and ``predict`` (the features of an inference run on the party's rows).
-POLICY_COMPUTATIONS = ("count", "sum", "mean", "var", "std", "cov", "corr", "histogram",
-                       "quantiles", "linreg", "predict")
 
 
 def _parse_policy(r: _Reader, d: Mapping[str, Any], fed: FederationConfig) -> PolicyConfig:
@@ -761,10 +522,14 @@ _PARTY_FIELDS = (
     "kind", "version", "name", "listen", "tls", "data", "policy", "database", "federation",
     "at_rest_key",
 )  # fmt: skip
+
+
 _COORD_FIELDS = (
     "kind", "version", "name", "listen", "tls", "database", "federation", "dealer",
     "session_timeout",
 )  # fmt: skip
+
+
 _DEALER_FIELDS = ("kind", "version", "name", "listen", "tls", "federation")
 
 
@@ -841,9 +606,6 @@ _PARSERS: dict[str, Callable[[_Reader, Any], Any]] = {
 }
 
 
-# ------------------------------------------------------------------------------ public load
-
-
 def _load(path: str | os.PathLike[str], kind: str, check_files: bool) -> Any:
     p = _abs(path)
     return _PARSERS[kind](_Reader(p, check_files), _read_json(p))
@@ -884,114 +646,3 @@ def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> An
     if kind not in _PARSERS:
         raise r.error("kind", f"must be one of {', '.join(_PARSERS)}, got {kind!r}")
     return _PARSERS[kind](r, raw)  # type: ignore[no-any-return]
-
-
-# ------------------------------------------------------------------------------ public save
-
-
-def _rel(p: Path, base: Path) -> str:
-    p = _abs(p)
-    try:
-        return p.relative_to(base).as_posix()
-    except ValueError:
-        return str(p)
-
-
-def _federation_dict(fed: FederationConfig, base: Path, header: bool) -> dict[str, Any]:
-    d: dict[str, Any] = {"kind": "federation", "version": CONFIG_VERSION} if header else {}
-    d["name"] = fed.name
-    d["ca_cert"] = _rel(fed.ca_cert, base)
-    nodes = []
-    for n in fed.nodes:
-        nd: dict[str, Any] = {"name": n.name, "role": n.role, "host": n.host, "port": n.port}
-        if n.fingerprint is not None:
-            nd["fingerprint"] = n.fingerprint
-        nodes.append(nd)
-    d["nodes"] = nodes
-    d["analysts"] = [
-        {"name": a.name}
-        if a.fingerprint is None
-        else {"name": a.name, "fingerprint": a.fingerprint}
-        for a in fed.analysts
-    ]
-    return d
-
-
-def _node_common(cfg: Any, kind: str, base: Path) -> dict[str, Any]:
-    return {
-        "kind": kind,
-        "version": CONFIG_VERSION,
-        "name": cfg.name,
-        "listen": {"host": cfg.host, "port": cfg.port},
-        "tls": {
-            "cert": _rel(cfg.tls.cert, base),
-            "key": _rel(cfg.tls.key, base),
-            "ca": _rel(cfg.tls.ca, base),
-        },
-    }
-
-
-def _to_dict(cfg: AnyConfig, base: Path) -> tuple[str, dict[str, Any]]:
-    if isinstance(cfg, FederationConfig):
-        return "federation", _federation_dict(cfg, base, header=True)
-    if isinstance(cfg, PartyConfig):
-        kind = "party"
-        d = _node_common(cfg, kind, base)
-        d["data"] = {"path": _rel(cfg.data.path, base), "format": cfg.data.format}
-        d["policy"] = {
-            "allowed_columns": list(cfg.policy.allowed_columns),
-            "allowed_analysts": list(cfg.policy.allowed_analysts),
-            "min_cohort_size": cfg.policy.min_cohort_size,
-            "epsilon": cfg.policy.epsilon,
-            "delta": cfg.policy.delta,
-            "require_dp": cfg.policy.require_dp,
-        }
-        if cfg.policy.columns_by_computation:
-            d["policy"]["columns_by_computation"] = {
-                k: list(v) for k, v in cfg.policy.columns_by_computation.items()}
-        if cfg.policy.bounds:
-            d["policy"]["bounds"] = {k: list(v) for k, v in cfg.policy.bounds.items()}
-        if cfg.policy.dataset is not None:
-            d["policy"]["dataset"] = cfg.policy.dataset
-        d["database"] = _rel(cfg.database, base)
-        if cfg.at_rest_key is not None:
-            d["at_rest_key"] = _rel(cfg.at_rest_key, base)
-    elif isinstance(cfg, CoordinatorConfig):
-        kind = "coordinator"
-        d = _node_common(cfg, kind, base)
-        d["database"] = _rel(cfg.database, base)
-        d["dealer"] = cfg.dealer
-        d["session_timeout"] = cfg.session_timeout
-    elif isinstance(cfg, DealerConfig):
-        kind = "dealer"
-        d = _node_common(cfg, kind, base)
-    else:
-        raise TypeError(f"cannot save {type(cfg).__name__} as a config file")
-    d["federation"] = (
-        _rel(cfg.federation_path, base)
-        if cfg.federation_path is not None
-        else _federation_dict(cfg.federation, base, header=False)
-    )
-    return kind, d
-
-
-def save_config(cfg: AnyConfig, path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
-    """Validate ``cfg`` and write it as JSON to ``path`` (atomically, mode 0644).
-
-    A party/coordinator/dealer config with ``federation_path`` refers to that file (save the
-    federation separately with ``save_config(fed, federation_path)``); otherwise the federation
-    is embedded. Validation is the loader's, without file checks, so a config that saves is one
-    that loads (given its files); it raises :class:`ConfigError` naming ``path`` otherwise.
-    """
-    p = _abs(path)
-    kind, d = _to_dict(cfg, p.parent)
-    if kind != "federation" and cfg.federation_path is not None:  # type: ignore[union-attr]
-        # validate against the in-memory federation, not whatever is on disk now
-        d_check = dict(d)
-        d_check["federation"] = _federation_dict(cfg.federation, p.parent, header=False)  # type: ignore[union-attr]
-    else:
-        d_check = d
-    _PARSERS[kind](_Reader(p, check_files=False), d_check)
-    text = json.dumps(d, indent=2) + "\n"
-    atomic_write(p, text.encode("utf-8"), 0o644, overwrite=overwrite)
-    return p

@@ -1,0 +1,251 @@
+"""The configuration as data: federation, party, coordinator and dealer configs.
+
+Frozen dataclasses holding absolute paths; :mod:`.reader` builds them from JSON files (with
+every check), :mod:`.writer` saves them.  The federation config is the **allow-list**:
+:meth:`FederationConfig.authorize` is the check every server applies to the identity of each
+caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from parties.pki.identity import (
+    Identity,
+)
+from smpc.errors import InputError
+
+CONFIG_VERSION = 1
+
+
+DATA_FORMATS: tuple[str, ...] = ("csv", "parquet")
+
+
+_SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+class ConfigError(InputError):
+    """A configuration file is missing, malformed or inconsistent.
+
+    ``path`` is the file, ``field`` the dotted field path (``None`` for file-level problems).
+    """
+
+    def __init__(self, message: str, *, path: Path | None = None, field: str | None = None):
+        super().__init__(message)
+        self.path = path
+        self.field = field
+
+
+@dataclass(frozen=True)
+class NodeEntry:
+    """A server node of the federation: who it is and where to reach it.
+
+    ``fingerprint`` (optional, SHA-256 hex of the DER certificate) pins the one certificate
+    accepted for this node.
+    """
+
+    name: str
+    role: str
+    host: str
+    port: int
+    fingerprint: str | None = None
+
+    @property
+    def address(self) -> str:
+        """``host:port`` for a gRPC target (IPv6 literals are bracketed)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class AnalystEntry:
+    """An analyst allowed in the federation (analysts connect, they do not listen)."""
+
+    name: str
+    fingerprint: str | None = None
+
+
+@dataclass
+class FederationConfig:
+    """The federation: its name, its CA certificate and the allow-list of nodes and analysts."""
+
+    name: str
+    ca_cert: Path
+    nodes: list[NodeEntry]
+    analysts: list[AnalystEntry] = field(default_factory=list)
+
+    def node(self, name: str) -> NodeEntry:
+        """The node called ``name``; ``KeyError`` naming the known nodes if there is none."""
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        known = ", ".join(n.name for n in self.nodes) or "none"
+        raise KeyError(f"no node {name!r} in federation {self.name!r} (nodes: {known})")
+
+    def nodes_with_role(self, role: str) -> list[NodeEntry]:
+        """The nodes with ``role``, in config order."""
+        return [n for n in self.nodes if n.role == role]
+
+    @property
+    def parties(self) -> list[NodeEntry]:
+        """The party nodes, in config order."""
+        return self.nodes_with_role("party")
+
+    def authorize(
+        self, identity: Identity | None, roles: Iterable[str]
+    ) -> NodeEntry | AnalystEntry | None:
+        """Return the allow-list entry of a caller if it may act in one of ``roles``, else None.
+
+        The caller must carry an identity (``None`` is refused), belong to this federation (when
+        the certificate names one), have one of ``roles``, be listed under that name with that
+        role (nodes) or in ``analysts`` (role ``analyst``), and match the entry's pinned
+        fingerprint if one is set.
+        """
+        if identity is None or identity.role not in set(roles):
+            return None
+        if identity.federation is not None and identity.federation != self.name:
+            return None
+        entry: NodeEntry | AnalystEntry | None = None
+        if identity.role == "analyst":
+            entry = next((a for a in self.analysts if a.name == identity.name), None)
+        else:
+            entry = next(
+                (n for n in self.nodes if n.name == identity.name and n.role == identity.role),
+                None,
+            )
+        if entry is None:
+            return None
+        if entry.fingerprint is not None and entry.fingerprint != identity.fingerprint:
+            return None
+        return entry
+
+
+@dataclass
+class TLSFiles:
+    """A node's certificate, private key and the federation CA certificate it trusts."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+@dataclass
+class DataSourceConfig:
+    """A party's local table: a file and its format (``csv`` or ``parquet``)."""
+
+    path: Path
+    format: str
+
+
+@dataclass
+class PolicyConfig:
+    """What a party allows -- enforced by the party node itself, whatever the coordinator says
+    (:mod:`parties.privacy`).
+
+    * ``allowed_columns``: columns any computation may read (as values or in a filter);
+      ``columns_by_computation`` maps a computation (a statistic name such as ``"histogram"``,
+      or ``"predict"`` for the features of an inference on this party's rows) to further columns
+      allowed for that computation only. Empty = nothing allowed.
+    * ``allowed_analysts``: who may ask (each must be in the federation's ``analysts``).
+    * ``min_cohort_size``: the fewest of its rows (after the request's filter) the party
+      contributes a statistic over, or lets an inference run on.
+    * ``epsilon`` / ``delta``: the differential-privacy budget of **each** allowed analyst on
+      this party's dataset, converted once to zCDP ``rho`` (:func:`smpc.dp.rho_from_epsilon`) and
+      kept in the party's ledger.
+    * ``require_dp``: refuse every statistic that does not ask for differential privacy.
+      Defaults to True (exact aggregates invite differencing attacks that no cohort minimum
+      stops); :func:`parties.federation.local.init_federation` writes False for local demos.
+    * ``bounds``: per-column clipping bounds ``[lo, hi]`` the party insists on: a DP request's
+      bounds must lie within them, and a request without bounds for a column gets these.
+    * ``dataset``: the name the budget is kept under (default: the party's name). Change it only
+      when the table holds different individuals -- a new name starts a fresh budget.
+    """
+
+    allowed_columns: list[str]
+    allowed_analysts: list[str]
+    min_cohort_size: int = 10
+    epsilon: float = 1.0
+    delta: float = 1e-6
+    columns_by_computation: dict[str, list[str]] = field(default_factory=dict)
+    require_dp: bool = True
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    dataset: str | None = None
+
+    def columns_for(self, computation: str) -> list[str]:
+        """The columns ``computation`` may read: ``allowed_columns`` plus its own extras."""
+        extra = self.columns_by_computation.get(computation, [])
+        return list(self.allowed_columns) + [c for c in extra if c not in self.allowed_columns]
+
+    def all_columns(self) -> list[str]:
+        """Every column some computation may read (what ``Describe`` lists)."""
+        out = list(self.allowed_columns)
+        for cols in self.columns_by_computation.values():
+            out += [c for c in cols if c not in out]
+        return out
+
+
+@dataclass
+class PartyConfig:
+    """Everything a party node needs to start.
+
+    ``federation_path`` is the federation file it was loaded from (``None`` when the federation
+    is embedded in the party file).
+    """
+
+    name: str
+    host: str
+    port: int
+    tls: TLSFiles
+    data: DataSourceConfig
+    policy: PolicyConfig
+    database: Path
+    federation: FederationConfig
+    federation_path: Path | None = None
+    at_rest_key: Path | None = None
+
+    @property
+    def at_rest_key_path(self) -> Path:
+        """The AES-256-GCM key file for what the party writes to disk (predictions, models):
+        ``at_rest_key`` if set, else ``<database>.atrest-key`` (created 0600 at first start)."""
+        if self.at_rest_key is not None:
+            return self.at_rest_key
+        return self.database.with_name(self.database.name + ".atrest-key")
+
+
+@dataclass
+class CoordinatorConfig:
+    """Everything the coordinator needs. ``dealer`` names a separate dealer node, or ``None``
+    when the coordinator also acts as the dealer (the default)."""
+
+    name: str
+    host: str
+    port: int
+    tls: TLSFiles
+    database: Path
+    federation: FederationConfig
+    federation_path: Path | None = None
+    dealer: str | None = None
+    session_timeout: float = 60.0
+
+
+@dataclass
+class DealerConfig:
+    """Everything a separate dealer node needs."""
+
+    name: str
+    host: str
+    port: int
+    tls: TLSFiles
+    federation: FederationConfig
+    federation_path: Path | None = None
+
+
+AnyConfig = FederationConfig | PartyConfig | CoordinatorConfig | DealerConfig
+
+
+#: The computations a policy can name in ``columns_by_computation``: every statistic of
+#: :mod:`smpc.stats`, and ``predict`` (the features of an inference run on the party's rows).
+POLICY_COMPUTATIONS = ("count", "sum", "mean", "var", "std", "cov", "corr", "histogram",
+                       "quantiles", "linreg", "predict")
