@@ -1,4 +1,4 @@
-"""Exceptions of the runtime and their mapping to and from gRPC status codes.
+r"""Exceptions of the runtime and their mapping to and from gRPC status codes.
 
 Server side: :func:`status_of` turns any exception a handler meets into a
 ``(code, sentence, node)`` triple and :func:`abort` ends the RPC with it; the
@@ -11,24 +11,36 @@ Client side: :func:`from_rpc_error` turns a :class:`grpc.RpcError` into a
 :class:`RemoteError` subclass carrying ``code`` (the status code name),
 ``message`` (the server's sentence) and ``node``.
 
-=========================  ===================  ==============================
-exception (server)         status               client exception
-=========================  ===================  ==============================
-no verified identity       UNAUTHENTICATED      :class:`Unauthenticated`
-caller not allowed         PERMISSION_DENIED    :class:`PermissionDenied`
-:class:`PolicyError`       PERMISSION_DENIED    :class:`PermissionDenied`
-InputError (spec, filter,  INVALID_ARGUMENT     :class:`InvalidRequest`
+==========================  ====================  ==============================
+exception (server)          status                client exception
+==========================  ====================  ==============================
+no verified identity,       UNAUTHENTICATED /     :class:`Unauthenticated` /
+caller not allowed          PERMISSION_DENIED     :class:`PermissionDenied`
+(:class:`AuthError`)
+:class:`ColumnRefused`      INVALID_ARGUMENT      :class:`InvalidRequest`
+:class:`PolicyError`        PERMISSION_DENIED     :class:`PermissionDenied`
+:class:`SessionError`       its own code: NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION,
+                            RESOURCE_EXHAUSTED -> :class:`SessionRejected`
+:class:`NodeBlamed`         its own code          by code (usually :class:`ComputationFailed`)
+PeerFailure                 ABORTED, or           :class:`ComputationFailed`,
+                            DEADLINE_EXCEEDED     :class:`DeadlineExceeded`
+ProtocolError               ABORTED (the sender   :class:`ComputationFailed`
+                            of the bad message)
+:class:`StorageError`       FAILED_PRECONDITION   :class:`SessionRejected`
+(ledger, audit log)
+InputError (spec, filter,   INVALID_ARGUMENT      :class:`InvalidRequest`
 column, range, config)
-:class:`SessionError`      NOT_FOUND /          :class:`SessionRejected`
-                           ALREADY_EXISTS /
-                           FAILED_PRECONDITION
-PeerFailure, ProtocolError ABORTED              :class:`ComputationFailed`
-PeerFailure (its deadline) DEADLINE_EXCEEDED    :class:`DeadlineExceeded`
-:class:`NodeBlamed`        ABORTED / UNAVAILABLE :class:`ComputationFailed`
-deadline passed            DEADLINE_EXCEEDED    :class:`DeadlineExceeded`
-node unreachable           UNAVAILABLE          :class:`Unavailable`
-anything else              INTERNAL             :class:`RemoteError`
-=========================  ===================  ==============================
+TimeoutError                DEADLINE_EXCEEDED     :class:`DeadlineExceeded`
+node unreachable            UNAVAILABLE           :class:`Unavailable`
+anything else               INTERNAL (generic     :class:`RemoteError`
+                            sentence; details in
+                            the node's log only)
+==========================  ====================  ==============================
+
+:data:`STATUS_TABLE` is that table in code: :func:`status_of` walks it in order (the first
+matching class wins).  Only genuine input problems are :class:`~smpc.errors.InputError`\ s;
+a ledger or audit log that cannot be used is a :class:`StorageError`, never
+INVALID_ARGUMENT.  Handlers do not write their own ``try``/``abort``: :func:`rpc_errors`.
 """
 
 from __future__ import annotations
@@ -45,6 +57,7 @@ from smpc.errors import InputError, PeerFailure, ProtocolError, SmpcError
 
 __all__ = [
     "FAILED_NODE_KEY",
+    "STATUS_TABLE",
     "AuthError",
     "ColumnRefused",
     "ComputationFailed",
@@ -56,6 +69,7 @@ __all__ = [
     "RemoteError",
     "SessionError",
     "SessionRejected",
+    "StorageError",
     "Unauthenticated",
     "Unavailable",
     "abort",
@@ -107,6 +121,11 @@ class AuthError(SmpcError):
         self.code = code
 
 
+class StorageError(SmpcError):
+    """A party's ledger or audit log cannot be used (locked, corrupt, wrong version, a charge
+    in the wrong state): FAILED_PRECONDITION -- the request was fine, the node is not."""
+
+
 class NodeBlamed(SmpcError):
     """Coordinator side: a failure attributed to the named node while a session ran.
 
@@ -128,27 +147,42 @@ class NodeBlamed(SmpcError):
         self.primary = primary
 
 
+_Blame = str  # "self": the node handling the call; "peer": the exception's own; "": nobody
+
+#: (exception class, status or None = the exception's own ``code``, whom to blame), in order.
+STATUS_TABLE: tuple[tuple[type[BaseException], grpc.StatusCode | None, _Blame], ...] = (
+    (AuthError, None, ""),
+    (ColumnRefused, grpc.StatusCode.INVALID_ARGUMENT, "self"),
+    (PolicyError, grpc.StatusCode.PERMISSION_DENIED, "self"),
+    (SessionError, None, ""),
+    (NodeBlamed, None, "peer"),
+    (PeerFailure, None, "peer"),
+    (ProtocolError, grpc.StatusCode.ABORTED, "peer"),
+    (InputError, grpc.StatusCode.INVALID_ARGUMENT, "self"),
+    (StorageError, grpc.StatusCode.FAILED_PRECONDITION, "self"),
+    (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED, "self"),
+)
+
+
 def status_of(exc: BaseException, me: str = "") -> tuple[grpc.StatusCode, str, str | None]:
-    """``(status code, one-sentence message, node to blame or None)`` for an exception."""
-    if isinstance(exc, AuthError):
-        return exc.code, str(exc), None
-    if isinstance(exc, ColumnRefused):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc), me or None
-    if isinstance(exc, PolicyError):
-        return grpc.StatusCode.PERMISSION_DENIED, str(exc), me or None
-    if isinstance(exc, SessionError):
-        return exc.code, str(exc), None
-    if isinstance(exc, NodeBlamed):
-        return exc.code, str(exc), exc.node
-    if isinstance(exc, PeerFailure):
-        code = grpc.StatusCode.DEADLINE_EXCEEDED if exc.deadline else grpc.StatusCode.ABORTED
-        return code, str(exc), exc.peer
-    if isinstance(exc, ProtocolError):  # blame the sender of the bad message, when known
-        return grpc.StatusCode.ABORTED, str(exc), exc.peer or me or None
-    if isinstance(exc, InputError):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc), me or None
-    if isinstance(exc, TimeoutError):
-        return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc) or "deadline exceeded", me or None
+    """``(status code, one-sentence message, node to blame or None)`` for an exception,
+    from :data:`STATUS_TABLE`; anything not in it is INTERNAL with a generic sentence."""
+    for cls, code, blame in STATUS_TABLE:
+        if not isinstance(exc, cls):
+            continue
+        if code is None:
+            if isinstance(exc, PeerFailure):
+                code = grpc.StatusCode.DEADLINE_EXCEEDED if exc.deadline \
+                    else grpc.StatusCode.ABORTED
+            else:
+                code = exc.code  # type: ignore[attr-defined]
+        node: str | None = None
+        if blame == "self":
+            node = me or None
+        elif blame == "peer":
+            node = getattr(exc, "node", None) or getattr(exc, "peer", None) or me or None
+        message = str(exc) or (code.name.lower().replace("_", " ") if code else "")
+        return code, message, node
     log.error("unexpected %s in %s", type(exc).__name__, me or "handler", exc_info=exc)
     where = f" in node {me!r}" if me else ""
     return grpc.StatusCode.INTERNAL, f"internal error{where} ({type(exc).__name__})", me or None

@@ -70,9 +70,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from parties.errors import StorageError
 from parties.pki.files import atomic_write
 from parties.privacy.store import open_database, read_transaction, utc_now, write_transaction
-from smpc.errors import InputError
 
 if TYPE_CHECKING:
     from parties.privacy.audit_verify import VerifyReport
@@ -110,7 +110,7 @@ _MAX_COLUMNS = 1000
 _MAX_COLUMN_NAME = 256
 
 
-class AuditError(InputError):
+class AuditError(StorageError):
     """The audit log cannot be opened or written, or an event is not pure metadata."""
 
 

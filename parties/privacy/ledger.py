@@ -70,7 +70,7 @@ from pathlib import Path
 
 import grpc
 
-from parties.errors import PolicyError, SessionError
+from parties.errors import PolicyError, SessionError, StorageError
 from parties.privacy.store import open_database, read_transaction, utc_now, write_transaction
 from smpc.errors import InputError
 
@@ -89,8 +89,12 @@ PENDING, SPENT, REFUNDED = "pending", "spent", "refunded"
 STATES = (PENDING, SPENT, REFUNDED)
 
 
-class LedgerError(InputError):
-    """The ledger cannot do what was asked (unknown session, wrong state, bad file or value)."""
+class LedgerError(StorageError):
+    """The ledger cannot do what was asked (unknown session, wrong state, unusable file)."""
+
+
+class LedgerValueError(LedgerError, InputError):
+    """A name or a rho given to the ledger is malformed (an input problem: INVALID_ARGUMENT)."""
 
 
 class BudgetExceeded(PolicyError):
@@ -159,7 +163,7 @@ def _fmt(x: float) -> str:
 
 def _name(value: object, what: str) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > _MAX_NAME:
-        raise LedgerError(
+        raise LedgerValueError(
             f"{what} must be a non-empty string of at most {_MAX_NAME} characters, "
             f"got {value!r:.80}."
         )
@@ -168,11 +172,11 @@ def _name(value: object, what: str) -> str:
 
 def _rho(value: object, what: str, *, allow_zero: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise LedgerError(f"{what} must be a number, got {type(value).__name__}.")
+        raise LedgerValueError(f"{what} must be a number, got {type(value).__name__}.")
     x = float(value)
     if not math.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
         bound = "non-negative" if allow_zero else "positive"
-        raise LedgerError(f"{what} must be a finite {bound} rho, got {value!r}.")
+        raise LedgerValueError(f"{what} must be a finite {bound} rho, got {value!r}.")
     return x
 
 

@@ -15,8 +15,6 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from smpc.errors import InputError
-
 BUSY_TIMEOUT_SECONDS = 30.0
 
 
@@ -35,7 +33,7 @@ def _create_private_file(path: Path) -> None:
     os.close(fd)
 
 
-def open_database(path: Path, what: str, error: type[InputError]) -> sqlite3.Connection:
+def open_database(path: Path, what: str, error: type[Exception]) -> sqlite3.Connection:
     """A connection to the SQLite file ``path`` in autocommit mode (transactions are explicit),
     WAL journal, ``synchronous=FULL``, a 30 s busy timeout. Creates the file 0600 if needed."""
     if not path.parent.is_dir():

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from smpc.errors import InputError
+from smpc.errors import SmpcError
 
 log = logging.getLogger("smpc.node")
 
@@ -53,7 +53,7 @@ def run_in_foreground(role: str, argv: list[str] | None, load: Callable[[str], A
         cfg = load(args.config)
         node = make(cfg)
         port = node.start()
-    except (InputError, OSError) as exc:
+    except (SmpcError, OSError) as exc:
         print(f"smpc {role}: {exc}", file=sys.stderr)
         return 2
     log.info("%s", started(cfg, node, port))
