@@ -14,10 +14,10 @@ The names mirror Python's :mod:`statistics` module::
 Every call runs one secure computation (see :mod:`smpc.stats` for what it
 reveals); ``backend`` is ``"ss"`` (secret sharing) or ``"ckks"`` (homomorphic
 encryption, the key stays in this process); ``where`` is a row filter each
-party applies to its own rows (:mod:`parties.data.filters`); ``epsilon``/``delta``
-or ``rho`` with ``bounds`` ask for differential privacy (distributed noise,
-charged to each party's budget).  The full :class:`~smpc.stats.StatResult`
-of the latest call is in :attr:`Federation.last_result`.
+party applies to its own rows (:mod:`parties.data.filters`); ``privacy=Privacy(...)``
+asks for differential privacy (distributed noise, charged to each party's budget).  The
+full :class:`~smpc.stats.StatResult` of the latest call is in
+:attr:`Federation.last_result`.
 """
 
 from __future__ import annotations
@@ -25,11 +25,13 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from parties.analyst.client import Client, Prediction
 from parties.federation import local as federation_mod
 from smpc import dp
+from smpc.errors import InputError
 from smpc.stats import StatResult, StatSpec
 
 Columns = str | Sequence[str]
@@ -108,59 +110,59 @@ class Federation:
         return self.last_result
 
     def _stat(self, statistic: str, columns: Columns, *, backend: str, where: str | None,
-              privacy: dict[str, Any], **extra: Any) -> tuple[StatResult, bool]:
+              privacy: Privacy | None, **extra: Any) -> tuple[StatResult, bool]:
         cols, single = _cols(columns)
-        request = _privacy_request(**privacy)
+        request = privacy.request() if privacy is not None else None
         spec = StatSpec(statistic, cols, backend=backend, dp=request, **extra)
         return self.compute(spec, where), single
 
     # -- statistics ----------------------------------------------------------------------------
 
     def count(self, column: str, *, backend: str = "ss", where: str | None = None,
-              **privacy: Any) -> int:
+              privacy: Privacy | None = None) -> int:
         """Number of rows (matching ``where``) over all parties."""
         result, _ = self._stat("count", column, backend=backend, where=where, privacy=privacy)
         return int(result.value)
 
     def sum(self, columns: Columns, *, backend: str = "ss", where: str | None = None,
-            **privacy: Any) -> Any:
+            privacy: Privacy | None = None) -> Any:
         result, single = self._stat("sum", columns, backend=backend, where=where,
                                     privacy=privacy)
         return _one(result.value, single)
 
     def mean(self, columns: Columns, *, backend: str = "ss", where: str | None = None,
-             **privacy: Any) -> Any:
+             privacy: Privacy | None = None) -> Any:
         result, single = self._stat("mean", columns, backend=backend, where=where,
                                     privacy=privacy)
         return _one(result.value, single)
 
     def variance(self, columns: Columns, *, backend: str = "ss", where: str | None = None,
-                 ddof: int = 1, **privacy: Any) -> Any:
+                 ddof: int = 1, privacy: Privacy | None = None) -> Any:
         """Sample variance (``ddof=1``, as :func:`statistics.variance`) or population (0)."""
         result, single = self._stat("var", columns, backend=backend, where=where,
                                     privacy=privacy, ddof=ddof)
         return _one(result.value, single)
 
     def stdev(self, columns: Columns, *, backend: str = "ss", where: str | None = None,
-              ddof: int = 1, **privacy: Any) -> Any:
+              ddof: int = 1, privacy: Privacy | None = None) -> Any:
         result, single = self._stat("std", columns, backend=backend, where=where,
                                     privacy=privacy, ddof=ddof)
         return _one(result.value, single)
 
     def covariance(self, columns: Sequence[str], *, backend: str = "ss",
-                   where: str | None = None, **privacy: Any) -> list[list[float]]:
+                   where: str | None = None, privacy: Privacy | None = None) -> list[list[float]]:
         """Sample covariance matrix of two or more columns."""
         result, _ = self._stat("cov", columns, backend=backend, where=where, privacy=privacy)
         return result.value
 
     def correlation(self, columns: Sequence[str], *, backend: str = "ss",
-                    where: str | None = None, **privacy: Any) -> list[list[float]]:
+                    where: str | None = None, privacy: Privacy | None = None) -> list[list[float]]:
         """Pearson correlation matrix of two or more columns."""
         result, _ = self._stat("corr", columns, backend=backend, where=where, privacy=privacy)
         return result.value
 
     def histogram(self, column: str, edges: Sequence[float], *, backend: str = "ss",
-                  where: str | None = None, **privacy: Any) -> list[int]:
+                  where: str | None = None, privacy: Privacy | None = None) -> list[int]:
         """Counts per bin over public ``edges`` (values outside are in ``last_result.details``)."""
         result, _ = self._stat("histogram", column, backend=backend, where=where,
                                privacy=privacy, edges=tuple(edges))
@@ -168,7 +170,7 @@ class Federation:
 
     def quantiles(self, column: str, probabilities: Sequence[float] = (0.25, 0.5, 0.75), *,
                   bounds: tuple[float, float], resolution: int = 1024, backend: str = "ss",
-                  where: str | None = None, **privacy: Any) -> list[float]:
+                  where: str | None = None, privacy: Privacy | None = None) -> list[float]:
         """Quantiles within one bin ``(hi - lo) / resolution`` of the inverted-CDF ones."""
         result, _ = self._stat("quantiles", column, backend=backend, where=where,
                                privacy=privacy, probabilities=tuple(probabilities),
@@ -176,11 +178,12 @@ class Federation:
         return result.value[0]
 
     def linear_regression(self, features: Columns, target: str, *, backend: str = "ss",
-                          where: str | None = None, **privacy: Any) -> LinearRegression:
+                          where: str | None = None, privacy: Privacy | None = None
+                          ) -> LinearRegression:
         """Least-squares fit of ``target`` on ``features`` (with an intercept)."""
         cols, _ = _cols(features)
         result = self.compute(StatSpec("linreg", cols, target=target, backend=backend,
-                                       dp=_privacy_request(**privacy)), where)
+                                       dp=privacy.request() if privacy else None), where)
         return LinearRegression(result.value["coefficients"], result.value["intercept"],
                                 result.details.get("r2", float("nan")))
 
@@ -198,13 +201,26 @@ class Federation:
                                    where=where, output=output, **options)
 
 
-def _privacy_request(epsilon: float | None = None, delta: float | None = None,
-                     rho: float | None = None, bounds: Mapping[str, Sequence[float]] | None = None,
-                     min_honest: int | None = None) -> dp.DPRequest | None:
-    if epsilon is None and rho is None:
-        if delta is not None or bounds:
-            raise ValueError("differential privacy needs epsilon (with delta) or rho")
-        return None
-    return dp.DPRequest(epsilon=epsilon, delta=delta, rho=rho,
-                        bounds={k: (float(v[0]), float(v[1])) for k, v in (bounds or {}).items()},
-                        min_honest=min_honest)
+@dataclass(frozen=True)
+class Privacy:
+    """Ask for differential privacy: ``epsilon`` (with ``delta``) or ``rho`` (zCDP), and the
+    public clipping ``bounds`` per column (missing ones are filled from each party's policy).
+
+    ``min_honest``: size the noise shares so the guarantee holds while that many parties add
+    theirs (default: all).  See :class:`smpc.dp.DPRequest`, which this builds.
+    """
+
+    epsilon: float | None = None
+    delta: float | None = None
+    rho: float | None = None
+    bounds: Mapping[str, Sequence[float]] | None = None
+    min_honest: int | None = None
+
+    def request(self) -> dp.DPRequest:
+        """The core's :class:`~smpc.dp.DPRequest` (an InputError if the options are unusable)."""
+        if self.epsilon is None and self.rho is None:
+            raise InputError("differential privacy needs epsilon (with delta) or rho")
+        return dp.DPRequest(
+            epsilon=self.epsilon, delta=self.delta, rho=self.rho,
+            bounds={k: (float(v[0]), float(v[1])) for k, v in (self.bounds or {}).items()},
+            min_honest=self.min_honest)

@@ -184,7 +184,7 @@ class Client:
         else:
             path = Path(federation)
             if path.is_dir():
-                from parties.federation.local import Layout
+                from parties.config.layout import Layout
 
                 lay = Layout(path)
                 fed = load_federation(lay.federation_file)

@@ -1,7 +1,7 @@
 """Federation, party, coordinator and dealer configuration: dataclasses stored as JSON files.
 
-The configs as data (:mod:`.model`), loaded with every check (:mod:`.reader`) and saved
-(:mod:`.writer`).  The federation config is the **allow-list**:
+Owns: the configs as data (:mod:`.model`), loading them with every check (:mod:`.reader`),
+saving them (:mod:`.writer`) and the files of a federation directory (:mod:`.layout`).  The federation config is the **allow-list**:
 :meth:`FederationConfig.authorize` is the check every server applies to each caller.
 May import: :mod:`parties.errors`, :mod:`parties.pki` and the core.
 """

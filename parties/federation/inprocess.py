@@ -32,13 +32,13 @@ import numpy as np
 
 from parties.analyst.keyholder import run_keyholder
 from parties.config import load_coordinator_config, load_dealer_config, load_party_config
+from parties.config.layout import Layout
 from parties.coordinator.core import Coordinator
 from parties.coordinator.prediction import Predicted, PredictionProtocol
 from parties.coordinator.requests import PredictionRequest, StatisticRequest
 from parties.coordinator.statistic import STAT_TAG, StatisticProtocol
 from parties.dealer.node import DealerNode
 from parties.errors import NodeBlamed, SessionError, status_of
-from parties.federation.local import Layout
 from parties.node.party import PartyNode
 from parties.node.redact import redact
 from parties.pki.identity import Identity

@@ -75,9 +75,9 @@ from parties.config import (
     PartyConfig,
     PolicyConfig,
     TLSFiles,
-    load_federation,
     save_config,
 )
+from parties.config.layout import Layout
 from parties.data.sources import infer_format, load_table
 from parties.pki.certs import create_ca, issue_node_certificate, save_ca, save_node_credentials
 from parties.pki.identity import fingerprint, validate_name
@@ -115,74 +115,6 @@ ModelFiles = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
 class FederationError(InputError):
     """A federation directory cannot be created, started or stopped as asked."""
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The files of a federation directory (see the module docstring)."""
-
-    directory: Path
-
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
-        object.__setattr__(self, "directory", Path(directory).resolve())
-
-    @property
-    def federation_file(self) -> Path:
-        return self.directory / "federation.json"
-
-    @property
-    def ca_cert(self) -> Path:
-        return self.directory / "ca" / "ca.pem"
-
-    @property
-    def ca_key(self) -> Path:
-        return self.directory / "ca" / "ca.key"
-
-    @property
-    def analyst_cert(self) -> Path:
-        return self.directory / "analyst" / "cert.pem"
-
-    @property
-    def analyst_key(self) -> Path:
-        return self.directory / "analyst" / "key.pem"
-
-    def node_dir(self, name: str) -> Path:
-        return self.directory / "nodes" / name
-
-    def config(self, name: str) -> Path:
-        return self.node_dir(name) / "config.json"
-
-    def log(self, name: str) -> Path:
-        return self.directory / "logs" / f"{name}.log"
-
-    def pid_file(self, name: str) -> Path:
-        return self.directory / "run" / f"{name}.pid"
-
-    def outputs(self, party: str) -> Path:
-        """Where ``party`` writes predictions it receives as a data owner."""
-        return self.node_dir(party) / "outputs"
-
-    def models(self, party: str) -> Path:
-        return self.node_dir(party) / "models"
-
-    def at_rest_key(self, party: str) -> Path:
-        """The AES-256-GCM key file of ``party`` (0600) for its models and predictions."""
-        return self.node_dir(party) / "atrest.key"
-
-    def federation(self) -> FederationConfig:
-        """The federation config (FederationError if the directory has none)."""
-        if not self.federation_file.is_file():
-            raise FederationError(f"{self.directory} is not a federation directory "
-                                  "(no federation.json); create one with init_federation")
-        return load_federation(self.federation_file)
-
-    def nodes(self) -> list[NodeEntry]:
-        """Every node of the federation, coordinator and dealers first."""
-        order = {"coordinator": 0, "dealer": 1, "party": 2}
-        return sorted(self.federation().nodes, key=lambda n: order.get(n.role, 3))
-
-    def parties(self) -> list[str]:
-        return [n.name for n in self.federation().parties]
 
 
 # ------------------------------------------------------------------------------ init

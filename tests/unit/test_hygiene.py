@@ -82,3 +82,95 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     command = ".venv/bin/python -m pytest -q"
     assert command in readme and command in ci.splitlines()
+
+
+# The runtime's layers: what each subpackage of ``parties`` may import (besides the core
+# ``smpc`` and third-party packages).  It must stay a DAG: nothing imports upward.
+RUNTIME_ALLOWED: dict[str, set[str]] = {
+    "_pb": set(),
+    "errors": set(),
+    "pki": {"errors"},
+    "config": {"errors", "pki"},
+    "data": {"errors"},
+    "transport": {"_pb", "errors", "pki", "config", "data"},
+    "privacy": {"errors", "pki", "config"},
+    "node": {"_pb", "errors", "pki", "config", "data", "transport", "privacy"},
+    "dealer": {"_pb", "errors", "config", "transport"},
+    "coordinator": {"_pb", "errors", "config", "data", "transport", "privacy"},
+    "analyst": {"_pb", "errors", "pki", "config", "transport", "privacy"},
+    "federation": {"_pb", "errors", "pki", "config", "data", "transport", "privacy", "node",
+                   "dealer", "coordinator", "analyst"},
+    "api": {"errors", "config", "analyst", "federation"},
+    "cli": {"_pb", "errors", "pki", "config", "data", "transport", "privacy", "node",
+            "dealer", "coordinator", "analyst", "federation", "api"},
+}
+
+
+def runtime_imports() -> dict[str, dict[str, set[str]]]:
+    """subpackage -> imported subpackage -> the files that import it (every import statement,
+    including those inside functions)."""
+    graph: dict[str, dict[str, set[str]]] = {}
+    for path in python_files("parties"):
+        rel = path.relative_to(ROOT / "parties").parts
+        pkg = rel[0].removesuffix(".py")
+        if pkg == "__init__":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = ([f"parties.{a.name}" for a in node.names] if node.module == "parties"
+                         else [node.module])
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "parties" and len(parts) > 1 and parts[1] != pkg:
+                    graph.setdefault(pkg, {}).setdefault(parts[1], set()).add(
+                        path.relative_to(ROOT).as_posix())
+    return graph
+
+
+def test_runtime_subpackages_import_only_downward():
+    graph = runtime_imports()
+    assert set(graph) <= set(RUNTIME_ALLOWED), set(graph) - set(RUNTIME_ALLOWED)
+    bad = {f"{pkg} -> {dep} ({', '.join(sorted(files))})"
+           for pkg, deps in graph.items() for dep, files in deps.items()
+           if dep not in RUNTIME_ALLOWED[pkg]}
+    assert not bad, f"upward or undeclared imports: {sorted(bad)}"
+
+
+def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(edges.get(n, ())):
+            if state.get(m) == 1:
+                return [*stack[stack.index(m):], m]
+            if m not in state and (found := visit(m)):
+                return found
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(edges):
+        if n not in state and (found := visit(n)):
+            return found
+    return None
+
+
+def test_the_layers_are_a_dag_and_the_check_catches_a_cycle():
+    assert _cycle(RUNTIME_ALLOWED) is None
+    assert _cycle({k: set(v) for k, v in runtime_imports().items()}) is None
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_every_runtime_subpackage_says_what_it_owns_and_may_import():
+    for pkg in RUNTIME_ALLOWED:
+        init = ROOT / "parties" / pkg / "__init__.py"
+        if pkg.startswith("_") or not init.exists():
+            continue
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        assert "Owns" in doc and "May import" in doc, pkg
