@@ -260,8 +260,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_start_node(args: argparse.Namespace) -> int:
     import importlib
 
-    module = {"party": "parties.node", "coordinator": "parties.coordinator",
-              "dealer": "parties.dealer"}[args.role]
+    module = {"party": "parties.node.party", "coordinator": "parties.coordinator.node",
+              "dealer": "parties.dealer.node"}[args.role]
     return int(importlib.import_module(module).main(
         ["--config", str(args.config), "--log-level", args.log_level]))
 
