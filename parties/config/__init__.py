@@ -1,8 +1,9 @@
 """Federation, party, coordinator and dealer configuration: dataclasses stored as JSON files.
 
 Owns: the configs as data (:mod:`.model`), loading them with every check (:mod:`.reader`),
-saving them (:mod:`.writer`) and the files of a federation directory (:mod:`.layout`).  The federation config is the **allow-list**:
-:meth:`FederationConfig.authorize` is the check every server applies to each caller.
+saving them (:mod:`.writer`) and the files of a federation directory (:mod:`.layout`).  The
+federation config is the **allow-list**: :meth:`FederationConfig.authorize` is the check every
+server applies to each caller.
 May import: :mod:`parties.errors`, :mod:`parties.pki` and the core.
 """
 

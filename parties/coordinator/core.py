@@ -16,12 +16,13 @@ node is blamed.  No partial result is ever returned.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent import futures
 from typing import Any
 
@@ -130,7 +131,8 @@ class Coordinator:
             raise primary[0]
         return results
 
-    def prepare(self, st: SessionState, requests: dict[str, Prepare]) -> dict[str, Prepared]:
+    def prepare(self, st: SessionState, requests: Mapping[str, Prepare]
+                ) -> dict[str, Prepared]:
         timeout = min(st.remaining(), CONTROL_TIMEOUT)
 
         def call(node: str, req: Prepare) -> Prepared:
@@ -138,11 +140,11 @@ class Coordinator:
             st.prepared.append(node)
             return answer
 
-        return self.fan_out({n: (lambda n=n, r=r: call(n, r)) for n, r in requests.items()})
+        return self.fan_out({n: functools.partial(call, n, r) for n, r in requests.items()})
 
     def run(self, st: SessionState) -> None:
         timeout = min(st.remaining(), CONTROL_TIMEOUT)
-        self.fan_out({n: (lambda n=n: self.control.run(n, st.id, timeout))
+        self.fan_out({n: functools.partial(self.control.run, n, st.id, timeout)
                       for n in st.controlled})
 
     def describe(self, node: str, analyst: str) -> Described:
@@ -163,10 +165,11 @@ class Coordinator:
             except BaseException as exc:
                 events.put((name, None, blame_local(name, exc)))
 
+        def await_party(node: str) -> Any:
+            return self.control.await_(node, st.id, st.remaining() + AWAIT_GRACE)
+
         waiters: dict[str, Callable[[], Any]] = {
-            n: (lambda n=n: self.control.await_(n, st.id, st.remaining() + AWAIT_GRACE))
-            for n in st.controlled
-        }
+            n: functools.partial(await_party, n) for n in st.controlled}
         waiters.update(local)
         for name, fn in waiters.items():
             threading.Thread(target=watch, args=(name, fn), daemon=True,

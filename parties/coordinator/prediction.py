@@ -102,13 +102,16 @@ class PredictionProtocol(Protocol):
         r, st, me = self.request, self.state, self.coord.me
         model = self._model()
         try:
+            options: dict[str, Any] = {}
+            if r.feature_bound:
+                options["feature_bound"] = r.feature_bound
+            if r.frac_bits:
+                options["frac_bits"] = r.frac_bits
+            if r.ckks_preset:
+                options["ckks_preset"] = r.ckks_preset
             draft = linear.InferenceSpec(
                 kind=model.kind, n_samples=1, n_features=len(model.features),
-                backend=r.backend, output=r.output,
-                **({"feature_bound": r.feature_bound} if r.feature_bound else {}),
-                **({"frac_bits": r.frac_bits} if r.frac_bits else {}),
-                **({"ckks_preset": r.ckks_preset} if r.ckks_preset else {}),
-            )
+                backend=r.backend, output=r.output, **options)
         except InputError as exc:
             raise NodeBlamed(me, str(exc), grpc.StatusCode.INVALID_ARGUMENT) from None
         data_req = PrepareDataOwner(

@@ -12,6 +12,7 @@ start, the aggregator's messages to the key holder, and the result (``ss``) or a
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import queue
@@ -165,6 +166,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             if header.tag != CONTEXT_TAG or header.session_id != sid \
                     or not isinstance(ctx_payload, bytes):
                 raise InputError("expected the analyst's public CKKS context")
+            context_bytes: bytes = ctx_payload
         except Exception as exc:
             failure = exc
         if failure is not None:
@@ -215,7 +217,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             try:
                 coord = node.coordinator
                 coord.execute(StatisticProtocol(
-                    coord, analyst, request, to_analyst=to_analyst, context_bytes=ctx_payload,
+                    coord, analyst, request, to_analyst=to_analyst, context_bytes=context_bytes,
                     on_state=on_state, session_id=sid))
                 out.put(pb.ComputeDown(result=pb.ComputeResult(result_json="")))
                 out.put(None)
@@ -267,7 +269,8 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         analyst = caller(context).name
         coord = self.node.coordinator
         parties = [n.name for n in self.node.cfg.federation.parties]
-        described = coord.fan_out({p: (lambda p=p: coord.describe(p, analyst)) for p in parties})
+        described = coord.fan_out({p: functools.partial(coord.describe, p, analyst)
+                                   for p in parties})
         return pb.FederationResponse(
             federation=self.node.cfg.federation.name, coordinator=self.me,
             parties=[described_to_pb(described[p]) for p in parties])

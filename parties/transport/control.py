@@ -90,7 +90,7 @@ _KIND_TO_PB = {
     SessionKind.PREDICT_MODEL: pb.SESSION_KIND_PREDICT_MODEL,
     SessionKind.DEAL: pb.SESSION_KIND_DEAL,
 }
-_KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
+_KIND_FROM_PB: dict[int, SessionKind] = {int(v): k for k, v in _KIND_TO_PB.items()}
 
 
 class SessionRole(str, enum.Enum):
@@ -110,7 +110,7 @@ class SessionRole(str, enum.Enum):
 
 def kind_name(kind: int) -> str:
     """The name of a wire session kind, or "unknown" (for audit records of malformed requests)."""
-    k = _KIND_FROM_PB.get(kind)
+    k = _KIND_FROM_PB.get(int(kind))
     return k.value if k is not None else "unknown"
 
 
@@ -308,16 +308,16 @@ def prepare_from_pb(msg: pb.PrepareRequest, me: str, federation: FederationConfi
     """
     sid = wire.check_session_id(msg.session_id)
     tag = wire.check_tag(msg.tag or "s")
-    kind = _KIND_FROM_PB.get(msg.kind)
+    kind = _KIND_FROM_PB.get(int(msg.kind))
     if kind is None or kind is SessionKind.DEAL:
         raise InputError(f"{me} cannot prepare a session of kind {msg.kind}")
-    common = dict(session_id=sid, analyst=msg.analyst, tag=tag,
-                  timeout=_timeout(msg.timeout_seconds),
-                  members=_members_from_pb(msg.members, me, federation), where=msg.where,
-                  filter=filters.parse(msg.where) if msg.where.strip() else None)
+    members = _members_from_pb(msg.members, me, federation)
+    timeout = _timeout(msg.timeout_seconds)
+    expr = filters.parse(msg.where) if msg.where.strip() else None
     doc = wire.parse_spec_json(msg.spec_json)
     if kind is SessionKind.STAT:
-        return PrepareStatistic(spec=StatSpec.from_json(doc), **common)
+        return PrepareStatistic(sid, msg.analyst, members, timeout, tag, msg.where, expr,
+                                spec=StatSpec.from_json(doc))
     if not isinstance(doc, dict):
         raise InputError("malformed inference spec")
     if kind is SessionKind.PREDICT_DATA:
@@ -327,8 +327,10 @@ def prepare_from_pb(msg: pb.PrepareRequest, me: str, federation: FederationConfi
         draft = InferenceSpec.from_json({**doc, "n_samples": 1})
         if draft.n_features != len(columns):
             raise InputError("the inference spec and the feature list disagree")
-        return PrepareDataOwner(spec=draft, features=columns, **common)
-    return PrepareModelOwner(spec=InferenceSpec.from_json(doc), model=msg.model, **common)
+        return PrepareDataOwner(sid, msg.analyst, members, timeout, tag, msg.where, expr,
+                                spec=draft, features=columns)
+    return PrepareModelOwner(sid, msg.analyst, members, timeout, tag, msg.where, expr,
+                             spec=InferenceSpec.from_json(doc), model=msg.model)
 
 
 def prepared_to_pb(p: Prepared) -> pb.PrepareResponse:
