@@ -48,7 +48,7 @@ PLANTED: tuple[Planted, ...] = (
         "share_with_seeds gives every peer the same seed: the recipient and one party "
         "unmask another"),
     Planted(
-        "ckks-pass2-noise-17x-small", "smpc/dp.py",
+        "ckks-pass2-noise-17x-small", "smpc/dp/noise.py",
         (("    return out.astype(np.float64) * 2.0**-bits\n",
           "    return out.astype(np.float64) * 2.0**-bits "
           "/ (17.0 if pass_index == 2 else 1.0)\n"),),

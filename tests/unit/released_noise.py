@@ -28,7 +28,7 @@ NEAR = {"no noise": 0.0, "17x too small": TOO_SMALL, "a share missing": MISSING,
         "one party full sigma": ONE_FULL, "every party full sigma": ALL_FULL}
 FAR = {"no noise": 0.0, "17x too small": TOO_SMALL, "every party full sigma": ALL_FULL}
 
-# The documented split of rho over the released blocks (smpc/dp.py, "Split of rho").
+# The documented split of rho over the released blocks (smpc/dp/planning.py, "Split of rho").
 SPLIT = {
     "count": {"count": 1.0},
     "sum": {"count": 0.1, "sums": 0.9},
