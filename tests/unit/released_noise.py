@@ -16,6 +16,7 @@ from scipy import stats as scipy_stats
 
 from smpc import aggregate, ckks, simulator, stats
 from smpc.errors import InputError
+from smpc.stats import roles as stats_roles
 
 P = 3
 ALPHA = 1e-6
@@ -123,7 +124,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Releases:
     """Wrap the recipients' collect functions and the parties' pass-2 aggregation (observe only)."""
     rec = Releases()
     ss_collect, ckks_collect, local_pass2 = (
-        aggregate.ss_collect, aggregate.ckks_collect, stats.local_pass2)
+        aggregate.ss_collect, aggregate.ckks_collect, stats_roles.local_pass2)
 
     def ss(t, **kw):
         out = ss_collect(t, **kw)
@@ -142,7 +143,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Releases:
 
     monkeypatch.setattr(aggregate, "ss_collect", ss)
     monkeypatch.setattr(aggregate, "ckks_collect", ck)
-    monkeypatch.setattr(stats, "local_pass2", lp2)
+    monkeypatch.setattr(stats_roles, "local_pass2", lp2)  # where the party role looks it up
     return rec
 
 
