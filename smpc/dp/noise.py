@@ -69,6 +69,7 @@ from smpc.dp.accounting import _opendp
 from smpc.dp.planning import NoisePlan
 from smpc.encoding import EncodingRangeError, FixedPoint
 from smpc.errors import InputError
+from smpc.names import Backend
 
 __all__ = [
     "MAX_SHARE_UNITS",
@@ -119,7 +120,7 @@ def party_noise(
     Draw it once per pass and never reveal it.
     """
     if backend != plan.backend:
-        raise InputError(f"the plan is for backend {plan.backend!r}, not {backend!r}")
+        raise InputError(f"the plan is for backend {str(plan.backend)!r}, not {backend!r}")
     pp = plan.pass_plan(pass_index)
     if isinstance(length, bool) or not isinstance(length, int | np.integer) or length != pp.length:
         raise InputError(
@@ -132,7 +133,7 @@ def party_noise(
     for block, sigma in zip(pp.blocks, sigmas, strict=True):
         share = sigma / math.sqrt(plan.min_honest)
         out[block.start:block.start + block.length] = sample_discrete_gaussian(share, block.length)
-    if backend == "ss":
+    if backend == Backend.SS:
         return out
     return out.astype(np.float64) * 2.0**-bits
 
@@ -175,7 +176,7 @@ def noisy_ckks_values(plan: NoisePlan, values: np.ndarray, noise: np.ndarray,
     grid, so the key holder's release rounding removes the CKKS error exactly
     (module notes).
     """
-    if plan.backend != "ckks":
+    if plan.backend != Backend.CKKS:
         raise InputError("noisy_ckks_values is for the ckks backend")
     grid = 2.0**-plan.pass_plan(pass_index).lattice_bits
     v = np.asarray(values, dtype=np.float64)

@@ -55,7 +55,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -63,6 +63,10 @@ from smpc.dp.accounting import PrivacyCost, _check_count
 from smpc.dp.request import DPRequest
 from smpc.encoding import FixedPoint
 from smpc.errors import InputError
+from smpc.names import Backend, Statistic, parse
+
+if TYPE_CHECKING:
+    from smpc.stats import StatSpec
 
 __all__ = [
     "NEIGHBOURING",
@@ -79,9 +83,6 @@ __all__ = [
 
 NEIGHBOURING = "add/remove one row"
 
-BACKENDS = ("ss", "ckks")
-TWO_PASS = frozenset({"var", "std", "cov", "corr", "linreg"})
-COUNT_STATS = frozenset({"histogram", "quantiles"})
 
 SPLITS: dict[str, dict[int, tuple[tuple[str, float], ...]]] = {
     "count": {1: (("count", 1.0),)},
@@ -183,14 +184,23 @@ class NoisePlan:
     of the public spec, request and party count).
     """
 
-    statistic: str
-    backend: str
+    statistic: Statistic
+    backend: Backend
     parties: int
     min_honest: int
     cost: PrivacyCost
     passes: tuple[PassPlan, ...]
     bounds: tuple[tuple[float, float], ...] | None
     flood_std: float | None = None
+
+    def __post_init__(self) -> None:
+        statistic, backend = parse(Statistic, self.statistic), parse(Backend, self.backend)
+        if statistic is None:
+            raise InputError(f"unknown statistic {self.statistic!r}")
+        if backend is None:
+            raise InputError(f"unknown backend {self.backend!r}")
+        object.__setattr__(self, "statistic", statistic)
+        object.__setattr__(self, "backend", backend)
 
     @property
     def rho(self) -> float:
@@ -260,7 +270,7 @@ class NoisePlan:
             return pp.lattice_bits
         if isinstance(frac_bits, bool) or not isinstance(frac_bits, int | np.integer):
             raise InputError(f"frac_bits must be an integer, got {frac_bits!r}")
-        if self.backend == "ckks" and int(frac_bits) != pp.lattice_bits:
+        if self.backend == Backend.CKKS and int(frac_bits) != pp.lattice_bits:
             raise InputError(
                 f"ckks noise lives on the release grid 2^-{pp.lattice_bits}; "
                 f"frac_bits={frac_bits} does not match it"
@@ -284,7 +294,8 @@ class NoisePlan:
             })
         return {
             "mechanism": "distributed discrete Gaussian (KLS21), zCDP",
-            "neighbouring": NEIGHBOURING, "statistic": self.statistic, "backend": self.backend,
+            "neighbouring": NEIGHBOURING, "statistic": str(self.statistic),
+            "backend": str(self.backend),
             "parties": self.parties, "min_honest": self.min_honest,
             "cost": self.cost.to_json(),
             "bounds": None if self.bounds is None else [list(b) for b in self.bounds],
@@ -327,7 +338,7 @@ def _calibrate(sens_units: float, rho: float, dim: int, honest: int) -> float:
     return sens_units / room
 
 
-def plan(spec: Any, request: DPRequest, parties: int) -> NoisePlan:
+def plan(spec: StatSpec, request: DPRequest, parties: int) -> NoisePlan:
     """The noise plan of one statistic (a :class:`smpc.stats.StatSpec`) under ``request``.
 
     Splits ``request.cost.rho`` over the released blocks (:data:`SPLITS`),
@@ -340,14 +351,15 @@ def plan(spec: Any, request: DPRequest, parties: int) -> NoisePlan:
     m = parties if request.min_honest is None else request.min_honest
     if m > parties:
         raise InputError(f"min_honest ({m}) cannot exceed the number of parties ({parties})")
-    if spec.backend not in BACKENDS:
+    backend = parse(Backend, spec.backend)
+    if backend is None:
         raise InputError(f"unknown backend {spec.backend!r}")
     cost = request.cost
     rho = cost.rho
-    stat = spec.statistic
+    stat = parse(Statistic, spec.statistic)
     k = len(spec.value_columns)
 
-    if spec.backend == "ss":
+    if backend == Backend.SS:
         bits1, bits2 = spec.codec.frac_bits, spec.moment_codec.frac_bits
         flood = None
     else:
@@ -358,8 +370,8 @@ def plan(spec: Any, request: DPRequest, parties: int) -> NoisePlan:
         flood = params.flood_std
 
     bounds: tuple[tuple[float, float], ...] | None = None
-    if stat in COUNT_STATS:
-        per_column = len(spec.edges) + 1 if stat == "histogram" else spec.resolution
+    if stat is not None and stat.bin_counts:
+        per_column = len(spec.edges) + 1 if stat == Statistic.HISTOGRAM else spec.resolution
         length = 1 + k * per_column
         sens = {"counts": math.sqrt(1 + k)}
         layout: dict[int, list[tuple[str, int]]] = {1: [("counts", length)]}
@@ -370,16 +382,16 @@ def plan(spec: Any, request: DPRequest, parties: int) -> NoisePlan:
         first, second = pass2_sensitivities(bounds)
         sens = {"count": 1.0, "sums": float(np.sqrt(np.sum(mags**2))),
                 "first": first, "second": second}
-        if stat == "count":
+        if stat == Statistic.COUNT:
             layout, split = {1: [("count", 1)]}, SPLITS["count"]
-        elif stat in ("sum", "mean"):
+        elif stat in (Statistic.SUM, Statistic.MEAN):
             layout, split = {1: [("count", 1), ("sums", k)]}, SPLITS[stat]
-        elif stat in TWO_PASS:
+        elif stat is not None and stat.two_pass:
             layout = {1: [("count", 1), ("sums", k)],
                       2: [("first", k), ("second", k * (k + 1) // 2)]}
             split = SPLITS["two_pass"]
         else:
-            raise InputError(f"no differential-privacy plan for statistic {stat!r}")
+            raise InputError(f"no differential-privacy plan for statistic {spec.statistic!r}")
 
     passes = []
     for index in sorted(layout):
@@ -390,7 +402,7 @@ def plan(spec: Any, request: DPRequest, parties: int) -> NoisePlan:
                                 integral=name in ("count", "counts")))
             start += size
         passes.append(PassPlan(index, start, tuple(blocks), bits1 if index == 1 else bits2))
-    result = NoisePlan(stat, spec.backend, parties, m, cost, tuple(passes), bounds, flood)
+    result = NoisePlan(stat, backend, parties, m, cost, tuple(passes), bounds, flood)
     for pp in result.passes:  # fail early on an unusable budget / lattice
         result.lattice_sigmas(pp.index)
     return result

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from smpc.dp.planning import COUNT_STATS, TWO_PASS, NoisePlan
+from smpc.dp.planning import NoisePlan
 from smpc.errors import InputError
+from smpc.names import Statistic
 
 __all__ = ["postprocess_covariance", "postprocess_pass1", "postprocess_shift"]
 
@@ -24,12 +25,12 @@ def postprocess_pass1(plan: NoisePlan, summed: np.ndarray, ddof: int = 1) -> np.
     * histogram / quantiles: every count rounded and at least 0.
     """
     out = np.array(summed, dtype=np.float64, copy=True)
-    if plan.statistic == "count":
+    if plan.statistic == Statistic.COUNT:
         out[0] = max(round(out[0]), 0)
-    elif plan.statistic in COUNT_STATS:
+    elif plan.statistic.bin_counts:
         out = np.clip(np.rint(out), 0, None)
     else:
-        floor = ddof + 1 if plan.statistic in TWO_PASS else 1
+        floor = ddof + 1 if plan.statistic.two_pass else 1
         out[0] = max(out[0], floor)
     return out
 

@@ -87,23 +87,19 @@ from smpc.stats.roles import (
     simulate,
 )
 from smpc.stats.spec import (
-    BACKENDS,
     DEFAULT_QUANTILE_RESOLUTION,
     MAX_BINS,
     MAX_COLUMNS,
     STATISTICS,
-    TWO_PASS,
     StatResult,
     StatSpec,
 )
 
 __all__ = [
-    "BACKENDS",
     "DEFAULT_QUANTILE_RESOLUTION",
     "MAX_BINS",
     "MAX_COLUMNS",
     "STATISTICS",
-    "TWO_PASS",
     "StatResult",
     "StatSpec",
     "correlation_from_cov",

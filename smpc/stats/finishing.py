@@ -14,8 +14,9 @@ import numpy as np
 
 from smpc import dp
 from smpc.errors import InputError
+from smpc.names import Statistic
 from smpc.stats.local import _fine_edges, moment_divisor
-from smpc.stats.spec import TWO_PASS, StatResult, StatSpec
+from smpc.stats.spec import StatResult, StatSpec
 
 __all__ = ["correlation_from_cov", "finish", "quantiles_from_histogram", "shift_from_pass1"]
 
@@ -25,7 +26,7 @@ def shift_from_pass1(spec: StatSpec, summed: np.ndarray) -> tuple[np.ndarray, fl
     n = float(summed[0])
     if n < 1:
         raise InputError("no rows matched: the cohort is empty")
-    if n - spec.ddof <= 0 and spec.statistic in TWO_PASS:
+    if n - spec.ddof <= 0 and spec.statistic.two_pass:
         raise InputError(f"{spec.statistic} needs more than {spec.ddof} row(s) in total")
     mean = summed[1:] / n
     grid = spec.codec.resolution
@@ -53,16 +54,16 @@ def finish(
     """Compute the statistic from the summed aggregates."""
     cols = list(spec.columns)
     n = float(summed1[0])
-    if spec.statistic == "count":
-        return StatResult("count", cols, round(n), round(n), spec.backend)
+    if spec.statistic == Statistic.COUNT:
+        return StatResult(Statistic.COUNT, cols, round(n), round(n), spec.backend)
     if n < 1:
         raise InputError("no rows matched: the cohort is empty")
     k = len(spec.value_columns)
-    if spec.statistic == "sum":
-        return StatResult("sum", cols, summed1[1:].tolist(), n, spec.backend)
-    if spec.statistic == "mean":
-        return StatResult("mean", cols, (summed1[1:] / n).tolist(), n, spec.backend)
-    if spec.statistic == "histogram":
+    if spec.statistic == Statistic.SUM:
+        return StatResult(Statistic.SUM, cols, summed1[1:].tolist(), n, spec.backend)
+    if spec.statistic == Statistic.MEAN:
+        return StatResult(Statistic.MEAN, cols, (summed1[1:] / n).tolist(), n, spec.backend)
+    if spec.statistic == Statistic.HISTOGRAM:
         assert spec.edges is not None
         width = len(spec.edges) + 1
         blocks = np.rint(summed1[1:]).reshape(k, width).astype(np.int64)
@@ -72,8 +73,8 @@ def finish(
             "below": [int(b[-2]) for b in blocks],
             "above": [int(b[-1]) for b in blocks],
         }
-        return StatResult("histogram", cols, value, n, spec.backend, details)
-    if spec.statistic == "quantiles":
+        return StatResult(Statistic.HISTOGRAM, cols, value, n, spec.backend, details)
+    if spec.statistic == Statistic.QUANTILES:
         counts = np.clip(np.rint(summed1[1:]).reshape(k, spec.resolution), 0, None)
         edges = _fine_edges(spec)
         value = [quantiles_from_histogram(c, edges, spec.probabilities).tolist() for c in counts]
@@ -82,22 +83,23 @@ def finish(
             "bounds": list(spec.bounds or ()),
             "resolution": (edges[-1] - edges[0]) / spec.resolution,
         }
-        return StatResult("quantiles", cols, value, n, spec.backend, details)
+        return StatResult(Statistic.QUANTILES, cols, value, n, spec.backend, details)
     assert summed2 is not None and shift is not None
     d, cov = _moments(spec, summed2, n)
     if dp_applied:
         cov = dp.postprocess_covariance(cov)  # post-processing: costs no privacy
     mean = shift + d
-    if spec.statistic == "var":
-        return StatResult("var", cols, np.diag(cov).tolist(), n, spec.backend,
+    if spec.statistic == Statistic.VAR:
+        return StatResult(Statistic.VAR, cols, np.diag(cov).tolist(), n, spec.backend,
                           {"mean": mean.tolist()})
-    if spec.statistic == "std":
-        return StatResult("std", cols, np.sqrt(np.clip(np.diag(cov), 0, None)).tolist(), n,
+    if spec.statistic == Statistic.STD:
+        return StatResult(Statistic.STD, cols, np.sqrt(np.clip(np.diag(cov), 0, None)).tolist(), n,
                           spec.backend, {"mean": mean.tolist()})
-    if spec.statistic == "cov":
-        return StatResult("cov", cols, cov.tolist(), n, spec.backend, {"mean": mean.tolist()})
-    if spec.statistic == "corr":
-        return StatResult("corr", cols, correlation_from_cov(cov).tolist(), n, spec.backend,
+    if spec.statistic == Statistic.COV:
+        return StatResult(Statistic.COV, cols, cov.tolist(), n, spec.backend,
+                          {"mean": mean.tolist()})
+    if spec.statistic == Statistic.CORR:
+        return StatResult(Statistic.CORR, cols, correlation_from_cov(cov).tolist(), n, spec.backend,
                           {"mean": mean.tolist()})
     return _linreg(spec, cov, mean, n)
 
@@ -125,7 +127,8 @@ def _linreg(spec: StatSpec, cov: np.ndarray, mean: np.ndarray, n: float) -> Stat
     residual = float(syy - sxy @ beta)
     r2 = float(1.0 - residual / syy) if syy > 0 else float("nan")
     return StatResult(
-        "linreg", list(spec.columns), {"coefficients": beta.tolist(), "intercept": intercept},
+        Statistic.LINREG, list(spec.columns),
+        {"coefficients": beta.tolist(), "intercept": intercept},
         n, spec.backend, {"target": spec.target, "r2": r2},
     )
 

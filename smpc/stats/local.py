@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from smpc.errors import InputError
+from smpc.names import Backend, Statistic
 from smpc.stats.spec import StatSpec
 
 __all__ = ["local_pass1", "local_pass2", "moment_divisor", "pass1_length", "pass2_length"]
@@ -38,7 +39,7 @@ def _fine_edges(spec: StatSpec) -> np.ndarray:
 def local_pass1(spec: StatSpec, rows: np.ndarray) -> np.ndarray:
     """Pass-1 aggregate of one party's rows (what it contributes to the secure sum)."""
     rows = _check_rows(spec, rows)
-    if spec.statistic == "histogram":
+    if spec.statistic == Statistic.HISTOGRAM:
         edges = np.asarray(spec.edges)
         out = []
         for j in range(rows.shape[1]):
@@ -46,24 +47,24 @@ def local_pass1(spec: StatSpec, rows: np.ndarray) -> np.ndarray:
             counts, _ = np.histogram(col, bins=edges)
             out.append(np.concatenate([counts, [np.sum(col < edges[0]), np.sum(col > edges[-1])]]))
         return np.concatenate([[rows.shape[0]], *out]).astype(np.float64)
-    if spec.statistic == "quantiles":
+    if spec.statistic == Statistic.QUANTILES:
         edges = _fine_edges(spec)
         clipped = np.clip(rows, edges[0], edges[-1])
         out = [np.histogram(clipped[:, j], bins=edges)[0] for j in range(rows.shape[1])]
         return np.concatenate([[rows.shape[0]], *out]).astype(np.float64)
-    if spec.statistic == "count":
+    if spec.statistic == Statistic.COUNT:
         return np.array([float(rows.shape[0])])
     return np.concatenate([[rows.shape[0]], rows.sum(axis=0)])
 
 
 def pass1_length(spec: StatSpec) -> int:
     k = len(spec.value_columns)
-    if spec.statistic == "count":
+    if spec.statistic == Statistic.COUNT:
         return 1
-    if spec.statistic == "histogram":
+    if spec.statistic == Statistic.HISTOGRAM:
         assert spec.edges is not None
         return 1 + k * (len(spec.edges) + 1)
-    if spec.statistic == "quantiles":
+    if spec.statistic == Statistic.QUANTILES:
         return 1 + k * spec.resolution
     return 1 + k
 
@@ -76,7 +77,7 @@ def moment_divisor(spec: StatSpec, total: float) -> float:
     noise, so it sends the plain centred sums (the noise is then relative to
     ``N * var``, not to ``var``).
     """
-    return total if spec.backend == "ss" else 1.0
+    return total if spec.backend == Backend.SS else 1.0
 
 
 def local_pass2(spec: StatSpec, rows: np.ndarray, shift: np.ndarray, total: float) -> np.ndarray:

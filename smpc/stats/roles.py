@@ -17,6 +17,7 @@ import numpy as np
 from smpc import aggregate, dp
 from smpc.encoding import FixedPoint
 from smpc.errors import InputError
+from smpc.names import Backend
 from smpc.stats.finishing import finish, shift_from_pass1
 from smpc.stats.local import (
     _check_rows,
@@ -86,7 +87,7 @@ def _contribute(
     plan: dp.NoisePlan | None, pass_index: int, parties: Sequence[str], recipient: str,
     tag: str, public_context: object, codec: FixedPoint,
 ) -> None:
-    if spec.backend == "ss":
+    if spec.backend == Backend.SS:
         aggregate.ss_contribute(t, parties=parties, recipient=recipient, values=values,
                                 codec=codec, tag=tag, noise_ulps=noise)
     else:
@@ -196,7 +197,7 @@ def simulate(
 
     parties = [f"p{i}" for i in range(len(tables))]
     roles: dict[str, Any] = {}
-    if spec.backend == "ss":
+    if spec.backend == Backend.SS:
         for name, rows in zip(parties, tables, strict=True):
             roles[name] = lambda t, rows=rows: run_party(
                 t, spec, rows, parties=parties, recipient="coordinator", tag=tag)

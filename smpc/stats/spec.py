@@ -13,25 +13,23 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from smpc import dp
+from smpc.dp import DPRequest, NoisePlan
+from smpc.dp import plan as plan_noise
 from smpc.encoding import DEFAULT_FRAC_BITS, FixedPoint
 from smpc.errors import InputError
+from smpc.names import Backend, Statistic, parse
 
 __all__ = [
-    "BACKENDS",
     "DEFAULT_QUANTILE_RESOLUTION",
     "MAX_BINS",
     "MAX_COLUMNS",
     "STATISTICS",
-    "TWO_PASS",
     "StatResult",
     "StatSpec",
 ]
 
-STATISTICS = ("count", "sum", "mean", "var", "std", "cov", "corr", "histogram", "quantiles",
-              "linreg")
-TWO_PASS = frozenset({"var", "std", "cov", "corr", "linreg"})
-BACKENDS = ("ss", "ckks")
+STATISTICS: tuple[str, ...] = tuple(s.value for s in Statistic)
+"""The statistics' names, in order (an alias of :class:`~smpc.names.Statistic`'s values)."""
 DEFAULT_QUANTILE_RESOLUTION = 1024
 MAX_BINS = 1 << 16
 MAX_COLUMNS = 256
@@ -44,12 +42,14 @@ class StatSpec:
     ``columns`` are the value columns (for ``linreg``: the features, with the
     response in ``target``).  ``edges`` are the public histogram bin edges;
     ``bounds`` and ``resolution`` define the fine histogram behind
-    ``quantiles`` (``probabilities`` in [0, 1]).
+    ``quantiles`` (``probabilities`` in [0, 1]).  ``statistic`` and ``backend`` may be
+    given as strings; they are normalised to :class:`~smpc.names.Statistic` and
+    :class:`~smpc.names.Backend` (:meth:`to_json` writes the strings).
     """
 
-    statistic: str
+    statistic: Statistic
     columns: tuple[str, ...]
-    backend: str = "ss"
+    backend: Backend = Backend.SS
     target: str | None = None
     edges: tuple[float, ...] | None = None
     probabilities: tuple[float, ...] = ()
@@ -59,7 +59,7 @@ class StatSpec:
     frac_bits: int = DEFAULT_FRAC_BITS
     moment_frac_bits: int | None = None
     ckks_preset: str = "aggregate"
-    dp: dp.DPRequest | None = None
+    dp: DPRequest | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -81,8 +81,8 @@ class StatSpec:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InputError(f"{name} must be a whole number, got {value!r}")
         if isinstance(self.dp, dict):
-            object.__setattr__(self, "dp", dp.DPRequest.from_json(self.dp))
-        elif self.dp is not None and not isinstance(self.dp, dp.DPRequest):
+            object.__setattr__(self, "dp", DPRequest.from_json(self.dp))
+        elif self.dp is not None and not isinstance(self.dp, DPRequest):
             raise InputError("dp must be a differential-privacy request (JSON object)")
         if self.edges is not None:
             object.__setattr__(self, "edges", tuple(float(e) for e in self.edges))
@@ -92,28 +92,32 @@ class StatSpec:
                 raise InputError("quantile bounds are two numbers: (lo, hi)")
             object.__setattr__(self, "bounds", bounds)
         object.__setattr__(self, "probabilities", tuple(float(p) for p in self.probabilities))
-
-    def validate(self) -> None:
-        """Raise :class:`InputError` with one clear sentence if the spec is unusable."""
-        if self.statistic not in STATISTICS:
+        statistic = parse(Statistic, self.statistic)
+        if statistic is None:
             raise InputError(
                 f"unknown statistic {self.statistic!r}; choose one of {', '.join(STATISTICS)}"
             )
-        if self.backend not in BACKENDS:
+        object.__setattr__(self, "statistic", statistic)
+        backend = parse(Backend, self.backend)
+        if backend is None:
             raise InputError(f"unknown backend {self.backend!r}; choose 'ss' or 'ckks'")
+        object.__setattr__(self, "backend", backend)
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` with one clear sentence if the spec is unusable."""
         if not self.columns:
             raise InputError(f"{self.statistic} needs at least one column")
         if len(self.columns) > MAX_COLUMNS:
             raise InputError(f"at most {MAX_COLUMNS} columns per computation")
         if len(set(self.value_columns)) != len(self.value_columns):
             raise InputError("a column is named twice")
-        if self.statistic == "linreg" and not self.target:
+        if self.statistic == Statistic.LINREG and not self.target:
             raise InputError("linreg needs a target column (the response)")
-        if self.statistic != "linreg" and self.target:
+        if self.statistic != Statistic.LINREG and self.target:
             raise InputError("only linreg takes a target column")
-        if self.statistic in ("cov", "corr") and len(self.columns) < 2:
+        if self.statistic in (Statistic.COV, Statistic.CORR) and len(self.columns) < 2:
             raise InputError(f"{self.statistic} needs at least two columns")
-        if self.statistic == "histogram":
+        if self.statistic == Statistic.HISTOGRAM:
             edges = self.edges
             if edges is None or len(edges) < 2:
                 raise InputError("histogram needs at least two public bin edges")
@@ -123,7 +127,7 @@ class StatSpec:
                 b <= a for a, b in itertools.pairwise(edges)
             ):
                 raise InputError("histogram edges must be finite and strictly increasing")
-        if self.statistic == "quantiles":
+        if self.statistic == Statistic.QUANTILES:
             if not self.probabilities:
                 raise InputError("quantiles needs at least one probability")
             if any(not 0.0 <= p <= 1.0 for p in self.probabilities):
@@ -149,7 +153,7 @@ class StatSpec:
 
     @property
     def passes(self) -> int:
-        return 2 if self.statistic in TWO_PASS else 1
+        return 2 if self.statistic.two_pass else 1
 
     @property
     def codec(self) -> FixedPoint:
@@ -166,12 +170,15 @@ class StatSpec:
         bits = self.moment_frac_bits
         return FixedPoint(min(self.frac_bits + 8, 30) if bits is None else bits)
 
-    def noise_plan(self, parties: int) -> dp.NoisePlan | None:
+    def noise_plan(self, parties: int) -> NoisePlan | None:
         """The differential-privacy noise plan for ``parties`` parties (None without DP)."""
-        return None if self.dp is None else dp.plan(self, self.dp, parties)
+        return None if self.dp is None else plan_noise(self, self.dp, parties)
 
     def to_json(self) -> dict[str, Any]:
+        """The spec as JSON: plain strings for the names, the DP request as its own JSON."""
         doc = asdict(self)
+        doc["statistic"] = str(self.statistic)
+        doc["backend"] = str(self.backend)
         doc["dp"] = None if self.dp is None else self.dp.to_json()
         return doc
 
@@ -201,6 +208,13 @@ class StatResult:
     n: float
     backend: str
     details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Plain strings, whether built by finish() (enum members) or from JSON.
+        if isinstance(self.statistic, Statistic):
+            self.statistic = self.statistic.value
+        if isinstance(self.backend, Backend):
+            self.backend = self.backend.value
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
