@@ -271,6 +271,7 @@ def run_data_owner_ss(t: Transport, spec: InferenceSpec, X: np.ndarray, *, model
     w_seed = _recv_seed(t, model_owner, f"{tag}/w-seed")
     w_share = sharing.expand_share(w_seed, (spec.n_features,), f"{tag}/w")
     (triple,) = beaver.receive(t, dealer, parties, [_triple_request(spec)], f"{tag}/deal")
+    assert isinstance(triple, beaver.TripleShare)  # a TripleRequest's share (for the checker)
     z_mine = beaver.matmul(t, parties, triple, shared_x.explicit, w_share, f"{tag}/mm",
                            method="none")
     z_theirs = t.recv_array(model_owner, f"{tag}/z", np.uint64, (spec.n_samples,))
@@ -290,6 +291,7 @@ def run_model_owner_ss(t: Transport, spec: InferenceSpec, model: LinearModel, *,
     x_seed = _recv_seed(t, data_owner, f"{tag}/x-seed")
     x_share = sharing.expand_share(x_seed, (spec.n_samples, spec.n_features), f"{tag}/x")
     (triple,) = beaver.receive(t, dealer, parties, [_triple_request(spec)], f"{tag}/deal")
+    assert isinstance(triple, beaver.TripleShare)  # a TripleRequest's share (for the checker)
     z = beaver.matmul(t, parties, triple, x_share, shared_w.explicit, f"{tag}/mm",
                       method="none")
     z = z + codec.encode(np.full(spec.n_samples, model.intercept),

@@ -371,7 +371,11 @@ def plan(spec: StatSpec, request: DPRequest, parties: int) -> NoisePlan:
 
     bounds: tuple[tuple[float, float], ...] | None = None
     if stat is not None and stat.bin_counts:
-        per_column = len(spec.edges) + 1 if stat == Statistic.HISTOGRAM else spec.resolution
+        if stat == Statistic.HISTOGRAM:
+            assert spec.edges is not None  # a validated StatSpec's histogram has its edges
+            per_column = len(spec.edges) + 1
+        else:
+            per_column = spec.resolution
         length = 1 + k * per_column
         sens = {"counts": math.sqrt(1 + k)}
         layout: dict[int, list[tuple[str, int]]] = {1: [("counts", length)]}

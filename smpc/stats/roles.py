@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from smpc import aggregate, dp
+from smpc.ckks import KeyHolder
 from smpc.encoding import FixedPoint
 from smpc.errors import InputError
 from smpc.names import Backend
@@ -151,7 +152,7 @@ def run_aggregator_ckks(
 
 
 def run_keyholder_ckks(
-    t: Transport, spec: StatSpec, *, aggregator: str, keyholder: object, tag: str
+    t: Transport, spec: StatSpec, *, aggregator: str, keyholder: KeyHolder, tag: str
 ) -> StatResult:
     """The ``ckks`` key holder (analyst): decrypts and releases sums, finishes.
 
