@@ -1,7 +1,7 @@
-"""``python -m benchmarks`` = ``smpc bench`` (see :mod:`benchmarks.cli`)."""
+"""``python -m smpc_bench`` = ``smpc bench`` (see :mod:`smpc_bench.cli`)."""
 
 import sys
 
-from benchmarks.cli import main
+from smpc_bench.cli import main
 
 sys.exit(main())

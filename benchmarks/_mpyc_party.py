@@ -1,4 +1,4 @@
-"""One MPyC party of the peer benchmark (run by :mod:`benchmarks.peers`, never imported).
+"""One MPyC party of the peer benchmark (run by :mod:`smpc_bench.peers`, never imported).
 
 Started three times, ``python _mpyc_party.py -M3 -I i -B PORT [--ssl] --no-log TASK ...``
 (MPyC reads its own flags and leaves the rest).  Party 0 prints one JSON document.

@@ -2,7 +2,7 @@
 
 Used by ``smpc bench --profile`` for protocol cases::
 
-    python -m benchmarks._profiled_node --out FILE.prof --module parties.node --config CFG
+    python -m smpc_bench._profiled_node --out FILE.prof --module parties.node --config CFG
 
 cProfile only sees the thread that enables it, and a node does its work in gRPC handler
 threads and per-session role threads, so ``threading.Thread.run`` is wrapped to give each

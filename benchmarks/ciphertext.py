@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import (
+from smpc_bench.common import (
     Case,
     Config,
     Resources,

@@ -10,7 +10,7 @@
                                             # one case under pyinstrument (or cProfile); for
                                             # protocol cases every node process is profiled too
 
-Also ``python -m benchmarks ...``.  Results go to ``--out`` (default ``bench-results/``):
+Also ``python -m smpc_bench ...``.  Results go to ``--out`` (default ``bench-results/``):
 ``results.json`` (machine info, every row, the headline targets), ``results.md`` and
 ``plots/*.png``.  Numbers are recorded, never asserted; the exit status is 1 only when a
 case raised an error (the error is recorded and the other cases still run).
@@ -30,8 +30,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report
-from benchmarks.common import Case, Config, Progress, Resources, Row, machine_info, row
+from smpc_bench import report
+from smpc_bench.common import Case, Config, Progress, Resources, Row, machine_info, row
 
 SUITES = ("sharing", "ciphertext", "protocols", "peers")
 
@@ -64,7 +64,7 @@ def _collect(cfg: Config, res: Resources) -> list[Case]:
 
     out: list[Case] = []
     for name in SUITES:
-        mod = importlib.import_module(f"benchmarks.{name}")
+        mod = importlib.import_module(f"smpc_bench.{name}")
         out += mod.cases(cfg, res)
     return out
 

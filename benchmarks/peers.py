@@ -12,7 +12,7 @@ CA and party certificates written the way MPyC expects them (``.config/party_<i>
 plain TCP and says so.  Secure type ``SecFxp(64, 16)``: the same 64-bit ring size and 16
 fractional bits as smpc.  Times are measured inside party 0 after the connections are up
 (process start-up excluded, as smpc's federation start-up is).  The tasks are described in
-:mod:`benchmarks._mpyc_party`: the same secure vector sum, and mean / variance over the
+:mod:`smpc_bench._mpyc_party`: the same secure vector sum, and mean / variance over the
 same 10 columns (MPyC computes them on secret-shared rows, its natural way).
 
 **TenSEAL row-wise inference** (TenSEAL's encrypted-evaluation tutorial): one ciphertext per
@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import Case, Config, Resources, Row, measure, row, size_label
+from smpc_bench.common import Case, Config, Resources, Row, measure, row, size_label
 
 SUITE = "peers"
 SCRIPT = Path(__file__).with_name("_mpyc_party.py")

@@ -35,7 +35,7 @@ For every case:
               (Prepare / Run / Await), process scheduling, the data owner writing its CSV.
 ``bytes``     payload bytes sent per party (from the simulation; node logs agree).
 ``floor``     plaintext numpy on the pooled data + the time to stream all the protocol's
-              bytes over one mutual-TLS connection (:mod:`benchmarks.floor`).
+              bytes over one mutual-TLS connection (:mod:`smpc_bench.floor`).
 
 Node logs are parsed too: each party logs its role's duration and traffic per session.
 """
@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import Case, Config, Resources, Row, measure, row, size_label
+from smpc_bench.common import Case, Config, Resources, Row, measure, row, size_label
 
 SUITE = "protocols"
 N_STAT_COLUMNS = 10
@@ -101,10 +101,10 @@ def _repo_root() -> str:
 
 
 def _start_federation(cfg: Config, key: str, parties: int, rows: int, samples: int) -> Fed:
-    from benchmarks.floor import sink_for_federation
     from parties.analyst.client import Client
     from parties.federation import local as federation
     from smpc.linear import LinearModel
+    from smpc_bench.floor import sink_for_federation
 
     root = Path(cfg.workdir) / key.replace("/", "_")
     root.mkdir(parents=True, exist_ok=True)
@@ -147,7 +147,7 @@ def _start_federation(cfg: Config, key: str, parties: int, rows: int, samples: i
         for node in lay.nodes():
             out = Path(cfg.profile_dir) / f"{key.replace('/', '_')}-{node.name}.prof"
             federation.start_node(directory, node.name, timeout=120.0, env=env, python_args=[
-                "-m", "benchmarks._profiled_node", "--out", str(out),
+                "-m", "smpc_bench._profiled_node", "--out", str(out),
                 "--module", federation.MODULES[node.role]])
     else:
         federation.up(directory, timeout=120.0)

@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Row, human_bytes, human_rate, human_seconds, size_label
+from smpc_bench.common import Row, human_bytes, human_rate, human_seconds, size_label
 
 # ----------------------------------------------------------------------------- headline
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import Case, Config, Resources, Row, measure, row, size_label
+from smpc_bench.common import Case, Config, Resources, Row, measure, row, size_label
 
 SUITE = "sharing"
 F = 16

@@ -131,7 +131,7 @@ def ckks_aggregate(
 
 
 def ckks_collect(
-    t: Transport, *, aggregator: str, keyholder: object, length: int, tag: str,
+    t: Transport, *, aggregator: str, keyholder: ckks.KeyHolder, length: int, tag: str,
     dp_noise_std: float = 0.0, summands: int = 1,
 ) -> np.ndarray:
     """Key-holder side: decrypt the summed ciphertexts and pass them through ``release``.
@@ -146,8 +146,8 @@ def ckks_collect(
         raise ProtocolError(f"{aggregator} announced {count} summed ciphertexts for {tag!r}",
                             peer=aggregator)
     cts = [t.recv_bytes(aggregator, f"{tag}/sum/{k}") for k in range(count)]
-    raw = keyholder.decrypt(cts, length)  # type: ignore[attr-defined]
-    bound = keyholder.preset.error_bound(  # type: ignore[attr-defined]
+    raw = keyholder.decrypt(cts, length)
+    bound = keyholder.preset.error_bound(
         summands=summands, independent=True)
-    return keyholder.release(raw, error_bound=bound,  # type: ignore[attr-defined]
+    return keyholder.release(raw, error_bound=bound,
                              dp_noise_std=dp_noise_std)

@@ -47,10 +47,9 @@ import numpy as np
 from smpc import beaver, ckks, sharing
 from smpc.encoding import DEFAULT_FRAC_BITS, EncodingRangeError, FixedPoint
 from smpc.errors import InputError, ProtocolError
+from smpc.names import Backend, InferenceOutput, ModelKind, parse
 from smpc.transport import Transport
 
-MODEL_KINDS = ("linear", "logistic")
-OUTPUTS = ("prediction", "logit", "encrypted-sigmoid")
 MAX_FEATURES = 4096
 MAX_SAMPLES = 1 << 24
 
@@ -68,9 +67,12 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class LinearModel:
-    """A linear or logistic model: ``kind``, feature names, coefficients, intercept."""
+    """A linear or logistic model: ``kind``, feature names, coefficients, intercept.
 
-    kind: str
+    ``kind`` may be given as a string; it is normalised to :class:`~smpc.names.ModelKind`.
+    """
+
+    kind: ModelKind
     features: tuple[str, ...]
     coefficients: tuple[float, ...]
     intercept: float = 0.0
@@ -82,8 +84,10 @@ class LinearModel:
             object.__setattr__(self, "intercept", float(self.intercept))
         except (TypeError, ValueError):
             raise InputError("model coefficients and intercept must be numbers") from None
-        if self.kind not in MODEL_KINDS:
+        kind = parse(ModelKind, self.kind)
+        if kind is None:
             raise InputError(f"model kind must be 'linear' or 'logistic', not {self.kind!r}")
+        object.__setattr__(self, "kind", kind)
         if not self.features:
             raise InputError("a model needs at least one feature")
         if len(self.features) > MAX_FEATURES:
@@ -105,10 +109,10 @@ class LinearModel:
     def predict_plain(self, X: np.ndarray) -> np.ndarray:
         """Plaintext reference: what the secure protocols must reproduce."""
         z = np.asarray(X, dtype=np.float64) @ self.weights + self.intercept
-        return sigmoid(z) if self.kind == "logistic" else z
+        return sigmoid(z) if self.kind == ModelKind.LOGISTIC else z
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "features": list(self.features),
+        return {"kind": str(self.kind), "features": list(self.features),
                 "coefficients": list(self.coefficients), "intercept": self.intercept}
 
     @classmethod
@@ -133,16 +137,19 @@ class InferenceSpec:
 
     ``feature_bound`` is a public bound on ``|x|`` that the data owner checks
     and the model owner relies on (``ss`` range guarantee, and the input range
-    of the encrypted sigmoid).
+    of the encrypted sigmoid).  ``kind``, ``backend`` and ``output`` may be given
+    as strings; they are normalised to :class:`~smpc.names.ModelKind`,
+    :class:`~smpc.names.Backend` and :class:`~smpc.names.InferenceOutput`
+    (:meth:`to_json` writes the strings).
     """
 
-    kind: str
+    kind: ModelKind
     n_samples: int
     n_features: int
-    backend: str = "ss"
+    backend: Backend = Backend.SS
     feature_bound: float = 1024.0
     frac_bits: int = DEFAULT_FRAC_BITS
-    output: str = "prediction"
+    output: InferenceOutput = InferenceOutput.PREDICTION
     ckks_preset: str = "aggregate"
     flood_bits: int = 16
 
@@ -154,20 +161,26 @@ class InferenceSpec:
         if isinstance(self.feature_bound, bool) or not isinstance(self.feature_bound,
                                                                    int | float):
             raise InputError("the feature bound must be a number")
-        if self.kind not in MODEL_KINDS:
+        kind = parse(ModelKind, self.kind)
+        if kind is None:
             raise InputError(f"model kind must be 'linear' or 'logistic', not {self.kind!r}")
-        if self.backend not in ("ss", "ckks"):
+        object.__setattr__(self, "kind", kind)
+        backend = parse(Backend, self.backend)
+        if backend is None:
             raise InputError(f"unknown backend {self.backend!r}; choose 'ss' or 'ckks'")
+        object.__setattr__(self, "backend", backend)
         if not 1 <= self.n_samples <= MAX_SAMPLES:
             raise InputError(f"the number of samples must be between 1 and {MAX_SAMPLES}")
         if not 1 <= self.n_features <= MAX_FEATURES:
             raise InputError(f"the number of features must be between 1 and {MAX_FEATURES}")
         if not (math.isfinite(self.feature_bound) and self.feature_bound > 0):
             raise InputError("the feature bound must be a positive number")
-        if self.output not in OUTPUTS:
-            raise InputError(f"output must be one of {', '.join(OUTPUTS)}")
-        if self.output == "encrypted-sigmoid" and (self.backend != "ckks"
-                                                    or self.kind != "logistic"):
+        output = parse(InferenceOutput, self.output)
+        if output is None:
+            raise InputError(f"output must be one of {', '.join(o.value for o in InferenceOutput)}")
+        object.__setattr__(self, "output", output)
+        if output == InferenceOutput.ENCRYPTED_SIGMOID and (backend != Backend.CKKS
+                                                            or kind != ModelKind.LOGISTIC):
             raise InputError("an encrypted sigmoid needs a logistic model on the ckks backend")
         if not 0 <= self.flood_bits <= 30:
             raise InputError("flood_bits must be between 0 (no flooding) and 30")
@@ -178,7 +191,10 @@ class InferenceSpec:
         return FixedPoint(self.frac_bits)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The spec as JSON, the names as plain strings."""
+        doc = asdict(self)
+        doc.update(kind=str(self.kind), backend=str(self.backend), output=str(self.output))
+        return doc
 
     @classmethod
     def from_json(cls, doc: Any) -> InferenceSpec:
@@ -216,7 +232,7 @@ def check_model(spec: InferenceSpec, model: LinearModel) -> None:
     if len(model.features) != spec.n_features:
         raise InputError(f"the model has {len(model.features)} features, the request "
                          f"{spec.n_features}")
-    if spec.backend == "ss":
+    if spec.backend == Backend.SS:
         codec = spec.codec
         ulp = codec.resolution
         worst = float(np.sum((np.abs(model.weights) + ulp) * (spec.feature_bound + ulp))
@@ -255,6 +271,7 @@ def run_data_owner_ss(t: Transport, spec: InferenceSpec, X: np.ndarray, *, model
     w_seed = _recv_seed(t, model_owner, f"{tag}/w-seed")
     w_share = sharing.expand_share(w_seed, (spec.n_features,), f"{tag}/w")
     (triple,) = beaver.receive(t, dealer, parties, [_triple_request(spec)], f"{tag}/deal")
+    assert isinstance(triple, beaver.TripleShare)  # a TripleRequest's share (for the checker)
     z_mine = beaver.matmul(t, parties, triple, shared_x.explicit, w_share, f"{tag}/mm",
                            method="none")
     z_theirs = t.recv_array(model_owner, f"{tag}/z", np.uint64, (spec.n_samples,))
@@ -274,6 +291,7 @@ def run_model_owner_ss(t: Transport, spec: InferenceSpec, model: LinearModel, *,
     x_seed = _recv_seed(t, data_owner, f"{tag}/x-seed")
     x_share = sharing.expand_share(x_seed, (spec.n_samples, spec.n_features), f"{tag}/x")
     (triple,) = beaver.receive(t, dealer, parties, [_triple_request(spec)], f"{tag}/deal")
+    assert isinstance(triple, beaver.TripleShare)  # a TripleRequest's share (for the checker)
     z = beaver.matmul(t, parties, triple, x_share, shared_w.explicit, f"{tag}/mm",
                       method="none")
     z = z + codec.encode(np.full(spec.n_samples, model.intercept),
@@ -290,7 +308,7 @@ def _recv_seed(t: Transport, sender: str, tag: str) -> bytes:
 
 def finish_predictions(spec: InferenceSpec, logits: np.ndarray) -> np.ndarray:
     """Logits to what the data owner asked for."""
-    if spec.kind == "logistic" and spec.output == "prediction":
+    if spec.kind == ModelKind.LOGISTIC and spec.output == InferenceOutput.PREDICTION:
         return sigmoid(logits)
     return np.asarray(logits, dtype=np.float64)
 
@@ -323,7 +341,8 @@ def model_flood_std(spec: InferenceSpec, weights: np.ndarray) -> float:
     w = np.asarray(weights, dtype=np.float64)
     e = preset.error_bound(weight_l1=float(np.abs(w).sum()),
                            weight_l2=float(np.sqrt((w * w).sum())),
-                           sigmoid=spec.output == "encrypted-sigmoid", independent=True)
+                           sigmoid=spec.output == InferenceOutput.ENCRYPTED_SIGMOID,
+                           independent=True)
     encoding = 2.0 ** -(preset.scale_bits + 1) * spec.n_features * spec.feature_bound
     e = max(e, 2.0 ** math.ceil(math.log2(encoding)) if encoding > 0 else 0.0)
     return 2.0**spec.flood_bits * e
@@ -346,7 +365,7 @@ def run_data_owner_ckks(t: Transport, spec: InferenceSpec, X: np.ndarray, *, mod
     logits_cts = [t.recv_bytes(model_owner, f"{tag}/z/{k}", max_len=ckks.MAX_CIPHERTEXT_BYTES)
                   for k in range(_chunks(spec))]
     values = holder.decrypt(logits_cts, spec.n_samples)
-    if spec.output == "encrypted-sigmoid":
+    if spec.output == InferenceOutput.ENCRYPTED_SIGMOID:
         return np.asarray(values, dtype=np.float64)
     return finish_predictions(spec, values)
 
@@ -368,7 +387,7 @@ def run_model_owner_ckks(t: Transport, spec: InferenceSpec, model: LinearModel, 
     columns = [[t.recv_bytes(data_owner, f"{tag}/x/{j}/{k}", max_len=ckks.MAX_CIPHERTEXT_BYTES)
                 for k in range(chunks)] for j in range(spec.n_features)]
     logits = ckks.linear_combination(ctx, columns, model.weights, model.intercept)
-    if spec.output == "encrypted-sigmoid":
+    if spec.output == InferenceOutput.ENCRYPTED_SIGMOID:
         logits = ckks.sigmoid_poly3(ctx, logits)
     std = model_flood_std(spec, model.weights)
     if std > 0:
@@ -384,7 +403,7 @@ def run_model_owner_ckks(t: Transport, spec: InferenceSpec, model: LinearModel, 
 def run_data_owner(t: Transport, spec: InferenceSpec, X: np.ndarray, *, model_owner: str,
                    dealer: str | None, tag: str) -> np.ndarray:
     """The data owner's role on either backend; returns its predictions."""
-    if spec.backend == "ss":
+    if spec.backend == Backend.SS:
         if dealer is None:
             raise InputError("ss inference needs a dealer")
         return run_data_owner_ss(t, spec, X, model_owner=model_owner, dealer=dealer, tag=tag)
@@ -394,7 +413,7 @@ def run_data_owner(t: Transport, spec: InferenceSpec, X: np.ndarray, *, model_ow
 def run_model_owner(t: Transport, spec: InferenceSpec, model: LinearModel, *, data_owner: str,
                     dealer: str | None, tag: str) -> None:
     """The model owner's role on either backend."""
-    if spec.backend == "ss":
+    if spec.backend == Backend.SS:
         if dealer is None:
             raise InputError("ss inference needs a dealer")
         run_model_owner_ss(t, spec, model, data_owner=data_owner, dealer=dealer, tag=tag)
@@ -405,5 +424,5 @@ def run_model_owner(t: Transport, spec: InferenceSpec, model: LinearModel, *, da
 def run_dealer(t: Transport, spec: InferenceSpec, *, data_owner: str, model_owner: str,
                tag: str) -> None:
     """The dealer's role (``ss`` only; ``ckks`` inference needs no dealer)."""
-    if spec.backend == "ss":
+    if spec.backend == Backend.SS:
         run_dealer_ss(t, spec, data_owner=data_owner, model_owner=model_owner, tag=tag)

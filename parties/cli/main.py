@@ -347,7 +347,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _bench(argv: list[str]) -> int:
     try:
-        from benchmarks.cli import main as bench_main
+        from smpc_bench.cli import main as bench_main
     except ImportError:
         print("smpc: error: the benchmark suite is not installed with this copy of smpc "
               "(install from a source checkout: pip install -e '.[bench]')", file=sys.stderr)

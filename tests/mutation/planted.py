@@ -48,7 +48,7 @@ PLANTED: tuple[Planted, ...] = (
         "share_with_seeds gives every peer the same seed: the recipient and one party "
         "unmask another"),
     Planted(
-        "ckks-pass2-noise-17x-small", "smpc/dp.py",
+        "ckks-pass2-noise-17x-small", "smpc/dp/noise.py",
         (("    return out.astype(np.float64) * 2.0**-bits\n",
           "    return out.astype(np.float64) * 2.0**-bits "
           "/ (17.0 if pass_index == 2 else 1.0)\n"),),
@@ -56,14 +56,14 @@ PLANTED: tuple[Planted, ...] = (
          "test_two_pass_statistics_release_the_planned_noise_on_both_passes[ckks]",),
         "ckks second-pass DP noise calibrated 17x too small (var/std/cov/corr/linreg)"),
     Planted(
-        "dp-covariance-off-diagonals-zeroed", "smpc/stats.py",
+        "dp-covariance-off-diagonals-zeroed", "smpc/stats/finishing.py",
         (("        cov = dp.postprocess_covariance(cov)  # post-processing: costs no privacy\n",
           "        cov = np.diag(np.diag(dp.postprocess_covariance(cov)))\n"),),
         ("tests/unit/test_stats_dp.py::test_private_statistics_are_close_to_the_truth[corr-ss]",
          "tests/unit/test_stats_dp.py::test_private_statistics_are_close_to_the_truth[cov-ckks]"),
         "under DP, covariance off-diagonals zeroed (corr and slope always 0)"),
     Planted(
-        "one-party-omits-its-noise", "smpc/stats.py",
+        "one-party-omits-its-noise", "smpc/stats/roles.py",
         (("    noise = None if plan is None else dp.party_noise("
           "plan, 1, values.size, spec.backend)\n",
           "    noise = None if plan is None or t.me == parties[0] else dp.party_noise(\n"

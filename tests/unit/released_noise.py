@@ -16,6 +16,7 @@ from scipy import stats as scipy_stats
 
 from smpc import aggregate, ckks, simulator, stats
 from smpc.errors import InputError
+from smpc.stats import roles as stats_roles
 
 P = 3
 ALPHA = 1e-6
@@ -28,7 +29,7 @@ NEAR = {"no noise": 0.0, "17x too small": TOO_SMALL, "a share missing": MISSING,
         "one party full sigma": ONE_FULL, "every party full sigma": ALL_FULL}
 FAR = {"no noise": 0.0, "17x too small": TOO_SMALL, "every party full sigma": ALL_FULL}
 
-# The documented split of rho over the released blocks (smpc/dp.py, "Split of rho").
+# The documented split of rho over the released blocks (smpc/dp/planning.py, "Split of rho").
 SPLIT = {
     "count": {"count": 1.0},
     "sum": {"count": 0.1, "sums": 0.9},
@@ -123,7 +124,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Releases:
     """Wrap the recipients' collect functions and the parties' pass-2 aggregation (observe only)."""
     rec = Releases()
     ss_collect, ckks_collect, local_pass2 = (
-        aggregate.ss_collect, aggregate.ckks_collect, stats.local_pass2)
+        aggregate.ss_collect, aggregate.ckks_collect, stats_roles.local_pass2)
 
     def ss(t, **kw):
         out = ss_collect(t, **kw)
@@ -142,7 +143,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Releases:
 
     monkeypatch.setattr(aggregate, "ss_collect", ss)
     monkeypatch.setattr(aggregate, "ckks_collect", ck)
-    monkeypatch.setattr(stats, "local_pass2", lp2)
+    monkeypatch.setattr(stats_roles, "local_pass2", lp2)  # where the party role looks it up
     return rec
 
 

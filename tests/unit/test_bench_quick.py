@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from benchmarks import cli
+from smpc_bench import cli
 from tests.tolerances import Backend, gamma
 
 TIMING_KEYS = ("seconds", "core_s", "raw_s", "numpy_s", "floor_s", "tls_stream_s",

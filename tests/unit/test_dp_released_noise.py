@@ -10,7 +10,7 @@ raw moments ``sum x``, ``sum x x^T`` and the public shift ``s`` and divisor
 ``D``; bin counts), so ``released - exact`` is one draw of the *total* noise
 per coordinate.  Each draw is divided by the sigma the harness
 (``released_noise.py``) derives from the mechanism as documented in
-``smpc/dp.py`` (not by asking the plan):
+``smpc/dp/`` (not by asking the plan):
 
     sigma_b = (Delta_b 2^bits + [block not integral] sqrt(len_b)) / sqrt(2 rho_b)
 

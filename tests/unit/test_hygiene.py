@@ -60,15 +60,64 @@ def test_the_scan_catches_each_form():
     assert not insecure_randomness(ast.parse("import secrets\nsecrets.token_bytes(8)"))
 
 
+def imports_in(tree: ast.AST) -> list[tuple[str, str]]:
+    """Every module an import in ``tree`` names, with the enclosing function's qualified name.
+
+    Import statements (``import a.b``, ``from a import b`` -> ``a.b``, ``from a.b import c``
+    -> ``a.b.c``) and dynamic imports with a constant name (``importlib.import_module("a")``,
+    ``__import__("a")``); ``""`` is module level.
+    """
+    found: list[tuple[str, str]] = []
+
+    def visit(node: ast.AST, where: str) -> None:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            where = f"{where}.{node.name}" if where else node.name
+        if isinstance(node, ast.Import):
+            found.extend((a.name, where) for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            found.extend((f"{node.module}.{a.name}", where) for a in node.names)
+        elif (isinstance(node, ast.Call) and node.args
+              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+              and ((isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+                   or (isinstance(node.func, ast.Name) and node.func.id == "__import__"))):
+            found.append((node.args[0].value, where))
+        for child in ast.iter_child_nodes(node):
+            visit(child, where)
+
+    visit(tree, "")
+    return found
+
+
+def runtime_imports_of_the_core() -> list[tuple[str, str, str]]:
+    return [(path.relative_to(ROOT).as_posix(), where, name)
+            for path in python_files("smpc")
+            for name, where in imports_in(ast.parse(path.read_text()))
+            if name == "parties" or name.startswith("parties.")]
+
+
+# The one runtime import the core may make: smpc.Federation & co., looked up lazily (PEP 562).
+ALLOWED_RUNTIME_IMPORTS = [("smpc/__init__.py", "__getattr__", "parties.api")]
+
+
 def test_core_never_imports_the_runtime():
-    for path in python_files("smpc"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            assert not any(n == "parties" or n.startswith("parties.") for n in names), path
+    """Only ``smpc.__getattr__`` imports the runtime, only ``parties.api``, only once.
+
+    (tests/unit/test_namespace.py checks the behaviour: importing the core loads no runtime.)
+    """
+    assert runtime_imports_of_the_core() == ALLOWED_RUNTIME_IMPORTS
+
+
+def test_the_import_scan_sees_each_form_and_where_it_is():
+    src = (
+        "import parties.a\n"
+        "from parties import b\n"
+        "def f():\n    from parties.c import d\n"
+        "class K:\n    def g(self):\n        importlib.import_module('parties.e')\n"
+        "def __getattr__(n):\n    __import__('parties')\n"
+    )
+    assert imports_in(ast.parse(src)) == [
+        ("parties.a", ""), ("parties.b", ""), ("parties.c.d", "f"), ("parties.e", "K.g"),
+        ("parties", "__getattr__")]
 
 
 def test_synthetic_data_modules_say_they_are_not_secret():

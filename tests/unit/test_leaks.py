@@ -35,6 +35,7 @@ import pytest
 import tenseal as ts
 
 from smpc import ckks, sharing
+from smpc.ckks.envelope import HEADER_BYTES
 from smpc.encoding import FixedPoint
 from smpc.errors import InputError
 from smpc.stats import StatSpec
@@ -324,6 +325,6 @@ def test_ckks_contributions_are_fresh_and_under_the_analyst_key(
         with pytest.raises(InputError, match="another public key"):
             other.decrypt([first], ref.size)
         # past the envelope check: the other key's raw decryption is garbage
-        body = first[ckks._HEADER_BYTES:]
+        body = first[HEADER_BYTES:]
         garbage = np.asarray(ts.ckks_vector_from(other.context, body).decrypt())[: ref.size]
         assert not np.any(np.abs(garbage - ref) <= 1.0)

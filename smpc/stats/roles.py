@@ -1,0 +1,221 @@
+"""The protocol roles of a joint statistic: data party, recipient, aggregator, key holder.
+
+Guarantees: each role runs the passes of :mod:`smpc.stats` over a
+:class:`~smpc.transport.Transport`; under DP every party clips and adds its noise share before
+anything is encoded or encrypted.  Reveals: to the recipient the summed aggregates of each pass;
+to the parties (two-pass statistics) the public shift and count; nothing about one party's rows
+(:mod:`smpc.aggregate` states the backend assumptions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from smpc import aggregate, dp
+from smpc.ckks import KeyHolder
+from smpc.encoding import FixedPoint
+from smpc.errors import InputError
+from smpc.names import Backend
+from smpc.stats.finishing import finish, shift_from_pass1
+from smpc.stats.local import (
+    _check_rows,
+    local_pass1,
+    local_pass2,
+    moment_divisor,
+    pass1_length,
+    pass2_length,
+)
+from smpc.stats.spec import StatResult, StatSpec
+from smpc.transport import Transport, pack_json, unpack_json
+
+__all__ = [
+    "run_aggregator_ckks",
+    "run_keyholder_ckks",
+    "run_party",
+    "run_recipient_ss",
+    "simulate",
+]
+
+
+def run_party(
+    t: Transport,
+    spec: StatSpec,
+    rows: np.ndarray,
+    *,
+    parties: Sequence[str],
+    recipient: str,
+    tag: str,
+    public_context: object = None,
+) -> None:
+    """One data party's role in a joint statistic.
+
+    ``recipient`` is the node that learns the summed aggregates: on ``ss`` the
+    node that reconstructs (normally the coordinator); on ``ckks`` the
+    aggregator, which forwards the encrypted sum to the key holder.
+    ``public_context`` is the key holder's public TenSEAL context (``ckks``).
+
+    With ``spec.dp`` the party clips its rows to the public bounds and adds
+    its share of distributed discrete Gaussian noise to each contribution
+    before it is encoded or encrypted (:mod:`smpc.dp`), so no node ever sees
+    the exact aggregate.
+    """
+    rows = _check_rows(spec, rows)
+    plan = spec.noise_plan(len(parties))
+    if plan is not None and plan.bounds is not None:
+        rows = dp.clip_rows(rows, plan.bounds)
+    values = local_pass1(spec, rows)
+    noise = None if plan is None else dp.party_noise(plan, 1, values.size, spec.backend)
+    _contribute(t, spec, values, noise, plan, 1, parties, recipient, f"{tag}/p1",
+                public_context, spec.codec)
+    if spec.passes == 2:
+        doc = unpack_json(t.recv(recipient, f"{tag}/shift"))
+        shift = np.asarray(doc["shift"], dtype=np.float64)
+        total = float(doc["n"])
+        if shift.shape != (len(spec.value_columns),) or not total >= 1:
+            raise InputError(f"{recipient} sent a malformed shift for {tag!r}")
+        values = local_pass2(spec, rows, shift, total)
+        noise = None if plan is None else dp.party_noise(
+            plan, 2, values.size, spec.backend, divisor=moment_divisor(spec, total), shift=shift)
+        _contribute(t, spec, values, noise, plan, 2, parties, recipient, f"{tag}/p2",
+                    public_context, spec.moment_codec)
+
+
+def _contribute(
+    t: Transport, spec: StatSpec, values: np.ndarray, noise: np.ndarray | None,
+    plan: dp.NoisePlan | None, pass_index: int, parties: Sequence[str], recipient: str,
+    tag: str, public_context: object, codec: FixedPoint,
+) -> None:
+    if spec.backend == Backend.SS:
+        aggregate.ss_contribute(t, parties=parties, recipient=recipient, values=values,
+                                codec=codec, tag=tag, noise_ulps=noise)
+    else:
+        if plan is not None and noise is not None:
+            values = dp.noisy_ckks_values(plan, values, noise, pass_index)
+        aggregate.ckks_contribute(t, aggregator=recipient, public_context=public_context,
+                                  values=values, tag=tag)
+
+
+def _public_shift(spec: StatSpec, plan: dp.NoisePlan | None, summed1: np.ndarray
+                  ) -> tuple[np.ndarray, float]:
+    shift, n = shift_from_pass1(spec, summed1)
+    if plan is not None:
+        grid = spec.codec.resolution
+        shift = np.round(dp.postprocess_shift(plan, shift) / grid) * grid
+    return shift, n
+
+
+def run_recipient_ss(
+    t: Transport, spec: StatSpec, *, parties: Sequence[str], tag: str
+) -> StatResult:
+    """The ``ss`` recipient (coordinator): reconstructs each pass's sum and finishes."""
+    plan = spec.noise_plan(len(parties))
+    summed1 = aggregate.ss_collect(t, parties=parties, shape=(pass1_length(spec),),
+                                   codec=spec.codec, tag=f"{tag}/p1")
+    if plan is not None:
+        summed1 = dp.postprocess_pass1(plan, summed1, spec.ddof)
+    if spec.passes == 1:
+        return _with_privacy(finish(spec, summed1, None, None), plan)
+    shift, n = _public_shift(spec, plan, summed1)
+    t.broadcast(parties, f"{tag}/shift", pack_json({"shift": shift.tolist(), "n": n}))
+    summed2 = aggregate.ss_collect(t, parties=parties, shape=(pass2_length(spec),),
+                                   codec=spec.moment_codec, tag=f"{tag}/p2")
+    return _with_privacy(finish(spec, summed1, summed2, shift, dp_applied=plan is not None),
+                         plan)
+
+
+def _with_privacy(result: StatResult, plan: dp.NoisePlan | None) -> StatResult:
+    if plan is not None:
+        result.details["privacy"] = plan.to_json()
+    return result
+
+
+def run_aggregator_ckks(
+    t: Transport, spec: StatSpec, *, parties: Sequence[str], keyholder: str, tag: str,
+    public_context: object,
+) -> None:
+    """The ``ckks`` aggregator (coordinator): sums ciphertexts, relays the shift.
+
+    First tells the key holder how many parties take part (public; the key
+    holder needs it for the differential-privacy noise plan).
+    """
+    t.send(keyholder, f"{tag}/parties", pack_json({"parties": len(parties)}))
+    aggregate.ckks_aggregate(t, parties=parties, keyholder=keyholder,
+                             public_context=public_context, tag=f"{tag}/p1")
+    if spec.passes == 2:
+        shift_doc = t.recv(keyholder, f"{tag}/shift")
+        t.broadcast(parties, f"{tag}/shift", shift_doc)
+        aggregate.ckks_aggregate(t, parties=parties, keyholder=keyholder,
+                                 public_context=public_context, tag=f"{tag}/p2")
+
+
+def run_keyholder_ckks(
+    t: Transport, spec: StatSpec, *, aggregator: str, keyholder: KeyHolder, tag: str
+) -> StatResult:
+    """The ``ckks`` key holder (analyst): decrypts and releases sums, finishes.
+
+    With ``spec.dp`` the noise plan (for the number of parties the aggregator
+    announces) tells the release how much DP noise already floods the CKKS
+    error; the key holder relies on the aggregator for that count.
+    """
+    doc = unpack_json(t.recv(aggregator, f"{tag}/parties"))
+    parties = doc.get("parties") if isinstance(doc, dict) else None
+    if not isinstance(parties, int) or not 1 <= parties <= 10_000:
+        raise InputError(f"{aggregator} announced a malformed party count")
+    plan = spec.noise_plan(parties)
+    std1 = 0.0 if plan is None else plan.release_noise_std(1)
+    summed1 = aggregate.ckks_collect(t, aggregator=aggregator, keyholder=keyholder,
+                                     length=pass1_length(spec), tag=f"{tag}/p1",
+                                     dp_noise_std=std1, summands=parties)
+    summed1[0] = float(round(summed1[0]))  # a count is a whole number
+    if plan is not None:
+        summed1 = dp.postprocess_pass1(plan, summed1, spec.ddof)
+    if spec.passes == 1:
+        return _with_privacy(finish(spec, summed1, None, None), plan)
+    shift, n = _public_shift(spec, plan, summed1)
+    t.send(aggregator, f"{tag}/shift", pack_json({"shift": shift.tolist(), "n": n}))
+    std2 = 0.0 if plan is None else plan.release_noise_std(2, shift=shift)
+    summed2 = aggregate.ckks_collect(t, aggregator=aggregator, keyholder=keyholder,
+                                     length=pass2_length(spec), tag=f"{tag}/p2",
+                                     dp_noise_std=std2, summands=parties)
+    return _with_privacy(finish(spec, summed1, summed2, shift, dp_applied=plan is not None),
+                         plan)
+
+
+def simulate(
+    spec: StatSpec, tables: Sequence[np.ndarray], *, tag: str = "stat", timeout: float = 300.0,
+) -> tuple[StatResult, Any]:
+    """Run a joint statistic among ``len(tables)`` simulated parties in this process.
+
+    Party ``i`` holds ``tables[i]`` (rows x columns, in ``spec.value_columns``
+    order).  Returns the result and the :class:`smpc.simulator.SimulationResult`
+    (traffic per node).  On ``ckks`` a simulated analyst holds the key and the
+    coordinator aggregates.
+    """
+    from smpc import simulator
+
+    parties = [f"p{i}" for i in range(len(tables))]
+    roles: dict[str, Any] = {}
+    if spec.backend == Backend.SS:
+        for name, rows in zip(parties, tables, strict=True):
+            roles[name] = lambda t, rows=rows: run_party(
+                t, spec, rows, parties=parties, recipient="coordinator", tag=tag)
+        roles["coordinator"] = lambda t: run_recipient_ss(t, spec, parties=parties, tag=tag)
+        sim = simulator.run(roles, timeout=timeout)
+        return sim.results["coordinator"], sim
+    from smpc import ckks
+
+    holder = ckks.KeyHolder(spec.ckks_preset)
+    public = ckks.load_context(holder.public_context())
+    for name, rows in zip(parties, tables, strict=True):
+        roles[name] = lambda t, rows=rows: run_party(
+            t, spec, rows, parties=parties, recipient="coordinator", tag=tag,
+            public_context=public)
+    roles["coordinator"] = lambda t: run_aggregator_ckks(
+        t, spec, parties=parties, keyholder="analyst", tag=tag, public_context=public)
+    roles["analyst"] = lambda t: run_keyholder_ckks(
+        t, spec, aggregator="coordinator", keyholder=holder, tag=tag)
+    sim = simulator.run(roles, timeout=timeout)
+    return sim.results["analyst"], sim
