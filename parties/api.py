@@ -32,6 +32,7 @@ from parties.analyst.client import Client, Prediction
 from parties.federation import local as federation_mod
 from smpc import dp
 from smpc.errors import InputError
+from smpc.names import Backend, Statistic, parse
 from smpc.stats import StatResult, StatSpec
 
 Columns = str | Sequence[str]
@@ -113,7 +114,8 @@ class Federation:
               privacy: Privacy | None, **extra: Any) -> tuple[StatResult, bool]:
         cols, single = _cols(columns)
         request = privacy.request() if privacy is not None else None
-        spec = StatSpec(statistic, cols, backend=backend, dp=request, **extra)
+        spec = StatSpec(Statistic(statistic), cols, backend=_backend(backend), dp=request,
+                        **extra)
         return self.compute(spec, where), single
 
     # -- statistics ----------------------------------------------------------------------------
@@ -182,7 +184,8 @@ class Federation:
                           ) -> LinearRegression:
         """Least-squares fit of ``target`` on ``features`` (with an intercept)."""
         cols, _ = _cols(features)
-        result = self.compute(StatSpec("linreg", cols, target=target, backend=backend,
+        result = self.compute(StatSpec(Statistic.LINREG, cols, target=target,
+                                       backend=_backend(backend),
                                        dp=privacy.request() if privacy else None), where)
         return LinearRegression(result.value["coefficients"], result.value["intercept"],
                                 result.details.get("r2", float("nan")))
@@ -199,6 +202,13 @@ class Federation:
         """
         return self.client.predict(data_owner, model_owner, model=model, backend=backend,
                                    where=where, output=output, **options)
+
+
+def _backend(value: str) -> Backend:
+    backend = parse(Backend, value)
+    if backend is None:
+        raise InputError(f"unknown backend {value!r}; choose 'ss' or 'ckks'")
+    return backend
 
 
 @dataclass(frozen=True)

@@ -292,7 +292,7 @@ _BY_CODE: dict[grpc.StatusCode, type[RemoteError]] = {
 def failed_node_of(err: grpc.RpcError) -> str | None:
     """The ``smpc-failed-node`` trailing metadata of a failed call, if any."""
     try:
-        trailers: Any = err.trailing_metadata()  # type: ignore[attr-defined]
+        trailers: Any = err.trailing_metadata()
     except Exception:  # not every RpcError carries metadata
         return None
     for key, value in trailers or ():
@@ -303,8 +303,8 @@ def failed_node_of(err: grpc.RpcError) -> str | None:
 
 def from_rpc_error(err: grpc.RpcError, target: str = "") -> RemoteError:
     """The :class:`RemoteError` for a failed call to ``target`` (a node name)."""
-    code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
-    details = err.details() if hasattr(err, "details") else None  # type: ignore[attr-defined]
+    code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
+    details = err.details() if hasattr(err, "details") else None
     node = failed_node_of(err)
     message = details or code.name.lower()
     if node is None:  # not an answer of our server: a transport-level failure

@@ -72,6 +72,7 @@ from parties.transport import wire
 from parties.transport.sessions import Session
 from parties.transport.tls import channel_credentials, channel_options
 from smpc.errors import InputError, PeerFailure, SmpcError
+from smpc.names import Backend
 from smpc.stats import StatResult, StatSpec
 from smpc.transport import Payload, Transport
 
@@ -287,7 +288,7 @@ class Client:
         request = pb.StatRequest(spec_json=json.dumps(spec.to_json()), where=where or "",
                                  parties=list(parties or self.parties or ()),
                                  timeout_seconds=timeout)
-        if spec.backend == "ckks":
+        if spec.backend == Backend.CKKS:
             return self._compute_ckks(spec, request, timeout)
         up: queue.Queue[pb.ComputeUp | None] = queue.Queue()
         up.put(pb.ComputeUp(request=request))

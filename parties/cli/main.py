@@ -24,6 +24,7 @@ from parties.pki.certs import (
 )
 from parties.pki.identity import fingerprint
 from smpc.errors import SmpcError
+from smpc.names import Backend
 
 STATISTICS = ("count", "sum", "mean", "var", "std", "cov", "corr", "histogram", "quantiles",
               "linreg")
@@ -76,9 +77,16 @@ def _add_privacy_options(p: argparse.ArgumentParser) -> None:
                    help="parties whose noise must stay secret for the full guarantee")
 
 
+def _version() -> str:
+    import smpc
+
+    return str(smpc.__version__)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smpc", description="Secure multi-party and homomorphic joint computation.")
+    parser.add_argument("--version", action="version", version=f"smpc {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="a tour of secure statistics and inference on a local "
@@ -150,7 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("statistic", choices=STATISTICS)
     run.add_argument("columns", nargs="+", metavar="COLUMN")
     run.add_argument("--federation", required=True, type=Path)
-    run.add_argument("--backend", choices=("ss", "ckks"), default="ss")
+    run.add_argument("--backend", choices=[b.value for b in Backend], default=Backend.SS.value)
     run.add_argument("--where", help="row filter, e.g. \"age >= 40 and bmi < 30\"")
     run.add_argument("--target", help="linreg: the response column")
     run.add_argument("--edges", nargs="+", type=float, help="histogram: public bin edges")
@@ -172,7 +180,8 @@ def _parser() -> argparse.ArgumentParser:
     pred.add_argument("--data-owner", required=True)
     pred.add_argument("--model-owner", required=True)
     pred.add_argument("--model", help="the model's name, if the owner has several")
-    pred.add_argument("--backend", choices=("ss", "ckks"), default="ss")
+    pred.add_argument("--backend", choices=[b.value for b in Backend],
+                      default=Backend.SS.value)
     pred.add_argument("--where")
     pred.add_argument("--output", choices=("prediction", "logit", "encrypted-sigmoid"),
                       default="prediction")

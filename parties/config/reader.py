@@ -124,7 +124,7 @@ class _Reader:
                 raise ConfigError(
                     f"{self.file}: required field '{fld}' is missing.", path=self.file, field=fld
                 )
-            return default  # type: ignore[no-any-return]
+            return default
         return conv(d[key], fld)
 
     # ---- converters: (value, field) -> typed value
@@ -613,24 +613,24 @@ def _load(path: str | os.PathLike[str], kind: str, check_files: bool) -> Any:
 
 def load_federation(path: str | os.PathLike[str], *, check_files: bool = True) -> FederationConfig:
     """Load and validate a federation file (``"kind": "federation"``)."""
-    return _load(path, "federation", check_files)  # type: ignore[no-any-return]
+    return _load(path, "federation", check_files)
 
 
 def load_party_config(path: str | os.PathLike[str], *, check_files: bool = True) -> PartyConfig:
     """Load and validate a party file (``"kind": "party"``) and the federation it names."""
-    return _load(path, "party", check_files)  # type: ignore[no-any-return]
+    return _load(path, "party", check_files)
 
 
 def load_coordinator_config(
     path: str | os.PathLike[str], *, check_files: bool = True
 ) -> CoordinatorConfig:
     """Load and validate a coordinator file (``"kind": "coordinator"``)."""
-    return _load(path, "coordinator", check_files)  # type: ignore[no-any-return]
+    return _load(path, "coordinator", check_files)
 
 
 def load_dealer_config(path: str | os.PathLike[str], *, check_files: bool = True) -> DealerConfig:
     """Load and validate a dealer file (``"kind": "dealer"``)."""
-    return _load(path, "dealer", check_files)  # type: ignore[no-any-return]
+    return _load(path, "dealer", check_files)
 
 
 def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> AnyConfig:
@@ -645,4 +645,4 @@ def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> An
         raise ConfigError(f"{p}: required field 'kind' is missing.", path=p, field="kind")
     if kind not in _PARSERS:
         raise r.error("kind", f"must be one of {', '.join(_PARSERS)}, got {kind!r}")
-    return _PARSERS[kind](r, raw)  # type: ignore[no-any-return]
+    return _PARSERS[kind](r, raw)

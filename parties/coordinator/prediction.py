@@ -36,6 +36,7 @@ from parties.transport.control import (
 from parties.transport.faults import fault_point
 from smpc import linear
 from smpc.errors import InputError
+from smpc.names import Backend, ModelKind, parse
 
 __all__ = ["PREDICT_TAG", "Predicted", "PredictionProtocol"]
 
@@ -66,7 +67,7 @@ class PredictionProtocol(Protocol):
         self.request = r = request
         members = {r.data_owner: SessionRole.DATA_OWNER, r.model_owner: SessionRole.MODEL_OWNER}
         self.dealer: str | None = None
-        if r.backend == "ss":
+        if r.backend == Backend.SS:
             self.dealer = coord.dealer or coord.me
             members[self.dealer] = SessionRole.DEALER
         state = coord.new_state(f"predict-{r.backend}", analyst, coord.timeout(r.timeout),
@@ -109,8 +110,12 @@ class PredictionProtocol(Protocol):
                 options["frac_bits"] = r.frac_bits
             if r.ckks_preset:
                 options["ckks_preset"] = r.ckks_preset
+            kind = parse(ModelKind, model.kind)
+            if kind is None:
+                raise NodeBlamed(r.model_owner, f"{r.model_owner} described a model of unknown "
+                                 "kind", grpc.StatusCode.ABORTED)
             draft = linear.InferenceSpec(
-                kind=model.kind, n_samples=1, n_features=len(model.features),
+                kind=kind, n_samples=1, n_features=len(model.features),
                 backend=r.backend, output=r.output, **options)
         except InputError as exc:
             raise NodeBlamed(me, str(exc), grpc.StatusCode.INVALID_ARGUMENT) from None

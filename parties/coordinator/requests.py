@@ -17,6 +17,7 @@ from parties.config import FederationConfig
 from parties.data import filters
 from parties.transport import wire
 from smpc.errors import InputError
+from smpc.names import Backend, InferenceOutput, parse
 from smpc.stats import StatSpec
 
 __all__ = ["PredictionRequest", "StatisticRequest", "prediction_request", "statistic_request"]
@@ -40,8 +41,8 @@ class PredictionRequest:
     model_owner: str
     model: str = ""                  # "" = the model owner's only model
     where: str = ""
-    backend: str = "ss"
-    output: str = "prediction"
+    backend: Backend = Backend.SS
+    output: InferenceOutput = InferenceOutput.PREDICTION
     feature_bound: float = 0.0       # 0 = the default
     frac_bits: int = 0               # 0 = the default
     ckks_preset: str = ""            # "" = the default
@@ -81,14 +82,18 @@ def prediction_request(msg: pb.PredictRequest, federation: FederationConfig
                              f"(parties: {', '.join(sorted(known))})")
     if msg.data_owner == msg.model_owner:
         raise InputError("the data owner and the model owner must be different parties")
-    backend = msg.backend or "ss"
-    if backend not in ("ss", "ckks"):
-        raise InputError(f"unknown backend {backend!r}; choose 'ss' or 'ckks'")
+    backend = parse(Backend, msg.backend or Backend.SS)
+    if backend is None:
+        raise InputError(f"unknown backend {msg.backend!r}; choose 'ss' or 'ckks'")
+    output = parse(InferenceOutput, msg.output or InferenceOutput.PREDICTION)
+    if output is None:
+        raise InputError(f"unknown output {msg.output!r}; choose one of "
+                         f"{', '.join(o.value for o in InferenceOutput)}")
     where = msg.where.strip()
     if where:
         filters.parse(where)
     return PredictionRequest(
         data_owner=msg.data_owner, model_owner=msg.model_owner, model=msg.model, where=where,
-        backend=backend, output=msg.output or "prediction", feature_bound=msg.feature_bound,
+        backend=backend, output=output, feature_bound=msg.feature_bound,
         frac_bits=int(msg.frac_bits), ckks_preset=msg.ckks_preset,
         timeout=float(msg.timeout_seconds))

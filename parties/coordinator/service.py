@@ -34,6 +34,7 @@ from parties.transport import wire
 from parties.transport.control import described_to_pb
 from parties.transport.server import caller
 from smpc.errors import InputError, PeerFailure
+from smpc.names import Backend
 from smpc.transport import Payload
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             failure = exc
         if failure is not None:
             abort(context, failure, node.me)
-        if request.spec.backend == "ss":
+        if request.spec.backend == Backend.SS:
             yield from self._compute_ss(analyst, request, context)
         else:
             yield from self._compute_ckks(analyst, request, request_iterator, context)

@@ -35,6 +35,7 @@ from parties.transport.control import Prepared, PrepareStatistic, SessionRole
 from parties.transport.faults import fault_point
 from smpc import stats
 from smpc.errors import InputError
+from smpc.names import Backend
 from smpc.transport import Transport, pack_json
 
 __all__ = ["CONTEXT_TAG", "SPEC_TAG", "STAT_TAG", "StatisticProtocol"]
@@ -80,7 +81,7 @@ class StatisticProtocol(Protocol):
         self.request = request
         self.spec = request.spec
         self.parties = list(request.parties)
-        self.ckks = self.spec.backend == "ckks"
+        self.ckks = self.spec.backend == Backend.CKKS
         members = {p: SessionRole.PARTY for p in self.parties}
         members[coord.me] = SessionRole.AGGREGATOR if self.ckks else SessionRole.RECIPIENT
         local_members = dict(members)

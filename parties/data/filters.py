@@ -402,9 +402,9 @@ class _Parser:
         if t.kind == "not":
             self.advance()
             self.enter(t.pos)
-            e = Not(self.not_expr())
+            negated: Expr = Not(self.not_expr())
             self.depth -= 1
-            return e
+            return negated
         if t.kind == "lparen":
             self.advance()
             self.enter(t.pos)

@@ -307,8 +307,8 @@ class Table:
         # column-major, so that each column is one contiguous copy (a row-major
         # transpose of 10^6 x 10 costs several times more)
         index = None if everything else np.flatnonzero(keep)
-        values = np.empty((self._n_rows if everything else index.size, len(names)),
-                          dtype=np.float64, order="F")
+        n_rows = self._n_rows if index is None else int(index.size)
+        values = np.empty((n_rows, len(names)), dtype=np.float64, order="F")
         for j, col in enumerate(cols):
             values[:, j] = col if index is None else col.take(index)
         values.setflags(write=False)

@@ -24,6 +24,7 @@ import numpy as np
 from parties.data.sources import Table, load_table
 from parties.federation import sampledata
 from smpc import linear, simulator, stats
+from smpc.names import Backend, ModelKind
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class SimulatedExecutor:
 
     def predict(self, model: linear.LinearModel, backend: str) -> np.ndarray:
         X = self.data_owner.matrix(list(model.features))
-        spec = linear.InferenceSpec(model.kind, *X.shape, backend=backend)
+        spec = linear.InferenceSpec(model.kind, X.shape[0], X.shape[1], backend=Backend(backend))
         sim = simulator.run({
             "data": lambda t: linear.run_data_owner(t, spec, X, model_owner="model",
                                                     dealer="dealer", tag="demo"),
@@ -193,7 +194,7 @@ def tolerance(kind: str, backend: str, plain: np.ndarray, bin_width: float = 0.0
     if kind == "quantiles":
         return bin_width + 1e-9
     if kind == "predict" and backend == "ckks":
-        spec = linear.InferenceSpec("logistic", 1, 1, backend="ckks")
+        spec = linear.InferenceSpec(ModelKind.LOGISTIC, 1, 1, backend=Backend.CKKS)
         return 6 * linear.model_flood_std(spec, np.ones(1))
     if kind == "predict":
         return 2e-3

@@ -58,6 +58,7 @@ from parties.transport.control import (
 )
 from parties.transport.sessions import Session, SessionRegistry, Status
 from smpc.errors import PeerFailure, ProtocolError
+from smpc.names import Backend
 from smpc.stats import StatResult, StatSpec
 from smpc.transport import Payload, Transport
 
@@ -253,7 +254,7 @@ class InProcessFederation:
         """One joint statistic, as the analyst's client would run it (ckks: with its key)."""
         request = StatisticRequest(spec, tuple(parties or self.parties), where.strip(), timeout)
         coord = self.coordinator
-        if spec.backend == "ss":
+        if spec.backend == Backend.SS:
             result = coord.execute(StatisticProtocol(coord, self.analyst, request))
             assert result is not None
             return result

@@ -60,6 +60,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -257,8 +258,9 @@ def init_federation(
         return TLSFiles(d / "cert.pem", d / "key.pem", lay.ca_cert)
 
     for e in entries:
-        common = dict(name=e.name, host=e.host, port=e.port, tls=tls(e.name), federation=fed,
-                      federation_path=lay.federation_file)
+        common: dict[str, Any] = dict(
+            name=e.name, host=e.host, port=e.port, tls=tls(e.name), federation=fed,
+            federation_path=lay.federation_file)
         if e.role == "coordinator":
             cfg: PartyConfig | CoordinatorConfig | DealerConfig = CoordinatorConfig(
                 database=lay.node_dir(e.name) / "coordinator.db",

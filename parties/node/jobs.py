@@ -24,6 +24,7 @@ import numpy as np
 
 from parties.privacy.policy import PolicyRequest
 from smpc import linear, stats
+from smpc.names import Backend
 from smpc.transport import Transport
 
 __all__ = ["DataOwnerJob", "Job", "ModelOwnerJob", "Outcome", "Ready", "StatisticJob"]
@@ -74,7 +75,7 @@ class StatisticJob(Job):
 
     def run(self, t: Transport) -> tuple[Outcome, str]:
         ctx = None
-        if self.spec.backend == "ckks":
+        if self.spec.backend == Backend.CKKS:
             from smpc import ckks
 
             data = t.recv_bytes(self.hub, f"{self.tag}/context", max_len=ckks.MAX_CONTEXT_BYTES)

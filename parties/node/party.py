@@ -91,6 +91,7 @@ from parties.transport.lifecycle import run_in_foreground
 from parties.transport.sessions import Session, SessionRegistry, Status
 from smpc import linear
 from smpc.errors import InputError, SmpcError
+from smpc.names import Backend
 
 __all__ = ["PartyNode", "main"]
 
@@ -293,7 +294,7 @@ class PartyNode:
         parties = r.roles(SessionRole.PARTY)
         for name in parties:
             _check_node_role(fed, name, ("party",), "parties")
-        recipient = hub if spec.backend == "ss" else f"{r.analyst} (key holder, via {hub})"
+        recipient = hub if spec.backend == Backend.SS else f"{r.analyst} (key holder, via {hub})"
         req = replace(trail[-1], computation=spec.statistic, backend=spec.backend,
                       columns=tuple(spec.value_columns), recipient=_printable(recipient, 256),
                       cost=spec.dp.cost if spec.dp is not None else None)

@@ -526,7 +526,7 @@ class AuditLog:
         records are returned (paging forward); without it the *last* ``limit`` records (a tail).
         ``limit=None``: all. Records are returned as stored, not verified: use :meth:`verify`.
         """
-        where, args = "", []
+        where, args = "", list[object]()
         if isinstance(since, bool):
             raise AuditError("since must be a seq number, a datetime or an ISO time.")
         if isinstance(since, int):

@@ -127,7 +127,7 @@ def verify_records(rows: Sequence[tuple[Any, ...]], meta: Mapping[str, str], *, 
                 claimed = None
             if claimed is None:
                 why = "its content is not a valid audit record"
-            elif keyed and not (isinstance(stored, str) and hmac.compare_digest(
+            elif mac is not None and not (isinstance(stored, str) and hmac.compare_digest(
                 stored.encode("utf-8", "replace"), mac(h).encode("ascii")
             )):
                 why = "its MAC does not verify: it was rewritten without the audit key"

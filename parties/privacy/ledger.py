@@ -299,7 +299,9 @@ class Ledger:
         if row is None:
             return None
         st = self._status(con, row[1], row[2])
-        return Reservation(*row, remaining=st.remaining if st else 0.0)
+        sid, analyst, dataset, rho, state, reserved_at, settled_at, reason = row
+        return Reservation(sid, analyst, dataset, float(rho), state, reserved_at, settled_at,
+                           reason, remaining=st.remaining if st else 0.0)
 
     # ------------------------------------------------------------------------ budgets
 

@@ -22,6 +22,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from parties.config import PartyConfig
 from parties.privacy import atrest
 from smpc import linear
@@ -74,7 +76,8 @@ def _output_purpose(party: str, session_id: str) -> str:
 
 
 def write_predictions(cfg: PartyConfig, key: atrest.KeyFileKey, session_id: str,
-                      row_numbers: Sequence[int], predictions: Sequence[float]) -> Path:
+                      row_numbers: Sequence[int] | np.ndarray,
+                      predictions: Sequence[float] | np.ndarray) -> Path:
     """Encrypt a data owner's predictions to ``outputs/<session>.csv.enc`` (0600, atomic,
     never replacing a file): CSV with ``row`` (1-based row of its table) and ``prediction``."""
     path = output_path(cfg, session_id)

@@ -141,7 +141,7 @@ class GrpcTransport(Transport):
             self._deliver(to, tag, payload)
         except grpc.RpcError as err:
             remote = from_rpc_error(err, to)
-            if err.code() in _REFUSED_PAYLOAD:  # type: ignore[attr-defined]
+            if err.code() in _REFUSED_PAYLOAD:
                 # the receiver refused *this* payload (a replay, a malformed message): the
                 # fault is this node's, not the receiver's
                 raise ProtocolError(
@@ -165,7 +165,7 @@ class GrpcTransport(Transport):
             return
         except grpc.RpcError as err:
             if err.code() != grpc.StatusCode.UNAVAILABLE or failed_node_of(err) is not None \
-                    or s.remaining() < RETRY_MIN_SECONDS:  # type: ignore[attr-defined]
+                    or s.remaining() < RETRY_MIN_SECONDS:
                 raise
         time.sleep(wire.RECONNECT_BACKOFF_MS[1] / 1000 + 0.1)
         if s.status == Status.ABORTED:
@@ -174,7 +174,7 @@ class GrpcTransport(Transport):
         try:
             self.peers.node(to).Deliver(wire.chunks(s.id, tag, payload), timeout=s.remaining())
         except grpc.RpcError as err:
-            if err.code() != grpc.StatusCode.ALREADY_EXISTS:  # type: ignore[attr-defined]
+            if err.code() != grpc.StatusCode.ALREADY_EXISTS:
                 raise
 
     def _recv(self, sender: str, tag: str) -> Payload:

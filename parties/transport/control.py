@@ -430,10 +430,10 @@ def classify(node: str, code: grpc.StatusCode, message: str, blamed: str | None)
 
 def classify_rpc_failure(node: str, err: grpc.RpcError) -> NodeBlamed:
     """:func:`classify` for a failed RPC to ``node``."""
-    code = err.code()  # type: ignore[attr-defined]
+    code = err.code()
     blamed = failed_node_of(err)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) and blamed is None:
-        return classify(node, code, transport_detail(err.details()),  # type: ignore[attr-defined]
+        return classify(node, code, transport_detail(err.details()),
                         None)
     return classify(node, code, from_rpc_error(err, node).message, blamed)
 
@@ -456,7 +456,7 @@ class GrpcControlPlane(ControlPlane):
         try:
             return fn()
         except grpc.RpcError as err:
-            unreachable = err.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+            unreachable = err.code() == grpc.StatusCode.UNAVAILABLE
             if not (unreachable and retry_until is not None
                     and retry_until - time.monotonic() >= 2.0):
                 raise classify_rpc_failure(node, err) from None

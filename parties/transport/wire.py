@@ -138,7 +138,7 @@ def _payload_bytes(payload: Payload) -> memoryview:
         arr = payload
         if arr.dtype.byteorder == ">":
             arr = arr.astype(arr.dtype.newbyteorder("<"))
-        return memoryview(np.ascontiguousarray(arr)).cast("B")
+        return np.ascontiguousarray(arr).data.cast("B")
     return memoryview(bytes(payload))
 
 

@@ -50,7 +50,7 @@ DEADLINE = 10.0  # seconds: the computation's timeout while a link is cut
 
 HEALTH_SCRIPT = """
 import sys, time
-from parties import federation
+from parties.federation import local as federation
 d, names, limit = sys.argv[1], sys.argv[2].split(","), float(sys.argv[3])
 end = time.monotonic() + limit
 pending = list(names)
@@ -66,7 +66,7 @@ sys.exit(1 if pending else 0)
 
 STATUS_SCRIPT = """
 import json, sys
-from parties import federation
+from parties.federation import local as federation
 d = sys.argv[1]
 print(json.dumps({n: federation.node_health(d, n)["active_sessions"] for n in sys.argv[2:]}))
 """

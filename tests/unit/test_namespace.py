@@ -105,3 +105,15 @@ def test_version_falls_back_to_the_pyproject_when_not_installed():
         "print(json.dumps({'v': smpc.__version__}))\n"
     )
     assert got["v"] == importlib.metadata.version("smpc")
+
+
+def test_smpc_version_prints_the_installed_version():
+    """``smpc --version`` answers with the distribution's version (exit 0, one line)."""
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "parties.cli", "--version"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    assert out.stdout.strip() == f"smpc {importlib.metadata.version('smpc')}"
