@@ -35,6 +35,8 @@ from smpc.errors import InputError
 from smpc.names import Backend, Statistic, parse
 from smpc.stats import StatResult, StatSpec
 
+__all__ = ["Federation", "LinearRegression", "Prediction", "Privacy"]
+
 Columns = str | Sequence[str]
 
 

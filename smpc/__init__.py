@@ -11,7 +11,7 @@ One namespace for the user::
 :class:`Prediction`, the specs and the shared names are attributes of this package, resolved
 lazily on first use (PEP 562): ``import smpc`` or ``import smpc.sharing`` loads neither the
 runtime nor gRPC -- only asking for a runtime name (``Federation``, ``LinearRegression``,
-``Prediction``) imports :mod:`parties.api`.
+``Prediction``, ``Privacy``) imports :mod:`parties.api`.
 
 Below the namespace, the package is the computation core: fixed point, secret sharing, Beaver
 products, CKKS, differential privacy and the protocols, each written once as role functions
@@ -44,7 +44,7 @@ _CORE: dict[str, str] = {
     "ProtocolError": "smpc.errors",
 }
 # names of the analyst API, which lives in the runtime (parties.api) and needs gRPC
-_RUNTIME: tuple[str, ...] = ("Federation", "LinearRegression", "Prediction")
+_RUNTIME: tuple[str, ...] = ("Federation", "LinearRegression", "Prediction", "Privacy")
 
 __all__ = ["__version__", *_RUNTIME, *_CORE]
 
