@@ -66,9 +66,11 @@ from parties.errors import (
     Unavailable,
     from_rpc_error,
 )
-from parties.pki.certs import load_certificate
+from parties.pki import signed
+from parties.pki.certs import load_certificate, load_private_key
 from parties.pki.identity import identity_from_certificate
 from parties.transport import wire
+from parties.transport.requests import prediction_request, statistic_request
 from parties.transport.sessions import Session
 from parties.transport.tls import channel_credentials, channel_options
 from smpc.errors import InputError, PeerFailure, SmpcError
@@ -198,7 +200,9 @@ class Client:
             raise InputError("the analyst's certificate and key are required (cert=, key=)")
         ca = ca or fed.ca_cert
         self.federation = fed
-        self.analyst = identity_from_certificate(load_certificate(cert)).name
+        self._cert = load_certificate(cert)
+        self._key = load_private_key(key)
+        self.analyst = identity_from_certificate(self._cert).name
         coordinators = fed.nodes_with_role("coordinator")
         if coordinator is not None:
             coordinators = [n for n in coordinators if n.name == coordinator]
@@ -235,6 +239,14 @@ class Client:
                 f"unreachable: is the federation up? ({remote.message.split('(', 1)[-1]}",
                 remote.code, remote.node)
         return remote
+
+    def sign(self, request: dict[str, Any], kind: str, context_sha256: str | None = None
+             ) -> bytes:
+        """``request`` signed with this analyst's key (:mod:`parties.pki.signed`): what the
+        coordinator forwards and every party verifies before reading a row."""
+        return signed.sign(request, kind=kind, federation=self.federation.name,
+                           analyst=self.analyst, key=self._key, cert=self._cert,
+                           context_sha256=context_sha256)
 
     def _timeout(self, timeout: float | None) -> float:
         return float(timeout if timeout is not None else self.timeout)
@@ -285,11 +297,13 @@ class Client:
         what the statistic reveals (see :mod:`smpc.stats`).
         """
         timeout = self._timeout(timeout)
+        names = list(parties or self.parties or (n.name for n in self.federation.parties))
+        body = statistic_request(spec, where or "", names)
         request = pb.StatRequest(spec_json=json.dumps(spec.to_json()), where=where or "",
-                                 parties=list(parties or self.parties or ()),
-                                 timeout_seconds=timeout)
+                                 parties=names, timeout_seconds=timeout)
         if spec.backend == Backend.CKKS:
-            return self._compute_ckks(spec, request, timeout)
+            return self._compute_ckks(spec, request, body, timeout)
+        request.signed_request = self.sign(body, "statistic")
         up: queue.Queue[pb.ComputeUp | None] = queue.Queue()
         up.put(pb.ComputeUp(request=request))
         up.put(None)
@@ -304,11 +318,14 @@ class Client:
             raise RemoteError("the coordinator ended the computation without a result")
         return StatResult(**json.loads(result_json))
 
-    def _compute_ckks(self, spec: StatSpec, request: pb.StatRequest, timeout: float
-                      ) -> StatResult:
+    def _compute_ckks(self, spec: StatSpec, request: pb.StatRequest, body: dict[str, Any],
+                      timeout: float) -> StatResult:
         from smpc import ckks
 
         holder = ckks.KeyHolder(spec.ckks_preset)
+        context = holder.public_context()
+        # the parties encrypt only under the key the analyst signed
+        request.signed_request = self.sign(body, "statistic", signed.context_hash(context))
         up: queue.Queue[pb.ComputeUp | None] = queue.Queue()
         up.put(pb.ComputeUp(request=request))
         call = self._stub.Compute(_drain(up), timeout=timeout + 10.0)
@@ -323,7 +340,7 @@ class Client:
                     st = msg.started
                     session = Session(st.session_id, self.analyst, {st.coordinator: "aggregator"},
                                       timeout)
-                    for chunk in wire.chunks(st.session_id, "context", holder.public_context()):
+                    for chunk in wire.chunks(st.session_id, "context", context):
                         up.put(pb.ComputeUp(chunk=chunk))
                     transport = _StreamTransport(session, up)
                     thread = threading.Thread(
@@ -375,6 +392,11 @@ class Client:
             where=where or "", backend=backend, output=output,
             feature_bound=float(feature_bound or 0.0), frac_bits=int(frac_bits or 0),
             ckks_preset=ckks_preset or "", timeout_seconds=self._timeout(timeout))
+        req.signed_request = self.sign(prediction_request(
+            data_owner=data_owner, model_owner=model_owner, model=model or "",
+            where=where or "", backend=backend, output=output,
+            feature_bound=float(feature_bound or 0.0), frac_bits=int(frac_bits or 0),
+            ckks_preset=ckks_preset or ""), "prediction")
         try:
             r = self._stub.Predict(req, timeout=self._timeout(timeout) + 10.0)
         except grpc.RpcError as err:

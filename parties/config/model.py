@@ -161,6 +161,10 @@ class PolicyConfig:
       bounds must lie within them, and a request without bounds for a column gets these.
     * ``dataset``: the name the budget is kept under (default: the party's name). Change it only
       when the table holds different individuals -- a new name starts a fresh budget.
+    * ``min_parties``: the fewest data parties a statistic may have for this party to take part
+      (at least 2: a party never contributes a "joint" statistic alone).
+    * ``min_flood_bits``: as a model owner, the least flooding (``2^bits`` x the CKKS error) it
+      adds to the logits it returns, whatever the request says (0 is refused below this).
     """
 
     allowed_columns: list[str]
@@ -172,6 +176,8 @@ class PolicyConfig:
     require_dp: bool = True
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
     dataset: str | None = None
+    min_parties: int = 2
+    min_flood_bits: int = 16
 
     def columns_for(self, computation: str) -> list[str]:
         """The columns ``computation`` may read: ``allowed_columns`` plus its own extras."""

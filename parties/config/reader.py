@@ -160,6 +160,14 @@ class _Reader:
     def listen_port(self, v: Any, fld: str) -> int:
         return self.port(v, fld, lo=0)
 
+    def integer_range(self, lo: int, hi: int) -> Callable[[Any, str], int]:
+        def conv(v: Any, fld: str) -> int:
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise self.error(fld, f"must be an integer from {lo} to {hi}, got {_got(v)}")
+            return v
+
+        return conv
+
     def integer_min(self, lo: int) -> Callable[[Any, str], int]:
         def conv(v: Any, fld: str) -> int:
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
@@ -461,7 +469,8 @@ def _parse_data(r: _Reader, d: Mapping[str, Any]) -> DataSourceConfig:
 
 _POLICY_FIELDS = (
     "allowed_columns", "allowed_analysts", "min_cohort_size", "epsilon", "delta",
-    "columns_by_computation", "require_dp", "bounds", "dataset",
+    "columns_by_computation", "require_dp", "bounds", "dataset", "min_parties",
+    "min_flood_bits",
 )  # fmt: skip
 
 
@@ -515,6 +524,8 @@ def _parse_policy(r: _Reader, d: Mapping[str, Any], fed: FederationConfig) -> Po
         require_dp=r.get(pd, "require_dp", "policy", r.boolean, True),
         bounds=bounds,
         dataset=r.get(pd, "dataset", "policy", r.name, None),
+        min_parties=r.get(pd, "min_parties", "policy", r.integer_min(2), 2),
+        min_flood_bits=r.get(pd, "min_flood_bits", "policy", r.integer_range(0, 40), 16),
     )
 
 

@@ -85,6 +85,10 @@ def _to_dict(cfg: AnyConfig, base: Path) -> tuple[str, dict[str, Any]]:
             d["policy"]["bounds"] = {k: list(v) for k, v in cfg.policy.bounds.items()}
         if cfg.policy.dataset is not None:
             d["policy"]["dataset"] = cfg.policy.dataset
+        if cfg.policy.min_parties != 2:
+            d["policy"]["min_parties"] = cfg.policy.min_parties
+        if cfg.policy.min_flood_bits != 16:
+            d["policy"]["min_flood_bits"] = cfg.policy.min_flood_bits
         d["database"] = _rel(cfg.database, base)
         if cfg.at_rest_key is not None:
             d["at_rest_key"] = _rel(cfg.at_rest_key, base)

@@ -82,6 +82,10 @@ class PredictionProtocol(Protocol):
         self.spec: linear.InferenceSpec | None = None
         self.outcome: Awaited | None = None
 
+    @property
+    def _envelope(self) -> bytes:
+        return self.request.signed.envelope if self.request.signed is not None else b""
+
     def _model(self) -> ModelInfo:
         r = self.request
         info = self.coord.fan_out({r.model_owner: lambda: self.coord.describe(
@@ -121,7 +125,8 @@ class PredictionProtocol(Protocol):
             raise NodeBlamed(me, str(exc), grpc.StatusCode.INVALID_ARGUMENT) from None
         data_req = PrepareDataOwner(
             session_id=st.id, analyst=self.analyst, members=st.members, timeout=st.remaining(),
-            tag=PREDICT_TAG, where=r.where, spec=draft, features=model.features)
+            tag=PREDICT_TAG, where=r.where, spec=draft, features=model.features,
+            signed_request=self._envelope)
         answer = self.coord.prepare(st, {r.data_owner: data_req})[r.data_owner]
         spec = answer.spec
         if not isinstance(spec, linear.InferenceSpec) or \
@@ -131,7 +136,7 @@ class PredictionProtocol(Protocol):
         self.spec = spec
         model_req = PrepareModelOwner(
             session_id=st.id, analyst=self.analyst, members=st.members, timeout=st.remaining(),
-            tag=PREDICT_TAG, spec=spec, model=model.name)
+            tag=PREDICT_TAG, spec=spec, model=model.name, signed_request=self._envelope)
         self.coord.prepare(st, {r.model_owner: model_req})
         fault_point("after-prepare")
 

@@ -60,6 +60,7 @@ import logging
 import threading
 import time
 from dataclasses import replace
+from typing import Any
 
 import grpc
 import numpy as np
@@ -67,14 +68,17 @@ import numpy as np
 from parties.config import PartyConfig, load_party_config
 from parties.data import filters
 from parties.data.sources import Table, load_table
-from parties.errors import ColumnRefused, SessionError
+from parties.errors import ColumnRefused, PolicyError, SessionError
 from parties.node.jobs import DataOwnerJob, Job, ModelOwnerJob, Outcome, Ready, StatisticJob
 from parties.node.redact import redact
+from parties.pki.certs import load_certificate
 from parties.pki.identity import Identity
+from parties.pki.signed import Signed, SignedRequestError, verify
 from parties.privacy.guard import PrivacyGuard
 from parties.privacy.ledger import BudgetExceeded, LedgerError
 from parties.privacy.outputs import load_at_rest_key, load_models, models_dir, write_predictions
 from parties.privacy.policy import PolicyGate, PolicyRequest, caller_uri
+from parties.privacy.replay import SeenRequests
 from parties.transport.channels import GrpcNetwork, Network, PeerChannels
 from parties.transport.control import (
     Described,
@@ -88,6 +92,7 @@ from parties.transport.control import (
 )
 from parties.transport.faults import fault_point, fault_transport, install_fault
 from parties.transport.lifecycle import run_in_foreground
+from parties.transport.requests import SignedPrediction, prediction_of, statistic_of
 from parties.transport.sessions import Session, SessionRegistry, Status
 from smpc import linear
 from smpc.errors import InputError, SmpcError
@@ -147,6 +152,8 @@ class PartyNode:
         self.policy: PolicyGate = self.guard.gate
         self.key = load_at_rest_key(cfg, create=True)
         self.registry = SessionRegistry(cfg.name)
+        self.ca_cert = load_certificate(cfg.tls.ca)
+        self.seen = SeenRequests(cfg.database)
         self.network = network or GrpcNetwork(PeerChannels(cfg.federation, cfg.tls))
         self.server: object | None = None
         self.port: int | None = None
@@ -249,14 +256,19 @@ class PartyNode:
             if self.registry.count() >= MAX_ACTIVE_SESSIONS:
                 raise SessionError(f"{me} is busy ({MAX_ACTIVE_SESSIONS} active sessions)",
                                    grpc.StatusCode.RESOURCE_EXHAUSTED)
+            signed = self._signed(r, trail)
             if isinstance(r, PrepareStatistic):
-                job, answer = self._prepare_statistic(r, trail)
+                job, answer = self._prepare_statistic(r, signed, trail)
             elif isinstance(r, PrepareDataOwner):
-                job, answer = self._prepare_data_owner(r, trail)
+                job, answer = self._prepare_data_owner(r, signed, trail)
             elif isinstance(r, PrepareModelOwner):
-                job, answer = self._prepare_model_owner(r, trail)
+                job, answer = self._prepare_model_owner(r, signed, trail)
             else:
                 raise InputError(f"{me} cannot prepare a session of kind {r.kind}")
+            # a signed request is good for one session: a replay is refused here
+            self.seen.claim(nonce=signed.nonce, analyst=signed.signer.name,
+                            request_hash=signed.request_hash, session_id=r.session_id,
+                            expires=signed.expires, me=me)
             # charged is set before the session exists, so that a Run racing this Prepare
             # finds no charge to commit and refuses, rather than running uncharged
             job.request = trail[-1]
@@ -280,10 +292,46 @@ class PartyNode:
         fault_point("on-prepare")
         return answer
 
-    def _prepare_statistic(self, r: PrepareStatistic, trail: list[PolicyRequest]
-                           ) -> tuple[Job, Prepared]:
+    def _signed(self, r: Prepare, trail: list[PolicyRequest]) -> Signed:
+        """The analyst's signed request behind ``r``, verified here, whatever the coordinator
+        says: the signer is an analyst listed in the federation (with its pinned certificate),
+        the request is unexpired, and ``r`` is asked in the signer's name.  The audit trail
+        records the signer, the request's hash and the session's members from now on."""
+        me = self.cfg.name
+        fed = self.cfg.federation
+        try:
+            signed = verify(r.signed_request, ca_cert=self.ca_cert, federation=fed.name,
+                            allowed=fed)
+        except SignedRequestError as exc:
+            raise PolicyError(f"{me} refuses: {exc}") from None
+        trail.append(replace(trail[-1], analyst=_printable(signed.signer.name, 256),
+                             request_hash=signed.request_hash,
+                             members=tuple(sorted(r.members))))
+        if r.analyst != signed.signer.name:
+            raise PolicyError(f"{me} refuses: the request is asked in the name of "
+                              f"{_printable(r.analyst, 64)!r} but signed by "
+                              f"{signed.signer.name!r}")
+        return signed
+
+    def _prepare_statistic(self, r: PrepareStatistic, signed: Signed,
+                           trail: list[PolicyRequest]) -> tuple[Job, Prepared]:
         me, fed = self.cfg.name, self.cfg.federation
         spec = r.statistic
+        asked = statistic_of(signed)
+        if asked.spec != spec or asked.where != r.where.strip():
+            raise PolicyError(f"{me} refuses: the statistic it is asked to prepare is not the "
+                              "one the analyst signed")
+        if set(asked.parties) != set(r.roles(SessionRole.PARTY)):
+            raise PolicyError(f"{me} refuses: the session's parties are not the ones the "
+                              "analyst signed")
+        fewest = max(2, self.cfg.policy.min_parties)
+        if len(asked.parties) < fewest:
+            raise PolicyError(f"{me} refuses: a statistic needs at least {fewest} data parties "
+                              f"by its policy (policy.min_parties); this one has "
+                              f"{len(asked.parties)}")
+        if spec.backend == Backend.CKKS and signed.context_sha256 is None:
+            raise PolicyError(f"{me} refuses: a ckks statistic must be signed with the "
+                              "analyst's public key")
         if r.members[me] is not SessionRole.PARTY:
             raise InputError(f"{me} is not a party of this statistic")
         hubs = r.roles(SessionRole.RECIPIENT, SessionRole.AGGREGATOR)
@@ -309,14 +357,50 @@ class PartyNode:
         rows, _numbers, req = self._read(r, list(spec.value_columns), req)
         trail.append(req)
         self.policy.check_cohort(req)
-        job = StatisticJob(r.tag, spec=spec, rows=rows, parties=parties, hub=hub)
+        job = StatisticJob(r.tag, spec=spec, rows=rows, parties=parties, hub=hub,
+                           context_sha256=signed.context_sha256)
         return job, Prepared(spec=spec)
 
-    def _prepare_data_owner(self, r: PrepareDataOwner, trail: list[PolicyRequest]
-                            ) -> tuple[Job, Prepared]:
+    def _check_prediction(self, r: PrepareDataOwner | PrepareModelOwner, signed: Signed,
+                          role: SessionRole) -> SignedPrediction:
+        """The prediction ``r`` is what the analyst signed: the owners, the filter and every
+        parameter of the inference spec (the flooding aside: the model owner's policy fixes
+        its minimum)."""
+        me = self.cfg.name
+        asked = prediction_of(signed)
+        owners = {SessionRole.DATA_OWNER: asked.data_owner,
+                  SessionRole.MODEL_OWNER: asked.model_owner}
+        if owners[role] != me or any(
+                r.one(x, str(x)) != name for x, name in owners.items()):
+            raise PolicyError(f"{me} refuses: the inference's owners are not the ones the "
+                              "analyst signed")
+        options: dict[str, Any] = {}
+        if asked.feature_bound:
+            options["feature_bound"] = asked.feature_bound
+        if asked.frac_bits:
+            options["frac_bits"] = asked.frac_bits
+        if asked.ckks_preset:
+            options["ckks_preset"] = asked.ckks_preset
+        spec = r.inference
+        try:
+            expected = linear.InferenceSpec(
+                kind=spec.kind, n_samples=spec.n_samples, n_features=spec.n_features,
+                backend=asked.backend, output=asked.output, flood_bits=spec.flood_bits,
+                **options)
+        except InputError:
+            expected = None
+        if expected != spec or (isinstance(r, PrepareDataOwner)
+                                and r.where.strip() != asked.where):
+            raise PolicyError(f"{me} refuses: the inference it is asked to prepare is not the "
+                              "one the analyst signed")
+        return asked
+
+    def _prepare_data_owner(self, r: PrepareDataOwner, signed: Signed,
+                            trail: list[PolicyRequest]) -> tuple[Job, Prepared]:
         me, fed = self.cfg.name, self.cfg.federation
         if r.members[me] is not SessionRole.DATA_OWNER:
             raise InputError(f"{me} is not the data owner of this inference")
+        self._check_prediction(r, signed, SessionRole.DATA_OWNER)
         draft = r.inference
         columns = list(r.features)
         req = replace(trail[-1], computation=f"predict-{draft.kind}", backend=draft.backend,
@@ -340,11 +424,20 @@ class PartyNode:
                            model_owner=model_owner, dealer=dealer)
         return job, Prepared(spec=spec, n_samples=int(X.shape[0]))
 
-    def _prepare_model_owner(self, r: PrepareModelOwner, trail: list[PolicyRequest]
-                             ) -> tuple[Job, Prepared]:
+    def _prepare_model_owner(self, r: PrepareModelOwner, signed: Signed,
+                             trail: list[PolicyRequest]) -> tuple[Job, Prepared]:
         me, fed = self.cfg.name, self.cfg.federation
         if r.members[me] is not SessionRole.MODEL_OWNER:
             raise InputError(f"{me} is not the model owner of this inference")
+        asked = self._check_prediction(r, signed, SessionRole.MODEL_OWNER)
+        if asked.model not in ("", r.model):
+            raise PolicyError(f"{me} refuses: the model it is asked to apply is not the one "
+                              "the analyst signed")
+        least = self.cfg.policy.min_flood_bits
+        if r.inference.backend == Backend.CKKS and r.inference.flood_bits < least:
+            raise PolicyError(f"{me} refuses: its policy floods the logits it returns with at "
+                              f"least {least} bits (policy.min_flood_bits); the request asks "
+                              f"for {r.inference.flood_bits}")
         self.policy.check_access(trail[-1])
         data_owner = r.one(SessionRole.DATA_OWNER, "data owner")
         name, model = _pick_model(load_models(models_dir(self.cfg), self.key, me), r.model, me)

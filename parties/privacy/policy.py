@@ -70,6 +70,8 @@ class PolicyRequest:
     cost: dp.PrivacyCost | None = None
     caller: str = ""
     caller_fingerprint: str | None = None
+    request_hash: str | None = None      # SHA-256 of the analyst's signed request
+    members: tuple[str, ...] = ()        # the session's nodes
 
     @property
     def policy_computation(self) -> str:

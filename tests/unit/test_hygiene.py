@@ -145,7 +145,7 @@ RUNTIME_ALLOWED: dict[str, set[str]] = {
     "privacy": {"errors", "pki", "config"},
     "node": {"_pb", "errors", "pki", "config", "data", "transport", "privacy"},
     "dealer": {"_pb", "errors", "config", "transport"},
-    "coordinator": {"_pb", "errors", "config", "data", "transport", "privacy"},
+    "coordinator": {"_pb", "errors", "pki", "config", "data", "transport", "privacy"},
     "analyst": {"_pb", "errors", "pki", "config", "transport", "privacy"},
     "federation": {"_pb", "errors", "pki", "config", "data", "transport", "privacy", "node",
                    "dealer", "coordinator", "analyst"},
