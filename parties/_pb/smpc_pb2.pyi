@@ -59,6 +59,16 @@ class DeliverAck(_message.Message):
     bytes_received: int
     def __init__(self, bytes_received: _Optional[int] = ...) -> None: ...
 
+class WitnessRequest(_message.Message):
+    __slots__ = ("signed_head",)
+    SIGNED_HEAD_FIELD_NUMBER: _ClassVar[int]
+    signed_head: bytes
+    def __init__(self, signed_head: _Optional[bytes] = ...) -> None: ...
+
+class WitnessResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class HealthRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

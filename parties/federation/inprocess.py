@@ -76,6 +76,8 @@ class InProcessNetwork(Network):
 
     def __init__(self) -> None:
         self.registries: dict[str, SessionRegistry] = {}
+        self.witness_receivers: dict[str, Callable[[bytes, Identity], None]] = {}
+        self.federation_name = ""
 
     def register(self, registry: SessionRegistry) -> None:
         self.registries[registry.me] = registry
@@ -83,6 +85,12 @@ class InProcessNetwork(Network):
     def transport(self, session: Session, routes: Mapping[str, Route] | None = None
                   ) -> Transport:
         return InProcessTransport(session, self, routes)
+
+    def witness(self, peer: str, signed_head: bytes, sender: str, timeout: float) -> None:
+        receive = self.witness_receivers.get(peer)
+        if receive is None:
+            raise PeerFailure(peer, f"{peer} keeps no audit witnesses in this process")
+        receive(signed_head, Identity(sender, "party", self.federation_name, ""))
 
 
 class InProcessTransport(Transport):
@@ -223,6 +231,7 @@ class InProcessFederation:
         lay = Layout(directory)
         fed = lay.federation()
         network = InProcessNetwork()
+        network.federation_name = fed.name
         parties: dict[str, PartyNode] = {}
         dealers: dict[str, DealerNode] = {}
         coordinator_cfg = None
@@ -232,6 +241,7 @@ class InProcessFederation:
                 node = PartyNode(cfg, (tables or {}).get(entry.name), network=network)
                 node.start(serve=False)
                 network.register(node.registry)
+                network.witness_receivers[entry.name] = node.receive_witness
                 parties[entry.name] = node
             elif entry.role == "dealer":
                 dealer = DealerNode(load_dealer_config(lay.config(entry.name)), network=network)

@@ -71,7 +71,7 @@ from parties.data.sources import Table, load_table
 from parties.errors import ColumnRefused, PolicyError, SessionError
 from parties.node.jobs import DataOwnerJob, Job, ModelOwnerJob, Outcome, Ready, StatisticJob
 from parties.node.redact import redact
-from parties.pki.certs import load_certificate
+from parties.pki.certs import load_certificate, load_private_key
 from parties.pki.identity import Identity
 from parties.pki.signed import Signed, SignedRequestError, verify
 from parties.privacy.guard import PrivacyGuard
@@ -79,6 +79,7 @@ from parties.privacy.ledger import BudgetExceeded, LedgerError
 from parties.privacy.outputs import load_at_rest_key, load_models, models_dir, write_predictions
 from parties.privacy.policy import PolicyGate, PolicyRequest, caller_uri
 from parties.privacy.replay import SeenRequests
+from parties.privacy.witness import WitnessError, WitnessStore, sign_head, verify_head
 from parties.transport.channels import GrpcNetwork, Network, PeerChannels
 from parties.transport.control import (
     Described,
@@ -154,6 +155,9 @@ class PartyNode:
         self.registry = SessionRegistry(cfg.name)
         self.ca_cert = load_certificate(cfg.tls.ca)
         self.seen = SeenRequests(cfg.database)
+        self.witnesses = WitnessStore(cfg.database)
+        self._node_cert = load_certificate(cfg.tls.cert)
+        self._node_key = load_private_key(cfg.tls.key)
         self.network = network or GrpcNetwork(PeerChannels(cfg.federation, cfg.tls))
         self.server: object | None = None
         self.port: int | None = None
@@ -532,6 +536,7 @@ class PartyNode:
         if job is not None:
             self._audit_outcome(job, "released", f"{len(ready.predictions)} predictions "
                                 f"written encrypted to outputs/{path.name}")
+            self._witness(s)
         return Outcome(n_predictions=len(ready.predictions), output_path=str(path))
 
     # -------------------------------------------------------------------- roles
@@ -556,7 +561,49 @@ class PartyNode:
                  t.traffic.bytes_sent, t.traffic.messages_received, t.traffic.bytes_received)
         if done:
             self._audit_outcome(job, "released", done)  # audited before Await can answer
+            self._witness(s)
         s.finish(outcome)
+
+    # ------------------------------------------------------------------ witnesses
+
+    def _witness(self, s: Session) -> None:
+        """Send this party's signed audit head to the session's other parties, in the
+        background (best effort: the computation never waits for it)."""
+        fed = self.cfg.federation
+        peers = []
+        for name in s.members:
+            if name == self.cfg.name:
+                continue
+            try:
+                if fed.node(name).role == "party":
+                    peers.append(name)
+            except KeyError:
+                continue
+        if not peers:
+            return
+        head = self.guard.audit.head()
+        envelope = sign_head(head, party=self.cfg.name, federation=fed.name,
+                             key=self._node_key, cert=self._node_cert)
+
+        def send() -> None:
+            for peer in peers:
+                try:
+                    self.network.witness(peer, envelope, self.cfg.name, timeout=5.0)
+                except Exception as exc:  # a missed witness weakens, never breaks, anything
+                    log.info("audit head not witnessed by %s: %s", peer,
+                             type(exc).__name__)
+
+        threading.Thread(target=send, daemon=True, name="witness").start()
+
+    def receive_witness(self, envelope: bytes, sender: Identity) -> None:
+        """Keep a peer party's signed audit head (``Node.Witness``)."""
+        fed = self.cfg.federation
+        try:
+            signed = verify_head(envelope, ca_cert=self.ca_cert, federation=fed.name,
+                                 party=sender.name)
+        except WitnessError as exc:
+            raise PolicyError(f"{self.cfg.name} refuses the audit head: {exc}") from None
+        self.witnesses.add(signed)
 
     def _audit_outcome(self, job: Job, outcome: str, reason: str) -> None:
         if job.request is None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 
 import grpc
 
+from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import FederationConfig, TLSFiles
 from parties.errors import failed_node_of, from_rpc_error
@@ -82,6 +83,10 @@ class Network(ABC):
                   ) -> Transport:
         """The transport of ``session`` (``routes``: members reached by a callback)."""
 
+    def witness(self, peer: str, signed_head: bytes, sender: str, timeout: float) -> None:
+        """Hand ``peer`` this node's signed audit head (see :mod:`parties.privacy.witness`)."""
+        raise NotImplementedError
+
     def close(self) -> None:  # noqa: B027 - optional hook: nothing to release in process
         """Release channels (nothing to do in process)."""
 
@@ -95,6 +100,10 @@ class GrpcNetwork(Network):
     def transport(self, session: Session, routes: Mapping[str, Route] | None = None
                   ) -> Transport:
         return GrpcTransport(session, self.peers, routes)
+
+    def witness(self, peer: str, signed_head: bytes, sender: str, timeout: float) -> None:
+        self.peers.node(peer).Witness(pb.WitnessRequest(signed_head=signed_head),
+                                      timeout=timeout)
 
     def close(self) -> None:
         self.peers.close()

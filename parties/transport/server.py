@@ -305,11 +305,28 @@ class NodeService(pb_grpc.NodeServicer):
     """``Node.Health`` and ``Node.Deliver`` over a node's session registry."""
 
     def __init__(self, name: str, role: str, federation: FederationConfig,
-                 registry: SessionRegistry) -> None:
+                 registry: SessionRegistry,
+                 on_witness: Callable[[bytes, Identity], None] | None = None) -> None:
         self.name = name
+        self.me = name
         self.role = role
         self.federation = federation
         self.registry = registry
+        self.on_witness = on_witness
+
+    def Witness(self, request: pb.WitnessRequest, context: grpc.ServicerContext
+                ) -> pb.WitnessResponse:
+        """Keep a peer party's signed audit head (parties only; see
+        :mod:`parties.privacy.witness`)."""
+        ident = caller(context)
+        if self.on_witness is None:
+            abort(context, AuthError(f"{self.name} keeps no audit witnesses",
+                                     grpc.StatusCode.UNIMPLEMENTED), self.name)
+        try:
+            self.on_witness(request.signed_head, ident)
+        except Exception as exc:
+            abort(context, exc, self.name)
+        return pb.WitnessResponse()
 
     def Health(self, request: pb.HealthRequest, context: grpc.ServicerContext
                ) -> pb.HealthResponse:
