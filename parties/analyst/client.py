@@ -41,6 +41,7 @@ Guarantees:
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import threading
@@ -55,6 +56,7 @@ from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.analyst.keyholder import run_keyholder
 from parties.config import FederationConfig, load_federation
+from parties.data import filters
 from parties.errors import (
     ComputationFailed,
     DeadlineExceeded,
@@ -298,6 +300,10 @@ class Client:
         """
         timeout = self._timeout(timeout)
         names = list(parties or self.parties or (n.name for n in self.federation.parties))
+        if len(set(names)) != len(names):
+            raise InputError("a party is named twice")
+        if where and where.strip():
+            filters.parse(where)  # a filter that cannot be signed and sent is refused here
         body = statistic_request(spec, where or "", names)
         request = pb.StatRequest(spec_json=json.dumps(spec.to_json()), where=where or "",
                                  parties=names, timeout_seconds=timeout)
@@ -392,6 +398,11 @@ class Client:
             where=where or "", backend=backend, output=output,
             feature_bound=float(feature_bound or 0.0), frac_bits=int(frac_bits or 0),
             ckks_preset=ckks_preset or "", timeout_seconds=self._timeout(timeout))
+        bound = float(feature_bound or 0.0)
+        if not (math.isfinite(bound) and bound >= 0):
+            raise InputError(f"the feature bound must be a finite positive number, got {bound}")
+        if where and where.strip():
+            filters.parse(where)
         req.signed_request = self.sign(prediction_request(
             data_owner=data_owner, model_owner=model_owner, model=model or "",
             where=where or "", backend=backend, output=output,

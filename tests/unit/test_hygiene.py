@@ -146,7 +146,7 @@ RUNTIME_ALLOWED: dict[str, set[str]] = {
     "node": {"_pb", "errors", "pki", "config", "data", "transport", "privacy"},
     "dealer": {"_pb", "errors", "config", "transport"},
     "coordinator": {"_pb", "errors", "pki", "config", "data", "transport", "privacy"},
-    "analyst": {"_pb", "errors", "pki", "config", "transport", "privacy"},
+    "analyst": {"_pb", "errors", "pki", "config", "data", "transport", "privacy"},
     "federation": {"_pb", "errors", "pki", "config", "data", "transport", "privacy", "node",
                    "dealer", "coordinator", "analyst"},
     "api": {"errors", "config", "analyst", "federation"},
