@@ -6,10 +6,12 @@ Guarantees:
 * **Mutual TLS only.** Servers are created by :func:`start_server` with
   :func:`parties.tls.server_credentials` (a client without a certificate of
   the federation CA fails the handshake) and bind only the configured host.
-  Channels (:class:`PeerChannels`) present the node's own certificate, trust
-  only the federation CA and pin the peer's *node name*
-  (``grpc.ssl_target_name_override``), so a certificate of another node is not
-  accepted as the peer we meant to reach.  Both set the gRPC message-size
+  Channels (:class:`PeerChannels`) present the node's own certificate and
+  trust only the peer's own certificate, checked against the federation CA,
+  its identity, its pin and the revocations
+  (:mod:`parties.transport.pinning`), with the peer's *node name* as server
+  name, so neither a certificate of another node nor another certificate of
+  the same node is accepted as the peer we meant to reach.  Both set the gRPC message-size
   limits explicitly (:func:`parties.transport.wire.grpc_options`).
 * **Deny by default.** :class:`AccessGuard` wraps every method the server
   serves: the caller's identity comes from its verified certificate
