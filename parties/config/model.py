@@ -84,7 +84,9 @@ class FederationConfig:
     revoked: list[str] = field(default_factory=list)
     #: Bumped by every :meth:`refresh` that changed something (channels re-check their peers).
     generation: int = field(default=0, compare=False, repr=False)
-    _watch: FederationWatch | None = field(default=None, compare=False, repr=False)
+    #: Set by the loader; not copied by ``dataclasses.replace`` (a copy must not consume the
+    #: changes its original is waiting for).
+    _watch: FederationWatch | None = field(default=None, compare=False, repr=False, init=False)
 
     def node(self, name: str) -> NodeEntry:
         """The node called ``name``; ``KeyError`` naming the known nodes if there is none."""

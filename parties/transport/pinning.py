@@ -54,6 +54,7 @@ from parties.config import FederationConfig, NodeEntry, TLSFiles
 from parties.errors import FAILED_NODE_KEY
 from parties.pki.certs import load_certificate
 from parties.pki.identity import PKIError, fingerprint, verify_node_certificate
+from parties.transport import wire
 from parties.transport.tls import channel_options
 
 __all__ = [
@@ -64,8 +65,9 @@ __all__ = [
     "fetch_server_certificate",
 ]
 
-#: Seconds for the TCP connection and TLS handshake that learn a server's certificate.
-PREFLIGHT_TIMEOUT = 5.0
+#: Seconds for the TCP connection and TLS handshake that learn a server's certificate (what
+#: gRPC gives its own connection attempts: :data:`parties.transport.wire.CONNECT_TIMEOUT_MS`).
+PREFLIGHT_TIMEOUT = wire.CONNECT_TIMEOUT_MS / 1000
 
 #: Channels retired (not closed) per node after a transport failure, before the oldest is
 #: closed: a flapping node cannot pile up channels.
