@@ -433,3 +433,44 @@ def _csr_with_role(role: str) -> x509.CertificateSigningRequest:
                 x509.DNSName("mallory")]), critical=False)
             .sign(key, hashes.SHA256()))
 
+
+
+def test_the_pki_commands_fail_in_one_line(tmp_path, capsys):
+    """Every mistake with ``certs request``/``sign`` and ``federation pin``/``revoke`` ends
+    with one line naming it and exit status 2, never a traceback, and writes nothing it should
+    not (a second request does not replace the key a node runs with)."""
+    ca_dir, host = tmp_path / "ca", tmp_path / "host"
+    assert smpc(["certs", "ca", str(ca_dir), "--federation", "fed"]) == 0
+    assert smpc(["certs", "request", "--name", "org-a", "--role", "party", "--federation", "fed",
+                 "--out", str(host)]) == 0
+    key_before = (host / "key.pem").read_bytes()
+    (tmp_path / "junk.csr").write_text("not a request")
+    capsys.readouterr()
+    request = ["certs", "request", "--role", "party", "--federation", "fed"]
+    sign = ["certs", "sign", "--ca-dir", str(ca_dir), "--csr"]
+    fed_file = str(tmp_path / "federation.json")
+    cases = [
+        ([*request, "--name", "bad name", "--out", str(tmp_path / "x1")], "bad name"),
+        ([*request, "--name", "n", "--address", "999.1.1.1", "--out", str(tmp_path / "x2")],
+         "999.1.1.1"),
+        ([*request, "--name", "n", "--dns", "bad dns", "--out", str(tmp_path / "x3")],
+         "bad dns"),
+        ([*request, "--name", "org-a", "--out", str(host)], "refusing to overwrite"),
+        ([*sign, str(tmp_path / "none.csr")], "not found"),
+        ([*sign, str(tmp_path / "junk.csr")], "not a PEM certificate request"),
+        ([*sign, str(host / "key.pem")], "holds a private key"),
+        (["certs", "sign", "--ca-dir", str(tmp_path / "noca"), "--csr",
+          str(host / "org-a.csr")], "noca"),
+        ([*sign, str(host / "org-a.csr"), "--name", "org-b"], "not 'org-b'"),
+        (["federation", "pin", fed_file, "--cert", str(ca_dir / "ca.pem")], "not found"),
+        (["federation", "pin", fed_file, "--cert", str(tmp_path / "junk.csr"), "--ca-cert",
+          str(ca_dir / "ca.pem")], "not a PEM certificate"),
+        (["federation", "revoke", fed_file, "--fingerprint", "abc"], "64 hex digits"),
+    ]
+    for argv, needle in cases:
+        assert smpc(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, (argv, err)
+        assert needle in err, (argv, err)
+    assert (host / "key.pem").read_bytes() == key_before
+    assert not any((tmp_path / x).exists() for x in ("x1", "x2", "x3"))
