@@ -15,8 +15,12 @@ Or with explicit files: ``Client("federation.json", cert=..., key=..., ca=...)``
 
 Guarantees:
 
-* every connection is mutual TLS with the analyst's certificate, trusts only
-  the federation CA, and pins the coordinator's node name;
+* every connection is mutual TLS with the analyst's certificate and trusts
+  only the coordinator's own certificate -- verified against the federation CA,
+  its identity, its pin and the revocations of the federation config, which is
+  reloaded when its file changes (:mod:`parties.transport.pinning`); a
+  coordinator presenting another certificate gets nothing and the error names
+  it;
 * ``ckks`` statistics: the client creates the CKKS key pair **locally**
   (:class:`smpc.ckks.KeyHolder`), sends only the public context (no secret
   key, no Galois keys), runs the key holder's role over the ``Compute`` stream,
@@ -55,7 +59,7 @@ import grpc
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.analyst.keyholder import run_keyholder
-from parties.config import FederationConfig, load_federation
+from parties.config import FederationConfig, TLSFiles, load_federation
 from parties.data import filters
 from parties.errors import (
     ComputationFailed,
@@ -66,15 +70,16 @@ from parties.errors import (
     SessionRejected,
     Unauthenticated,
     Unavailable,
+    failed_node_of,
     from_rpc_error,
 )
 from parties.pki import signed
 from parties.pki.certs import load_certificate, load_private_key
 from parties.pki.identity import identity_from_certificate
 from parties.transport import wire
+from parties.transport.pinning import PinnedChannels
 from parties.transport.requests import prediction_request, statistic_request
 from parties.transport.sessions import Session
-from parties.transport.tls import channel_credentials, channel_options
 from smpc.errors import InputError, PeerFailure, SmpcError
 from smpc.names import Backend
 from smpc.stats import StatResult, StatSpec
@@ -214,18 +219,24 @@ class Client:
         self.coordinator = coordinators[0]
         self.timeout = float(timeout)
         self.parties = tuple(parties) if parties else None
-        self._channel = grpc.secure_channel(
-            self.coordinator.address, channel_credentials(cert, key, ca),
-            options=channel_options(self.coordinator.name, wire.grpc_options()),
-        )
-        self._stub = pb_grpc.CoordinatorStub(self._channel)
-        self._node = pb_grpc.NodeStub(self._channel)
+        self._channels = PinnedChannels(fed, TLSFiles(Path(cert), Path(key), Path(ca)),
+                                        wire.grpc_options())
 
     # ----------------------------------------------------------------- plumbing
 
+    @property
+    def _stub(self) -> pb_grpc.CoordinatorStub:
+        """The coordinator's service over a channel that trusts only its (pinned, unrevoked)
+        certificate; raises a :class:`grpc.RpcError` if it cannot be had."""
+        return pb_grpc.CoordinatorStub(self._channels.channel(self.coordinator.name))
+
+    @property
+    def _node(self) -> pb_grpc.NodeStub:
+        return pb_grpc.NodeStub(self._channels.channel(self.coordinator.name))
+
     def close(self) -> None:
         """Close the channel (idempotent)."""
-        self._channel.close()
+        self._channels.close()
 
     def __enter__(self) -> Client:
         return self
@@ -235,7 +246,11 @@ class Client:
 
     def _error(self, err: grpc.RpcError) -> RemoteError:
         remote = from_rpc_error(err, self.coordinator.name)
-        if isinstance(remote, Unavailable) and remote.node == self.coordinator.name:
+        transport = err.code() == grpc.StatusCode.UNAVAILABLE and failed_node_of(err) is None
+        if transport:
+            self._channels.forget(self.coordinator.name)  # check its certificate again
+        if transport and isinstance(remote, Unavailable) \
+                and remote.node == self.coordinator.name:
             remote = Unavailable(
                 f"the coordinator {self.coordinator.name} at {self.coordinator.address} is "
                 f"unreachable: is the federation up? ({remote.message.split('(', 1)[-1]}",
@@ -334,7 +349,11 @@ class Client:
         request.signed_request = self.sign(body, "statistic", signed.context_hash(context))
         up: queue.Queue[pb.ComputeUp | None] = queue.Queue()
         up.put(pb.ComputeUp(request=request))
-        call = self._stub.Compute(_drain(up), timeout=timeout + 10.0)
+        try:
+            stub = self._stub
+        except grpc.RpcError as err:
+            raise self._error(err) from None
+        call = stub.Compute(_drain(up), timeout=timeout + 10.0)
         outcome: dict[str, Any] = {}
         session: Session | None = None
         thread: threading.Thread | None = None

@@ -17,8 +17,12 @@ Guarantees of the loaders (:func:`load_federation`, :func:`load_party_config`,
   nodes share a host:port.
 
 The federation config is the **allow-list**: :meth:`FederationConfig.authorize` is the check every
-server applies to the identity of each caller (see ``parties.tls.peer_identity``). Removing a node
-from it revokes that node; pinning ``fingerprint`` on an entry accepts only that one certificate.
+server applies to the identity of each caller (see ``parties.tls.peer_identity``), and every
+client applies to each server (:mod:`parties.transport.pinning`). Removing a node from it
+removes that node; pinning ``fingerprint`` on an entry accepts only that one certificate;
+``revoked`` lists certificate fingerprints refused everywhere. A loaded federation carries a
+:class:`~parties.config.watch.FederationWatch` on the file it came from, so a running node
+reloads it when it changes (:meth:`FederationConfig.refresh`).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from parties.config.model import (
     PolicyConfig,
     TLSFiles,
 )
+from parties.config.watch import FederationWatch
 from parties.pki.certs import load_certificate, load_private_key
 from parties.pki.identity import (
     NODE_ROLES,
@@ -294,7 +299,7 @@ def _check_header(r: _Reader, d: Mapping[str, Any], kind: str) -> None:
         raise r.error("version", f"must be {CONFIG_VERSION}, got {d['version']!r}")
 
 
-_FED_FIELDS = ("kind", "version", "name", "ca_cert", "nodes", "analysts")
+_FED_FIELDS = ("kind", "version", "name", "ca_cert", "nodes", "analysts", "revoked")
 
 
 _NODE_FIELDS = ("name", "role", "host", "port", "fingerprint")
@@ -363,7 +368,18 @@ def _parse_federation(r: _Reader, raw: Any, prefix: str | None) -> FederationCon
             )
         names[a_name] = p
         analysts.append(AnalystEntry(a_name, fp))
-    return FederationConfig(name=name, ca_cert=ca_cert, nodes=nodes, analysts=analysts)
+    raw_revoked = r.get(d, "revoked", prefix, lambda v, fld: v, [])
+    if not isinstance(raw_revoked, list):
+        raise r.error(f("revoked"), f"must be a list of SHA-256 fingerprints, got "
+                                    f"{_type_name(raw_revoked)}")
+    revoked: list[str] = []
+    for i, item in enumerate(raw_revoked):
+        fp = r.fingerprint(item, f"{f('revoked')}[{i}]")
+        if fp in revoked:
+            raise r.error(f"{f('revoked')}[{i}]", f"repeats {fp!r}")
+        revoked.append(fp)
+    return FederationConfig(name=name, ca_cert=ca_cert, nodes=nodes, analysts=analysts,
+                            revoked=revoked)
 
 
 def _parse_federation_ref(r: _Reader, d: Mapping[str, Any]) -> tuple[FederationConfig, Path | None]:
@@ -619,7 +635,32 @@ _PARSERS: dict[str, Callable[[_Reader, Any], Any]] = {
 
 def _load(path: str | os.PathLike[str], kind: str, check_files: bool) -> Any:
     p = _abs(path)
-    return _PARSERS[kind](_Reader(p, check_files), _read_json(p))
+    return _watched(_PARSERS[kind](_Reader(p, check_files), _read_json(p)), p, check_files)
+
+
+def _reparse_federation(path: Path, check_files: bool, embedded: bool) -> FederationConfig:
+    raw = _read_json(path)
+    r = _Reader(path, check_files)
+    if not embedded:
+        return _parse_federation(r, raw, None)
+    if not isinstance(raw, dict) or not isinstance(raw.get("federation"), dict):
+        raise r.error("federation", "is no longer an embedded federation object")
+    return _parse_federation(r, raw["federation"], "federation")
+
+
+def _watched(cfg: Any, path: Path, check_files: bool) -> Any:
+    """Attach a :class:`FederationWatch` to the federation of a config loaded from ``path``:
+    the federation file it names, or ``path`` itself (a federation file, or a node file with an
+    embedded federation)."""
+    if isinstance(cfg, FederationConfig):
+        fed, source, embedded = cfg, path, False
+    else:
+        fed = cfg.federation
+        source = cfg.federation_path or path
+        embedded = cfg.federation_path is None
+    fed._watch = FederationWatch(
+        source, lambda: _reparse_federation(source, check_files, embedded))
+    return cfg
 
 
 def load_federation(path: str | os.PathLike[str], *, check_files: bool = True) -> FederationConfig:
@@ -656,4 +697,4 @@ def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> An
         raise ConfigError(f"{p}: required field 'kind' is missing.", path=p, field="kind")
     if kind not in _PARSERS:
         raise r.error("kind", f"must be one of {', '.join(_PARSERS)}, got {kind!r}")
-    return _PARSERS[kind](r, raw)
+    return _watched(_PARSERS[kind](r, raw), p, check_files)

@@ -46,6 +46,8 @@ def _federation_dict(fed: FederationConfig, base: Path, header: bool) -> dict[st
         else {"name": a.name, "fingerprint": a.fingerprint}
         for a in fed.analysts
     ]
+    if fed.revoked:
+        d["revoked"] = list(fed.revoked)
     return d
 
 

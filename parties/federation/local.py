@@ -85,7 +85,7 @@ from parties.pki.identity import fingerprint, validate_name
 from parties.privacy import atrest
 from parties.privacy.outputs import write_model
 from parties.transport import wire
-from parties.transport.tls import channel_credentials, channel_options
+from parties.transport.pinning import ChannelRefused, PinnedChannels
 from smpc.errors import InputError
 from smpc.linear import LinearModel
 
@@ -381,17 +381,28 @@ def _spawn(lay: Layout, node: NodeEntry, env: Mapping[str, str] | None,
     return proc
 
 
-def _health_stub(lay: Layout, node: NodeEntry) -> tuple[grpc.Channel, pb_grpc.NodeStub]:
-    creds = channel_credentials(lay.analyst_cert, lay.analyst_key, lay.ca_cert)
-    ch = grpc.secure_channel(node.address, creds,
-                             options=channel_options(node.name, wire.grpc_options()))
-    return ch, pb_grpc.NodeStub(ch)
+def _health_channels(lay: Layout) -> PinnedChannels:
+    """Channels as the directory's analyst, each trusting only its node's pinned certificate."""
+    return PinnedChannels(lay.federation(),
+                          TLSFiles(lay.analyst_cert, lay.analyst_key, lay.ca_cert),
+                          wire.grpc_options())
+
+
+def _health(channels: PinnedChannels, name: str, timeout: float) -> pb.HealthResponse:
+    try:
+        return pb_grpc.NodeStub(channels.channel(name)).Health(pb.HealthRequest(),
+                                                                timeout=timeout)
+    except grpc.RpcError as err:
+        if err.code() == grpc.StatusCode.UNAVAILABLE:
+            channels.forget(name)  # a node still starting: check its certificate next time
+        raise
 
 
 def _wait_healthy(lay: Layout, nodes: Sequence[NodeEntry], timeout: float) -> None:
     end = time.monotonic() + timeout
     pending = list(nodes)
-    channels = {n.name: _health_stub(lay, n) for n in nodes}
+    channels = _health_channels(lay)
+    last = ""
     try:
         while pending:
             node = pending[0]
@@ -400,19 +411,20 @@ def _wait_healthy(lay: Layout, nodes: Sequence[NodeEntry], timeout: float) -> No
                 raise FederationError(
                     f"node {node.name} exited during start-up: {_tail(lay.log(node.name))}")
             try:
-                channels[node.name][1].Health(pb.HealthRequest(), timeout=1.0)
+                _health(channels, node.name, 1.0)
                 pending.pop(0)
                 continue
-            except grpc.RpcError:
-                pass
+            except grpc.RpcError as err:
+                last = err.details() or err.code().name
+                if isinstance(err, ChannelRefused) and err.certificate_refused:
+                    raise FederationError(f"node {node.name} refused: {last}") from None
             if time.monotonic() > end:
                 raise FederationError(
-                    f"node {node.name} did not answer a health check within {timeout:g} s: "
-                    f"{_tail(lay.log(node.name))}")
+                    f"node {node.name} did not answer a health check within {timeout:g} s "
+                    f"({last}): {_tail(lay.log(node.name))}")
             time.sleep(0.1)
     finally:
-        for ch, _stub in channels.values():
-            ch.close()
+        channels.close()
 
 
 def node_health(directory: str | os.PathLike[str], name: str, timeout: float = 2.0
@@ -423,13 +435,16 @@ def node_health(directory: str | os.PathLike[str], name: str, timeout: float = 2
     :class:`FederationError` if the node does not answer.
     """
     lay = Layout(directory)
-    ch, stub = _health_stub(lay, lay.federation().node(name))
+    lay.federation().node(name)
+    channels = _health_channels(lay)
     try:
-        h = stub.Health(pb.HealthRequest(), timeout=timeout)
+        h = _health(channels, name, timeout)
     except grpc.RpcError as err:
-        raise FederationError(f"node {name} does not answer: {err.code().name}") from None
+        detail = f" ({err.details()})" if isinstance(err, ChannelRefused) else ""
+        raise FederationError(
+            f"node {name} does not answer: {err.code().name}{detail}") from None
     finally:
-        ch.close()
+        channels.close()
     return {"name": h.name, "role": h.role, "active_sessions": h.active_sessions,
             "running_sessions": h.running_sessions}
 

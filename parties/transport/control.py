@@ -459,7 +459,7 @@ class GrpcControlPlane(ControlPlane):
         try:
             return fn()
         except grpc.RpcError as err:
-            unreachable = err.code() == grpc.StatusCode.UNAVAILABLE
+            unreachable = self._unreachable(node, err)
             if not (unreachable and retry_until is not None
                     and retry_until - time.monotonic() >= 2.0):
                 raise classify_rpc_failure(node, err) from None
@@ -467,7 +467,19 @@ class GrpcControlPlane(ControlPlane):
         try:
             return fn()
         except grpc.RpcError as err:
+            self._unreachable(node, err)
             raise classify_rpc_failure(node, err) from None
+
+    def _unreachable(self, node: str, err: grpc.RpcError) -> bool:
+        """Whether ``node`` was unreachable at the transport level (worth one retry); if so
+        its channel is dropped, so that the next call checks the node's certificate again.
+        A certificate this side refused is not retried."""
+        if err.code() != grpc.StatusCode.UNAVAILABLE \
+                or getattr(err, "certificate_refused", False):
+            return False
+        if failed_node_of(err) is None:
+            self.peers.forget(node)
+        return True
 
     def describe(self, node: str, analyst: str, timeout: float) -> Described:
         end = time.monotonic() + timeout
