@@ -65,7 +65,7 @@ expensive (a profile of a DP quantile at 16 x 65,536 bins: over 99% of the
 party's CPU in the sampler, the local histogram and the secure sum well under
 1%).  Draws are made :data:`SAMPLE_CHUNK` at a time from a numpy input (OpenDP's
 zero-copy path for arrays): a single call on a Python list of ``count`` zeros,
-as before, converted every value through Python objects both ways -- about 20%
+as before, converted every value through Python objects both ways -- 10-20%
 more CPU and ~75 bytes of transient memory per draw (300 MB for 4 million
 draws); chunks bound that to a few MB and give the caller a cancellation point
 (``check``) between chunks.  The draws are the same measurement's, in order.
