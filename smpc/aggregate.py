@@ -63,7 +63,7 @@ def ss_contribute(
     ``noise_ulps`` (int64, in units of the codec's resolution) is this party's
     differential-privacy noise share, added to the encoding before sharing.
     """
-    t.check_cancelled()
+    t.check_cancelled()  # pragma: no mutate (liveness only: it cannot change what is sent)
     values = np.asarray(values, dtype=np.float64)
     encoded = codec.encode(values, headroom=len(parties), what=what)
     if noise_ulps is not None:
@@ -72,13 +72,12 @@ def ss_contribute(
     sharing_ = sharing.share_with_seeds(encoded, len(others), stream=f"{tag}/{t.me}")
     for peer, seed in zip(others, sharing_.seeds, strict=True):
         t.send(peer, f"{tag}/seed", seed)
-    sum_share = sharing_.explicit
-    del sharing_
+    sum_share = sharing_.explicit.copy()
     for peer in others:
         seed = t.recv_bytes(peer, f"{tag}/seed", max_len=SEED_MESSAGE_BYTES)
         if len(seed) != SEED_MESSAGE_BYTES:
             raise ProtocolError(f"{peer} sent a {len(seed)}-byte seed for {tag!r}", peer=peer)
-        t.check_cancelled()
+        t.check_cancelled()  # pragma: no mutate (liveness only)
         sum_share += sharing.expand_share(seed, encoded.shape, stream=f"{tag}/{peer}")
     if recipient == t.me:
         return _collect_shares(t, parties, sum_share, tag, codec)
@@ -111,7 +110,7 @@ def ckks_contribute(
     One ciphertext is made and sent at a time (the vector is validated first), with a
     cancellation check before each send.
     """
-    t.check_cancelled()
+    t.check_cancelled()  # pragma: no mutate (liveness only)
     count, cts = ckks.encrypt_public_stream(public_context, np.asarray(values, dtype=np.float64))
     t.send(aggregator, f"{tag}/n-ct", np.array([count], dtype=np.int64))
     for k, ct in enumerate(cts):

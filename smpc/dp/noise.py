@@ -119,8 +119,6 @@ def sample_discrete_gaussian(scale: float, count: int, *, check: Check | None = 
         raise InputError(f"the noise scale must lie in (0, 2^55] lattice units, got {scale!r}")
     count = int(count)
     out = np.empty(count, dtype=np.int64)
-    if count == 0:
-        return out
     odp = _opendp()
     meas = odp.m.make_gaussian(
         odp.vector_domain(odp.atom_domain(T="i64")), odp.l2_distance(T="i64"), scale=scale

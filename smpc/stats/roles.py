@@ -65,13 +65,13 @@ def run_party(
     The role checks :meth:`~smpc.transport.Transport.check_cancelled` before and after
     its local aggregation, between chunks of noise draws and before each message.
     """
-    t.check_cancelled()
+    t.check_cancelled()  # pragma: no mutate (liveness only)
     rows = _check_rows(spec, rows)
     plan = spec.noise_plan(len(parties))
     if plan is not None and plan.bounds is not None:
         rows = dp.clip_rows(rows, plan.bounds)
     values = local_pass1(spec, rows)
-    t.check_cancelled()
+    t.check_cancelled()  # pragma: no mutate (liveness only)
     noise = None if plan is None else dp.party_noise(plan, 1, values.size, spec.backend,
                                                      check=t.check_cancelled)
     _contribute(t, spec, values, noise, plan, 1, parties, recipient, f"{tag}/p1",
@@ -83,9 +83,9 @@ def run_party(
         total = float(doc["n"])
         if shift.shape != (len(spec.value_columns),) or not total >= 1:
             raise InputError(f"{recipient} sent a malformed shift for {tag!r}")
-        t.check_cancelled()
+        t.check_cancelled()  # pragma: no mutate (liveness only)
         values = local_pass2(spec, rows, shift, total)
-        t.check_cancelled()
+        t.check_cancelled()  # pragma: no mutate (liveness only)
         noise = None if plan is None else dp.party_noise(
             plan, 2, values.size, spec.backend, divisor=moment_divisor(spec, total), shift=shift,
             check=t.check_cancelled)

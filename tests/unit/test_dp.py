@@ -415,6 +415,18 @@ def test_chunked_draws_are_the_measurements_own_in_order(monkeypatch):
     assert len(inputs) == 6  # the first chunk of the second call, no other
 
 
+def test_party_noise_checks_for_cancellation_between_chunks(monkeypatch):
+    """:func:`dp.party_noise` hands its ``check`` to the sampler of every block: called before
+    each chunk and after each block's last (chunks of 4,096 here)."""
+    from smpc.dp import noise
+
+    monkeypatch.setattr(noise, "SAMPLE_CHUNK", 4096)
+    plan = hist_plan("ss", P)
+    calls: list[int] = []
+    dp.party_noise(plan, 1, plan.passes[0].length, "ss", check=lambda: calls.append(1))
+    assert len(calls) == sum(-(-b.length // 4096) + 1 for b in plan.pass_plan(1).blocks)
+
+
 FRESH_NOISE_CODE = """
 from smpc import dp, stats
 spec = stats.StatSpec("sum", tuple("abcdefgh"), dp=dp.DPRequest(rho=1.0, bounds=dict.fromkeys(
