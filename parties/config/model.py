@@ -24,6 +24,17 @@ DATA_FORMATS: tuple[str, ...] = ("csv", "parquet")
 
 _SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
+#: Defaults of a party's request limits (:class:`PolicyConfig`): a single-column quantile at the
+#: finest resolution (65,537 values) fits, as does a linear regression on 256 columns; the
+#: defaults keep one request under about a minute of CPU and a GiB of memory.
+DEFAULT_MAX_RELEASED_VALUES = 100_000
+DEFAULT_MAX_INFERENCE_ROWS = 1_000_000
+DEFAULT_MAX_SESSION_CPU_SECONDS = 60.0
+DEFAULT_MAX_REQUEST_MEMORY_MB = 1024.0
+#: The policy fields that limit what one request may cost the party.
+LIMIT_FIELDS: tuple[str, ...] = ("max_released_values", "max_inference_rows",
+                                 "max_session_cpu_seconds", "max_request_memory_mb")
+
 
 class ConfigError(InputError):
     """A configuration file is missing, malformed or inconsistent.
@@ -228,6 +239,19 @@ class PolicyConfig:
       (at least 2: a party never contributes a "joint" statistic alone).
     * ``min_flood_bits``: as a model owner, the least flooding (``2^bits`` x the CKKS error) it
       adds to the logits it returns, whatever the request says (0 is refused below this).
+
+    What one request may cost the party (each refused at ``Prepare``, before any row is
+    selected or any budget reserved, with the limit named; see :mod:`smpc.cost`):
+
+    * ``max_released_values``: the values one statistic releases, over its passes (a histogram's
+      bins plus two per column, a quantile's resolution per column, ``k + k(k+1)/2`` moments in
+      pass 2 ...).  Under DP each is one exact noise draw (about 12 microseconds of CPU).
+    * ``max_inference_rows``: the rows of one inference -- selected as its data owner, declared
+      by the request as its model owner.
+    * ``max_session_cpu_seconds``: CPU seconds of one session's role: a request whose
+      estimate exceeds it is refused, and a role that uses more is stopped.
+    * ``max_request_memory_mb``: the estimated peak memory of one request (its selected rows
+      and what it computes and sends), in MiB.
     """
 
     allowed_columns: list[str]
@@ -241,6 +265,10 @@ class PolicyConfig:
     dataset: str | None = None
     min_parties: int = 2
     min_flood_bits: int = 16
+    max_released_values: int = DEFAULT_MAX_RELEASED_VALUES
+    max_inference_rows: int = DEFAULT_MAX_INFERENCE_ROWS
+    max_session_cpu_seconds: float = DEFAULT_MAX_SESSION_CPU_SECONDS
+    max_request_memory_mb: float = DEFAULT_MAX_REQUEST_MEMORY_MB
 
     def columns_for(self, computation: str) -> list[str]:
         """The columns ``computation`` may read: ``allowed_columns`` plus its own extras."""

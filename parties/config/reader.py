@@ -39,6 +39,10 @@ from parties.config.model import (
     _SUFFIX_FORMATS,
     CONFIG_VERSION,
     DATA_FORMATS,
+    DEFAULT_MAX_INFERENCE_ROWS,
+    DEFAULT_MAX_RELEASED_VALUES,
+    DEFAULT_MAX_REQUEST_MEMORY_MB,
+    DEFAULT_MAX_SESSION_CPU_SECONDS,
     POLICY_COMPUTATIONS,
     AnalystEntry,
     AnyConfig,
@@ -486,7 +490,8 @@ def _parse_data(r: _Reader, d: Mapping[str, Any]) -> DataSourceConfig:
 _POLICY_FIELDS = (
     "allowed_columns", "allowed_analysts", "min_cohort_size", "epsilon", "delta",
     "columns_by_computation", "require_dp", "bounds", "dataset", "min_parties",
-    "min_flood_bits",
+    "min_flood_bits", "max_released_values", "max_inference_rows", "max_session_cpu_seconds",
+    "max_request_memory_mb",
 )  # fmt: skip
 
 
@@ -542,6 +547,16 @@ def _parse_policy(r: _Reader, d: Mapping[str, Any], fed: FederationConfig) -> Po
         dataset=r.get(pd, "dataset", "policy", r.name, None),
         min_parties=r.get(pd, "min_parties", "policy", r.integer_min(2), 2),
         min_flood_bits=r.get(pd, "min_flood_bits", "policy", r.integer_range(0, 40), 16),
+        max_released_values=r.get(pd, "max_released_values", "policy", r.integer_min(1),
+                                  DEFAULT_MAX_RELEASED_VALUES),
+        max_inference_rows=r.get(pd, "max_inference_rows", "policy", r.integer_min(1),
+                                 DEFAULT_MAX_INFERENCE_ROWS),
+        max_session_cpu_seconds=r.get(pd, "max_session_cpu_seconds", "policy",
+                                      r.number(0, math.inf, True, True),
+                                      DEFAULT_MAX_SESSION_CPU_SECONDS),
+        max_request_memory_mb=r.get(pd, "max_request_memory_mb", "policy",
+                                    r.number(0, math.inf, True, True),
+                                    DEFAULT_MAX_REQUEST_MEMORY_MB),
     )
 
 

@@ -79,6 +79,10 @@ def _to_dict(cfg: AnyConfig, base: Path) -> tuple[str, dict[str, Any]]:
             "epsilon": cfg.policy.epsilon,
             "delta": cfg.policy.delta,
             "require_dp": cfg.policy.require_dp,
+            "max_released_values": cfg.policy.max_released_values,
+            "max_inference_rows": cfg.policy.max_inference_rows,
+            "max_session_cpu_seconds": cfg.policy.max_session_cpu_seconds,
+            "max_request_memory_mb": cfg.policy.max_request_memory_mb,
         }
         if cfg.policy.columns_by_computation:
             d["policy"]["columns_by_computation"] = {

@@ -67,6 +67,7 @@ import grpc
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import (
+    LIMIT_FIELDS,
     AnalystEntry,
     CoordinatorConfig,
     DataSourceConfig,
@@ -178,6 +179,7 @@ def init_federation(
     session_timeout: float = 120.0,
     separate_dealer: bool = False,
     overwrite: bool = False,
+    limits: Mapping[str, Any] | None = None,
 ) -> Layout:
     """Create a federation in ``directory``: CA, certificates, configs, free ports.
 
@@ -186,8 +188,11 @@ def init_federation(
     one analyst identity.  ``models`` maps a party name to the model JSON
     file(s) it owns (one path or a list; each model is named after its file
     stem).  Private keys are written 0600.  Refuses to reuse a directory
-    that already holds a federation unless ``overwrite``.  Returns the
-    :class:`Layout`; nothing is started (see :func:`up`).
+    that already holds a federation unless ``overwrite``.  ``limits`` sets the
+    parties' request limits (policy fields ``max_released_values``,
+    ``max_inference_rows``, ``max_session_cpu_seconds``, ``max_request_memory_mb``;
+    the others keep their defaults).  Returns the :class:`Layout`; nothing is
+    started (see :func:`up`).
     """
     lay = Layout(directory)
     if lay.federation_file.exists() and not overwrite:
@@ -199,6 +204,10 @@ def init_federation(
     for f in files:
         if not f.is_file():
             raise FederationError(f"data file {f} not found")
+    unknown = sorted(set(limits or {}) - set(LIMIT_FIELDS))
+    if unknown:
+        raise FederationError(f"unknown limit(s) {', '.join(unknown)} (limits: "
+                              f"{', '.join(LIMIT_FIELDS)})")
     party_names = _unique_names(files, names)
     tables = {n: load_table(f) for n, f in zip(party_names, files, strict=True)}
     validate_name(federation_name, "federation name")
@@ -278,7 +287,7 @@ def init_federation(
                                     allowed_analysts=[analyst],
                                     min_cohort_size=int(min_cohort_size),
                                     epsilon=float(epsilon), delta=float(delta),
-                                    require_dp=bool(require_dp)),
+                                    require_dp=bool(require_dp), **dict(limits or {})),
                 database=lay.node_dir(e.name) / "party.db", at_rest_key=key_file, **common)
             lay.models(e.name).mkdir(mode=0o700, exist_ok=True)
             lay.outputs(e.name).mkdir(mode=0o700, exist_ok=True)

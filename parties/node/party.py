@@ -18,13 +18,18 @@ the members of the session, the filter (parsed by :mod:`parties.data.filters`, n
 evaluated as code), that every column exists -- and applies its own policy
 (:mod:`parties.privacy`: allowed analysts, allowed columns per computation
 including the filter's, differential privacy required or not, clipping bounds,
-remaining privacy budget, minimum cohort size after filtering), then reserves
-the request's privacy cost in its own ledger.  ``Run`` commits the charge
+remaining privacy budget, minimum cohort size after filtering, and what the
+request would cost it: values released, inference rows, estimated CPU seconds
+and memory, each against the policy's limit -- before any row is selected),
+then reserves the request's privacy cost in its own ledger.  ``Run`` commits the charge
 *before* the role starts (so before any noisy contribution can leave);
 ``Abort`` before ``Run`` refunds it.  Every request, accepted or refused, and
 every outcome is a record of the party's hash-chained audit log, with the
 caller's certificate identity.  Roles of :mod:`smpc.stats` and
-:mod:`smpc.linear` run in worker threads, so ``Health`` always answers.
+:mod:`smpc.linear` run in worker threads, so ``Health`` always answers; a role
+stops at its next cancellation check (between its expensive steps) once its
+session is aborted or expired, the node stops, or it used more CPU time than
+``policy.max_session_cpu_seconds``.
 
 What a party reveals.  To the coordinator: that it accepted or refused a
 request (and the refusal's reason), for an inference as data owner the number
@@ -59,6 +64,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -68,7 +74,7 @@ import numpy as np
 from parties.config import PartyConfig, load_party_config
 from parties.data import filters
 from parties.data.sources import Table, load_table
-from parties.errors import ColumnRefused, PolicyError, SessionError
+from parties.errors import ColumnRefused, LimitExceeded, PolicyError, SessionError
 from parties.node.jobs import DataOwnerJob, Job, ModelOwnerJob, Outcome, Ready, StatisticJob
 from parties.node.redact import redact
 from parties.pki.certs import load_certificate, load_private_key
@@ -95,8 +101,8 @@ from parties.transport.faults import fault_point, fault_transport, install_fault
 from parties.transport.lifecycle import run_in_foreground
 from parties.transport.requests import SignedPrediction, prediction_of, statistic_of
 from parties.transport.sessions import Session, SessionRegistry, Status
-from smpc import linear
-from smpc.errors import InputError, SmpcError
+from smpc import cost, linear
+from smpc.errors import InputError, PeerFailure, SmpcError
 from smpc.names import Backend
 
 __all__ = ["PartyNode", "main"]
@@ -130,6 +136,18 @@ def _check_node_role(federation: object, name: str | None, allowed: tuple[str, .
     if name is not None and federation.node(name).role not in allowed:  # type: ignore[attr-defined]
         raise InputError(f"the {what} of a session must be a {' or '.join(allowed)} node, "
                          f"not {name!r}")
+
+
+def _without_frames(exc: BaseException) -> BaseException:
+    """``exc`` with the tracebacks of its chain dropped: they would keep the role's frames --
+    its rows, noise and shares -- alive for as long as the session holds the error."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        e.__traceback__ = None
+        e = e.__cause__ or e.__context__
+    return exc
 
 
 def _printable(text: str, limit: int) -> str:
@@ -238,14 +256,27 @@ class PartyNode:
         return replace(req, filter=str(r.filter)[:4096],
                        filter_columns=tuple(sorted(r.filter.columns())))
 
-    def _read(self, r: Prepare, columns: list[str], req: PolicyRequest
-              ) -> tuple[np.ndarray, np.ndarray, PolicyRequest]:
-        """Read the filtered rows of ``columns`` (the policy was applied before)."""
+    def _rows(self, r: Prepare, columns: list[str], req: PolicyRequest
+              ) -> tuple[np.ndarray | None, int]:
+        """The filter's row mask (None: every row) and how many rows it keeps; nothing of
+        ``columns`` is selected yet (the policy was applied before)."""
         missing = [c for c in (*columns, *req.filter_columns) if c not in self.table.columns]
         if missing:  # allowed by the policy but absent from the table
             raise ColumnRefused(f"{self.cfg.name} has no column "
                                 f"{', '.join(repr(c) for c in missing)} in its data")
-        mask = filters.evaluate(r.filter, self.table) if r.filter is not None else None
+        if r.filter is None:
+            return None, self.table.n_rows
+        mask = filters.evaluate(r.filter, self.table)
+        return mask, int(np.count_nonzero(mask))
+
+    def _read(self, r: Prepare, columns: list[str], req: PolicyRequest
+              ) -> tuple[np.ndarray, np.ndarray, PolicyRequest]:
+        """Read the filtered rows of ``columns`` (the policy was applied before)."""
+        return self._select(columns, req, self._rows(r, columns, req)[0])
+
+    def _select(self, columns: list[str], req: PolicyRequest, mask: np.ndarray | None
+                ) -> tuple[np.ndarray, np.ndarray, PolicyRequest]:
+        """Copy ``columns`` of the rows ``mask`` keeps (None: every row)."""
         sel = self.table.select(columns, rows=mask)
         row_numbers = np.flatnonzero(sel.rows) + 1
         return sel.values, row_numbers, replace(req, n_rows=sel.n_rows)
@@ -288,9 +319,9 @@ class PartyNode:
                               ledger_logged=isinstance(exc, BudgetExceeded))
             raise
         req = trail[-1]
-        cost = (f"rho {req.cost.rho:.6g} reserved (pending until it runs)" if job.charged
-                and req.cost is not None else "exact result, no privacy cost")
-        self.guard.record(req, "accepted", f"prepared: {cost}")
+        charge = (f"rho {req.cost.rho:.6g} reserved (pending until it runs)" if job.charged
+                  and req.cost is not None else "exact result, no privacy cost")
+        self.guard.record(req, "accepted", f"prepared: {charge}")
         log.info("session %s prepared: %s for %s, %d members", r.session_id, r.kind,
                  r.analyst, len(r.members))
         fault_point("on-prepare")
@@ -357,6 +388,10 @@ class PartyNode:
         spec = self.policy.check_dp(req, spec)      # exact allowed? bounds within the policy
         if spec.dp is not None:
             spec.noise_plan(len(parties))           # bounds complete, budget usable
+        # what it would cost, over at most every row of the table (not the filter's count,
+        # which a refusal must not reveal): refused before anything is read or reserved
+        self.policy.check_cost(req, cost.statistic_cost(spec, self.table.n_rows),
+                               rows_public=False)
         self.guard.precheck_budget(req)             # no budget: refuse before reading rows
         rows, _numbers, req = self._read(r, list(spec.value_columns), req)
         trail.append(req)
@@ -413,7 +448,10 @@ class PartyNode:
         req = self._with_filter(r, req)
         trail.append(req)
         self.policy.check_access(req)
-        X, numbers, req = self._read(r, columns, req)
+        mask, n_rows = self._rows(r, columns, req)  # nothing selected yet
+        # the row count is public (the model owner learns it): the estimates may be quoted
+        self.policy.check_cost(req, cost.inference_cost(draft, rows=n_rows), rows_public=True)
+        X, numbers, req = self._select(columns, req, mask)
         trail.append(req)
         self.policy.check_cohort(req)
         if X.shape[0] == 0:
@@ -443,6 +481,8 @@ class PartyNode:
                               f"least {least} bits (policy.min_flood_bits); the request asks "
                               f"for {r.inference.flood_bits}")
         self.policy.check_access(trail[-1])
+        # the size the request declares: refused before the model is even loaded
+        self.policy.check_cost(trail[-1], cost.inference_cost(r.inference), rows_public=True)
         data_owner = r.one(SessionRole.DATA_OWNER, "data owner")
         name, model = _pick_model(load_models(models_dir(self.cfg), self.key, me), r.model, me)
         spec = r.inference
@@ -541,8 +581,31 @@ class PartyNode:
 
     # -------------------------------------------------------------------- roles
 
+    def _stop_check(self, s: Session) -> Callable[[], None]:
+        """The role's cancellation check (:meth:`smpc.transport.Transport.check_cancelled`),
+        made in the role's thread: it raises once the node is stopping, the session was aborted
+        or expired (:meth:`Session.check_active`), or the role's thread used more CPU time than
+        the policy's ``max_session_cpu_seconds``."""
+        me, limit = self.cfg.name, self.cfg.policy.max_session_cpu_seconds
+        cpu_start = time.thread_time()
+
+        def check() -> None:
+            if self._stop.is_set():
+                raise PeerFailure(me, f"{me} is shutting down: it stopped its role in session "
+                                      f"{s.id}")
+            s.check_active()
+            used = time.thread_time() - cpu_start
+            if used > limit:
+                raise LimitExceeded(
+                    f"{me} stopped its role in session {s.id} after {used:,.1f} CPU seconds: "
+                    f"its policy allows at most {limit:,g} (policy.max_session_cpu_seconds)",
+                    "max_session_cpu_seconds")
+
+        return check
+
     def _role(self, s: Session, job: Job) -> None:
         t = fault_transport(self.network.transport(s), "mid-protocol")
+        t.add_stop_check(self._stop_check(s))
         started = time.perf_counter()
         try:
             fault_point("on-run")
@@ -554,7 +617,7 @@ class PartyNode:
                     exc_info=not isinstance(exc, SmpcError))
             self._audit_outcome(job, "failed", f"{redact(exc, self.cfg.name)}" + (
                 " (the charge stands: its contribution may have left)" if job.charged else ""))
-            s.fail(exc)
+            s.fail(_without_frames(exc))
             return
         log.info("session %s done on %s in %.2f s (sent %d msgs / %d B, received %d / %d B)",
                  s.id, self.cfg.name, time.perf_counter() - started, t.traffic.messages_sent,

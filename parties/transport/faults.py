@@ -161,6 +161,9 @@ class _FaultTransport(Transport):
     def _recv(self, sender: str, tag: str) -> Payload:
         return self.inner._recv(sender, tag)
 
+    def _check_cancelled(self) -> None:
+        self.inner.check_cancelled()
+
 
 def fault_transport(t: Transport, stage: str) -> Transport:
     """``t`` itself, unless the installed fault is at send stage ``stage`` (tests only)."""

@@ -65,9 +65,9 @@ PLANTED: tuple[Planted, ...] = (
     Planted(
         "one-party-omits-its-noise", "smpc/stats/roles.py",
         (("    noise = None if plan is None else dp.party_noise("
-          "plan, 1, values.size, spec.backend)\n",
+          "plan, 1, values.size, spec.backend,\n",
           "    noise = None if plan is None or t.me == parties[0] else dp.party_noise(\n"
-          "        plan, 1, values.size, spec.backend)\n"),
+          "        plan, 1, values.size, spec.backend,\n"),
          ("        noise = None if plan is None else dp.party_noise(\n",
           "        noise = None if plan is None or t.me == parties[0] else dp.party_noise(\n")),
         ("tests/unit/test_dp_released_noise.py::"
