@@ -63,7 +63,9 @@ __all__ = [
     "verify",
 ]
 
-MAX_ENVELOPE_BYTES = 64 * 1024
+#: Room for one request: a spec of up to 256 KiB (a histogram's edges, the wire's spec limit),
+#: its filter, the signer's names and the signature, with room to spare.
+MAX_ENVELOPE_BYTES = 512 * 1024
 MAX_VALIDITY_SECONDS = 24 * 3600.0
 DEFAULT_VALIDITY_SECONDS = 3600.0
 CLOCK_SKEW_SECONDS = 300.0

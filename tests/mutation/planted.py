@@ -81,11 +81,14 @@ PLANTED: tuple[Planted, ...] = (
         "audit verify never reports the first record missing"),
     Planted(
         "guard-checks-role-only", "parties/config/model.py",
-        (("        if entry is None:\n            return None\n"
-          "        if entry.fingerprint is not None and "
-          "entry.fingerprint != identity.fingerprint:\n"
-          "            return None\n        return entry\n",
-          "        return entry if entry is not None else (self.analysts or self.nodes)[0]\n"),),
+        (("        if entry is None:\n"
+          "            return None, f\"it is not {listed} as {identity.role}\"\n"
+          "        problem = self.certificate_problem(identity.name, entry.fingerprint, "
+          "identity.fingerprint)\n"
+          "        if problem is not None:\n            return None, problem\n"
+          "        return entry, \"\"\n",
+          "        return (entry if entry is not None\n"
+          "                else (self.analysts or self.nodes)[0]), \"\"\n"),),
         ("tests/unit/test_guard.py::test_unlisted_callers_are_denied",
          "tests/unit/test_guard.py::test_certificate_other_than_the_pinned_one_is_denied"),
         "certificate guard checks the role only, not the allow-list or the pinned fingerprint"),

@@ -38,6 +38,7 @@ from parties.node import party as party_module
 from parties.privacy.audit import AuditLog
 from parties.privacy.ledger import Ledger
 from parties.transport.control import PrepareModelOwner, PrepareStatistic, SessionRole
+from parties.transport.requests import prediction_request, statistic_request
 from smpc import dp, linear
 from smpc.dp import noise
 from smpc.linear import LinearModel
@@ -186,7 +187,10 @@ def test_a_model_owner_refuses_a_declared_size_beyond_its_limit(tmp_path, monkey
             session_id="declared-size-0001", analyst=fed.analyst, timeout=10.0,
             members={"clinic-a": SessionRole.DATA_OWNER, "clinic-c": SessionRole.MODEL_OWNER,
                      coord.me: SessionRole.DEALER},
-            spec=linear.InferenceSpec("linear", 10_000_000, 2))
+            spec=linear.InferenceSpec("linear", 10_000_000, 2),
+            signed_request=fed.sign(prediction_request(data_owner="clinic-a",
+                                                       model_owner="clinic-c"),
+                                    "prediction").envelope)
         with pytest.raises(NodeBlamed) as err:
             coord.control.prepare("clinic-c", request, 5.0)
         sentence = ("clinic-c refuses: this inference covers 10,000,000 rows; its policy "
@@ -278,6 +282,12 @@ class NoiseGate:
         self._open.set()
 
 
+def signed_statistic(fed: InProcessFederation, spec: StatSpec) -> bytes:
+    """The analyst's signed request for ``spec`` over clinic-a and clinic-b (what every party
+    verifies before it prepares anything)."""
+    return fed.sign(statistic_request(spec, "", ("clinic-a", "clinic-b")), "statistic").envelope
+
+
 def start_expensive_role(fed: InProcessFederation, sid: str, timeout: float):
     """Prepare and run EXPENSIVE at clinic-a only, as the coordinator's control plane does
     (the other members never hear of it); returns the role's session."""
@@ -286,7 +296,7 @@ def start_expensive_role(fed: InProcessFederation, sid: str, timeout: float):
                coord.me: SessionRole.RECIPIENT}
     coord.control.prepare("clinic-a", PrepareStatistic(
         session_id=sid, analyst=fed.analyst, members=members, timeout=timeout, tag="stat",
-        spec=EXPENSIVE), 5.0)
+        spec=EXPENSIVE, signed_request=signed_statistic(fed, EXPENSIVE)), 5.0)
     coord.control.run("clinic-a", sid, 5.0)
     return fed.parties["clinic-a"].registry.get(sid)
 
@@ -392,7 +402,7 @@ def test_a_role_that_uses_more_cpu_than_allowed_is_stopped(tmp_path, monkeypatch
                    coord.me: SessionRole.RECIPIENT}
         coord.control.prepare("clinic-a", PrepareStatistic(
             session_id="cpu-limit-0001", analyst=fed.analyst, members=members, timeout=60.0,
-            tag="stat", spec=spec), 5.0)
+            tag="stat", spec=spec, signed_request=signed_statistic(fed, spec)), 5.0)
         coord.control.run("clinic-a", "cpu-limit-0001", 5.0)
         with pytest.raises(NodeBlamed) as err:
             coord.control.await_("clinic-a", "cpu-limit-0001", 60.0)
