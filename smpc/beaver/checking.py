@@ -128,22 +128,22 @@ def verify(t: Transport, parties: Sequence[str], dealer: str, challenge: bytes,
     theirs = {p: _recv_challenge(t, p, f"{tag}/challenge") for p in parties if p != t.me}
     seed = challenge_seed([challenge if p == t.me else theirs[p] for p in parties])
     rho_parts: list[np.ndarray] = []
-    folded_c: list[np.ndarray] = []
+    folded: list[tuple[CheckedTriple, np.ndarray]] = []  # each triple with its R c
     for ct in triples:
         m, k, p = ct.request.check_dims
         both = fold(seed, f"beaver/check/{ct.index}", ct.request.checks,
                     np.hstack([ct.a.reshape(m, k), ct.c.reshape(m, p)]))
         rho_parts.append((both[:, :k] - ct.check_a).ravel())
-        folded_c.append(both[:, k:])
+        folded.append((ct, both[:, k:]))
     rho = open_shares(t, parties, np.concatenate(rho_parts), f"{tag}/rho")
     sigma_parts: list[np.ndarray] = []
     offset = 0
-    for ct, rc in zip(triples, folded_c, strict=True):
+    for ct, rc in folded:
         _m, k, p = ct.request.check_dims
         kappa = ct.request.checks
         rho_j = rho[offset: offset + kappa * k].reshape(kappa, k)
         offset += kappa * k
-        rho_b = np.matmul(rho_j, ct.b.reshape(k, p), dtype=np.uint64)
+        rho_b = np.matmul(rho_j, ct.b.reshape(k, p))
         sigma_parts.append((rc - ct.check_c - rho_b).ravel())
     sigma = open_shares(t, parties, np.concatenate(sigma_parts), f"{tag}/sigma")
     wrong = int(np.count_nonzero(sigma))

@@ -99,9 +99,9 @@ def _hello(parties: Sequence[str], requests: Sequence[Request]) -> np.ndarray:
             described.append(["triple", req.kind, req.x_shape, req.y_shape, req.checks])
         else:
             described.append(["trunc", req.count, req.frac_bits, req.l_bits, req.spares])
-    text = json.dumps([list(parties), described], separators=(",", ":")).encode()
+    text = json.dumps([list(parties), described]).encode()
     digest = hashlib.sha256(b"smpc/v1/beaver/hello\0" + text).digest()
-    return np.frombuffer(digest, dtype="<u8").astype(np.uint64)
+    return np.frombuffer(digest, "<u8").astype(np.uint64)
 
 
 def _expand(seed: bytes, shape: tuple[int, ...], label: str) -> np.ndarray:
@@ -125,9 +125,6 @@ def _last_share(total: np.ndarray, seeds: Sequence[bytes], label: str) -> np.nda
 
 def _corrections(seeds: Sequence[bytes], requests: Sequence[Request]) -> np.ndarray:
     """The dealer's one message to the last party, from every party's seed (in order)."""
-    _check_requests(requests)
-    if len(seeds) < 2:
-        raise InputError("Beaver products need at least two parties")
     parts: list[np.ndarray] = [np.zeros(0, dtype=np.uint64)]
     for j, req in enumerate(requests):
         if isinstance(req, TripleRequest):
@@ -140,7 +137,7 @@ def _corrections(seeds: Sequence[bytes], requests: Sequence[Request]) -> np.ndar
                 lca, lcc = _check_labels(j)
                 _m, k, p = req.check_dims
                 check_a = _sum_expansions(seeds, check_a_shape, lca)
-                check_c = np.matmul(check_a, b.reshape(k, p), dtype=np.uint64)
+                check_c = np.matmul(check_a, b.reshape(k, p))
                 parts.append(_last_share(check_c, seeds, lcc))
         else:
             lr, lrt = _trunc_labels(j)
@@ -264,6 +261,7 @@ def deal_local(requests: Sequence[Request], n: int) -> list[list[Share]]:
     """
     if n < 2:
         raise InputError("Beaver products need at least two parties")
+    _check_requests(requests)
     seeds = [randomness.fresh_seed() for _ in range(n)]
     correction = _corrections(seeds, requests)
     return [_unpack(seed, correction if i == n - 1 else None, requests)[0]

@@ -224,3 +224,238 @@ def test_checks_are_validated() -> None:
         simulator.run({"p0": lambda t: beaver.receive(t, "p1", ["p0", "p1"],
                                                       [beaver.TripleRequest.mul(1)], "d"),
                        "p1": lambda t: None}, timeout=5)
+
+
+def _forging_dealer(parties: list[str], requests: list[beaver.Request], position: int,
+                    delta: int = 1) -> Callable[[Transport], None]:
+    def role(t: Transport) -> None:
+        for p in parties:
+            t.send(p, "deal/hello", dealing._hello(parties, requests))
+        seeds = [dealing._recv_seed(t, p, "deal/seed") for p in parties]
+        correction = dealing._corrections(seeds, requests)
+        correction[position: position + 1] += np.uint64(delta)
+        t.send(parties[-1], "deal/correction", correction)
+    return role
+
+
+def test_the_check_sees_every_row_and_column_across_blocks(monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """``R`` is made block by block (:func:`smpc.beaver.checking.fold`); with blocks of 4 rows
+    and a 10 x 2 product, an error of 1 in any single element of ``c`` -- first, last, at a
+    block edge, in either column -- or of ``c''`` fails the check, and an honest triple over
+    several blocks passes.  Catches a fold that skips a row or a block, or a column of the
+    product.  False negatives: at most 2^-40 per case."""
+    monkeypatch.setattr(checking, "_BLOCK_ROWS", 4)
+    parties = parties_of(2)
+    req = beaver.TripleRequest.matmul((10, 3), (3, 2), checks=40)
+    requests: list[beaver.Request] = [req]
+    shares, _messages = deal_and_receive(2, requests)
+    c = sharing.reconstruct([shares[p][0].c for p in parties])
+    a = sharing.reconstruct([shares[p][0].a for p in parties])
+    b = sharing.reconstruct([shares[p][0].b for p in parties])
+    np.testing.assert_array_equal(c, np.matmul(a, b, dtype=np.uint64))
+    for position in (0, 1, 7, 8, 9, 19, 20, 20 + 79):
+        with pytest.raises(ProtocolError, match="failed their check") as e:
+            deal_and_receive(2, requests, _forging_dealer(parties, requests, position))
+        assert e.value.peer == "dealer", position
+
+
+SAME_SIZE = {  # (dealt, expected): corrections of equal length, different meaning
+    "kind": (beaver.TripleRequest.mul(6), beaver.TripleRequest.dot((6, 1))),
+    "shape": (beaver.TripleRequest.matmul((2, 3), (3,)), beaver.TripleRequest.matmul((2, 4), (4,))),
+    "frac-bits": (beaver.TruncRequest(5, frac_bits=16, spares=3),
+                  beaver.TruncRequest(5, frac_bits=20, spares=3)),
+    "bound": (beaver.TruncRequest(5, bound_bits=40, spares=3),
+              beaver.TruncRequest(5, bound_bits=41, spares=3)),
+}
+
+
+@pytest.mark.parametrize("case", list(SAME_SIZE))
+def test_a_hello_for_other_requests_of_the_same_size_is_refused(case: str) -> None:
+    """The dealer deals a request whose correction has the length the parties expect but
+    another meaning (another kind, shape, ``f`` or ``l``): every party refuses the hello, naming
+    the dealer, before its seed leaves -- the correction's length alone would not tell (the
+    product would be wrong, silently).  Catches a hello that omits a field."""
+    dealt, expected = SAME_SIZE[case]
+    assert dealing._correction_size(dealt) == dealing._correction_size(expected)
+    parties = parties_of(2)
+    errors: dict[str, BaseException] = {}
+
+    def party(t: Transport) -> Any:
+        try:
+            return beaver.receive(t, "dealer", parties, [expected], "deal")
+        except ProtocolError as exc:
+            errors[t.me] = exc
+            assert t.traffic.messages_sent == 0
+            raise
+
+    with pytest.raises(ProtocolError, match="describes other parties or requests"):
+        simulator.run({"p0": party, "p1": party,
+                       "dealer": lambda t: beaver.deal(t, parties, [dealt], "deal")}, timeout=10)
+    assert set(errors) == set(parties)
+    assert all(getattr(e, "peer", None) == "dealer" for e in errors.values())
+
+
+def test_only_dealer_requests_are_dealt() -> None:
+    """``deal``, ``receive`` and ``deal_local`` refuse anything but a TripleRequest or a
+    TruncRequest before any message or seed, and two parties are the minimum."""
+    bad: list[Any] = [beaver.TripleRequest.mul(2), "mul(2)"]
+    with pytest.raises(InputError, match="not a dealer request"):
+        beaver.deal_local(bad, 2)
+    with pytest.raises(InputError, match="at least two parties"):
+        beaver.deal_local([beaver.TripleRequest.mul(2)], 1)
+    for role in ("dealer", "p0"):
+        sent: dict[str, int] = {}
+
+        def run(t: Transport, role: str = role, sent: dict[str, int] = sent) -> None:
+            try:
+                if role == "dealer":
+                    beaver.deal(t, ["p0", "p1"], bad, "deal")
+                else:
+                    beaver.receive(t, "dealer", ["p0", "p1"], bad, "deal")
+            finally:
+                sent[t.me] = t.traffic.messages_sent
+
+        with pytest.raises(InputError, match="not a dealer request"):
+            simulator.run({role: run, "p1": lambda t: None}, timeout=5)
+        assert sent == {role: 0}
+
+
+@pytest.mark.parametrize("role", ["dealer", "p0"])
+def test_fewer_than_two_or_repeated_parties_are_refused(role: str) -> None:
+    """A dealer asked to deal to one party (which would get the whole triple as its
+    correction) or to a party named twice, and a party asked to receive so, refuse before
+    they send anything."""
+    for parties, why in ((["p0"], "at least two parties"), (["p0", "p0"], "distinct")):
+        sent: dict[str, int] = {}
+
+        def run(t: Transport, parties: list[str] = parties, sent: dict[str, int] = sent
+                ) -> None:
+            try:
+                if t.me == "dealer":
+                    beaver.deal(t, parties, [beaver.TripleRequest.mul(2)], "deal")
+                else:
+                    beaver.receive(t, "dealer", parties, [beaver.TripleRequest.mul(2)], "deal")
+            finally:
+                sent[t.me] = t.traffic.messages_sent
+
+        other = "p0" if role == "dealer" else "dealer"
+        with pytest.raises(InputError, match=why):
+            simulator.run({role: run, other: lambda t: None}, timeout=5)
+        assert sent == {role: 0}
+
+
+def test_a_long_seed_is_refused_at_its_length_bound() -> None:
+    """A 17-byte 'seed' is refused by the dealer on receipt (the bound of 16 bytes), blamed on
+    the party that sent it."""
+    parties = parties_of(2)
+    requests = [beaver.TripleRequest.mul(3)]
+
+    def liar(t: Transport) -> None:
+        t.recv_array("dealer", "deal/hello", np.uint64)
+        t.send("dealer", "deal/seed", bytes(17))
+
+    roles: dict[str, Callable[[Transport], Any]] = {
+        "p0": liar, "p1": lambda t: beaver.receive(t, "dealer", parties, requests, "deal"),
+        "dealer": lambda t: beaver.deal(t, parties, requests, "deal")}
+    with pytest.raises(ProtocolError, match="17 bytes for 'deal/seed', max 16") as e:
+        simulator.run(roles, timeout=10)
+    assert e.value.peer == "p0"
+
+
+def test_deal_local_draws_a_fresh_seed_per_party_and_call() -> None:
+    """``deal_local`` (tests and benchmarks) plays every party: each gets its own masks, and
+    another call gets other masks.  Catches one seed for every party (equal shares) or a
+    fixed seed (equal triples across calls).  A chance equality has probability 2^-64 per
+    element."""
+    req = beaver.TripleRequest.mul(64)
+    first, second = beaver.deal_local([req], 3), beaver.deal_local([req], 3)
+    masks = []
+    for shares in (*first, *second):
+        triple = shares[0]
+        assert isinstance(triple, beaver.TripleShare)
+        masks.append(triple.a)
+    for i in range(len(masks)):
+        for j in range(i + 1, len(masks)):
+            assert not np.any(masks[i] == masks[j]), (i, j)
+
+
+def test_a_long_challenge_is_refused_at_its_length_bound() -> None:
+    """A 17-byte check challenge is refused on receipt, blamed on the party that sent it."""
+    parties = parties_of(2)
+    req = beaver.TripleRequest.matmul((2, 2), (2,), checks=2)
+
+    def liar(t: Transport) -> None:
+        t.send("p1", "deal/check/challenge", bytes(17))
+        t.recv_array("dealer", "deal/hello", np.uint64)
+        t.send("dealer", "deal/seed", bytes(16))
+
+    roles: dict[str, Callable[[Transport], Any]] = {
+        "p0": liar, "p1": lambda t: beaver.receive(t, "dealer", parties, [req], "deal"),
+        "dealer": lambda t: beaver.deal(t, parties, [req], "deal")}
+    with pytest.raises(ProtocolError, match="17 bytes for 'deal/check/challenge', max 16") as e:
+        simulator.run(roles, timeout=10)
+    assert e.value.peer == "p0"
+
+
+@pytest.mark.parametrize("length", [15, 17])
+def test_a_challenge_of_the_wrong_length_is_refused(length: int) -> None:
+    """A check challenge one byte short or long is refused on receipt (a long one at the
+    16-byte bound), blamed on the party that sent it."""
+    parties = parties_of(2)
+    req = beaver.TripleRequest.matmul((2, 2), (2,), checks=2)
+
+    def liar(t: Transport) -> None:
+        t.send("p1", "deal/check/challenge", bytes(length))
+        t.recv_array("dealer", "deal/hello", np.uint64)
+        t.send("dealer", "deal/seed", bytes(16))
+
+    roles: dict[str, Callable[[Transport], Any]] = {
+        "p0": liar, "p1": lambda t: beaver.receive(t, "dealer", parties, [req], "deal"),
+        "dealer": lambda t: beaver.deal(t, parties, [req], "deal")}
+    why = "15-byte challenge" if length == 15 else "17 bytes for 'deal/check/challenge', max 16"
+    with pytest.raises(ProtocolError, match=why) as e:
+        simulator.run(roles, timeout=10)
+    assert e.value.peer == "p0"
+
+
+def test_several_checked_triples_in_one_deal_are_each_checked() -> None:
+    """Two checked triples of different shapes (and an unchecked one between them) in one
+    deal: honest, both pass and are exact; an error of 1 in the *second* one's ``c`` or
+    ``c''`` fails the check.  Catches a check that reads the second triple's ``rho`` at the
+    first one's place."""
+    parties = parties_of(3)
+    first = beaver.TripleRequest.matmul((5, 2), (2, 3), checks=6)
+    second = beaver.TripleRequest.matmul((4, 3), (3,), checks=7)
+    requests: list[beaver.Request] = [first, beaver.TripleRequest.mul(3), second]
+    shares, _messages = deal_and_receive(3, requests)
+    for j in (0, 2):
+        got = [shares[p][j] for p in parties]
+        a, b, c = (sharing.reconstruct([getattr(s, name) for s in got]) for name in "abc")
+        np.testing.assert_array_equal(c, np.matmul(a, b))
+    start = 15 + 6 * 3 + 3  # the second checked triple's c, then its c''
+    for position in (start, start + 3, start + 4, start + 4 + 6):
+        with pytest.raises(ProtocolError, match="failed their check"):
+            deal_and_receive(3, requests, _forging_dealer(parties, requests, position))
+
+
+def test_a_node_outside_the_parties_cannot_receive() -> None:
+    with pytest.raises(InputError, match="is not one of the parties"):
+        simulator.run({"p9": lambda t: beaver.receive(t, "dealer", ["p0", "p1"],
+                                                      [beaver.TripleRequest.mul(1)], "d")},
+                      timeout=5)
+
+
+def test_triple_requests_are_normalised_and_validated() -> None:
+    """Shapes become tuples, ``checks`` a Python int (the hello is JSON), the checks bound is
+    inclusive, and malformed kinds and shapes are refused."""
+    req = beaver.TripleRequest("matmul", [2, 3], [3], np.int64(128))  # type: ignore[arg-type]
+    assert req.x_shape == (2, 3) and req.y_shape == (3,) and type(req.x_shape) is tuple
+    assert type(req.y_shape) is tuple
+    assert req.checks == 128 and type(req.checks) is int
+    assert dealing._hello(["p0", "p1"], [req]).shape == (dealing.HELLO_WORDS,)
+    assert beaver.TripleRequest.mul(()).z_shape == ()
+    with pytest.raises(InputError, match="at least one axis"):
+        beaver.TripleRequest.dot(())
+    with pytest.raises(InputError, match="unknown triple kind"):
+        beaver.TripleRequest("conv", (2,), (2,))  # type: ignore[arg-type]
