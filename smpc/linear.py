@@ -7,8 +7,13 @@ a logistic model).
 
 ``ss`` (Beaver products, with a dealer)
     Each owner secret-shares its input with a single seed (the peer's share is
-    the seed's expansion), the dealer deals one seed-compressed matmul triple,
-    and the owners compute shares of ``X w`` with one Beaver opening.  The
+    the seed's expansion).  For the one matmul triple, each owner draws its own
+    mask seed and sends it to the dealer (16 bytes), which sends back only the
+    model owner's correction (its share of ``c``, ``n_samples + 40`` words): the
+    dealer cannot choose, correlate or reuse the owners' masks.  The owners check
+    the triple (:mod:`smpc.beaver.checking`, 40 rows: a wrong correction fails
+    naming the dealer before anything is opened, except with probability
+    ``2^-40``), then compute shares of ``X w`` with one Beaver opening.  The
     product is *not* truncated: it is revealed at once to the data owner at
     ``2f`` fractional bits, which saves a round and is exact up to the encoding
     error.  That needs ``|X w + b| < 2^(63-2f)`` (2.1e9 for f=16), which is
@@ -33,7 +38,10 @@ What each party learns
     owner learns the predictions -- and note that predictions on ``d + 1`` rows
     in general position determine a linear model: protecting the model against
     extraction through its outputs is a matter of policy (who may ask how
-    often), not of this protocol.  The dealer learns nothing about inputs.
+    often), not of this protocol.  The dealer learns nothing about inputs: it
+    receives the owners' mask seeds and never an opening.  Whatever it sends, it
+    cannot make one owner's masks known to the other (see :mod:`smpc.beaver`);
+    it is trusted only not to collude with an owner.
 
 Cancellation
     Both owners call :meth:`~smpc.transport.Transport.check_cancelled` between their
@@ -256,12 +264,15 @@ def check_model(spec: InferenceSpec, model: LinearModel) -> None:
 # ---------------------------------------------------------------------------
 
 def _triple_request(spec: InferenceSpec) -> beaver.TripleRequest:
-    return beaver.TripleRequest.matmul((spec.n_samples, spec.n_features), (spec.n_features,))
+    return beaver.TripleRequest.matmul((spec.n_samples, spec.n_features), (spec.n_features,),
+                                       checks=beaver.DEFAULT_CHECKS)
 
 
 def run_dealer_ss(t: Transport, spec: InferenceSpec, *, data_owner: str, model_owner: str,
                   tag: str) -> None:
-    """The dealer: one seed-compressed matmul triple for ``X @ w``."""
+    """The dealer: one checked matmul triple for ``X @ w`` from the owners' own mask seeds
+    (it sends a hello to each owner, receives their seeds, sends the model owner its
+    correction; :func:`smpc.beaver.deal`)."""
     beaver.deal(t, [data_owner, model_owner], [_triple_request(spec)], f"{tag}/deal")
 
 

@@ -1,6 +1,9 @@
-"""The privacy bugs issue 9 planted by hand: each must be caught by a named test.
+"""The privacy bugs planted by hand (issue 9, and issue 11's dealer): each must be caught by a
+named test.
 
-These are the bugs that the suite of the first wave let through.  Each is a small patch
+Issue 9's are the bugs that the suite of the first wave let through; issue 11's are the
+flaw the dealing had before (masks a dealer could make equal) and the check that now stops a
+forged correction, each undone.  Each is a small patch
 (``old`` -> ``new`` text, applied once) that keeps every result *correct* -- so only a test
 that looks at privacy can see it -- and the tests that must fail when it is planted.  The
 mutation run judges them like mutants; CI runs all of them on every build.
@@ -47,6 +50,22 @@ PLANTED: tuple[Planted, ...] = (
          "tests/unit/test_leaks.py::test_recipient_and_one_party_cannot_unmask_a_third"),
         "share_with_seeds gives every peer the same seed: the recipient and one party "
         "unmask another"),
+    Planted(
+        "one-mask-seed-for-both-owners", "smpc/beaver/dealing.py",
+        (("    seed = randomness.fresh_seed()\n",
+          "    seed = hashlib.sha256(tag.encode()).digest()[: randomness.SEED_BYTES]\n"),),
+        ("tests/unit/test_dealer_attacks.py::"
+         "test_a_dealer_that_reuses_a_seed_across_owners_learns_nothing_and_leaks_nothing",
+         "tests/unit/test_leaks_inference.py::test_inference_seeds_are_fresh_per_owner_and_session"),
+        "every party's Beaver masks come from one seed that depends only on the public tag -- "
+        "what a dealer choosing the seeds could force before issue 11 (results stay correct)"),
+    Planted(
+        "dealt-triple-never-checked", "smpc/beaver/dealing.py",
+        (("    if to_check:\n", "    if False:\n"),),
+        ("tests/unit/test_dealer_attacks.py::"
+         "test_a_dealer_that_hides_an_owners_seed_in_its_correction_is_caught_before_any_opening",),
+        "the parties never check a dealt matmul triple: a deviating dealer's correction is used "
+        "as sent (results stay correct with an honest dealer)"),
     Planted(
         "ckks-pass2-noise-17x-small", "smpc/dp/noise.py",
         (("    return out.astype(np.float64) * 2.0**-bits\n",

@@ -219,6 +219,13 @@ def test_deal_local_matches_protocol_semantics() -> None:
 
 @pytest.mark.parametrize("n", [2, 4])
 def test_seed_compression_traffic(n: int) -> None:
+    """Dealing costs about one ``c`` on the wire, and the dealer receives only seeds.
+
+    Each party draws its own seed and sends it to the dealer (16 bytes, the dealer's only
+    input); the dealer sends each party a 32-byte hello and the last party alone one
+    correction array.  Catches a dealer sending full triples, and anything but a seed
+    reaching the dealer.
+    """
     mul_req = beaver.TripleRequest.mul(1000)
     mm_req = beaver.TripleRequest.matmul((20, 30), (30, 10))
     trunc_mul = beaver.TruncRequest(1000)
@@ -228,19 +235,23 @@ def test_seed_compression_traffic(n: int) -> None:
     result = run_with_dealer(n, requests, lambda t, parties, i, shares: None)
     sent = result.traffic["dealer"].bytes_sent_to
     parties = parties_of(n)
-    # Parties 0..n-2: a single 16-byte seed for all four requests.
+    # Parties 0..n-2: only the 32-byte hello, for all four requests.
     for p in parties[:-1]:
-        assert sent[p] == 16
-    # The last party: its seed plus one c-sized correction per triple and one
+        assert sent[p] == 32
+    # The last party: the hello plus one c-sized correction per triple and one
     # (count + spares)-word correction per truncation request.
     corrections = 1000 + 20 * 10 + trunc_mul.total + trunc_mm.total
-    assert sent[parties[-1]] == 16 + 8 * corrections
+    assert sent[parties[-1]] == 32 + 8 * corrections
     assert trunc_mul.spares is not None and trunc_mul.spares <= 16 + 4  # few spares at l=52
     # Versus sending every party full explicit triples (a, b, c) and pairs.
     full = 8 * (1000 * 3 + (600 + 300 + 200) + 2 * trunc_mul.total + 2 * trunc_mm.total)
     assert sum(sent.values()) < full * n / 2.5
-    assert result.traffic["dealer"].messages_sent == n  # one message per party per tag
-    assert result.traffic["dealer"].bytes_received == 0  # the dealer receives nothing
+    assert result.traffic["dealer"].messages_sent == n + 1  # a hello each, one correction
+    # The dealer receives each party's 16-byte seed and nothing else.
+    assert result.traffic["dealer"].messages_received == n
+    assert result.traffic["dealer"].bytes_received == 16 * n
+    for p in parties:
+        assert result.traffic[p].bytes_sent_to == {"dealer": 16}
 
 
 def test_receive_rejects_a_message_that_does_not_fit_the_requests() -> None:
@@ -608,10 +619,11 @@ def test_mismatched_pairs_are_refused_before_anything_is_opened() -> None:
 
     def body(t: Transport, parties: list[str], i: int, shares: list[beaver.Share]) -> Any:
         triple, pair = shares
+        dealt = t.traffic.messages_sent  # the seed this party sent the dealer
         with pytest.raises(InputError, match="cannot truncate"):
             beaver.mul(t, parties, triple, xs[i], xs[i], "m", pair=pair)
         assert isinstance(triple, beaver.TripleShare) and not triple.used
-        return t.traffic.messages_sent
+        return t.traffic.messages_sent - dealt, dealt
 
     result = run_with_dealer(n, requests, body, timeout=10)
-    assert result.results["p0"] == result.results["p1"] == 0
+    assert result.results["p0"] == result.results["p1"] == (0, 1)
