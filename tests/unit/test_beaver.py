@@ -23,7 +23,6 @@ Test data come from a fixed-seed AES keystream (public, reproducible), not from
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -566,21 +565,37 @@ def test_bound_and_range_helpers() -> None:
 
 
 def test_a_party_failing_mid_protocol_names_it_to_the_others() -> None:
+    """p1 crashes after its dealing; p0 and p2 fail naming p1, wherever they are.
+
+    p2, the last party, may still be in its dealing (waiting for its
+    correction) when p1 crashes, so both the dealing and the product are
+    watched.
+    """
     n = 3
+    parties = parties_of(n)
+    requests = [beaver.TripleRequest.mul(5)]
     xs = sharing.share(FP.encode(np.arange(5.0)), n)
     seen: dict[str, PeerFailure] = {}
 
-    def body(t: Transport, parties: list[str], i: int, shares: list[beaver.Share]) -> Any:
-        if t.me == "p1":
-            raise RuntimeError("p1 crashed")
-        try:
-            return beaver.mul(t, parties, shares[0], xs[i], xs[i], "m", method="none")
-        except PeerFailure as exc:
-            seen[t.me] = exc
-            raise
+    def dealer(t: Transport) -> None:
+        beaver.deal(t, parties, requests, "deal")
 
+    def make(i: int) -> Callable[[Transport], Any]:
+        def role(t: Transport) -> Any:
+            try:
+                shares = beaver.receive(t, "dealer", parties, requests, "deal")
+                if t.me == "p1":
+                    raise RuntimeError("p1 crashed")
+                return beaver.mul(t, parties, shares[0], xs[i], xs[i], "m", method="none")
+            except PeerFailure as exc:
+                seen[t.me] = exc
+                raise
+
+        return role
+
+    roles = {"dealer": dealer, **{p: make(i) for i, p in enumerate(parties)}}
     with pytest.raises(RuntimeError, match="p1 crashed"):
-        run_with_dealer(n, [beaver.TripleRequest.mul(5)], body, timeout=10)
+        simulator.run(roles, timeout=10)
     assert set(seen) == {"p0", "p2"}
     assert all(exc.peer == "p1" and "p1" in str(exc) for exc in seen.values())
 
@@ -588,7 +603,12 @@ def test_a_party_failing_mid_protocol_names_it_to_the_others() -> None:
 # --------------------------------------------------------------------------- speed
 
 
-def test_million_element_product_is_vectorised() -> None:
+def test_a_million_element_product_is_right_in_a_constant_number_of_messages() -> None:
+    """10^6 products in one call: within the derived error, in O(1) messages.
+
+    No wall-clock assertion (speed lives in ``smpc bench``); the message count
+    shows the product is one vectorised exchange, not one per element.
+    """
     count, n = 10**6, 3
     x = uniform(-30, 30, count, "bx")
     y = uniform(-30, 30, count, "by")
@@ -596,17 +616,13 @@ def test_million_element_product_is_vectorised() -> None:
     requests = [beaver.TripleRequest.mul(count), beaver.TruncRequest(count)]
 
     def body(t: Transport, parties: list[str], i: int, shares: list[beaver.Share]) -> Any:
-        start = time.perf_counter()
         z = beaver.mul(t, parties, shares[0], xs[i], ys[i], "m", pair=shares[1])
-        elapsed = time.perf_counter() - start
-        return [beaver.open_shares(t, parties, z, "open"), np.array(elapsed)]
+        return beaver.open_shares(t, parties, z, "open")
 
     result = run_with_dealer(n, requests, body)
-    opened = result.results["p0"][0]
-    online = max(float(result.results[p][1]) for p in parties_of(n))
-    # Typically ~0.2 s for all three parties in one process; a per-element
-    # Python loop would take tens of seconds.
-    assert online < 2.0, f"online multiplication of 10^6 elements took {online:.2f} s"
+    opened = result.results["p0"]
+    for p in parties_of(n):
+        assert result.traffic[p].messages_sent <= 16, result.traffic[p]
     enc_bound, scale = real_error_bound("mul", x, y)
     slack = float_slack("mul", x, scale, enc_bound + ULP)
     assert np.all(np.abs(FP.decode(opened) - x * y) <= enc_bound + ULP + slack)
