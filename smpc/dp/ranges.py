@@ -3,7 +3,8 @@
 Guarantees: :func:`check_pass_range` refuses (an :class:`~smpc.encoding.EncodingRangeError`
 whose message names no value) exactly when some table of at most ``row_cap`` rows, clipped to
 the public bounds, plus a noise share within :data:`TAIL_SIGMAS` of its scale, could fall
-outside the ``ss`` ring's range for one pass.  It reads only the public plan (bounds, the
+outside the ``ss`` ring's range for one pass, or its noise share exceed what the sampler draws
+(:data:`~smpc.dp.noise.MAX_SHARE_UNITS`).  It reads only the public plan (bounds, the
 pass's sensitivities and sigmas, the number of parties, the fixed-point bits), the public
 pass-2 shift and divisor, and ``row_cap`` -- never the rows.  When it accepts, the encoding's
 own range checks (:meth:`~smpc.encoding.FixedPoint.encode` and
@@ -22,6 +23,7 @@ import math
 
 import numpy as np
 
+from smpc.dp.noise import MAX_SHARE_UNITS
 from smpc.dp.planning import NoisePlan, pass2_widths
 from smpc.encoding import RING_BITS, EncodingRangeError
 from smpc.errors import InputError
@@ -79,10 +81,11 @@ def check_pass_range(plan: NoisePlan, pass_index: int, row_cap: int, *, frac_bit
     share = np.empty(pp.length, dtype=np.float64)
     for block, sigma in zip(pp.blocks, sigmas, strict=True):
         share[block.start:block.start + block.length] = sigma / math.sqrt(plan.min_honest)
-    # ulps: the value (rounded: +1) and the noise share's tail; the ring holds |x| < 2^63 / P
+    # ulps: the value (rounded: +1) and the noise share's tail; the ring holds |x| < 2^63 / P;
+    # the sampler draws shares up to MAX_SHARE_UNITS lattice units
     worst = float(np.max(values * 2.0**frac_bits + 1.0 + TAIL_SIGMAS * share))
     limit = 2.0 ** (RING_BITS - 1) / plan.parties
-    if not worst < limit:
+    if not (worst < limit and float(np.max(share)) <= MAX_SHARE_UNITS):
         raise EncodingRangeError(
             f"pass {pass_index} of this {plan.statistic} request could leave the fixed-point "
             f"range ({frac_bits} fractional bits over Z_2^64, {plan.parties} parties) for a "
