@@ -33,8 +33,9 @@ session is aborted or expired, the node stops, or it used more CPU time than
 
 What a party reveals.  To the coordinator: that it accepted or refused a
 request (and the refusal's reason), for an inference as data owner the number
-of selected rows (a public size the model owner needs).  A statistic's row
-count is never sent.  Everything else leaves only as the protocol's messages
+of rows it computes on (a size the model owner needs: the selected rows in
+exact mode; under a DP policy a public padded size, :mod:`parties.privacy.dp_outputs`).
+A statistic's row count is never sent.  Everything else leaves only as the protocol's messages
 (seeds, shares, masked openings, ciphertexts).
 
 Files next to the party's database path (``database`` in its config):
@@ -49,8 +50,8 @@ Files next to the party's database path (``database`` in its config):
 * ``outputs/<session id>.csv.enc`` -- predictions, when it is the data owner
   of an inference, encrypted: columns ``row`` (1-based row number in its
   table, header excluded) and ``prediction``; mode 0600.  The values never
-  leave the host: the coordinator and the analyst learn only the count and
-  this path.  ``smpc outputs read`` decrypts them for the operator.
+  leave the host: the coordinator and the analyst learn only the count (under
+  a DP policy the padded size) and this path.  ``smpc outputs read`` decrypts them for the operator.
   Written only once the inference succeeded everywhere: the data owner's role
   keeps its predictions in memory and answers the coordinator's ``Await``
   with ``status="ready"``; the coordinator awaits every other participant and

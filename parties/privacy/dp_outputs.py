@@ -28,8 +28,9 @@ clipping box's midpoint ...), never with a refusal.  In exact mode the cohort re
 missing value (an empty cell, ``NA``, NaN ...) or an infinite one in any requested column is
 dropped before anything is computed; how many were dropped is not disclosed (not in the answer,
 not in an error; the party's own log and audit log do not record it either).  In exact mode the
-party refuses with the column, the count and the first row.  Dropping changes the dataset by
-the dropped rows only, each of which is a row the neighbouring relation already covers.
+party refuses with the column, the count and the first row.  The rule is applied row by row
+(a row is kept as it is or dropped), so two neighbouring tables stay neighbouring or become
+equal: the statistic's guarantee carries over unchanged.
 
 **Range (statistics, ``ss``): decided up front on public quantities.**  Rows are clipped to the
 public bounds before anything is encoded (:func:`smpc.dp.clip_rows`, in
