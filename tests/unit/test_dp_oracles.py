@@ -49,12 +49,12 @@ from parties.privacy import dp_outputs
 from parties.privacy.ledger import Ledger
 from parties.privacy.outputs import read_output
 from parties.transport.control import PrepareModelOwner
-from smpc import dp, stats
+from smpc import dp, linear, stats
 from smpc.encoding import EncodingRangeError
 from smpc.linear import LinearModel
 from smpc.stats import StatSpec
 from smpc.stats import roles as stat_roles
-from tests.tolerances import ss_logit_bound
+from tests.tolerances import ckks_logit_bound, ss_logit_bound
 
 OWNER, LAB = "hosp-a", "lab"
 MODEL = LinearModel("linear", ("age", "chol"), (0.02, 0.01), -3.0)
@@ -227,6 +227,24 @@ def test_predict_count_oracle(fed, neighbours, monkeypatch):
     X = np.column_stack([table.column(c) for c in MODEL.features])[rows - 1]
     preds = np.array([float(r["prediction"]) for r in out])
     tol = ss_logit_bound(MODEL.weights, MODEL.intercept, X)
+    assert np.all(np.abs(preds - (X @ MODEL.weights + MODEL.intercept)) <= tol)
+
+
+def test_padded_ckks_inference_writes_only_the_selected_rows(fed, neighbours):
+    """On ``ckks`` too the analyst is told the padded size (64) and the data owner's file holds
+    the 10 selected rows' predictions only, each within the ckks inference's stated bound
+    (tests/tolerances.py: the preset's error plus the model owner's flooding)."""
+    neighbours(True)
+    p = fed.predict(OWNER, LAB, model="risk", where="id <= 10", backend="ckks")
+    out = list(csv.DictReader(read_output(fed.parties[OWNER].cfg, p.session_id)
+                              .decode().splitlines()))
+    rows = np.array([int(r["row"]) for r in out])
+    assert p.n_predictions == 64 and rows.tolist() == list(range(1, 11))
+    table = hospital(True)
+    X = np.column_stack([table.column(c) for c in MODEL.features])[rows - 1]
+    preds = np.array([float(r["prediction"]) for r in out])
+    spec = linear.InferenceSpec("linear", 64, 2, backend="ckks")
+    tol = ckks_logit_bound(MODEL.weights, "aggregate", linear.model_flood_std(spec, MODEL.weights))
     assert np.all(np.abs(preds - (X @ MODEL.weights + MODEL.intercept)) <= tol)
 
 
