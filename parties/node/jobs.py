@@ -47,6 +47,12 @@ class Ready:
 
     predictions: np.ndarray
     row_numbers: np.ndarray
+    public_count: int | None = None   # under DP: the padded size, reported instead of the count
+
+    @property
+    def reported(self) -> int:
+        """The number of predictions ``Await`` reports: the public padded size under DP."""
+        return len(self.predictions) if self.public_count is None else self.public_count
 
 
 @dataclass
@@ -75,6 +81,7 @@ class StatisticJob(Job):
     parties: list[str]
     hub: str                      # the recipient (ss) or aggregator (ckks)
     context_sha256: str | None = None   # ckks: the analyst's public key, as it signed it
+    row_cap: int | None = None    # under DP: the table's row count, for the range checks
 
     def run(self, t: Transport) -> tuple[Outcome, str]:
         ctx = None
@@ -88,26 +95,34 @@ class StatisticJob(Job):
                                     "sign: nothing was encrypted", peer=self.hub)
             ctx = ckks.load_context(data)
         stats.run_party(t, self.spec, self.rows, parties=self.parties, recipient=self.hub,
-                        tag=self.tag, public_context=ctx)
+                        tag=self.tag, public_context=ctx, row_cap=self.row_cap)
         return Outcome(), ("noisy contribution sent (charge spent)" if self.charged
                            else "exact contribution sent")
 
 
 @dataclass
 class DataOwnerJob(Job):
-    """The data owner of an inference: its feature matrix and the rows' numbers in its table."""
+    """The data owner of an inference: its feature matrix and the rows' numbers in its table.
+
+    Under a DP policy (``public_count`` set) ``rows`` holds the real rows first, one per entry of
+    ``row_numbers``, then dummy rows up to the public size; the dummies' predictions are
+    discarded here and the public size is what ``Await`` reports.
+    """
 
     spec: linear.InferenceSpec
     rows: np.ndarray
     row_numbers: np.ndarray
     model_owner: str
     dealer: str | None
+    public_count: int | None = None
 
     def run(self, t: Transport) -> tuple[Ready, str]:
-        preds = linear.run_data_owner(t, self.spec, self.rows, model_owner=self.model_owner,
-                                      dealer=self.dealer, tag=self.tag)
+        preds = np.asarray(linear.run_data_owner(
+            t, self.spec, self.rows, model_owner=self.model_owner, dealer=self.dealer,
+            tag=self.tag))
+        numbers = np.asarray(self.row_numbers)
         # audited when written (on release) or dropped (on abort)
-        return Ready(np.asarray(preds), np.asarray(self.row_numbers)), ""
+        return Ready(preds[:numbers.size], numbers, self.public_count), ""
 
 
 @dataclass

@@ -33,8 +33,9 @@ session is aborted or expired, the node stops, or it used more CPU time than
 
 What a party reveals.  To the coordinator: that it accepted or refused a
 request (and the refusal's reason), for an inference as data owner the number
-of selected rows (a public size the model owner needs).  A statistic's row
-count is never sent.  Everything else leaves only as the protocol's messages
+of rows it computes on (a size the model owner needs: the selected rows in
+exact mode; under a DP policy a public padded size, :mod:`parties.privacy.dp_outputs`).
+A statistic's row count is never sent.  Everything else leaves only as the protocol's messages
 (seeds, shares, masked openings, ciphertexts).
 
 Files next to the party's database path (``database`` in its config):
@@ -49,8 +50,8 @@ Files next to the party's database path (``database`` in its config):
 * ``outputs/<session id>.csv.enc`` -- predictions, when it is the data owner
   of an inference, encrypted: columns ``row`` (1-based row number in its
   table, header excluded) and ``prediction``; mode 0600.  The values never
-  leave the host: the coordinator and the analyst learn only the count and
-  this path.  ``smpc outputs read`` decrypts them for the operator.
+  leave the host: the coordinator and the analyst learn only the count (under
+  a DP policy the padded size) and this path.  ``smpc outputs read`` decrypts them for the operator.
   Written only once the inference succeeded everywhere: the data owner's role
   keeps its predictions in memory and answers the coordinator's ``Await``
   with ``status="ready"``; the coordinator awaits every other participant and
@@ -80,6 +81,7 @@ from parties.node.redact import redact
 from parties.pki.certs import load_certificate, load_private_key
 from parties.pki.identity import Identity
 from parties.pki.signed import Signed, SignedRequestError, verify
+from parties.privacy import dp_outputs
 from parties.privacy.guard import PrivacyGuard
 from parties.privacy.ledger import BudgetExceeded, LedgerError
 from parties.privacy.outputs import load_at_rest_key, load_models, models_dir, write_predictions
@@ -393,11 +395,18 @@ class PartyNode:
         self.policy.check_cost(req, cost.statistic_cost(spec, self.table.n_rows),
                                rows_public=False)
         self.guard.precheck_budget(req)             # no budget: refuse before reading rows
-        rows, _numbers, req = self._read(r, list(spec.value_columns), req)
-        trail.append(req)
-        self.policy.check_cohort(req)
+        row_cap = None
+        if spec.dp is None:
+            rows, _numbers, req = self._read(r, list(spec.value_columns), req)
+            trail.append(req)
+            self.policy.check_cohort(req)
+        else:  # under DP no decision rests on the exact rows (parties/privacy/dp_outputs.py)
+            row_cap = self.table.n_rows
+            dp_outputs.check_statistic_range(spec, len(parties), row_cap)
+            mask, _ = self._rows(r, list(spec.value_columns), req)
+            rows = dp_outputs.statistic_rows(self.table, spec.value_columns, mask)
         job = StatisticJob(r.tag, spec=spec, rows=rows, parties=parties, hub=hub,
-                           context_sha256=signed.context_sha256)
+                           context_sha256=signed.context_sha256, row_cap=row_cap)
         return job, Prepared(spec=spec)
 
     def _check_prediction(self, r: PrepareDataOwner | PrepareModelOwner, signed: Signed,
@@ -449,6 +458,8 @@ class PartyNode:
         trail.append(req)
         self.policy.check_access(req)
         mask, n_rows = self._rows(r, columns, req)  # nothing selected yet
+        if dp_outputs.hides_inference_size(self.cfg.policy):
+            return self._prepare_padded(r, req, draft, columns, mask, trail)
         # the row count is public (the model owner learns it): the estimates may be quoted
         self.policy.check_cost(req, cost.inference_cost(draft, rows=n_rows), rows_public=True)
         X, numbers, req = self._select(columns, req, mask)
@@ -465,6 +476,26 @@ class PartyNode:
         job = DataOwnerJob(r.tag, spec=spec, rows=X, row_numbers=numbers,
                            model_owner=model_owner, dealer=dealer)
         return job, Prepared(spec=spec, n_samples=int(X.shape[0]))
+
+    def _prepare_padded(self, r: PrepareDataOwner, req: PolicyRequest,
+                        draft: linear.InferenceSpec, columns: list[str],
+                        mask: np.ndarray | None, trail: list[PolicyRequest]
+                        ) -> tuple[Job, Prepared]:
+        """The data owner under a DP policy: the inference runs on a public number of rows (the
+        selected ones, then dummies); no cohort or feature refusal (:mod:`.dp_outputs`)."""
+        size = dp_outputs.padded_rows(self.table.n_rows, self.cfg.policy.max_inference_rows)
+        self.policy.check_cost(req, cost.inference_cost(draft, rows=size), rows_public=True)
+        padded = dp_outputs.pad_features(self.table, columns, mask, size, draft.feature_bound)
+        spec = replace(draft, n_samples=size)
+        linear.check_features(spec, padded.features)
+        model_owner = r.one(SessionRole.MODEL_OWNER, "model owner")
+        dealer = r.optional(SessionRole.DEALER)
+        _check_node_role(self.cfg.federation, model_owner, ("party",), "model owner")
+        _check_node_role(self.cfg.federation, dealer, ("dealer", "coordinator"), "dealer")
+        job = DataOwnerJob(r.tag, spec=spec, rows=padded.features,
+                           row_numbers=padded.row_numbers, model_owner=model_owner,
+                           dealer=dealer, public_count=size)
+        return job, Prepared(spec=spec, n_samples=size)
 
     def _prepare_model_owner(self, r: PrepareModelOwner, signed: Signed,
                              trail: list[PolicyRequest]) -> tuple[Job, Prepared]:
@@ -556,7 +587,7 @@ class PartyNode:
             raise TimeoutError(f"{self.cfg.name} did not finish before the session deadline")
         fault_point("on-await")
         if s.status == Status.DONE and isinstance(s.outcome, Ready):
-            return Outcome(n_predictions=len(s.outcome.predictions), status="ready")
+            return Outcome(n_predictions=s.outcome.reported, status="ready")
         self.registry.free(session_id, s.status.value)
         if s.status == Status.DONE:
             return s.outcome or Outcome()
@@ -577,7 +608,7 @@ class PartyNode:
             self._audit_outcome(job, "released", f"{len(ready.predictions)} predictions "
                                 f"written encrypted to outputs/{path.name}")
             self._witness(s)
-        return Outcome(n_predictions=len(ready.predictions), output_path=str(path))
+        return Outcome(n_predictions=ready.reported, output_path=str(path))
 
     # -------------------------------------------------------------------- roles
 

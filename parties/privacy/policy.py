@@ -22,7 +22,10 @@ calls it at every request:
        that no longer fits the analyst's remaining budget is refused *before* any row is read,
        so an analyst without budget learns nothing more;
     4. the rows are selected; :meth:`PolicyGate.check_cohort`: fewer than ``min_cohort_size``
-       selected rows (a statistic's contribution, or an inference's data owner) is refused;
+       selected rows (a statistic's contribution, or an inference's data owner) is refused --
+       in exact mode only: under DP no decision rests on the exact rows
+       (:mod:`parties.privacy.dp_outputs`: no cohort refusal, missing values dropped, the range
+       decided on public quantities, inferences padded to a public size);
     5. :meth:`PrivacyGuard.reserve`: the DP cost is reserved in the ledger (PENDING, durable,
        atomic against concurrent requests: see :mod:`parties.privacy.ledger`).  Over budget is
        refused

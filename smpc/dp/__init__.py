@@ -65,10 +65,12 @@ vectors alone (clamping a count at >= 1, negative bins at 0, variances at
 (:func:`postprocess_pass1`, :func:`postprocess_shift`,
 :func:`postprocess_covariance`).
 
-**Not covered** (the caller must handle or document them): anything a party
-reveals outside the noisy sums -- a refusal because its *exact* cohort is
-below the policy minimum reveals that fact without noise; an error message
-naming a local value; timing.
+**Outside the noisy sums** the caller must make every observable decision
+independent of the exact rows (the runtime does: :mod:`parties.privacy.dp_outputs`,
+SECURITY.md "What differential privacy covers, output by output"): no refusal
+on an exact cohort, missing values dropped by a public rule without disclosing
+how many, the ``ss`` range decided on public quantities before anything is
+encoded (:func:`check_pass_range`).  Not covered: timing and message sizes.
 
 The parts
 =========
@@ -79,6 +81,7 @@ The parts
 :mod:`.planning`           sensitivities, the split of ``rho``, :class:`NoisePlan`
 :mod:`.noise`              the mechanism: each party's discrete Gaussian share
 :mod:`.postprocess`        free post-processing of released values
+:mod:`.ranges`             the ``ss`` range, decided on public quantities only
 =========================  ===============================================================
 
 Everything public is importable from :mod:`smpc.dp` itself.
@@ -137,18 +140,21 @@ from smpc.dp.planning import (
     plan,
 )
 from smpc.dp.postprocess import postprocess_covariance, postprocess_pass1, postprocess_shift
+from smpc.dp.ranges import TAIL_SIGMAS, check_pass_range, pass_bounds
 from smpc.dp.request import DPRequest
 
 __all__ = [
     "MAX_SHARE_UNITS",
     "NEIGHBOURING",
     "SPLITS",
+    "TAIL_SIGMAS",
     "Block",
     "DPRequest",
     "NoisePlan",
     "PassPlan",
     "PrivacyCost",
     "add_ring_noise",
+    "check_pass_range",
     "clip_rows",
     "compose",
     "cost_from_request",
@@ -160,6 +166,7 @@ __all__ = [
     "party_noise",
     "pass2_sensitivities",
     "pass2_widths",
+    "pass_bounds",
     "plan",
     "postprocess_covariance",
     "postprocess_pass1",

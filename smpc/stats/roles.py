@@ -49,6 +49,7 @@ def run_party(
     recipient: str,
     tag: str,
     public_context: object = None,
+    row_cap: int | None = None,
 ) -> None:
     """One data party's role in a joint statistic.
 
@@ -62,12 +63,21 @@ def run_party(
     before it is encoded or encrypted (:mod:`smpc.dp`), so no node ever sees
     the exact aggregate.
 
+    ``row_cap`` (under DP, on ``ss``): a public bound on this party's rows that does not depend
+    on the filter (a runtime passes its table's total row count).  With it, pass 2 is refused
+    up front, on public quantities only (:func:`smpc.dp.check_pass_range`: the public shift
+    and divisor, the bounds, ``row_cap``), when the clipped moments plus noise could leave the
+    ring's range -- never by the encoding's own check on the exact aggregate; pass 1 likewise
+    (a runtime checks it before the session starts too).
+
     The role checks :meth:`~smpc.transport.Transport.check_cancelled` before and after
     its local aggregation, between chunks of noise draws and before each message.
     """
     t.check_cancelled()  # pragma: no mutate (liveness only)
     rows = _check_rows(spec, rows)
     plan = spec.noise_plan(len(parties))
+    if plan is not None and row_cap is not None:
+        dp.check_pass_range(plan, 1, row_cap, frac_bits=spec.codec.frac_bits)
     if plan is not None and plan.bounds is not None:
         rows = dp.clip_rows(rows, plan.bounds)
     values = local_pass1(spec, rows)
@@ -83,6 +93,9 @@ def run_party(
         total = float(doc["n"])
         if shift.shape != (len(spec.value_columns),) or not total >= 1:
             raise InputError(f"{recipient} sent a malformed shift for {tag!r}")
+        if plan is not None and row_cap is not None:
+            dp.check_pass_range(plan, 2, row_cap, frac_bits=spec.moment_codec.frac_bits,
+                                divisor=moment_divisor(spec, total), shift=shift)
         t.check_cancelled()  # pragma: no mutate (liveness only)
         values = local_pass2(spec, rows, shift, total)
         t.check_cancelled()  # pragma: no mutate (liveness only)

@@ -8,18 +8,21 @@ policy); minimum cohort 5; clipping bounds x in [0, 20], y in [-10, 10]; differe
 required.  Budgets: org-a epsilon 1 at delta 1e-6 (rho 0.02436) per analyst, org-b and org-c
 epsilon 10.  ``org-c`` owns a linear model on (x, y).
 
-* each refusal (column, analyst, cohort, exact result, over budget) is made **by the party**:
+* each refusal (column, analyst, exact result, bounds, over budget) is made **by the party**:
   the test calls org-a's ``Prepare`` directly with the coordinator's own certificate, as a
   coordinator that asked it to proceed would, and then reads org-a's ledger and audit log;
-* an accepted request aborted before ``Run`` is refunded;
+* an accepted request aborted before ``Run`` is refunded; under DP a filter keeping fewer rows
+  than the minimum cohort is accepted like any other, over the wire (issue 12: a cohort refusal
+  would be an exact, free bit; tests/unit/test_dp_oracles.py runs the attacks);
 * DP statistics through the whole federation (ss and ckks) charge every party exactly once,
   with the bounds the policy filled in, and the audit log shows the cost and who asked;
 * two concurrent requests race for the last of org-a's budget: exactly one succeeds;
 * a party killed (SIGKILL, ``SMPC_FAULT=after-charge``) between charging and releasing keeps
   the charge after restart, recorded by recovery, and the session can never be charged again;
 * ``smpc audit verify`` (a subprocess) detects an edited, a deleted and a reordered record;
-* predictions are encrypted at rest; ``smpc outputs read`` decrypts them; the minimum cohort
-  applies to the data owner of an inference.
+* predictions are encrypted at rest; ``smpc outputs read`` decrypts them; under DP the analyst
+  learns only the data owner's public padded size (32 for its 30 rows), never the filter's count,
+  and a cohort below the minimum is not refused.
 """
 
 from __future__ import annotations
@@ -221,9 +224,6 @@ REFUSALS = {
     "analyst-outside-policy": (
         dp_mean(0.001), "carol", "", grpc.StatusCode.PERMISSION_DENIED,
         "does not serve analyst 'carol'"),
-    "cohort-below-minimum": (
-        dp_mean(0.001), "analyst", "x > 19.9", grpc.StatusCode.PERMISSION_DENIED,
-        "minimum cohort size"),
     "exact-result-not-allowed": (
         StatSpec("mean", ("x",)), "analyst", "", grpc.StatusCode.PERMISSION_DENIED,
         "requires differential privacy"),
@@ -273,6 +273,23 @@ def test_the_sum_never_goes_to_another_party(pfed):
     assert "must be a coordinator node" in err.details()
     assert pfed.records("org-a", sid)[0]["outcome"] == "refused"
     assert pfed.ledger("org-a").charge(sid) is None
+
+
+def test_under_dp_a_cohort_below_the_minimum_is_accepted_not_refused(pfed):
+    """Over the wire, org-a prepares a DP mean whose filter keeps fewer than its minimum cohort
+    of 5 rows (``x > 19.9``: none of its 30) like any other: the same answer as for every
+    filter, charged exactly its rho (the cohort decision costs nothing: there is none), and
+    refunded when aborted before Run.  Before issue 12 it refused: an exact bit, for free."""
+    ledger = pfed.ledger("org-a")
+    before = ledger.remaining("analyst", "org-a")
+    for where in ("x > 19.9", "x > 0"):
+        sid, err = pfed.prepare("org-a", dp_mean(0.001), where=where)
+        assert err is None, err.details()
+        assert ledger.charge(sid).state == "pending"
+        assert ledger.remaining("analyst", "org-a") == pytest.approx(before - 0.001, rel=1e-9)
+        pfed.abort("org-a", sid)
+        assert ledger.charge(sid).state == "refunded"
+        assert [r["outcome"] for r in pfed.records("org-a", sid)] == ["accepted", "failed"]
 
 
 def test_a_column_allowed_for_one_computation_only_and_a_refund_before_run(pfed):
@@ -396,7 +413,8 @@ def test_concurrent_requests_race_for_the_last_of_a_budget(pfed):
 def test_predictions_are_encrypted_at_rest_and_read_by_the_operator(pfed):
     p = pfed.analyst.predict("org-a", "org-c", model="lin", where="x > 5", backend="ss")
     sel = np.flatnonzero(pfed.data["org-a"]["x"] > 5)
-    assert p.n_predictions == len(sel)
+    assert 0 < len(sel) < 30
+    assert p.n_predictions == 32  # under DP: the public padded size of a 30-row table
     cfg_path = pfed.lay.config("org-a")
     cfg = load_party_config(cfg_path)
     path = output_path(cfg, p.session_id)
@@ -427,9 +445,10 @@ def test_predictions_are_encrypted_at_rest_and_read_by_the_operator(pfed):
     # a wrong key is refused in one line
     other = load_at_rest_key(load_party_config(pfed.lay.config("org-b")))
     assert other.key != load_at_rest_key(cfg).key
-    # the minimum cohort binds the data owner of an inference too
-    with pytest.raises(PermissionDenied, match="minimum cohort"):
-        pfed.analyst.predict("org-a", "org-c", model="lin", where="x > 19.9")
+    # under DP a cohort below the minimum is not refused, and reports the same padded size
+    # (before issue 12: refused -- an exact bit; the count -- another)
+    p = pfed.analyst.predict("org-a", "org-c", model="lin", where="x > 19.9")
+    assert p.n_predictions == 32
 
 
 # -------------------------------------------------------------------- audit verification

@@ -1,0 +1,108 @@
+"""``smpc.dp.check_pass_range``: under DP the ``ss`` range is decided on public quantities, and
+when it accepts, the encoding cannot fail on the clipped rows (issue 12's range oracle).
+
+The threshold is derived here independently of ``smpc/dp/ranges.py``, from the mechanism as
+``smpc/dp/planning.py`` and ``smpc/dp/noise.py`` document it: for a DP mean of one column with
+bounds ``(0, M)`` over ``P`` parties, the sums block gets ``rho_s = 0.75 rho``; its noise is
+``sigma = (M 2^f + 1) / sqrt(2 rho_s)`` lattice units (KLS's tau underflows: every share here is
+far above 6 units), each party's share ``sigma / sqrt(P)``; a party's encoded sum is at most
+``row_cap M 2^f`` ulps; the ring holds ``|x| < 2^63 / P``.  With the 40-sigma tail:
+
+    row_cap M 2^f + 1 + 40 (M 2^f + 1) / sqrt(2 rho_s P) < 2^63 / P.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+from smpc import dp, simulator, stats
+from smpc.encoding import EncodingRangeError
+from smpc.stats import StatSpec
+from smpc.stats import roles as stat_roles
+
+F, P, RHO, ROW_CAP = 16, 2, 1.0, 1000
+
+
+def mean_spec(m: float) -> StatSpec:
+    return StatSpec("mean", ("x",), dp=dp.DPRequest(rho=RHO, bounds={"x": (0.0, m)}))
+
+
+def threshold() -> float:
+    """The largest M the inequality of the module docstring accepts (solved for M)."""
+    tail = 40.0 / math.sqrt(2 * 0.75 * RHO * P)
+    return (2.0**63 / P - 1 - tail) / (2.0**F * (ROW_CAP + tail))
+
+
+def test_the_range_check_refuses_exactly_beyond_the_public_threshold():
+    """Accepts M one part in 10^9 below the derived threshold, refuses one part in 10^9
+    above.  Catches a check that forgets the noise tail or the rounding (threshold too high),
+    the number of parties in the ring's headroom (twice too high), or the row cap; and a
+    check on the wrong pass's bits."""
+    m = threshold()
+    plan = mean_spec(m * (1 - 1e-9)).noise_plan(P)
+    dp.check_pass_range(plan, 1, ROW_CAP, frac_bits=F)
+    plan = mean_spec(m * (1 + 1e-9)).noise_plan(P)
+    with pytest.raises(EncodingRangeError) as e:
+        dp.check_pass_range(plan, 1, ROW_CAP, frac_bits=F)
+    # the sentence names public quantities only: pass 1, 16 bits, Z_2^64, 2 parties
+    assert set(re.findall(r"\d+", str(e.value))) <= {"1", "16", "2", "64"}, str(e.value)
+    # a ckks plan has no ring: nothing to refuse
+    ckks_plan = StatSpec("mean", ("x",), backend="ckks", dp=dp.DPRequest(
+        rho=RHO, bounds={"x": (0.0, m * 10)})).noise_plan(P)
+    dp.check_pass_range(ckks_plan, 1, ROW_CAP, frac_bits=7)
+
+
+def test_accepted_means_the_clipped_rows_always_encode():
+    """At the largest accepted M, every party holding ``row_cap`` rows at the bound (the worst
+    clipped table) runs the real roles without a range error: the check is sufficient (the
+    noise leaves the range only beyond 40 sigma, probability < 2^-1000)."""
+    m = threshold() * (1 - 1e-9)
+    spec = mean_spec(m)
+    dp.check_pass_range(spec.noise_plan(P), 1, ROW_CAP, frac_bits=F)
+    tables = [np.full((ROW_CAP, 1), m * 2.0) for _ in range(P)]   # clipped down to m
+    result, _ = stats.simulate(spec, tables)
+    # mean * n is the released noisy sum of 2000 rows at m: within 6 of its sigma
+    # (false alarm 2e-9; the lattice rounding, at most P/2 ulps, is far below)
+    sigma_sum = (m * 2.0**F + 1) / math.sqrt(2 * 0.75 * RHO) * 2.0**-F
+    assert abs(result.value[0] * result.n - P * ROW_CAP * m) <= 6 * sigma_sum
+
+
+def test_pass_two_is_refused_on_the_public_shift_and_count_before_any_moment(monkeypatch):
+    """A DP variance whose pass 1 fits but whose centred moments could not, divided by the
+    public noisy count ``D`` of a small pooled cohort, for tables of up to ``row_cap`` rows: the
+    party refuses when pass 2 starts, before it computes a moment (``local_pass2`` is never
+    called), whatever its rows -- here 30 small values each, which would fit (the control
+    without a row cap runs to the end)."""
+    # W = 3e5: 1000 W^2 / D 2^24 ~ 2.5e19 > 2^63 / 2 for D ~ 60, while the pass-2 noise share
+    # (~1.5e16 units) stays within what the sampler draws, so the control can run
+    spec = StatSpec("var", ("x",), dp=dp.DPRequest(rho=RHO, bounds={"x": (0.0, 3e5)}))
+    plan = spec.noise_plan(P)
+    dp.check_pass_range(plan, 1, ROW_CAP, frac_bits=spec.codec.frac_bits)  # pass 1 fits
+    tables = [np.arange(1.0, 31.0)[:, None], np.arange(31.0, 61.0)[:, None]]
+    parties = ["p0", "p1"]
+    calls: list[int] = []
+    original = stat_roles.local_pass2
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    def roles(row_cap):
+        r = {name: (lambda t, rows=rows: stat_roles.run_party(
+            t, spec, rows, parties=parties, recipient="coordinator", tag="s", row_cap=row_cap))
+            for name, rows in zip(parties, tables, strict=True)}
+        r["coordinator"] = lambda t: stat_roles.run_recipient_ss(t, spec, parties=parties,
+                                                                 tag="s")
+        return r
+
+    monkeypatch.setattr(stat_roles, "local_pass2", spy)
+    with pytest.raises(Exception) as e:
+        simulator.run(roles(ROW_CAP), timeout=60)
+    assert calls == []
+    assert "pass 2" in str(e.value) and "fixed-point range" in str(e.value), str(e.value)
+    simulator.run(roles(None), timeout=60)  # control: the old path, data that fit
+    assert len(calls) == P
