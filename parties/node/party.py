@@ -80,6 +80,7 @@ from parties.node.redact import redact
 from parties.pki.certs import load_certificate, load_private_key
 from parties.pki.identity import Identity
 from parties.pki.signed import Signed, SignedRequestError, verify
+from parties.privacy import exact
 from parties.privacy.guard import PrivacyGuard
 from parties.privacy.ledger import BudgetExceeded, LedgerError
 from parties.privacy.outputs import load_at_rest_key, load_models, models_dir, write_predictions
@@ -173,6 +174,7 @@ class PartyNode:
         self.registry = SessionRegistry(cfg.name)
         self.ca_cert = load_certificate(cfg.tls.ca)
         self.seen = SeenRequests(cfg.database)
+        self.exact_history = exact.ExactHistory(cfg.database)
         self.witnesses = WitnessStore(cfg.database)
         self._node_cert = load_certificate(cfg.tls.cert)
         self._node_key = load_private_key(cfg.tls.key)
@@ -393,11 +395,18 @@ class PartyNode:
         self.policy.check_cost(req, cost.statistic_cost(spec, self.table.n_rows),
                                rows_public=False)
         self.guard.precheck_budget(req)             # no budget: refuse before reading rows
-        rows, _numbers, req = self._read(r, list(spec.value_columns), req)
+        rows, numbers, req = self._read(r, list(spec.value_columns), req)
         trail.append(req)
         self.policy.check_cohort(req)
+        if spec.dp is None:  # exact mode: refuse a differencing pair (parties.privacy.exact)
+            pol = self.cfg.policy
+            self.exact_history.admit(
+                me=me, analyst=req.analyst, dataset=self.guard.dataset,
+                filter_text=req.filter or "", selected=numbers, n_table=self.table.n_rows,
+                min_difference=pol.min_cohort_size, keep=pol.exact_history)
         job = StatisticJob(r.tag, spec=spec, rows=rows, parties=parties, hub=hub,
-                           context_sha256=signed.context_sha256)
+                           context_sha256=signed.context_sha256,
+                           min_cell_size=exact.cell_floor(self.cfg.policy, spec))
         return job, Prepared(spec=spec)
 
     def _check_prediction(self, r: PrepareDataOwner | PrepareModelOwner, signed: Signed,

@@ -27,6 +27,7 @@ from smpc.stats.local import (
     moment_divisor,
     pass1_length,
     pass2_length,
+    suppress_small_cells,
 )
 from smpc.stats.spec import StatResult, StatSpec
 from smpc.transport import Transport, pack_json, unpack_json
@@ -49,6 +50,7 @@ def run_party(
     recipient: str,
     tag: str,
     public_context: object = None,
+    min_cell_size: int = 0,
 ) -> None:
     """One data party's role in a joint statistic.
 
@@ -62,15 +64,24 @@ def run_party(
     before it is encoded or encrypted (:mod:`smpc.dp`), so no node ever sees
     the exact aggregate.
 
+    ``min_cell_size`` (exact requests only; refused with ``spec.dp``): the party sends every
+    histogram or fine-histogram cell holding fewer of its rows than this as 0
+    (:func:`~smpc.stats.local.suppress_small_cells`), so no released cell is in
+    ``1 .. min_cell_size - 1``.
+
     The role checks :meth:`~smpc.transport.Transport.check_cancelled` before and after
     its local aggregation, between chunks of noise draws and before each message.
     """
     t.check_cancelled()  # pragma: no mutate (liveness only)
     rows = _check_rows(spec, rows)
     plan = spec.noise_plan(len(parties))
+    if plan is not None and min_cell_size > 1:
+        # suppression is a data-dependent change of a cell by up to min_cell_size rows: it
+        # would void the noise plan's sensitivity, and DP needs no suppression
+        raise InputError("small cells are suppressed in exact answers only, not under DP")
     if plan is not None and plan.bounds is not None:
         rows = dp.clip_rows(rows, plan.bounds)
-    values = local_pass1(spec, rows)
+    values = suppress_small_cells(spec, local_pass1(spec, rows), min_cell_size)
     t.check_cancelled()  # pragma: no mutate (liveness only)
     noise = None if plan is None else dp.party_noise(plan, 1, values.size, spec.backend,
                                                      check=t.check_cancelled)
