@@ -62,7 +62,15 @@ from parties.privacy.store import open_database, utc_now, write_transaction
 from smpc.names import Statistic
 from smpc.stats import StatSpec
 
-__all__ = ["DifferencingRefused", "ExactHistory", "cell_floor", "check_exact_spec"]
+__all__ = ["SAFEGUARDS_OFF", "DifferencingRefused", "ExactHistory", "cell_floor",
+           "check_exact_spec"]
+
+#: The exact-mode policy fields with every safeguard off: the behaviour before issue 12, for
+#: tests and benchmarks that compare exact answers on small cohorts and fine histograms with
+#: plaintext (``init_federation(allow_exact=True, exact_safeguards=SAFEGUARDS_OFF)``).  Never
+#: for a deployment.
+SAFEGUARDS_OFF: dict[str, int | float] = {"min_cell_size": 1, "exact_quantile_margin": 0.0,
+                                          "exact_history": 0}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS exact_row_sets (

@@ -165,6 +165,19 @@ def test_exact_default_answers(world, exact_fed, tmp_path):
     assert_within(got.value, [X.mean()], Moments(X, Backend("ss", 3)).mean_tol, "exact mean")
 
 
+def test_allow_exact_names_only_parties(world, tmp_path):
+    """``--allow-exact`` with a name that is not a party, or ``--min-cell-size 0``, is one
+    line on stderr and no federation (catches an opt-in that silently opens nobody)."""
+    _root, files, _data = world
+    for flags, words in ((("--allow-exact", "nobody"), "allow_exact names nobody, not a party"),
+                         (("--min-cell-size", "0"), "--min-cell-size must be at least 1")):
+        d = tmp_path / flags[0].strip("-")
+        proc = smpc("federation", "init", str(d), "--data", *map(str, files), *flags)
+        assert proc.returncode != 0 and proc.stderr.count("\n") == 1, proc.stderr
+        assert words in proc.stderr and "Traceback" not in proc.stderr
+        assert not (d / "federation.json").exists()
+
+
 # ------------------------------------------------------------------------ differencing
 
 
