@@ -32,7 +32,8 @@ from parties.config.layout import Layout
 from parties.federation import local as federation
 from parties.privacy.exact import DifferencingRefused, ExactHistory
 from smpc import dp
-from smpc.stats import StatSpec, quantiles_from_histogram
+from smpc.errors import InputError
+from smpc.stats import StatSpec, finish, local_pass1, quantiles_from_histogram, suppress_small_cells
 from tests.tolerances import Backend, Moments, assert_within, quantile_tol
 
 PARTIES = ("org-a", "org-b", "org-c")
@@ -335,3 +336,24 @@ def test_small_cells_suppressed(exact_fed):
     at52 = int(np.searchsorted(EDGES, 52.0, side="right")) - 1
     assert raw[at52] == 18 and counts[at52] == 0
     assert counts.sum() == 54 and got.details["below"] == [0] and got.details["above"] == [0]
+
+
+def test_suppression_leaves_n_and_other_statistics_alone():
+    """The core's suppression on one party's pass-1 vector: bins, ``below`` and ``above`` of
+    fewer than 10 rows become 0, ``n`` and bins of 10 or more stay; a sum is untouched; and a
+    quantile whose every fine bin was suppressed says so rather than "the cohort is empty"
+    (catches suppression of ``n``, of the wrong cells, or of a non-histogram aggregate)."""
+    rows = np.array([[-5.0]] * 3 + [[1.0]] * 10 + [[2.0]] * 9 + [[50.0]] * 4)
+    spec = StatSpec("histogram", ("x",), edges=(0.0, 1.5, 3.0, 4.5))
+    raw = local_pass1(spec, rows)  # n, 3 bins, below, above
+    assert raw.tolist() == [26, 10, 9, 0, 3, 4]
+    assert suppress_small_cells(spec, raw, 10).tolist() == [26, 10, 0, 0, 0, 0]
+    assert suppress_small_cells(spec, raw, 1).tolist() == raw.tolist()
+    total = StatSpec("sum", ("x",))
+    assert suppress_small_cells(total, local_pass1(total, rows), 10).tolist() == [26, 213.0]
+    quant = StatSpec("quantiles", ("x",), probabilities=(0.5,), bounds=(0.0, 125.0),
+                     resolution=2500)
+    summed = np.zeros(1 + 2500)
+    summed[0] = 90
+    with pytest.raises(InputError, match="lower resolution"):
+        finish(quant, summed, None, None)
