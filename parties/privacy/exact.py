@@ -36,7 +36,10 @@ coordinator is not trusted to do it.
   earlier exact answer ``T`` -- exactly the bit a minimum-cohort refusal of the filter
   ``(S and not T) or (T and not S)`` already gives, for free, in exact mode.  A different filter
   over the same rows is refused too, so the refusal does not tell "no difference" from "one
-  person"; it names no earlier request and no count.
+  person"; it names no earlier request and no count.  A row set is recorded when the party
+  accepts the request at ``Prepare`` -- a session that then fails elsewhere still counts (the
+  conservative choice).  Cost: each exact request reads and compares up to ``exact_history``
+  bitmaps of ``rows / 8`` bytes (125 MB for a million-row table at the default).
   *What remains*: three or more answers combine (``sum(A) - sum(B) - sum(C)`` with
   ``|A xor B| >= min_cohort_size``, the classic tracker); analysts who collude pool their
   histories; an analyst who asks ``exact_history`` other exact questions in between is no
