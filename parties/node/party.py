@@ -18,7 +18,9 @@ the members of the session, the filter (parsed by :mod:`parties.data.filters`, n
 evaluated as code), that every column exists -- and applies its own policy
 (:mod:`parties.privacy`: allowed analysts, allowed columns per computation
 including the filter's, differential privacy required or not, clipping bounds,
-remaining privacy budget, minimum cohort size after filtering, and what the
+remaining privacy budget, minimum cohort size after filtering, in exact mode the
+safeguards of :mod:`parties.privacy.exact` (no quantile extremes, no pair of exact
+answers whose rows differ by a few people, small cells sent as 0), and what the
 request would cost it: values released, inference rows, estimated CPU seconds
 and memory, each against the policy's limit -- before any row is selected),
 then reserves the request's privacy cost in its own ledger.  ``Run`` commits the charge
