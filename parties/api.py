@@ -4,7 +4,12 @@ The names mirror Python's :mod:`statistics` module::
 
     from parties.api import Federation
 
+    dp = Privacy(epsilon=0.5, delta=1e-6, bounds={"age": (0, 120)})
     with Federation.local(["a.csv", "b.csv", "c.csv"]) as fed:      # nodes on 127.0.0.1
+        fed.mean("age", privacy=dp)           # differentially private: the default policy
+
+    # exact answers: an explicit opt-in of each party (init_federation's allow_exact)
+    with Federation.local(["a.csv", "b.csv", "c.csv"], allow_exact=True) as fed:
         fed.mean("age")                                              # -> float
         fed.stdev(["age", "bmi"], backend="ckks", where="age > 40")  # -> [float, float]
         fed.linear_regression(["age", "bmi"], "sbp")                 # -> LinearRegression
@@ -84,9 +89,10 @@ class Federation:
         """Start a local federation (one party per data file) for the ``with`` block.
 
         ``models`` maps a party (named after its file's stem) to the model JSON
-        it owns.  Nodes run as background processes on 127.0.0.1 and are
-        stopped on exit; a temporary directory is removed unless ``directory``
-        is given.
+        it owns.  ``init_kwargs`` go to :func:`parties.federation.local.init_federation`:
+        its parties answer only with differential privacy unless ``allow_exact=True``.
+        Nodes run as background processes on 127.0.0.1 and are stopped on exit; a
+        temporary directory is removed unless ``directory`` is given.
         """
         with federation_mod.local_federation(data_files, models=models, directory=directory,
                                              **init_kwargs) as layout:

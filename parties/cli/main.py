@@ -109,8 +109,15 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--name", default="smpc-local", help="the federation's name")
     init.add_argument("--analyst", default="analyst", help="the analyst identity to create")
     init.add_argument("--min-cohort", type=int, default=10, help="parties' minimum cohort")
-    init.add_argument("--require-dp", action="store_true",
-                      help="parties refuse exact (non-DP) statistics")
+    exactness = init.add_mutually_exclusive_group()
+    exactness.add_argument("--require-dp", action="store_true",
+                           help="every party refuses exact (non-DP) statistics (the default)")
+    exactness.add_argument("--allow-exact", nargs="*", metavar="PARTY",
+                           help="these parties (every party if none is named) also answer "
+                                "exact statistics, with small cells suppressed, quantile "
+                                "extremes and differencing pairs refused")
+    init.add_argument("--min-cell-size", type=int, default=10,
+                      help="in exact answers, cells of fewer of a party's rows are sent as 0")
     init.add_argument("--epsilon", type=float, default=1.0,
                       help="each party's total privacy budget per analyst (epsilon)")
     init.add_argument("--delta", type=float, default=1e-6, help="... and its delta")
@@ -270,14 +277,25 @@ def _cmd_federation_init(args: argparse.Namespace) -> int:
     models: dict[str, list[Path]] = {}
     for party, path in args.model:
         models.setdefault(party, []).append(path)
+    if args.min_cell_size < 1:
+        raise CliError(f"--min-cell-size must be at least 1, got {args.min_cell_size}")
+    allow: bool | list[str] = False if args.allow_exact is None else (args.allow_exact or True)
     lay = federation.init_federation(
         args.directory, args.data, models=models or None, names=args.names,
         federation_name=args.name, analyst=args.analyst, min_cohort_size=args.min_cohort,
         separate_dealer=args.separate_dealer, overwrite=args.force,
-        require_dp=args.require_dp, epsilon=args.epsilon, delta=args.delta)
+        epsilon=args.epsilon, delta=args.delta, allow_exact=allow,
+        exact_safeguards={"min_cell_size": args.min_cell_size})
+    parties = lay.parties()
+    exact = parties if allow is True else [p for p in parties if p in (allow or [])]
     print(f"federation {args.name!r} created in {lay.directory}: "
-          f"{len(lay.parties())} parties ({', '.join(lay.parties())}); "
+          f"{len(parties)} parties ({', '.join(parties)}); "
           f"start it with: smpc federation up {args.directory}")
+    print(f"privacy: differential privacy with a budget of epsilon={args.epsilon:g}, "
+          f"delta={args.delta:g} per analyst at each party; exact answers allowed by "
+          + (f"{', '.join(exact)} (minimum cohort {args.min_cohort}, cells of fewer than "
+             f"{args.min_cell_size} rows sent as 0)" if exact else
+             "no party (opt in with --allow-exact [PARTY ...])"))
     return 0
 
 

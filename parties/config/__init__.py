@@ -10,6 +10,7 @@ May import: :mod:`parties.errors`, :mod:`parties.pki` and the core.
 from parties.config.model import (
     CONFIG_VERSION,
     DATA_FORMATS,
+    EXACT_FIELDS,
     LIMIT_FIELDS,
     POLICY_COMPUTATIONS,
     AnalystEntry,
@@ -36,6 +37,7 @@ from parties.config.writer import save_config
 __all__ = [
     "CONFIG_VERSION",
     "DATA_FORMATS",
+    "EXACT_FIELDS",
     "LIMIT_FIELDS",
     "POLICY_COMPUTATIONS",
     "AnalystEntry",

@@ -31,9 +31,16 @@ DEFAULT_MAX_RELEASED_VALUES = 100_000
 DEFAULT_MAX_INFERENCE_ROWS = 1_000_000
 DEFAULT_MAX_SESSION_CPU_SECONDS = 60.0
 DEFAULT_MAX_REQUEST_MEMORY_MB = 1024.0
+#: Defaults of a party's exact-mode safeguards (:mod:`parties.privacy.exact`):
+#: cells of fewer rows sent as 0, the quantile margin, the row sets remembered per analyst.
+DEFAULT_MIN_CELL_SIZE = 10
+DEFAULT_EXACT_QUANTILE_MARGIN = 0.05
+DEFAULT_EXACT_HISTORY = 1000
 #: The policy fields that limit what one request may cost the party.
 LIMIT_FIELDS: tuple[str, ...] = ("max_released_values", "max_inference_rows",
                                  "max_session_cpu_seconds", "max_request_memory_mb")
+#: The policy fields of the safeguards a party applies to the exact answers it allows.
+EXACT_FIELDS: tuple[str, ...] = ("min_cell_size", "exact_quantile_margin", "exact_history")
 
 
 class ConfigError(InputError):
@@ -230,7 +237,8 @@ class PolicyConfig:
       kept in the party's ledger.
     * ``require_dp``: refuse every statistic that does not ask for differential privacy.
       Defaults to True (exact aggregates invite differencing attacks that no cohort minimum
-      stops); :func:`parties.federation.local.init_federation` writes False for local demos.
+      stops), and :func:`parties.federation.local.init_federation` writes True unless a party
+      is named in its ``allow_exact`` (``smpc federation init --allow-exact``).
     * ``bounds``: per-column clipping bounds ``[lo, hi]`` the party insists on: a DP request's
       bounds must lie within them, and a request without bounds for a column gets these.
     * ``dataset``: the name the budget is kept under (default: the party's name). Change it only
@@ -252,6 +260,18 @@ class PolicyConfig:
       estimate exceeds it is refused, and a role that uses more is stopped.
     * ``max_request_memory_mb``: the estimated peak memory of one request (its selected rows
       and what it computes and sends), in MiB.
+
+    The safeguards of *exact mode* -- a request without differential privacy, answered because
+    ``require_dp`` is false (:mod:`parties.privacy.exact` says what each does and what remains):
+
+    * ``min_cell_size``: every cell of this party's own histogram (and of the fine histogram
+      behind quantiles) holding fewer rows than this is sent as 0, so each released cell is 0 or
+      at least this; 1 turns suppression off.
+    * ``exact_quantile_margin``: exact quantile probabilities must lie in ``[m, 1 - m]`` (the
+      minimum and maximum are refused); 0 allows every probability.
+    * ``exact_history``: how many row sets of its exact answers the party remembers per analyst
+      and dataset, to refuse an exact request whose rows differ from an earlier one's by fewer
+      than ``min_cohort_size`` rows (two answers differing by one person); 0 turns it off.
     """
 
     allowed_columns: list[str]
@@ -269,6 +289,9 @@ class PolicyConfig:
     max_inference_rows: int = DEFAULT_MAX_INFERENCE_ROWS
     max_session_cpu_seconds: float = DEFAULT_MAX_SESSION_CPU_SECONDS
     max_request_memory_mb: float = DEFAULT_MAX_REQUEST_MEMORY_MB
+    min_cell_size: int = DEFAULT_MIN_CELL_SIZE
+    exact_quantile_margin: float = DEFAULT_EXACT_QUANTILE_MARGIN
+    exact_history: int = DEFAULT_EXACT_HISTORY
 
     def columns_for(self, computation: str) -> list[str]:
         """The columns ``computation`` may read: ``allowed_columns`` plus its own extras."""

@@ -39,10 +39,13 @@ from parties.config.model import (
     _SUFFIX_FORMATS,
     CONFIG_VERSION,
     DATA_FORMATS,
+    DEFAULT_EXACT_HISTORY,
+    DEFAULT_EXACT_QUANTILE_MARGIN,
     DEFAULT_MAX_INFERENCE_ROWS,
     DEFAULT_MAX_RELEASED_VALUES,
     DEFAULT_MAX_REQUEST_MEMORY_MB,
     DEFAULT_MAX_SESSION_CPU_SECONDS,
+    DEFAULT_MIN_CELL_SIZE,
     POLICY_COMPUTATIONS,
     AnalystEntry,
     AnyConfig,
@@ -491,7 +494,7 @@ _POLICY_FIELDS = (
     "allowed_columns", "allowed_analysts", "min_cohort_size", "epsilon", "delta",
     "columns_by_computation", "require_dp", "bounds", "dataset", "min_parties",
     "min_flood_bits", "max_released_values", "max_inference_rows", "max_session_cpu_seconds",
-    "max_request_memory_mb",
+    "max_request_memory_mb", "min_cell_size", "exact_quantile_margin", "exact_history",
 )  # fmt: skip
 
 
@@ -557,6 +560,13 @@ def _parse_policy(r: _Reader, d: Mapping[str, Any], fed: FederationConfig) -> Po
         max_request_memory_mb=r.get(pd, "max_request_memory_mb", "policy",
                                     r.number(0, math.inf, True, True),
                                     DEFAULT_MAX_REQUEST_MEMORY_MB),
+        min_cell_size=r.get(pd, "min_cell_size", "policy", r.integer_min(1),
+                            DEFAULT_MIN_CELL_SIZE),
+        exact_quantile_margin=r.get(pd, "exact_quantile_margin", "policy",
+                                    r.number(0, 0.5, False, True),
+                                    DEFAULT_EXACT_QUANTILE_MARGIN),
+        exact_history=r.get(pd, "exact_history", "policy", r.integer_range(0, 1_000_000),
+                            DEFAULT_EXACT_HISTORY),
     )
 
 

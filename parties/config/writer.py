@@ -83,6 +83,9 @@ def _to_dict(cfg: AnyConfig, base: Path) -> tuple[str, dict[str, Any]]:
             "max_inference_rows": cfg.policy.max_inference_rows,
             "max_session_cpu_seconds": cfg.policy.max_session_cpu_seconds,
             "max_request_memory_mb": cfg.policy.max_request_memory_mb,
+            "min_cell_size": cfg.policy.min_cell_size,
+            "exact_quantile_margin": cfg.policy.exact_quantile_margin,
+            "exact_history": cfg.policy.exact_history,
         }
         if cfg.policy.columns_by_computation:
             d["policy"]["columns_by_computation"] = {

@@ -32,10 +32,14 @@ Layout of a federation directory (:class:`Layout`)::
 Party names are derived from the data file stems (lower-cased, characters
 other than letters, digits, '.' and '-' replaced by '-', duplicates
 suffixed).  Each party's policy allows every column of its file, the
-federation's analyst, ``min_cohort_size`` rows at least, a budget of
-(``epsilon``, ``delta``) per analyst, and -- unless ``require_dp`` -- exact
-(non-DP) statistics: convenient for a local demo; a production policy should
-say ``"require_dp": true`` (the config default) and set clipping ``bounds``.
+federation's analyst, ``min_cohort_size`` rows at least, and a budget of
+(``epsilon``, ``delta``) = (1, 1e-6) per analyst by default; it answers only
+differentially private statistics (``"require_dp": true``) unless the party
+is named in ``allow_exact`` (``True``: every party) -- an explicit opt-in to
+exact answers, which then come with the safeguards of
+:mod:`parties.privacy.exact` (small cells suppressed, quantile extremes
+refused, differencing pairs refused; ``exact_safeguards`` tunes them).  A
+production policy should also set clipping ``bounds``.
 Data files are
 referenced where they are (absolute paths), not copied; model files are
 copied into the owner's ``models/``.
@@ -67,6 +71,7 @@ import grpc
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import (
+    EXACT_FIELDS,
     LIMIT_FIELDS,
     AnalystEntry,
     CoordinatorConfig,
@@ -173,13 +178,15 @@ def init_federation(
     analyst: str = "analyst",
     host: str = "127.0.0.1",
     min_cohort_size: int = 10,
-    require_dp: bool = False,
+    require_dp: bool | None = None,
     epsilon: float = 1.0,
     delta: float = 1e-6,
     session_timeout: float = 120.0,
     separate_dealer: bool = False,
     overwrite: bool = False,
     limits: Mapping[str, Any] | None = None,
+    allow_exact: bool | Sequence[str] = False,
+    exact_safeguards: Mapping[str, Any] | None = None,
 ) -> Layout:
     """Create a federation in ``directory``: CA, certificates, configs, free ports.
 
@@ -191,8 +198,14 @@ def init_federation(
     that already holds a federation unless ``overwrite``.  ``limits`` sets the
     parties' request limits (policy fields ``max_released_values``,
     ``max_inference_rows``, ``max_session_cpu_seconds``, ``max_request_memory_mb``;
-    the others keep their defaults).  Returns the :class:`Layout`; nothing is
-    started (see :func:`up`).
+    the others keep their defaults).
+
+    Every party's policy requires differential privacy unless ``allow_exact`` names it
+    (``True``: every party): exact answers are an explicit opt-in.  ``exact_safeguards`` sets
+    the exact-mode policy fields (``min_cell_size``, ``exact_quantile_margin``,
+    ``exact_history``; :mod:`parties.privacy.exact`).  ``require_dp`` is the former switch:
+    ``True`` is the default, ``False`` means ``allow_exact=True``.  Returns the
+    :class:`Layout`; nothing is started (see :func:`up`).
     """
     lay = Layout(directory)
     if lay.federation_file.exists() and not overwrite:
@@ -208,7 +221,12 @@ def init_federation(
     if unknown:
         raise FederationError(f"unknown limit(s) {', '.join(unknown)} (limits: "
                               f"{', '.join(LIMIT_FIELDS)})")
+    unknown = sorted(set(exact_safeguards or {}) - set(EXACT_FIELDS))
+    if unknown:
+        raise FederationError(f"unknown exact safeguard(s) {', '.join(unknown)} (safeguards: "
+                              f"{', '.join(EXACT_FIELDS)})")
     party_names = _unique_names(files, names)
+    exact_parties = _exact_parties(allow_exact, require_dp, party_names)
     tables = {n: load_table(f) for n, f in zip(party_names, files, strict=True)}
     validate_name(federation_name, "federation name")
     validate_name(analyst, "analyst name")
@@ -287,7 +305,8 @@ def init_federation(
                                     allowed_analysts=[analyst],
                                     min_cohort_size=int(min_cohort_size),
                                     epsilon=float(epsilon), delta=float(delta),
-                                    require_dp=bool(require_dp), **dict(limits or {})),
+                                    require_dp=e.name not in exact_parties,
+                                    **dict(limits or {}), **dict(exact_safeguards or {})),
                 database=lay.node_dir(e.name) / "party.db", at_rest_key=key_file, **common)
             lay.models(e.name).mkdir(mode=0o700, exist_ok=True)
             lay.outputs(e.name).mkdir(mode=0o700, exist_ok=True)
@@ -296,6 +315,29 @@ def init_federation(
         write_model(lay.models(owner), owner, mname, model,
                             atrest.load_key_file(lay.at_rest_key(owner)))
     return lay
+
+
+def _exact_parties(allow_exact: bool | Sequence[str], require_dp: bool | None,
+                   party_names: Sequence[str]) -> set[str]:
+    """The parties whose policy answers exact statistics (the opt-in of :func:`init_federation`)."""
+    if require_dp is False:  # the former switch: exact answers everywhere
+        if allow_exact not in (False, True):
+            raise FederationError("give allow_exact or require_dp=False, not both")
+        allow_exact = True
+    if isinstance(allow_exact, bool):
+        if allow_exact and require_dp:
+            raise FederationError("require_dp=True contradicts allow_exact")
+        return set(party_names) if allow_exact else set()
+    if isinstance(allow_exact, str):
+        allow_exact = [allow_exact]
+    chosen = set(allow_exact)
+    unknown = sorted(chosen - set(party_names))
+    if unknown:
+        raise FederationError(f"allow_exact names {', '.join(unknown)}, not a party "
+                              f"(parties: {', '.join(party_names)})")
+    if chosen and require_dp:
+        raise FederationError("require_dp=True contradicts allow_exact")
+    return chosen
 
 
 def _is_ip(host: str) -> bool:

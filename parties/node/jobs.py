@@ -82,6 +82,7 @@ class StatisticJob(Job):
     hub: str                      # the recipient (ss) or aggregator (ckks)
     context_sha256: str | None = None   # ckks: the analyst's public key, as it signed it
     row_cap: int | None = None    # under DP: the table's row count, for the range checks
+    min_cell_size: int = 0        # exact mode: cells of fewer rows are sent as 0
 
     def run(self, t: Transport) -> tuple[Outcome, str]:
         ctx = None
@@ -95,7 +96,8 @@ class StatisticJob(Job):
                                     "sign: nothing was encrypted", peer=self.hub)
             ctx = ckks.load_context(data)
         stats.run_party(t, self.spec, self.rows, parties=self.parties, recipient=self.hub,
-                        tag=self.tag, public_context=ctx, row_cap=self.row_cap)
+                        tag=self.tag, public_context=ctx, row_cap=self.row_cap,
+                        min_cell_size=self.min_cell_size)
         return Outcome(), ("noisy contribution sent (charge spent)" if self.charged
                            else "exact contribution sent")
 

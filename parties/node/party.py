@@ -18,7 +18,9 @@ the members of the session, the filter (parsed by :mod:`parties.data.filters`, n
 evaluated as code), that every column exists -- and applies its own policy
 (:mod:`parties.privacy`: allowed analysts, allowed columns per computation
 including the filter's, differential privacy required or not, clipping bounds,
-remaining privacy budget, minimum cohort size after filtering, and what the
+remaining privacy budget, minimum cohort size after filtering, in exact mode the
+safeguards of :mod:`parties.privacy.exact` (no quantile extremes, no pair of exact
+answers whose rows differ by a few people, small cells sent as 0), and what the
 request would cost it: values released, inference rows, estimated CPU seconds
 and memory, each against the policy's limit -- before any row is selected),
 then reserves the request's privacy cost in its own ledger.  ``Run`` commits the charge
@@ -81,7 +83,7 @@ from parties.node.redact import redact
 from parties.pki.certs import load_certificate, load_private_key
 from parties.pki.identity import Identity
 from parties.pki.signed import Signed, SignedRequestError, verify
-from parties.privacy import dp_outputs
+from parties.privacy import dp_outputs, exact
 from parties.privacy.guard import PrivacyGuard
 from parties.privacy.ledger import BudgetExceeded, LedgerError
 from parties.privacy.outputs import load_at_rest_key, load_models, models_dir, write_predictions
@@ -175,6 +177,7 @@ class PartyNode:
         self.registry = SessionRegistry(cfg.name)
         self.ca_cert = load_certificate(cfg.tls.ca)
         self.seen = SeenRequests(cfg.database)
+        self.exact_history = exact.ExactHistory(cfg.database)
         self.witnesses = WitnessStore(cfg.database)
         self._node_cert = load_certificate(cfg.tls.cert)
         self._node_key = load_private_key(cfg.tls.key)
@@ -397,16 +400,23 @@ class PartyNode:
         self.guard.precheck_budget(req)             # no budget: refuse before reading rows
         row_cap = None
         if spec.dp is None:
-            rows, _numbers, req = self._read(r, list(spec.value_columns), req)
+            rows, numbers, req = self._read(r, list(spec.value_columns), req)
             trail.append(req)
             self.policy.check_cohort(req)
+            # exact mode: refuse a differencing pair (parties.privacy.exact)
+            pol = self.cfg.policy
+            self.exact_history.admit(
+                me=me, analyst=req.analyst, dataset=self.guard.dataset,
+                filter_text=req.filter or "", selected=numbers, n_table=self.table.n_rows,
+                min_difference=pol.min_cohort_size, keep=pol.exact_history)
         else:  # under DP no decision rests on the exact rows (parties/privacy/dp_outputs.py)
             row_cap = self.table.n_rows
             dp_outputs.check_statistic_range(spec, len(parties), row_cap)
             mask, _ = self._rows(r, list(spec.value_columns), req)
             rows = dp_outputs.statistic_rows(self.table, spec.value_columns, mask)
         job = StatisticJob(r.tag, spec=spec, rows=rows, parties=parties, hub=hub,
-                           context_sha256=signed.context_sha256, row_cap=row_cap)
+                           context_sha256=signed.context_sha256, row_cap=row_cap,
+                           min_cell_size=exact.cell_floor(self.cfg.policy, spec))
         return job, Prepared(spec=spec)
 
     def _check_prediction(self, r: PrepareDataOwner | PrepareModelOwner, signed: Signed,

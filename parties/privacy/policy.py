@@ -12,9 +12,10 @@ calls it at every request:
        request reads, *including its filter's*, is allowed for that computation
        (``allowed_columns`` + ``columns_by_computation``);
     2. :meth:`PolicyGate.check_dp` (statistics): an exact request is refused when the policy says
-       ``require_dp``; a DP request's clipping bounds must lie within the policy's ``bounds``, and
-       a column the request gives no bounds for gets the policy's (the *effective* spec, returned
-       to the coordinator in ``PrepareResponse.spec_json``);
+       ``require_dp``, or, in exact mode, when it asks for quantile extremes
+       (:mod:`parties.privacy.exact`); a DP request's clipping bounds must lie within the
+       policy's ``bounds``, and a column the request gives no bounds for gets the policy's (the
+       *effective* spec, returned to the coordinator in ``PrepareResponse.spec_json``);
     3. :meth:`PolicyGate.check_cost`: what the request would cost the party -- values
        released, inference rows, estimated CPU seconds and memory (:mod:`smpc.cost`) -- within
        the policy's limits (``max_released_values``, ``max_inference_rows``,
@@ -44,6 +45,7 @@ from typing import Any
 from parties.config import PolicyConfig
 from parties.errors import ColumnRefused, LimitExceeded, PolicyError
 from parties.pki.identity import Identity
+from parties.privacy.exact import check_exact_spec
 from smpc import dp
 from smpc.cost import Cost
 from smpc.errors import InputError
@@ -142,6 +144,7 @@ class PolicyGate:
                     f"{self.party} refuses exact results: its policy requires differential "
                     "privacy (ask again with epsilon and delta, or rho)"
                 )
+            check_exact_spec(self.party, p, spec)  # exact mode: no quantile extremes
             return spec
         if spec.statistic in _NO_BOUNDS_STATS:
             return spec

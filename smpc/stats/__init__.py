@@ -78,6 +78,7 @@ from smpc.stats.local import (
     moment_divisor,
     pass1_length,
     pass2_length,
+    suppress_small_cells,
 )
 from smpc.stats.roles import (
     run_aggregator_ckks,
@@ -116,4 +117,5 @@ __all__ = [
     "run_recipient_ss",
     "shift_from_pass1",
     "simulate",
+    "suppress_small_cells",
 ]

@@ -77,6 +77,11 @@ def finish(
     if spec.statistic == Statistic.QUANTILES:
         counts = np.clip(np.rint(summed1[1:]).reshape(k, spec.resolution), 0, None)
         edges = _fine_edges(spec)
+        for c, col in zip(counts, cols, strict=True):
+            if spec.dp is None and n >= 1 and c.sum() <= 0:
+                raise InputError(
+                    f"every bin of the fine histogram of {col!r} was released as 0 (exact "
+                    "answers send bins of few rows as 0): ask with a lower resolution")
         value = [quantiles_from_histogram(c, edges, spec.probabilities).tolist() for c in counts]
         details = {
             "probabilities": list(spec.probabilities),

@@ -14,7 +14,8 @@ from smpc.errors import InputError
 from smpc.names import Backend, Statistic
 from smpc.stats.spec import StatSpec
 
-__all__ = ["local_pass1", "local_pass2", "moment_divisor", "pass1_length", "pass2_length"]
+__all__ = ["local_pass1", "local_pass2", "moment_divisor", "pass1_length", "pass2_length",
+           "suppress_small_cells"]
 
 
 def _check_rows(spec: StatSpec, rows: np.ndarray) -> np.ndarray:
@@ -55,6 +56,26 @@ def local_pass1(spec: StatSpec, rows: np.ndarray) -> np.ndarray:
     if spec.statistic == Statistic.COUNT:
         return np.array([float(rows.shape[0])])
     return np.concatenate([[rows.shape[0]], rows.sum(axis=0)])
+
+
+def suppress_small_cells(spec: StatSpec, values: np.ndarray, min_cell_size: int) -> np.ndarray:
+    """A party's pass-1 aggregate with every cell holding fewer than ``min_cell_size`` of its
+    rows sent as 0 (exact mode: :mod:`parties.privacy.exact`).
+
+    Cells are the bin counts of a ``histogram`` (with its ``below`` / ``above`` counts) or of the
+    fine histogram behind ``quantiles``; the row count ``n`` (index 0) and every other
+    statistic's aggregate are unchanged.  Since each party suppresses its own cells before they
+    are shared, every cell of the joint sum is 0 or at least ``min_cell_size``.  Bias: a released
+    cell is short of its true count by the rows of every party that had fewer than
+    ``min_cell_size`` there (at most ``P (min_cell_size - 1)`` for ``P`` parties), and the
+    released cells of a column add up to ``n`` minus the suppressed rows.
+    """
+    if min_cell_size <= 1 or spec.statistic not in (Statistic.HISTOGRAM, Statistic.QUANTILES):
+        return values
+    out = np.array(values, dtype=np.float64, copy=True)
+    cells = out[1:]
+    cells[cells < min_cell_size] = 0.0
+    return out
 
 
 def pass1_length(spec: StatSpec) -> int:

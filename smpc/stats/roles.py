@@ -27,6 +27,7 @@ from smpc.stats.local import (
     moment_divisor,
     pass1_length,
     pass2_length,
+    suppress_small_cells,
 )
 from smpc.stats.spec import StatResult, StatSpec
 from smpc.transport import Transport, pack_json, unpack_json
@@ -50,6 +51,7 @@ def run_party(
     tag: str,
     public_context: object = None,
     row_cap: int | None = None,
+    min_cell_size: int = 0,
 ) -> None:
     """One data party's role in a joint statistic.
 
@@ -70,6 +72,11 @@ def run_party(
     ring's range -- never by the encoding's own check on the exact aggregate; pass 1 likewise
     (a runtime checks it before the session starts too).
 
+    ``min_cell_size`` (exact requests only; refused with ``spec.dp``): the party sends every
+    histogram or fine-histogram cell holding fewer of its rows than this as 0
+    (:func:`~smpc.stats.local.suppress_small_cells`), so no released cell is in
+    ``1 .. min_cell_size - 1``.
+
     The role checks :meth:`~smpc.transport.Transport.check_cancelled` before and after
     its local aggregation, between chunks of noise draws and before each message.
     """
@@ -78,9 +85,13 @@ def run_party(
     plan = spec.noise_plan(len(parties))
     if plan is not None and row_cap is not None:
         dp.check_pass_range(plan, 1, row_cap, frac_bits=spec.codec.frac_bits)
+    if plan is not None and min_cell_size > 1:
+        # suppression is a data-dependent change of a cell by up to min_cell_size rows: it
+        # would void the noise plan's sensitivity, and DP needs no suppression
+        raise InputError("small cells are suppressed in exact answers only, not under DP")
     if plan is not None and plan.bounds is not None:
         rows = dp.clip_rows(rows, plan.bounds)
-    values = local_pass1(spec, rows)
+    values = suppress_small_cells(spec, local_pass1(spec, rows), min_cell_size)
     t.check_cancelled()  # pragma: no mutate (liveness only)
     noise = None if plan is None else dp.party_noise(plan, 1, values.size, spec.backend,
                                                      check=t.check_cancelled)

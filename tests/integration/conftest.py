@@ -19,6 +19,7 @@ import pytest
 
 from parties.analyst.client import Client
 from parties.federation import local as federation
+from parties.privacy.exact import SAFEGUARDS_OFF
 from smpc.linear import LinearModel
 
 HOSPITALS = ("hospital-a", "hospital-b", "hospital-c")
@@ -101,6 +102,11 @@ def make_federation(tmp_path_factory):
                 model_files.setdefault(owner, []).append(p)
                 named[mname] = m
         directory = root / "federation"
+        # these tests compare exact answers (small filtered cohorts, fine histograms) with
+        # numpy: exact answers opted in, their safeguards off (tested in
+        # tests/unit/test_exact_safeguards.py)
+        init_kwargs.setdefault("allow_exact", True)
+        init_kwargs.setdefault("exact_safeguards", SAFEGUARDS_OFF)
         federation.init_federation(directory, files, models=model_files, **init_kwargs)
         started.append(directory)
         federation.up(directory, timeout=60, env=env)

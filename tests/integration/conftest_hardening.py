@@ -32,6 +32,7 @@ from parties.config import AnalystEntry, load_federation, load_party_config, sav
 from parties.federation import local as federation
 from parties.pki.certs import issue_node_certificate, load_ca, save_node_credentials
 from parties.pki.identity import fingerprint
+from parties.privacy.exact import SAFEGUARDS_OFF
 from parties.transport import wire
 from parties.transport.tls import channel_credentials, channel_options
 from smpc.linear import LinearModel
@@ -188,17 +189,17 @@ def active_sessions(directory: Path, names: Sequence[str]) -> dict[str, int]:
 
 
 def relax_policies(directory: Path) -> None:
-    """Let every party serve plain (non-DP) statistics if its policy can require DP.
+    """Let every party serve plain (non-DP) statistics, without the exact-mode safeguards.
 
-    Test data: the hardening tests exercise the runtime, not the privacy controls.
+    Test data: the hardening tests exercise the runtime, not the privacy controls (the
+    safeguards are tested in tests/unit/test_exact_safeguards.py).
     """
     lay = federation.Layout(directory)
     for name in lay.parties():
         cfg = load_party_config(lay.config(name))
-        if getattr(cfg.policy, "require_dp", False):
-            cfg = dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy,
-                                                                      require_dp=False))
-            save_config(cfg, lay.config(name))
+        policy = dataclasses.replace(cfg.policy, require_dp=False, **SAFEGUARDS_OFF)
+        if policy != cfg.policy:
+            save_config(dataclasses.replace(cfg, policy=policy), lay.config(name))
 
 
 def add_analysts(directory: Path, names: Sequence[str]) -> dict[str, tuple[Path, Path]]:

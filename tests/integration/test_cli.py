@@ -51,8 +51,11 @@ def cli_fed(tmp_path_factory):
     root = tmp_path_factory.mktemp("clifed")
     files, model = sampledata.write_sample_federation_data(root / "data", with_model_owner=True)
     fed_dir = root / "fed"
+    # exact answers (opted in) compared with numpy; a 3,000-bin quantile of a few hundred
+    # rows needs its cells unsuppressed (cell suppression: tests/unit/test_exact_safeguards.py)
     proc = smpc("federation", "init", str(fed_dir), "--data", *map(str, files),
-                "--model", f"cardio-lab={model}", "--min-cohort", "5")
+                "--model", f"cardio-lab={model}", "--min-cohort", "5", "--allow-exact",
+                "--min-cell-size", "1")
     assert proc.returncode == 0, proc.stderr
     proc = smpc("federation", "up", str(fed_dir))
     assert proc.returncode == 0, proc.stderr
@@ -154,7 +157,8 @@ def test_out_of_range_values_are_one_line(tmp_path):
     a.write_text("x\n" + "\n".join(["1e14"] * 12) + "\n")
     b.write_text("x\n" + "\n".join(["1"] * 12) + "\n")
     fed_dir = tmp_path / "fed"
-    assert smpc("federation", "init", str(fed_dir), "--data", str(a), str(b)).returncode == 0
+    assert smpc("federation", "init", str(fed_dir), "--data", str(a), str(b),
+                "--allow-exact").returncode == 0
     assert smpc("federation", "up", str(fed_dir)).returncode == 0
     try:
         err = one_line_error(smpc("run", "sum", "x", "--federation", str(fed_dir)))

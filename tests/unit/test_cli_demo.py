@@ -125,6 +125,8 @@ def test_demo_on_a_real_federation_agrees_with_numpy(tmp_path, monkeypatch):
     rows = demo.federation_demo(out=out)
     text = out.getvalue()
     assert len(rows) == 14 and "mutual TLS" in text and "federation stopped." in text
+    # the demo's exact answers are an opt-in it states (a default federation is DP-only)
+    assert demo.EXACT_NOTICE in text and "allow exact answers" in text
     (ex,) = executors
     files, _ = sampledata.write_sample_federation_data(tmp_path, with_model_owner=True)
     check_tour(ex.stats, ex.predictions, files[:-1])  # the same generated data; lab: no stats

@@ -166,6 +166,24 @@ def test_party_policy_limits_default_round_trip_and_save(fed_dir: Path) -> None:
     assert C.load_party_config(fed_dir / "party2.json") == cfg
 
 
+def test_party_policy_exact_safeguards_default_round_trip_and_save(fed_dir: Path) -> None:
+    """The exact-mode safeguards default to on (cells of fewer than 10 rows sent as 0,
+    quantiles within [0.05, 0.95], 1000 row sets remembered), are read as given, and are
+    written by save_config (catches a safeguard silently off by default or lost on save)."""
+    p = C.load_party_config(write(fed_dir / "party.json", party_dict())).policy
+    assert (p.min_cell_size, p.exact_quantile_margin, p.exact_history) == (10, 0.05, 1000)
+    d = party_dict()
+    d["policy"].update({"min_cell_size": 1, "exact_quantile_margin": 0, "exact_history": 0})
+    cfg = C.load_party_config(write(fed_dir / "party.json", d))
+    assert (cfg.policy.min_cell_size, cfg.policy.exact_quantile_margin,
+            cfg.policy.exact_history) == (1, 0.0, 0)
+    C.save_config(cfg, fed_dir / "party2.json")
+    saved = json.loads((fed_dir / "party2.json").read_text())["policy"]
+    assert {k: saved[k] for k in C.EXACT_FIELDS} == {
+        "min_cell_size": 1, "exact_quantile_margin": 0.0, "exact_history": 0}
+    assert C.load_party_config(fed_dir / "party2.json") == cfg
+
+
 def test_party_policy_full_round_trip(fed_dir: Path) -> None:
     d = party_dict()
     d["policy"].update({
@@ -406,6 +424,12 @@ PARTY_ERRORS: list[tuple[Mut, str]] = [
      "field 'policy.max_request_memory_mb' must be a number in (0, inf), got 'lots'"),
     (_set("policy.max_request_memory_mb", float("inf")),
      "field 'policy.max_request_memory_mb' must be a number in (0, inf), got inf"),
+    (_set("policy.min_cell_size", 0),
+     "field 'policy.min_cell_size' must be an integer >= 1, got 0"),
+    (_set("policy.exact_quantile_margin", 0.5),
+     "field 'policy.exact_quantile_margin' must be a number in [0, 0.5), got 0.5"),
+    (_set("policy.exact_history", -1),
+     "field 'policy.exact_history' must be an integer from 0 to 1000000, got -1"),
     (_set("at_rest_key", "certs/missing.key"), "field 'at_rest_key' names a file that does not"),
     (_set("policy.polcy", 1), "field 'policy.polcy' is not a known field"),
     (

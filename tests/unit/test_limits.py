@@ -80,7 +80,7 @@ def make_federation(root: Path, limits: dict[str, float] | None = None) -> InPro
     model_file = root / "risk.json"
     model_file.write_text(json.dumps(MODEL.to_json()))
     init_federation(root / "fed", files, models={"clinic-c": model_file}, min_cohort_size=5,
-                    limits=limits)
+                    limits=limits, allow_exact=True)  # exact requests reach the limits
     return InProcessFederation.open(root / "fed")
 
 

@@ -147,6 +147,27 @@ def test_exact_results_are_refused_when_the_policy_requires_dp() -> None:
     assert gate(require_dp=False).check_dp(stat(), exact) is exact
 
 
+def test_exact_quantiles_at_the_margins_edges() -> None:
+    """In exact mode, quantile probabilities at the margin (0.05, 0.95) are served; one ulp
+    outside, and 0 or 1 (the minimum, the maximum), are refused naming the policy field; a DP
+    request, or a margin of 0, is not checked (catches an off-by-one at the margin, or a
+    margin applied to DP answers)."""
+    g = gate(require_dp=False)
+
+    def q(*probs: float, **kw: object) -> StatSpec:
+        return StatSpec("quantiles", ("x",), probabilities=probs, bounds=(0.0, 10.0), **kw)
+
+    edge = q(0.05, 0.5, 0.95)
+    assert g.check_dp(stat(computation="quantiles"), edge) is edge
+    for probs in ((0.0,), (1.0,), (np.nextafter(0.05, 0.0),), (np.nextafter(0.95, 1.0),)):
+        with pytest.raises(PolicyError, match=r"policy.exact_quantile_margin"):
+            g.check_dp(stat(computation="quantiles"), q(*probs))
+    extremes = q(0.0, 1.0, dp=dp.DPRequest(rho=0.01))
+    assert g.check_dp(stat(computation="quantiles"), extremes) is extremes
+    assert gate(require_dp=False, exact_quantile_margin=0.0).check_dp(
+        stat(computation="quantiles"), q(0.0, 1.0)) is not None
+
+
 def test_bounds_at_the_policys_edges_are_accepted() -> None:
     """[0, 10] is the policy's own interval: accepted unchanged (the same spec object). Catches
     ``<=`` for ``<`` in either comparison."""
