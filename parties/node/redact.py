@@ -34,6 +34,8 @@ def redact(exc: BaseException, me: str) -> BaseException:
     unchanged."""
     if isinstance(exc, EncodingRangeError):
         log.info("%s: refused a value outside the encodable range (value not logged)", me)
+        if exc.public:  # the same problem in a sentence without the value
+            return InputError(f"{me} refuses: {exc.public} (the value is not disclosed)")
         return InputError(
             f"{me} refuses: one of its values or aggregates is outside the range this "
             "computation can encode (raise the declared feature bound, scale the column or "

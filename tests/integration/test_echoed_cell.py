@@ -216,8 +216,10 @@ STAT_ATTACKS = {
                    f"(row {ROW} is not a number)"),
 }
 PREDICT_ATTACKS = {
-    "predict beyond the feature bound": (None, "hospital-a refuses: one of its values or "
-                                               "aggregates is outside the range"),
+    "predict beyond the feature bound": (None, "hospital-a refuses: a feature value exceeds "
+                                               "the declared feature bound 1000; raise the "
+                                               "bound or scale the feature (the value is not "
+                                               "disclosed)"),
     "predict name > 3": ("name > 3", f"column 'name' at position 1 cannot be compared with "
                                      f"numbers: {TEXT_HINT}"),
 }
@@ -321,7 +323,7 @@ def test_echoed_cell_the_cli_prints_one_line_without_the_cell(echo):
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1, (label, proc.returncode, proc.stderr)
         assert lines[0].startswith("smpc: error: ") and "Traceback" not in proc.stderr
-        assert "row" in lines[0] or "range" in lines[0], lines[0]
+        assert "row" in lines[0] or "feature bound" in lines[0], lines[0]
         if "--json" in label:
             doc = json.loads(proc.stdout)
             assert doc["error"] == lines[0].removeprefix("smpc: error: ")

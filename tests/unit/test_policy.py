@@ -335,6 +335,33 @@ def test_a_range_error_leaves_without_its_value(caplog: pytest.LogCaptureFixture
     assert "7.7" not in caplog.text and caplog.text
 
 
+def test_a_range_error_with_a_public_sentence_leaves_it_without_the_value(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The data owner's feature check and the model owner's output check name the offending
+    feature value and the weight-derived worst prediction; what leaves the party is the
+    problem and the public parameters only. Catches a redaction that sends the full message."""
+    from smpc.linear import InferenceSpec, LinearModel, check_features, check_model
+
+    spec = InferenceSpec(kind="linear", n_samples=2, n_features=2, feature_bound=1000.0)
+    with pytest.raises(EncodingRangeError) as ei:
+        check_features(spec, np.array([[1.0, 2.0], [3.0, 987654.321]]))
+    assert "987654" in str(ei.value)
+    with caplog.at_level(logging.DEBUG):
+        out = redact(ei.value, "org-a")
+    assert str(out) == ("org-a refuses: a feature value exceeds the declared feature bound "
+                        "1000; raise the bound or scale the feature (the value is not "
+                        "disclosed)")
+    spec = InferenceSpec(kind="linear", n_samples=2, n_features=2, feature_bound=1e9)
+    with pytest.raises(EncodingRangeError) as ei:
+        check_model(spec, LinearModel("linear", ("a", "b"), (31415.9265, 2.0), 0.0))
+    with caplog.at_level(logging.DEBUG):
+        out = redact(ei.value, "org-a")
+    assert str(out).startswith("org-a refuses: a prediction could exceed the fixed-point "
+                               "bound for untruncated products (f=")
+    for text in (str(out), caplog.text):
+        assert "987654" not in text and "e+13" not in text and "3.14" not in text
+
+
 @pytest.mark.parametrize(("cells", "what"), [
     ("41,1\nSECRET-CELL-9931,2\n", "row 2 of column 'age' is not a number"),
     ("41,1\n,2\n", "column 'age' has missing values in the selected rows, the first at row 2; "
