@@ -26,7 +26,9 @@ Every problem raises :class:`DataSourceError` (a ``ValueError``) with one senten
 **Errors carry no data.** An error about a column (:attr:`DataSourceError.kind` other than
 ``"file"``) is built from a fixed template naming at most the column, a row number and the
 kind of problem -- never a cell's text or value, never the file's path -- so that it may leave
-the party (:func:`parties.node.redact.redact` sends :attr:`DataSourceError.public`). Only an
+the party (:func:`parties.node.redact.redact` sends :attr:`DataSourceError.public`: the same
+sentence, except that a missing value's row is left out, since which selected row is the first
+with a missing value depends on the filter, i.e. on other columns). Only an
 error about the file itself (``"file"``: cannot be opened, malformed, no header) names its
 path; it is raised when the table is loaded, on the party's own host, and leaves the party only
 as "its data file cannot be read". :attr:`DataSourceError.log_text` is what the party's own log
@@ -99,9 +101,10 @@ class DataSourceError(InputError):
 
     @property
     def log_text(self) -> str:
-        """What the party's own log records: the kind, the column and row, the CSV line."""
+        """What the party's own log records: the kind, the sentence (with the row), the CSV
+        line -- never a cell (nor, for a file error, the path: the node logged it at start)."""
         where = "" if self.line is None else f" (line {self.line} of the file)"
-        return f"{self.kind}: {self.public}{where}"
+        return f"{self.kind}: {self.public if self.kind == 'file' else self}{where}"
 
 
 @dataclass(frozen=True)
@@ -222,11 +225,14 @@ class Table:
             raise DataSourceError(f"column {name!r} {self._unsupported[name]}",
                                   kind="unsupported-column", column=name)
 
-    def _error(self, kind: str, name: str, i: int, template: str) -> DataSourceError:
-        """A column error at row index ``i`` from ``template`` (``{row}``, ``{column}``)."""
+    def _error(self, kind: str, name: str, i: int, template: str,
+               public: str | None = None) -> DataSourceError:
+        """A column error at row index ``i`` from ``template`` (``{row}``, ``{column}``);
+        ``public`` (``{column}`` only), when the row may not leave the party."""
         line = int(self._lines[i]) if self._lines is not None else None
-        return DataSourceError(template.format(row=i + 1, column=repr(name)), kind=kind,
-                               column=name, row=i + 1, line=line)
+        return DataSourceError(
+            template.format(row=i + 1, column=repr(name)), kind=kind, column=name, row=i + 1,
+            line=line, public=None if public is None else public.format(column=repr(name)))
 
     # ------------------------------------------------------------------------------- columns
 
@@ -336,10 +342,13 @@ class Table:
             gap = mask & np.isnan(col)
             if gap.any() and missing == "error":
                 first = int(np.flatnonzero(gap)[0])
+                # which row is the first missing one *among the selected* depends on the
+                # filter, i.e. on other columns of other rows: it stays in the party's log
                 raise self._error(
                     "missing", name, first,
                     "column {column} has missing values in the selected rows, the first at "
-                    "row {row}; clean the data or drop incomplete rows (missing='drop')")
+                    "row {row}; clean the data or drop incomplete rows (missing='drop')",
+                    public="column {column} has missing values in the selected rows")
             keep &= ~gap
         everything = bool(keep.all())
         last = self._last_full
