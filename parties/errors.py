@@ -4,8 +4,9 @@ Server side: :func:`status_of` turns any exception a handler meets into a
 ``(code, sentence, node)`` triple and :func:`abort` ends the RPC with it; the
 sentence is the exception's own message (never a traceback), ``node`` the node
 to blame, sent as trailing metadata ``smpc-failed-node``.  Unexpected
-exceptions become ``INTERNAL`` with a generic sentence (the details go to the
-node's log only, so nothing internal leaks to callers).
+exceptions become ``INTERNAL`` with a generic sentence naming only their type; the node's log
+records their frames (:func:`safe_traceback`) but not their message, which may quote a value
+(numpy, TenSEAL and sqlite put values in their messages).
 
 Client side: :func:`from_rpc_error` turns a :class:`grpc.RpcError` into a
 :class:`RemoteError` subclass carrying ``code`` (the status code name),
@@ -33,8 +34,8 @@ InputError (spec, filter,   INVALID_ARGUMENT      :class:`InvalidRequest`
 column, range, config)
 TimeoutError                DEADLINE_EXCEEDED     :class:`DeadlineExceeded`
 node unreachable            UNAVAILABLE           :class:`Unavailable`
-anything else               INTERNAL (generic     :class:`RemoteError`
-                            sentence; details in
+anything else (also as      INTERNAL (generic     :class:`RemoteError`
+:class:`InternalFailure`)   sentence; frames in
                             the node's log only)
 ==========================  ====================  ==============================
 
@@ -49,6 +50,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, TypeVar
 
@@ -63,12 +65,14 @@ __all__ = [
     "ColumnRefused",
     "ComputationFailed",
     "DeadlineExceeded",
+    "InternalFailure",
     "InvalidRequest",
     "LimitExceeded",
     "NodeBlamed",
     "PermissionDenied",
     "PolicyError",
     "RemoteError",
+    "SafeFormatter",
     "SessionError",
     "SessionRejected",
     "StorageError",
@@ -78,6 +82,7 @@ __all__ = [
     "failed_node_of",
     "from_rpc_error",
     "rpc_errors",
+    "safe_traceback",
     "status_of",
     "transport_detail",
 ]
@@ -159,6 +164,17 @@ class NodeBlamed(SmpcError):
         self.primary = primary
 
 
+class InternalFailure(SmpcError):
+    """An unexpected exception (numpy, TenSEAL, sqlite, a bug) as it may leave a node: named by
+    its type only, since its message may quote a value.  ``original`` is the exception (for the
+    node's own log, frames only).  INTERNAL."""
+
+    def __init__(self, me: str, original: BaseException) -> None:
+        where = f" in node {me!r}" if me else ""
+        super().__init__(f"internal error{where} ({type(original).__name__})")
+        self.original = original
+
+
 _Blame = str  # "self": the node handling the call; "peer": the exception's own; "": nobody
 
 #: (exception class, status or None = the exception's own ``code``, whom to blame), in order.
@@ -173,6 +189,7 @@ STATUS_TABLE: tuple[tuple[type[BaseException], grpc.StatusCode | None, _Blame], 
     (InputError, grpc.StatusCode.INVALID_ARGUMENT, "self"),
     (StorageError, grpc.StatusCode.FAILED_PRECONDITION, "self"),
     (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED, "self"),
+    (InternalFailure, grpc.StatusCode.INTERNAL, "self"),
 )
 
 
@@ -189,15 +206,44 @@ def status_of(exc: BaseException, me: str = "") -> tuple[grpc.StatusCode, str, s
             else:
                 code = exc.code  # type: ignore[attr-defined]
         node: str | None = None
+        if isinstance(exc, InternalFailure):
+            log.error("unexpected %s in %s\n%s", type(exc.original).__name__, me or "handler",
+                      safe_traceback(exc.original))
         if blame == "self":
             node = me or None
         elif blame == "peer":
             node = getattr(exc, "node", None) or getattr(exc, "peer", None) or me or None
         message = str(exc) or (code.name.lower().replace("_", " ") if code else "")
         return code, message, node
-    log.error("unexpected %s in %s", type(exc).__name__, me or "handler", exc_info=exc)
-    where = f" in node {me!r}" if me else ""
-    return grpc.StatusCode.INTERNAL, f"internal error{where} ({type(exc).__name__})", me or None
+    log.error("unexpected %s in %s\n%s", type(exc).__name__, me or "handler",
+              safe_traceback(exc))
+    return grpc.StatusCode.INTERNAL, str(InternalFailure(me, exc)), me or None
+
+
+def safe_traceback(exc: BaseException) -> str:
+    """The frames (file, line, function) of ``exc`` and of its chain, each exception named by
+    its type -- **without any exception's message**, which may quote a cell or a value."""
+    lines: list[str] = []
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if lines:
+            lines.append("raised while handling, or caused by:")
+        lines.append(f"{type(e).__module__}.{type(e).__qualname__} (message not logged)")
+        lines += [f'  File "{f.filename}", line {f.lineno}, in {f.name}'
+                  for f in traceback.extract_tb(e.__traceback__)]
+        e = e.__cause__ or e.__context__
+    return "\n".join(lines)
+
+
+class SafeFormatter(logging.Formatter):
+    """A log formatter whose exceptions (``exc_info``, ``log.exception``) are written as
+    :func:`safe_traceback`: frames and types, never a message.  Every node logs with it."""
+
+    def formatException(self, ei: Any) -> str:
+        exc = ei[1] if isinstance(ei, tuple) else ei
+        return safe_traceback(exc) if isinstance(exc, BaseException) else ""
 
 
 def rpc_errors(redactor: Callable[[BaseException, str], BaseException] | None = None

@@ -35,7 +35,17 @@ DEFAULT_FRAC_BITS = 16
 
 
 class EncodingRangeError(InputError):
-    """A plaintext cannot be represented in the fixed-point ring without wrapping."""
+    """A plaintext cannot be represented in the fixed-point ring without wrapping.
+
+    The message names the offending value, so that a person can fix their own input; it never
+    leaves a party as it is (``parties.node.redact``).  ``public``, when given, is the same
+    problem without the value: a fixed sentence with at most public parameters (a declared
+    bound, the fractional bits), which a party may send.
+    """
+
+    def __init__(self, message: str, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = public
 
 
 @dataclass(frozen=True)

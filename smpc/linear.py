@@ -231,10 +231,10 @@ def check_features(spec: InferenceSpec, X: np.ndarray) -> np.ndarray:
         raise InputError("the features contain NaN or infinite values")
     worst = float(np.abs(X).max())
     if worst > spec.feature_bound:
-        raise EncodingRangeError(
-            f"a feature value {worst:.6g} exceeds the declared feature bound "
-            f"{spec.feature_bound:g}; raise the bound or scale the feature"
-        )
+        advice = f"the declared feature bound {spec.feature_bound:g}; raise the bound or " \
+            "scale the feature"
+        raise EncodingRangeError(f"a feature value {worst:.6g} exceeds {advice}",
+                                 public=f"a feature value exceeds {advice}")
     return X
 
 
@@ -252,11 +252,12 @@ def check_model(spec: InferenceSpec, model: LinearModel) -> None:
                       + abs(model.intercept) + ulp)
         limit = codec.max_abs(frac_bits=2 * spec.frac_bits)
         if worst >= limit:
+            advice = f"for untruncated products (f={spec.frac_bits}); lower the feature " \
+                "bound or the fractional bits"
             raise EncodingRangeError(
                 f"a prediction could reach {worst:.6g}, beyond the fixed-point bound "
-                f"{limit:.6g} for untruncated products (f={spec.frac_bits}); "
-                "lower the feature bound or the fractional bits"
-            )
+                f"{limit:.6g} {advice}",
+                public=f"a prediction could exceed the fixed-point bound {advice}")
 
 
 # ---------------------------------------------------------------------------

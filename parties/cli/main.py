@@ -3,7 +3,11 @@
 Every error a person can cause -- bad arguments, an unknown column, an
 unreachable federation, out-of-range values, a refusal by a party's policy --
 ends the command with one line on stderr and a non-zero exit status, never a
-traceback.  ``--json`` prints machine-readable results on stdout.
+traceback.  ``--json`` prints machine-readable results on stdout, and an error
+as ``{"error": <the same line>, "code": <gRPC status or null>, "node": <node
+blamed or null>}`` on stdout as well.  What an error line may contain is in
+SECURITY.md ("Errors carry no data"): a party's refusal names columns, rows
+and limits, never a cell, a value or a path on its host.
 """
 
 from __future__ import annotations
@@ -572,6 +576,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except (SmpcError, ValueError, OSError, OverflowError) as exc:
         print(f"smpc: error: {_one_line(exc)}", file=sys.stderr)
+        if getattr(args, "json", False):  # machine-readable too: {"error": ...} on stdout
+            code = getattr(exc, "code", None)
+            doc = {"error": _one_line(exc),
+                   "code": code if isinstance(code, str) else getattr(code, "name", None),
+                   "node": getattr(exc, "node", None)}
+            print(json.dumps(doc))
         return 2
     except KeyboardInterrupt:
         print("smpc: interrupted", file=sys.stderr)

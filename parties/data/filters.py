@@ -24,6 +24,10 @@ Rules and guarantees:
   ``max_depth`` (parentheses and ``not``) is refused before it can exhaust anything.
 * Each comparison involves at least one column. Strings compare only with ``==`` / ``!=``, and
   only with text columns; numbers only with numeric columns.
+* Errors carry no data: a filter that cannot be evaluated over a table (a number compared with
+  a text column, a string with a numeric one) is refused with the column, its position in the
+  expression and at most a row number -- never a cell's text or value, never the file's path
+  (:class:`parties.data.sources.DataSourceError`). Parse errors quote only the expression.
 * Missing values (NaN, empty cells) follow SQL's three-valued logic: a comparison with a missing
   value is *unknown*, ``not unknown`` is unknown, ``false and unknown`` is false,
   ``true or unknown`` is true, and a row is selected only when the whole expression is *true*. So
@@ -502,11 +506,17 @@ _NUMPY_OPS = {
 
 
 def _numeric(table: Table, col: Column) -> np.ndarray:
+    """The column as numbers, or a :class:`FilterError` that quotes no cell: it names the
+    column, the row and the kind of problem only (the table's own error, ``public``)."""
     try:
         return table.column(col.name)
     except DataSourceError as exc:
+        what = exc.public
+        if exc.kind == "not-a-number" and exc.row is not None:
+            what = (f"it holds text (row {exc.row} is not a number); a filter compares a text "
+                    "column only with a 'string', using '==' or '!='")
         raise FilterError(
-            f"column {col.name!r} at position {col.pos} cannot be compared with numbers: {exc}",
+            f"column {col.name!r} at position {col.pos} cannot be compared with numbers: {what}",
             col.pos,
         ) from None
 

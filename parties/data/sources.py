@@ -7,13 +7,13 @@ Guarantees:
   the header (blank lines are skipped). Values are stripped of surrounding whitespace.
 * A column is parsed as float64 only when it is requested, so text columns a computation does not
   use never cause errors. A value that is not a number in a requested column is an error naming
-  the file, the row (1-based, header excluded; for CSV also the line) and the column. Infinite
-  values are errors too: they have no fixed-point encoding.
+  the row (1-based, header excluded) and the column. Infinite values are errors too: they have
+  no fixed-point encoding.
 * **Missing values.** In CSV the cells ``""``, ``NA``, ``N/A``, ``NaN``, ``nan``, ``NULL``,
   ``null`` (see :data:`MISSING_MARKERS`) are missing; in Parquet, nulls and NaNs are. They appear
   as NaN in :meth:`Table.column` (raw access, e.g. for filters, where NaN compares false).
   :meth:`Table.select` / :meth:`Table.matrix` refuse them by default (``missing="error"``, the
-  error names the column, the count and the first row) or, with ``missing="drop"``, exclude every
+  error names the column and the first row) or, with ``missing="drop"``, exclude every
   row with a missing value in any requested column and report how many were dropped.
 * Parquet needs the optional dependency ``pyarrow`` (``pip install 'smpc[parquet]'``); integer,
   floating, boolean and decimal columns are numeric, string columns are text, other types are
@@ -22,6 +22,17 @@ Guarantees:
   table.
 
 Every problem raises :class:`DataSourceError` (a ``ValueError``) with one sentence.
+
+**Errors carry no data.** An error about a column (:attr:`DataSourceError.kind` other than
+``"file"``) is built from a fixed template naming at most the column, a row number and the
+kind of problem -- never a cell's text or value, never the file's path -- so that it may leave
+the party (:func:`parties.node.redact.redact` sends :attr:`DataSourceError.public`: the same
+sentence, except that a missing value's row is left out, since which selected row is the first
+with a missing value depends on the filter, i.e. on other columns). Only an
+error about the file itself (``"file"``: cannot be opened, malformed, no header) names its
+path; it is raised when the table is loaded, on the party's own host, and leaves the party only
+as "its data file cannot be read". :attr:`DataSourceError.log_text` is what the party's own log
+records: the same, plus the CSV line number.
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ from smpc.errors import InputError
 
 __all__ = [
     "FORMATS",
+    "KINDS",
     "MISSING_MARKERS",
     "DataSourceError",
     "Selection",
@@ -56,8 +68,43 @@ PARQUET_HINT = "pip install 'smpc[parquet]'"
 MissingPolicy = Literal["error", "drop"]
 
 
+#: The kinds of :class:`DataSourceError`, for the party's log and for callers.
+KINDS: tuple[str, ...] = ("file", "unknown-column", "unsupported-column", "not-a-number",
+                          "infinite", "missing", "not-text", "request")
+
+
 class DataSourceError(InputError):
-    """The local table cannot be read, or a requested column cannot be used as asked."""
+    """The local table cannot be read, or a requested column cannot be used as asked.
+
+    ``kind`` is one of :data:`KINDS`; ``column`` and ``row`` (1-based, header excluded) say
+    where, when there is a where; ``line`` is the CSV line (the party's log only).  ``str()``
+    of any kind but ``"file"`` is a fixed template without cells or paths (module docstring);
+    :attr:`public` is the sentence that may leave the party, for every kind.
+    """
+
+    def __init__(self, message: str, *, kind: str = "file", column: str | None = None,
+                 row: int | None = None, line: int | None = None,
+                 public: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.column = column
+        self.row = row
+        self.line = line
+        self._public = public
+
+    @property
+    def public(self) -> str:
+        """What the party may say about this problem to a peer or an analyst."""
+        if self._public is not None:
+            return self._public
+        return "its data file cannot be read" if self.kind == "file" else str(self)
+
+    @property
+    def log_text(self) -> str:
+        """What the party's own log records: the kind, the sentence (with the row), the CSV
+        line -- never a cell (nor, for a file error, the path: the node logged it at start)."""
+        where = "" if self.line is None else f" (line {self.line} of the file)"
+        return f"{self.kind}: {self.public if self.kind == 'file' else self}{where}"
 
 
 @dataclass(frozen=True)
@@ -169,16 +216,23 @@ class Table:
     def _require(self, name: str) -> None:
         if name not in self._columns:
             raise DataSourceError(
-                f"{self.source}: unknown column {name!r} (available: "
-                f"{', '.join(repr(c) for c in self._columns) or 'none'})"
+                f"unknown column {name!r} (available: "
+                f"{', '.join(repr(c) for c in self._columns) or 'none'})",
+                kind="unknown-column", column=name,
+                public=f"column {name!r} is not in its data",
             )
         if name in self._unsupported:
-            raise DataSourceError(f"{self.source}: column {name!r} {self._unsupported[name]}")
+            raise DataSourceError(f"column {name!r} {self._unsupported[name]}",
+                                  kind="unsupported-column", column=name)
 
-    def _where(self, i: int) -> str:
-        if self._lines is not None:
-            return f"row {i + 1} (line {int(self._lines[i])})"
-        return f"row {i + 1}"
+    def _error(self, kind: str, name: str, i: int, template: str,
+               public: str | None = None) -> DataSourceError:
+        """A column error at row index ``i`` from ``template`` (``{row}``, ``{column}``);
+        ``public`` (``{column}`` only), when the row may not leave the party."""
+        line = int(self._lines[i]) if self._lines is not None else None
+        return DataSourceError(
+            template.format(row=i + 1, column=repr(name)), kind=kind, column=name, row=i + 1,
+            line=line, public=None if public is None else public.format(column=repr(name)))
 
     # ------------------------------------------------------------------------------- columns
 
@@ -195,24 +249,19 @@ class Table:
             for i in np.flatnonzero(~missing):
                 try:
                     np.float64(text[i])
-                except (ValueError, TypeError):
-                    raise DataSourceError(
-                        f"{self.source}: non-numeric value {text[i]!r} in column {name!r} "
-                        f"at {self._where(int(i))}"
-                    ) from None
-            raise DataSourceError(
-                f"{self.source}: column {name!r} could not be parsed as numbers"
-            ) from None
+                except (ValueError, TypeError):  # the cell is never quoted (module docstring)
+                    raise self._error("not-a-number", name, int(i),
+                                      "row {row} of column {column} is not a number") from None
+            raise DataSourceError(f"column {name!r} could not be parsed as numbers",
+                                  kind="not-a-number", column=name) from None
         return out
 
     def _check_finite(self, name: str, arr: np.ndarray) -> None:
         bad = np.flatnonzero(np.isinf(arr))
         if bad.size:
-            i = int(bad[0])
-            raise DataSourceError(
-                f"{self.source}: infinite value in column {name!r} at {self._where(i)} "
-                f"({bad.size} in total); infinite values cannot be encoded"
-            )
+            raise self._error("infinite", name, int(bad[0]),
+                              "row {row} of column {column} is infinite; infinite values "
+                              "cannot be encoded")
 
     def column(self, name: str) -> np.ndarray:
         """Column ``name`` as a read-only float64 array of length :attr:`n_rows`, NaN = missing.
@@ -252,7 +301,8 @@ class Table:
         """
         self._require(name)
         if name not in self._text:
-            raise DataSourceError(f"{self.source}: column {name!r} is numeric, not text")
+            raise DataSourceError(f"column {name!r} is numeric, not text", kind="not-text",
+                                  column=name)
         t = self._text[name]
         return _readonly(
             np.array([None if v is None or v in MISSING_MARKERS else v for v in t], dtype=object)
@@ -271,9 +321,9 @@ class Table:
         (all rows if ``None``), with the missing-value policy ``missing`` ("error" or "drop")."""
         names = list(names)
         if not names:
-            raise DataSourceError(f"{self.source}: no columns requested")
+            raise DataSourceError("no columns requested", kind="request")
         if len(set(names)) != len(names):
-            raise DataSourceError(f"{self.source}: a column is requested twice in {names!r}")
+            raise DataSourceError(f"a column is requested twice in {names!r}", kind="request")
         if missing not in ("error", "drop"):
             raise ValueError(f"missing must be 'error' or 'drop', got {missing!r}")
         if rows is None:
@@ -282,9 +332,8 @@ class Table:
             mask = np.asarray(rows)
             if mask.dtype != np.bool_ or mask.shape != (self._n_rows,):
                 raise DataSourceError(
-                    f"{self.source}: row mask must be a boolean array of shape "
-                    f"({self._n_rows},), got {mask.dtype} {mask.shape}"
-                )
+                    f"the row mask must be a boolean array of shape ({self._n_rows},), got "
+                    f"{mask.dtype} {mask.shape}", kind="request")
         cols = [self.column(n) for n in names]
         keep = mask.copy()
         for name, col in zip(names, cols, strict=True):
@@ -293,11 +342,13 @@ class Table:
             gap = mask & np.isnan(col)
             if gap.any() and missing == "error":
                 first = int(np.flatnonzero(gap)[0])
-                raise DataSourceError(
-                    f"{self.source}: column {name!r} has {int(gap.sum())} missing value(s) in "
-                    f"the selected rows, the first at {self._where(first)}; clean the data or "
-                    "drop incomplete rows (missing='drop')"
-                )
+                # which row is the first missing one *among the selected* depends on the
+                # filter, i.e. on other columns of other rows: it stays in the party's log
+                raise self._error(
+                    "missing", name, first,
+                    "column {column} has missing values in the selected rows, the first at "
+                    "row {row}; clean the data or drop incomplete rows (missing='drop')",
+                    public="column {column} has missing values in the selected rows")
             keep &= ~gap
         everything = bool(keep.all())
         last = self._last_full
@@ -372,10 +423,10 @@ def _load_csv(path: Path, delimiter: str) -> Table:
             if len(set(names)) != len(names):
                 dup = next(n for n in names if names.count(n) > 1)
                 raise DataSourceError(f"{src}: header names column {dup!r} more than once")
-            if all(_looks_numeric(n) for n in names):
+            if all(_looks_numeric(n) for n in names):  # its fields are data: never quoted
                 raise DataSourceError(
-                    f"{src}: the first row {names!r} looks like data; a header row naming the "
-                    "columns is required"
+                    f"{src}: the first row looks like data; a header row naming the "
+                    "columns is required (every field of the first row is a number)"
                 )
             cols: list[list[str]] = [[] for _ in names]
             lines: list[int] = []

@@ -10,17 +10,19 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from parties.errors import SafeFormatter
 from smpc.errors import SmpcError
 
 log = logging.getLogger("smpc.node")
 
 
 def setup_logging(level: str = "INFO") -> None:
-    """One line per event on stderr (values are never logged)."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """One line per event on stderr (values are never logged; an exception is logged as its
+    frames and type, never its message: :class:`parties.errors.SafeFormatter`)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        handlers=[handler])
 
 
 def serve_forever(stop: Any, name: str) -> None:

@@ -38,7 +38,8 @@ Guarantees:
 Wire capture (for tests and audits): if the environment variable
 ``SMPC_WIRE_CAPTURE`` names a directory, every server appends the exact
 serialized bytes of every request message it receives and every response
-message it sends, on every method, to ``<dir>/<node>.wire``.  Since every RPC
+message it sends, on every method, and the status code and details of every
+call it ends with an error, to ``<dir>/<node>.wire``.  Since every RPC
 of a federation has one of its nodes as server, this records every
 application byte that crosses the wire (inside TLS).  Never enable it in
 production: it writes protocol messages (shares, ciphertexts) to disk.
@@ -46,6 +47,7 @@ production: it writes protocol messages (shares, ciphertexts) to disk.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -183,29 +185,32 @@ class AccessGuard(grpc.ServerInterceptor):
 
         def unary_request(behavior: Callable[..., Any]) -> Callable[..., Any]:
             def checked(raw: bytes, context: grpc.ServicerContext) -> Any:
-                guard._check(context, method)
-                try:
-                    request = parse(raw)
-                except MalformedRequest as exc:
-                    abort(context, exc)
-                return behavior(request, context)
+                with guard._capturing_status(method, context):
+                    guard._check(context, method)
+                    try:
+                        request = parse(raw)
+                    except MalformedRequest as exc:
+                        abort(context, exc)
+                    return behavior(request, context)
             return checked
 
         def stream_request(behavior: Callable[..., Any]) -> Callable[..., Any]:
             def checked(raws: Iterator[bytes], context: grpc.ServicerContext) -> Any:
-                guard._check(context, method)
-                try:
-                    return behavior((parse(r) for r in raws), context)
-                except MalformedRequest as exc:
-                    abort(context, exc)
+                with guard._capturing_status(method, context):
+                    guard._check(context, method)
+                    try:
+                        return behavior((parse(r) for r in raws), context)
+                    except MalformedRequest as exc:
+                        abort(context, exc)
             return checked
 
         def streaming_response(checked: Callable[..., Any]) -> Callable[..., Any]:
             def gen(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                try:
-                    yield from checked(request, context)
-                except MalformedRequest as exc:
-                    abort(context, exc)
+                with guard._capturing_status(method, context):
+                    try:
+                        yield from checked(request, context)
+                    except MalformedRequest as exc:
+                        abort(context, exc)
             return gen
 
         if handler.unary_unary:
@@ -219,6 +224,23 @@ class AccessGuard(grpc.ServerInterceptor):
                 stream_request(handler.stream_unary), None, ser)
         return grpc.stream_stream_rpc_method_handler(
             streaming_response(stream_request(handler.stream_stream)), None, ser)
+
+    @contextlib.contextmanager
+    def _capturing_status(self, method: str, context: grpc.ServicerContext) -> Iterator[None]:
+        """With a capture: record the status code and details of a call that ends in error
+        (they cross the wire in the call's trailers)."""
+        try:
+            yield
+        except BaseException as exc:
+            cap = self.capture
+            if cap is not None and not getattr(exc, "_smpc_captured", False):
+                with contextlib.suppress(AttributeError, TypeError):
+                    exc._smpc_captured = True  # type: ignore[attr-defined]  # nested wrappers
+                code, details = context.code(), context.details()
+                text = details.decode(errors="replace") if isinstance(details, bytes) \
+                    else str(details or "")
+                cap.record(b"!", method, f"{getattr(code, 'name', code)} {text}".encode())
+            raise
 
     def _capturing(
         self, method: str, deser: Callable[[bytes], Any] | None,

@@ -112,6 +112,9 @@ Sampling costs about 12 microseconds per coordinate per party.
 from __future__ import annotations
 
 from smpc.dp.accounting import (
+    DELTA_RANGE,
+    EPSILON_RANGE,
+    RHO_RANGE,
     PrivacyCost,
     compose,
     cost_from_request,
@@ -141,11 +144,15 @@ from smpc.dp.planning import (
 )
 from smpc.dp.postprocess import postprocess_covariance, postprocess_pass1, postprocess_shift
 from smpc.dp.ranges import TAIL_SIGMAS, check_pass_range, pass_bounds
-from smpc.dp.request import DPRequest
+from smpc.dp.request import BOUND_LIMIT, DPRequest
 
 __all__ = [
+    "BOUND_LIMIT",
+    "DELTA_RANGE",
+    "EPSILON_RANGE",
     "MAX_SHARE_UNITS",
     "NEIGHBOURING",
+    "RHO_RANGE",
     "SPLITS",
     "TAIL_SIGMAS",
     "Block",

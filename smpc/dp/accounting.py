@@ -23,6 +23,17 @@ would give 0.01747, i.e. 39% more noise variance); rho = 0.5 -> epsilon =
 Renyi order to 1e-9, and dp-accounting's ``RdpAccountant`` with a
 ``ZCDpEvent`` (the same bound on a grid of orders) to 1e-4 (tests).
 
+What one request may ask
+========================
+
+A request's budget must lie in :data:`EPSILON_RANGE`, :data:`DELTA_RANGE` and
+:data:`RHO_RANGE` (:func:`cost_from_request`); anything else -- 0, a negative number, NaN,
+infinity, 1e308, a subnormal -- is an :class:`~smpc.errors.InputError` of one sentence naming
+the parameter and its range, never an OpenDP overflow or a traceback.  The ranges leave every
+meaningful budget in (epsilon 1e-4 is noise 10^4 times the sensitivity; epsilon 1000 is no
+privacy at all) and keep OpenDP's conversion finite (it overflows near epsilon or rho 1e5).
+Views of costs that are not requests (a ledger's total) never raise on size: an epsilon
+beyond what OpenDP can compute is reported as ``inf`` (an upper bound), a delta as 1.
 """
 
 from __future__ import annotations
@@ -38,6 +49,9 @@ import numpy as np
 from smpc.errors import InputError
 
 __all__ = [
+    "DELTA_RANGE",
+    "EPSILON_RANGE",
+    "RHO_RANGE",
     "PrivacyCost",
     "compose",
     "cost_from_request",
@@ -46,6 +60,14 @@ __all__ = [
     "epsilon_from_rho",
     "rho_from_epsilon",
 ]
+
+
+#: The epsilon a request may ask (inclusive).
+EPSILON_RANGE: tuple[float, float] = (1e-4, 1e3)
+#: The delta a request may ask (inclusive): below 1e-100 the conversion gains nothing real.
+DELTA_RANGE: tuple[float, float] = (1e-100, 0.5)
+#: The rho a request may ask (inclusive); epsilon 1e-4 at delta 1e-100 costs 1.1e-11.
+RHO_RANGE: tuple[float, float] = (1e-12, 1e3)
 
 
 def _opendp() -> Any:
@@ -96,13 +118,24 @@ def _check_epsilon(epsilon: float) -> float:
     return epsilon
 
 
+def _overflow(exc: Exception) -> bool:
+    """True for OpenDP's refusal of a map it cannot compute in floating point."""
+    return type(exc).__name__ == "OpenDPException" and (
+        "Overflow" in str(exc) or "finite" in str(exc))
+
+
 def epsilon_from_rho(rho: float, delta: float) -> float:
     """Smallest epsilon such that rho-zCDP implies (epsilon, delta)-DP (CKS20, via OpenDP)."""
     rho = _check_rho(rho, allow_zero=True)
     delta = _check_delta(delta)
     if rho == 0:
         return 0.0
-    return float(_profile(rho).epsilon(delta))
+    try:
+        return float(_profile(rho).epsilon(delta))
+    except Exception as exc:  # OpenDP overflows for rho near 1e5: no finite epsilon
+        if not _overflow(exc):
+            raise
+        return math.inf
 
 
 def delta_from_rho(rho: float, epsilon: float) -> float:
@@ -114,7 +147,12 @@ def delta_from_rho(rho: float, epsilon: float) -> float:
         raise InputError(f"epsilon must be a non-negative finite number, got {epsilon!r}")
     if rho == 0:
         return 0.0
-    return float(_profile(rho).delta(float(epsilon)))
+    try:
+        return float(_profile(rho).delta(float(epsilon)))
+    except Exception as exc:  # OpenDP overflows for rho near 1e5: no delta below 1
+        if not _overflow(exc):
+            raise
+        return 1.0
 
 
 @functools.lru_cache(maxsize=256)
@@ -122,7 +160,7 @@ def _rho_from_epsilon(epsilon: float, delta: float) -> float:
     # Bun-Steinke's epsilon = rho + 2 sqrt(rho L) upper-bounds the CKS
     # conversion, so its inverse is a feasible lower end; rho = epsilon is
     # infeasible (the conversion exceeds rho).
-    log_term = math.log(1.0 / delta)
+    log_term = -math.log(delta)  # not log(1 / delta): 1 / 1e-320 overflows
     lo = (math.sqrt(log_term + epsilon) - math.sqrt(log_term)) ** 2
     hi = epsilon
     if epsilon_from_rho(lo, delta) > epsilon:  # pragma: no cover - defensive
@@ -214,8 +252,10 @@ def cost_from_request(
     """
     if rho is not None and epsilon is not None:
         raise InputError("give either rho or (epsilon, delta), not both")
+    if delta is not None:
+        _in_range(_check_delta(delta), DELTA_RANGE, "delta")
     if rho is not None:
-        return PrivacyCost(_check_rho(rho), delta)
+        return PrivacyCost(_in_range(_check_rho(rho), RHO_RANGE, "rho"), delta)
     if epsilon is None:
         if delta is not None:
             raise InputError("delta needs an epsilon (or give rho)")
@@ -224,7 +264,16 @@ def cost_from_request(
         raise InputError(
             "epsilon needs a delta (e.g. 1e-6): the Gaussian mechanism gives (epsilon, delta)-DP"
         )
+    epsilon = _in_range(_check_epsilon(epsilon), EPSILON_RANGE, "epsilon")
     return PrivacyCost(rho_from_epsilon(epsilon, delta), delta)
+
+
+def _in_range(value: float, bounds: tuple[float, float], what: str) -> float:
+    lo, hi = bounds
+    if not lo <= value <= hi:
+        raise InputError(f"{what} must lie between {lo:g} and {hi:g} for one request, "
+                         f"got {value!r}")
+    return value
 
 
 def effective_rho(rho: float, parties: int, honest: int, *, min_honest: int | None = None) -> float:

@@ -1,8 +1,11 @@
 """The differential-privacy part of a request: budget, public clipping bounds, honesty margin.
 
-Guarantees: a :class:`DPRequest` that exists is well formed -- a valid budget (``rho``, or
-``epsilon`` with ``delta``), finite bounds with ``lo < hi`` per column, a positive
-``min_honest`` -- anything else is an :class:`~smpc.errors.InputError` at construction.
+Guarantees: a :class:`DPRequest` that exists is well formed -- a budget within the ranges one
+request may ask (``rho``, or ``epsilon`` with ``delta``:
+:data:`~smpc.dp.accounting.RHO_RANGE` ...), finite bounds with ``lo < hi`` and magnitudes at
+most :data:`BOUND_LIMIT` per column, a positive ``min_honest`` -- anything else is an
+:class:`~smpc.errors.InputError` of one sentence at construction (so at the analyst's client
+and again at each party that parses the request), never a traceback.
 Reveals nothing: the request is public.
 """
 
@@ -16,7 +19,11 @@ from typing import Any
 from smpc.dp.accounting import PrivacyCost, _check_count, cost_from_request
 from smpc.errors import InputError
 
-__all__ = ["DPRequest"]
+__all__ = ["BOUND_LIMIT", "DPRequest"]
+
+#: The largest magnitude of a clipping bound: beyond it ``hi - lo`` and the sensitivities
+#: built from it overflow float64 (1e308) or no fixed-point encoding can hold a value.
+BOUND_LIMIT = 1e15
 
 
 def _check_bounds_map(bounds: Any) -> dict[str, tuple[float, float]]:
@@ -34,6 +41,9 @@ def _check_bounds_map(bounds: Any) -> dict[str, tuple[float, float]]:
             raise InputError(f"the bounds of column {name!r} must be numbers") from None
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise InputError(f"the bounds of column {name!r} must be finite with lo < hi")
+        if max(abs(lo), abs(hi)) > BOUND_LIMIT:
+            raise InputError(f"the bounds of column {name!r} must lie within "
+                             f"[-{BOUND_LIMIT:g}, {BOUND_LIMIT:g}]")
         out[name] = (lo, hi)
     return out
 

@@ -122,6 +122,70 @@ def test_request_validation_is_one_clear_sentence(kwargs, match):
         dp.DPRequest(**kwargs)
 
 
+#: Extreme budgets of issue 12, each refused with one sentence naming the parameter (before
+#: this, epsilon >= 1e5 or rho >= 1e5 ended in an OpenDPException traceback, and a subnormal
+#: delta in "rho must be a positive finite number, got nan").
+EXTREME_BUDGETS = [
+    ({"epsilon": 1e308, "delta": 1e-6}, "epsilon must lie between"),
+    ({"epsilon": 1e10, "delta": 1e-6}, "epsilon must lie between"),
+    ({"epsilon": 1e-300, "delta": 1e-6}, "epsilon must lie between"),
+    ({"epsilon": 0.0, "delta": 1e-6}, "epsilon must be a positive"),
+    ({"epsilon": -1.0, "delta": 1e-6}, "epsilon must be a positive"),
+    ({"epsilon": math.nan, "delta": 1e-6}, "epsilon must be a positive"),
+    ({"epsilon": math.inf, "delta": 1e-6}, "epsilon must be a positive"),
+    ({"epsilon": 1.0, "delta": 0.0}, "delta must lie strictly between 0 and 1"),
+    ({"epsilon": 1.0, "delta": 1.0}, "delta must lie strictly between 0 and 1"),
+    ({"epsilon": 1.0, "delta": 1e-320}, "delta must lie between"),
+    ({"epsilon": 1.0, "delta": math.nan}, "delta must lie strictly between 0 and 1"),
+    ({"rho": 1e308}, "rho must lie between"),
+    ({"rho": 1e5}, "rho must lie between"),
+    ({"rho": 0.0}, "rho must be a positive"),
+    ({"rho": math.nan}, "rho must be a positive"),
+    ({"rho": 1e-320}, "rho must lie between"),
+    ({"rho": 0.1, "bounds": {"x": (0.0, math.inf)}}, "finite with lo < hi"),
+    ({"rho": 0.1, "bounds": {"x": (math.nan, 1.0)}}, "finite with lo < hi"),
+    ({"rho": 0.1, "bounds": {"x": (2.0, 1.0)}}, "finite with lo < hi"),
+    ({"rho": 0.1, "bounds": {"x": (1.0, 1.0)}}, "finite with lo < hi"),
+    ({"rho": 0.1, "bounds": {"x": (-1e308, 1e308)}}, "must lie within"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "match"), EXTREME_BUDGETS,
+                         ids=[repr(k) for k, _ in EXTREME_BUDGETS])
+def test_extreme_privacy_parameters_are_one_sentence(kwargs, match):
+    """Each extreme budget is an InputError of one line naming the parameter, at construction
+    (the analyst's client) and when a party parses the request's JSON. Catches a range check
+    that lets an OpenDP overflow or a NaN through as an unexpected exception."""
+    with pytest.raises(InputError, match=match) as info:
+        dp.DPRequest(**kwargs)
+    assert "\n" not in str(info.value) and "Traceback" not in str(info.value)
+    doc = {"epsilon": None, "delta": None, "rho": None, "bounds": {}, "min_honest": None}
+    doc.update({k: ({c: list(v) for c, v in b.items()} if k == "bounds" else b)
+                for k, b in kwargs.items()})
+    with pytest.raises(InputError, match=match):
+        dp.DPRequest.from_json(doc)
+
+
+def test_the_edges_of_the_request_ranges_are_served():
+    """The ends of each range are accepted and give finite costs: the limits do not cut into
+    the budgets they name (catches an exclusive bound or an overflow at the edge)."""
+    for kwargs in ({"epsilon": dp.EPSILON_RANGE[0], "delta": dp.DELTA_RANGE[0]},
+                   {"epsilon": dp.EPSILON_RANGE[1], "delta": dp.DELTA_RANGE[1]},
+                   {"rho": dp.RHO_RANGE[0]}, {"rho": dp.RHO_RANGE[1], "delta": 1e-6}):
+        cost = dp.DPRequest(**kwargs, bounds={"x": (-1e15, 1e15)}).cost
+        assert dp.RHO_RANGE[0] <= cost.rho <= dp.RHO_RANGE[1]
+        assert cost.delta is None or math.isfinite(cost.epsilon)
+
+
+def test_views_of_huge_costs_are_bounds_not_tracebacks():
+    """A ledger's total may exceed what one request may ask: its epsilon view is inf (an upper
+    bound) where OpenDP overflows, its delta view 1 -- never an exception."""
+    assert dp.epsilon_from_rho(1e6, 1e-6) == math.inf
+    assert dp.delta_from_rho(1e6, 1.0) == 1.0
+    assert math.isfinite(dp.epsilon_from_rho(1e4, 1e-6))
+    assert dp.rho_from_epsilon(1.0, 1e-320) > 0  # -log(delta), not log(1 / delta)
+
+
 def test_dprequest_json_and_bounds():
     req = dp.DPRequest(epsilon=1, delta=1e-6, bounds={"age": [0, 120], "bmi": (10, 60)},
                        min_honest=2)

@@ -106,3 +106,52 @@ def test_rpc_errors_ends_the_call_with_the_table_status_and_the_node():
     with pytest.raises(RuntimeError):
         next(gen)
     assert ctx.aborted == (C.PERMISSION_DENIED, "no")
+
+
+def test_an_unexpected_exception_is_logged_without_its_message(caplog):
+    """numpy, TenSEAL and sqlite quote values in their messages: the INTERNAL status names the
+    type only, and the node's log gets the frames and the type, never the message. Catches a
+    handler that logs with ``exc_info`` (which prints the message) or sends ``str(exc)``."""
+    import logging
+
+    try:
+        float("Zebulon-Quartz-7731")
+    except ValueError as exc:
+        with caplog.at_level(logging.ERROR, logger="smpc.errors"):
+            code, message, node = status_of(exc, "org-a")
+    assert (code, message, node) == (C.INTERNAL, "internal error in node 'org-a' (ValueError)",
+                                     "org-a")
+    assert "builtins.ValueError (message not logged)" in caplog.text
+    assert "test_errors.py" in caplog.text  # the frames are there for the operator
+    assert "Zebulon" not in caplog.text
+
+
+def test_the_nodes_log_formatter_writes_frames_not_messages():
+    """Every node logs through :class:`SafeFormatter`: ``log.exception`` and ``exc_info`` give
+    the frames and the types of the chain, never a message (a cell quoted by numpy, a cause's
+    value)."""
+    import io
+    import logging
+
+    from parties.errors import SafeFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(SafeFormatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger("smpc.test.safe-formatter")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            float("987654.321 mg")
+        except ValueError as inner:
+            raise RuntimeError("cell 'Zebulon-Quartz-7731' was bad") from inner
+    except RuntimeError:
+        logger.exception("session failed")
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert text.startswith("ERROR session failed\n")
+    assert "builtins.RuntimeError (message not logged)" in text
+    assert "builtins.ValueError (message not logged)" in text and "test_errors.py" in text
+    assert "Zebulon" not in text and "987654" not in text

@@ -342,3 +342,34 @@ def test_filters_module_never_calls_eval_exec_or_compile() -> None:
 def test_table_object_is_accepted() -> None:
     t = Table.from_arrays({"a": A})
     np.testing.assert_array_equal(evaluate("a >= 3", t), A >= 3)
+
+
+def test_echoed_cell_filter_on_a_text_column(tmp_path: Path) -> None:
+    """A filter that compares a text column with a number (``name > 3``, ``diagnosis == 5``)
+    fails on the first text cell: the error names the column, its position and the row, never
+    the cell (a patient's name, a diagnosis) nor the file's path. Before issue 12 it quoted
+    both."""
+    d = tmp_path / "ward-7731"
+    d.mkdir()
+    p = d / "patients.csv"
+    p.write_text("age,name,diagnosis,chol\n"
+                 "61,Zebulon-Quartz-7731,hepatitis-C-genotype-3b,987654.321 mg\n")
+    t = load_table(p)
+    cases = {
+        "name > 3": "column 'name' at position 1 cannot be compared with numbers: it holds "
+                    "text (row 1 is not a number); a filter compares a text column only with a "
+                    "'string', using '==' or '!='",
+        "age > 1 and diagnosis == 5": "column 'diagnosis' at position 13 cannot be compared "
+                                      "with numbers: it holds text (row 1 is not a number); a "
+                                      "filter compares a text column only with a 'string', "
+                                      "using '==' or '!='",
+        "chol < 3": "column 'chol' at position 1 cannot be compared with numbers: it holds "
+                    "text (row 1 is not a number); a filter compares a text column only with a "
+                    "'string', using '==' or '!='",
+    }
+    for where, message in cases.items():
+        with pytest.raises(FilterError) as err:
+            evaluate(where, t)
+        assert str(err.value) == message
+        for secret in ("Zebulon", "hepatitis", "987654", "mg", "ward-7731", str(p)):
+            assert secret not in str(err.value), (where, secret)

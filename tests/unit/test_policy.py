@@ -356,18 +356,46 @@ def test_a_range_error_leaves_without_its_value(caplog: pytest.LogCaptureFixture
     assert "7.7" not in caplog.text and caplog.text
 
 
+def test_a_range_error_with_a_public_sentence_leaves_it_without_the_value(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The data owner's feature check and the model owner's output check name the offending
+    feature value and the weight-derived worst prediction; what leaves the party is the
+    problem and the public parameters only. Catches a redaction that sends the full message."""
+    from smpc.linear import InferenceSpec, LinearModel, check_features, check_model
+
+    spec = InferenceSpec(kind="linear", n_samples=2, n_features=2, feature_bound=1000.0)
+    with pytest.raises(EncodingRangeError) as ei:
+        check_features(spec, np.array([[1.0, 2.0], [3.0, 987654.321]]))
+    assert "987654" in str(ei.value)
+    with caplog.at_level(logging.DEBUG):
+        out = redact(ei.value, "org-a")
+    assert str(out) == ("org-a refuses: a feature value exceeds the declared feature bound "
+                        "1000; raise the bound or scale the feature (the value is not "
+                        "disclosed)")
+    spec = InferenceSpec(kind="linear", n_samples=2, n_features=2, feature_bound=1e9)
+    with pytest.raises(EncodingRangeError) as ei:
+        check_model(spec, LinearModel("linear", ("a", "b"), (31415.9265, 2.0), 0.0))
+    with caplog.at_level(logging.DEBUG):
+        out = redact(ei.value, "org-a")
+    assert str(out).startswith("org-a refuses: a prediction could exceed the fixed-point "
+                               "bound for untruncated products (f=")
+    for text in (str(out), caplog.text):
+        assert "987654" not in text and "e+13" not in text and "3.14" not in text
+
+
 @pytest.mark.parametrize(("cells", "what"), [
-    ("41,1\nSECRET-CELL-9931,2\n", "a value is not a number"),
-    ("41,1\n,2\n", "some selected rows have missing values"),
-    ("41,1\n-inf,2\n", "a value is infinite"),
+    ("41,1\nSECRET-CELL-9931,2\n", "row 2 of column 'age' is not a number"),
+    ("41,1\n,2\n", "column 'age' has missing values in the selected rows"),
+    ("41,1\n-inf,2\n", "row 2 of column 'age' is infinite; infinite values cannot be encoded"),
     (None, "its data file cannot be read"),
 ], ids=["non-numeric-cell", "missing-cell", "infinite-cell", "missing-file"])
 def test_a_data_error_leaves_without_cells_or_paths(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, cells: str | None, what: str,
 ) -> None:
-    """A real table's error quotes the cell, its row and the file's path; the redacted error
-    gives only the kind of problem, and the log only the error's type. Catches a redaction
-    that passes the original message (or part of it) through."""
+    """A real table's error names the kind of problem, the column and the row; the redacted
+    error says exactly that, and the party's log adds the kind and the CSV line -- neither
+    holds the cell or the file's path. Catches a redaction (or a table error) that passes the
+    cell or the path through, or that loses the column and row."""
     d = tmp_path / "ward-7731"
     d.mkdir()
     path = d / "patients.csv"
@@ -375,13 +403,37 @@ def test_a_data_error_leaves_without_cells_or_paths(
         path.write_text("age,w\n" + cells)
     with pytest.raises(DataSourceError) as ei:
         load_table(path).select(["age"])
-    assert str(path) in str(ei.value)
     with caplog.at_level(logging.DEBUG):
         out = redact(ei.value, "org-a")
     assert type(out) is InputError
-    assert str(out) == f"org-a cannot use the requested columns: {what} (details in its log)"
-    for secret in ("ward-7731", "SECRET-CELL", "row 2", "line 3"):
+    assert str(out) == f"org-a cannot use the requested columns: {what}"
+    assert ei.value.kind in caplog.text and what in caplog.text
+    if cells is not None:  # the party's own log has the row (for a missing value, only it)
+        assert "row 2" in caplog.text
+    for secret in ("ward-7731", "SECRET-CELL", "9931", "-inf", "patients.csv"):
         assert secret not in str(out) and secret not in caplog.text
+    assert "line 3" not in str(out)  # the CSV line is for the party's own log only
+    if cells is not None:
+        assert "(line 3 of the file)" in caplog.text
+
+
+def test_an_unexpected_error_leaves_as_its_type_only(caplog: pytest.LogCaptureFixture) -> None:
+    """numpy's own messages quote the value ("could not convert string to float: '...'"): an
+    exception the runtime did not write leaves as "internal error in node 'org-a'
+    (ValueError)", and the INTERNAL status logs its frames, not its message."""
+    from parties.errors import InternalFailure, status_of
+
+    with pytest.raises(ValueError) as ei:
+        np.float64("Zebulon-Quartz-7731")
+    assert "Zebulon" in str(ei.value)
+    out = redact(ei.value, "org-a")
+    assert type(out) is InternalFailure
+    assert str(out) == "internal error in node 'org-a' (ValueError)"
+    with caplog.at_level(logging.DEBUG):
+        code, message, node = status_of(out, "org-a")
+    assert (code.name, message, node) == ("INTERNAL", str(out), "org-a")
+    assert "test_policy.py" in caplog.text and "ValueError" in caplog.text
+    assert "Zebulon" not in caplog.text
 
 
 def test_other_errors_pass_unchanged() -> None:
