@@ -36,6 +36,11 @@ federation's analyst, ``min_cohort_size`` rows at least, a budget of
 (``epsilon``, ``delta``) per analyst, and -- unless ``require_dp`` -- exact
 (non-DP) statistics: convenient for a local demo; a production policy should
 say ``"require_dp": true`` (the config default) and set clipping ``bounds``.
+The same switch governs the models' policies: without ``require_dp`` each
+model's owner opts out of its model protections visibly (``policy.models.<name>``
+written with :meth:`ModelPolicy.exact`: exact predictions, no practical limits);
+with it, models get the safe defaults (noisy predictions, a row budget,
+plausibility checks; SECURITY.md, "Model owners' policy").
 Data files are
 referenced where they are (absolute paths), not copied; model files are
 copied into the owner's ``models/``.
@@ -73,6 +78,7 @@ from parties.config import (
     DataSourceConfig,
     DealerConfig,
     FederationConfig,
+    ModelPolicy,
     NodeEntry,
     PartyConfig,
     PolicyConfig,
@@ -287,7 +293,10 @@ def init_federation(
                                     allowed_analysts=[analyst],
                                     min_cohort_size=int(min_cohort_size),
                                     epsilon=float(epsilon), delta=float(delta),
-                                    require_dp=bool(require_dp), **dict(limits or {})),
+                                    require_dp=bool(require_dp), **dict(limits or {}),
+                                    models={} if require_dp else {
+                                        n: ModelPolicy.exact() for o, n, _m in model_docs
+                                        if o == e.name}),
                 database=lay.node_dir(e.name) / "party.db", at_rest_key=key_file, **common)
             lay.models(e.name).mkdir(mode=0o700, exist_ok=True)
             lay.outputs(e.name).mkdir(mode=0o700, exist_ok=True)

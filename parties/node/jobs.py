@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from parties.pki.signed import context_hash
+from parties.privacy.models import MAX_REQUIREMENTS_BYTES, Requirements, check_plausible
 from parties.privacy.policy import PolicyRequest
 from smpc import linear, stats
 from smpc.errors import ProtocolError
@@ -103,7 +104,16 @@ class DataOwnerJob(Job):
     model_owner: str
     dealer: str | None
 
+    features: tuple[str, ...] = ()   # the columns of ``rows``, as the coordinator named them
+    me: str = ""
+
     def run(self, t: Transport) -> tuple[Ready, str]:
+        # the model owner's requirements come first, straight from it; nothing is sent before
+        # the rows are checked against them
+        raw = t.recv_bytes(self.model_owner, f"{self.tag}/requirements",
+                           max_len=MAX_REQUIREMENTS_BYTES)
+        check_plausible(Requirements.from_bytes(raw, self.model_owner), self.features,
+                        self.rows, me=self.me or t.me, owner=self.model_owner)
         preds = linear.run_data_owner(t, self.spec, self.rows, model_owner=self.model_owner,
                                       dealer=self.dealer, tag=self.tag)
         # audited when written (on release) or dropped (on abort)
@@ -119,7 +129,12 @@ class ModelOwnerJob(Job):
     data_owner: str
     dealer: str | None
 
+    model_name: str = ""
+    noise_std: float = 0.0          # the policy's prediction noise (model output units)
+    requirements: bytes = b""       # :class:`Requirements`, sent to the data owner first
+
     def run(self, t: Transport) -> tuple[Outcome, str]:
+        t.send(self.data_owner, f"{self.tag}/requirements", self.requirements)
         linear.run_model_owner(t, self.spec, self.model, data_owner=self.data_owner,
-                               dealer=self.dealer, tag=self.tag)
+                               dealer=self.dealer, tag=self.tag, noise_std=self.noise_std)
         return Outcome(), "model applied; only the data owner learns the predictions"
