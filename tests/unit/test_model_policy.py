@@ -1,0 +1,186 @@
+"""The pieces of a model owner's policy (:mod:`parties.privacy.models`) on their own: the usage
+ledger in a real SQLite file, the data owner's plausibility check, the extraction floor.
+The whole path over real nodes is ``tests/integration/test_model_policy.py``."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from parties.config import ModelPolicy, PolicyConfig
+from parties.errors import LimitExceeded, PolicyError
+from parties.privacy.models import (
+    DAY_SECONDS,
+    ModelGate,
+    ModelUsage,
+    ModelUsageError,
+    Requirements,
+    check_plausible,
+    least_squares_error_floor,
+    rows_for_precision,
+)
+
+FEATURES = ("age", "bmi")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def gate(tmp_path: Path, clock: Clock | None = None, **fields) -> ModelGate:
+    policy = PolicyConfig(["age", "bmi"], ["ann", "bob"], models={"m": ModelPolicy(**fields)})
+    return ModelGate("lab", policy, ModelUsage(tmp_path / "party.db", clock or Clock()))
+
+
+# ------------------------------------------------------------------------------ the ledger
+
+
+def test_concurrent_requests_cannot_both_take_the_last_rows(tmp_path):
+    """Eight threads each reserve 10 of the last 10 rows at once: exactly one succeeds, the
+    others are refused naming the budget.  Catches a check and insert in two transactions."""
+    g = gate(tmp_path, prediction_budget_rows=10)
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def go(i: int) -> None:
+        barrier.wait()
+        try:
+            g.reserve(f"s{i}", "ann", "m", 10)
+            outcomes.append("ok")
+        except LimitExceeded as exc:
+            outcomes.append(exc.limit)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["ok"] + ["prediction_budget_rows"] * 7
+    assert g.usage.status("ann", "m").rows == 10
+
+
+def test_budget_and_window_are_per_analyst_and_model_and_the_window_rolls(tmp_path):
+    """Two requests a day: the third is refused; another analyst is not; 24 hours after the
+    first the window frees one request, but the row budget never rolls.  Catches a window
+    that never expires, one shared by analysts, or a budget that resets."""
+    clock = Clock()
+    g = gate(tmp_path, clock, max_requests_per_day=2, prediction_budget_rows=25)
+    g.reserve("a1", "ann", "m", 10)
+    clock.now += 3600
+    g.reserve("a2", "ann", "m", 10)
+    with pytest.raises(LimitExceeded, match=r"2 times in the last 24 hours.*"
+                       r"policy\.models\.m\.max_requests_per_day"):
+        g.reserve("a3", "ann", "m", 1)
+    g.reserve("b1", "bob", "m", 10)                      # bob has his own window and budget
+    clock.now += DAY_SECONDS - 3600 + 1                  # a1 leaves the window, a2 stays
+    assert g.usage.status("ann", "m").requests_in_window == 1
+    with pytest.raises(LimitExceeded, match=r"has 5 left of model 'm'"):
+        g.reserve("a4", "ann", "m", 10)
+    g.reserve("a5", "ann", "m", 5)
+    assert g.usage.status("ann", "m").rows == 25
+
+
+def test_a_use_is_refunded_only_before_it_runs_and_a_crash_keeps_it(tmp_path):
+    """PENDING -> SPENT at Run; a refund after that is refused (False) and the rows stay;
+    a refunded use cannot run; a PENDING use found at start counts as spent.  Catches rows
+    given back after the model ran, or a refunded session that still runs."""
+    g = gate(tmp_path, prediction_budget_rows=100)
+    g.reserve("s1", "ann", "m", 30)
+    g.usage.commit("s1")
+    assert g.usage.refund("s1", "too late") is False
+    g.reserve("s2", "ann", "m", 30)
+    assert g.usage.refund("s2", "aborted before Run") is True
+    with pytest.raises(ModelUsageError, match="must not run"):
+        g.usage.commit("s2")
+    g.reserve("s3", "ann", "m", 30)
+    assert ModelUsage(tmp_path / "party.db").recover() == ["s3"]   # a restart
+    assert g.usage.refund("s3", "after the crash") is False
+    assert g.usage.status("ann", "m").rows == 60
+    with pytest.raises(ModelUsageError, match="already used"):
+        g.reserve("s1", "ann", "m", 1)                             # a session id once
+
+
+def test_who_and_rows_per_request_are_refused_before_any_usage_is_read(tmp_path):
+    """``allowed_analysts`` narrows the party's analysts; rows beyond
+    ``max_rows_per_request`` are refused; both name the field.  Catches either check
+    skipped."""
+    g = gate(tmp_path, allowed_analysts=("bob",), max_rows_per_request=50)
+    with pytest.raises(PolicyError, match=r"analyst 'ann' may not run model 'm' "
+                       r"\(policy\.models\.m\.allowed_analysts\)"):
+        g.precheck("ann", "m", 10)
+    with pytest.raises(LimitExceeded, match=r"covers 51 rows.*at most 50 per request"):
+        g.precheck("bob", "m", 51)
+    assert g.precheck("bob", "m", 50).max_rows_per_request == 50
+
+
+# ------------------------------------------------------------------------ plausible rows
+
+
+def requirements(**fields) -> Requirements:
+    mp = ModelPolicy(feature_bounds={"age": (18.0, 95.0)}, min_distinct_rows=3, **fields)
+    return Requirements.from_bytes(Requirements.of("m", FEATURES, mp).to_bytes(), "lab")
+
+
+def test_plausibility_bounds_are_inclusive_and_refusals_carry_no_value():
+    """A value exactly on a bound is served, one ulp outside is refused naming the feature
+    and the bound but not the value.  Catches an exclusive bound or an echoed value."""
+    rows = np.array([[18.0, 20.0], [95.0, 21.0], [50.0, 22.0]])
+    check_plausible(requirements(), FEATURES, rows, me="clinic", owner="lab")
+    bad = rows.copy()
+    bad[0, 0] = np.nextafter(18.0, 0.0)
+    with pytest.raises(PolicyError) as info:
+        check_plausible(requirements(), FEATURES, bad, me="clinic", owner="lab")
+    text = str(info.value)
+    assert "feature 'age'" in text and "[18, 95] (feature_bounds)" in text
+    assert "17.99" not in text and repr(bad[0, 0]) not in text
+
+
+def test_plausibility_refuses_repeats_sparse_rows_and_reordered_features():
+    """Fewer distinct rows than required; more sparse rows (at most one nonzero) than
+    allowed; features not in the model's order (a coordinator that permutes columns).
+    Catches each check missing."""
+    req = requirements(max_sparse_row_fraction=0.5)
+    repeated = np.array([[20.0, 20.0]] * 5 + [[21.0, 20.0]])
+    with pytest.raises(PolicyError, match="fewer than 3 distinct rows"):
+        check_plausible(req, FEATURES, repeated, me="clinic", owner="lab")
+    sparse = np.array([[20.0, 0.0], [21.0, 0.0], [22.0, 5.0], [23.0, 0.0]])
+    with pytest.raises(PolicyError, match="max_sparse_row_fraction"):
+        check_plausible(req, FEATURES, sparse, me="clinic", owner="lab")
+    fine = np.array([[20.0, 1.0], [21.0, 0.0], [22.0, 5.0], [23.0, 7.0]])
+    check_plausible(req, FEATURES, fine, me="clinic", owner="lab")
+    with pytest.raises(PolicyError, match="not the model's"):
+        check_plausible(req, FEATURES[::-1], fine, me="clinic", owner="lab")
+    with pytest.raises(PolicyError, match="malformed model requirements"):
+        Requirements.from_bytes(b'{"model": "m"}', "lab")
+
+
+# ------------------------------------------------------------------------------ the floor
+
+
+def test_the_least_squares_floor_holds_for_any_design_and_is_reached_at_the_corners():
+    """For designs in a box, ``sigma sqrt([(X~^T X~)^-1]_jj) >= 2 sigma / (sqrt(N) R_j)``
+    (the derivation in SECURITY.md); a balanced corner design reaches it exactly, so the
+    floor is the attacker's best, not a loose bound.  Catches a floor derived too high (the
+    corner design would beat it) or too low (not reached)."""
+    rng = np.random.default_rng(12)
+    lo, hi = np.array([18.0, 15.0, 80.0]), np.array([95.0, 55.0, 220.0])
+    sigma, n = 0.5, 400
+    floor = least_squares_error_floor(sigma, n, hi - lo)
+    for _ in range(20):
+        X = lo + (hi - lo) * rng.uniform(0, 1, (n, 3))
+        Xt = np.column_stack([X, np.ones(n)])
+        s = sigma * np.sqrt(np.diag(np.linalg.inv(Xt.T @ Xt)))[:3]
+        assert np.all(s >= floor)
+    corners = np.array([[(k >> b) & 1 for b in range(3)] for k in range(8)] * (n // 8))
+    X = lo + (hi - lo) * corners
+    Xt = np.column_stack([X, np.ones(n)])
+    s = sigma * np.sqrt(np.diag(np.linalg.inv(Xt.T @ Xt)))[:3]
+    assert np.allclose(s, floor, rtol=1e-9)
+    assert rows_for_precision(sigma, float(floor[0]), float(hi[0] - lo[0])) == pytest.approx(n)
