@@ -35,10 +35,13 @@ a logistic model).
 What each party learns
     The model owner learns ``m`` and ``d`` (public sizes) and nothing else: it
     sees uniform Beaver openings (``ss``) or ciphertexts (``ckks``).  The data
-    owner learns the predictions -- and note that predictions on ``d + 1`` rows
-    in general position determine a linear model: protecting the model against
-    extraction through its outputs is a matter of policy (who may ask how
-    often), not of this protocol.  The dealer learns nothing about inputs: it
+    owner learns the predictions -- and note that exact predictions on ``d + 1``
+    rows in general position determine a linear model: protecting the model
+    against extraction through its outputs is a matter of the model owner's
+    policy (who may ask, how often, on which rows; ``parties.privacy.models``)
+    and of the noise its role adds to every logit (``noise_std`` of
+    :func:`run_model_owner`: discrete Gaussian noise shares on ``ss``, the flood
+    on ``ckks``).  The dealer learns nothing about inputs: it
     receives the owners' mask seeds and never an opening.  Whatever it sends, it
     cannot make one owner's masks known to the other (see :mod:`smpc.beaver`);
     it is trusted only not to collude with an owner.

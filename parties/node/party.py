@@ -20,8 +20,12 @@ evaluated as code), that every column exists -- and applies its own policy
 including the filter's, differential privacy required or not, clipping bounds,
 remaining privacy budget, minimum cohort size after filtering, and what the
 request would cost it: values released, inference rows, estimated CPU seconds
-and memory, each against the policy's limit -- before any row is selected),
-then reserves the request's privacy cost in its own ledger.  ``Run`` commits the charge
+and memory, each against the policy's limit -- before any row is selected; as a
+model owner, its model's own policy: who, rows per request, requests per day and the
+analyst's row budget, before the model is loaded, :mod:`parties.privacy.models`),
+then reserves the request's privacy cost (and a model's rows) in its own ledger.  A data
+owner checks its selected rows against the model owner's requirements (sent by the model
+owner itself) before it sends anything.  ``Run`` commits the charge
 *before* the role starts (so before any noisy contribution can leave);
 ``Abort`` before ``Run`` refunds it.  Every request, accepted or refused, and
 every outcome is a record of the party's hash-chained audit log, with the
