@@ -184,3 +184,60 @@ def test_the_least_squares_floor_holds_for_any_design_and_is_reached_at_the_corn
     s = sigma * np.sqrt(np.diag(np.linalg.inv(Xt.T @ Xt)))[:3]
     assert np.allclose(s, floor, rtol=1e-9)
     assert rows_for_precision(sigma, float(floor[0]), float(hi[0] - lo[0])) == pytest.approx(n)
+
+
+# ------------------------------------------------------------------ ckks: every slot flooded
+
+
+def raw_slots(holder, envelope: bytes) -> np.ndarray:
+    """Every slot of a ciphertext, decrypted with the key holder's secret key: what a data
+    owner (the key holder of an inference) can read beyond the ``n`` values it is sent."""
+    import tenseal.sealapi as sealapi
+
+    from smpc.ckks.envelope import _unwrap
+
+    vec = _unwrap(holder.context, envelope)
+    pt = sealapi.Plaintext()
+    holder.context.decryptor().data.decrypt(vec.ciphertext()[0], pt)
+    encoder = sealapi.CKKSEncoder(holder.context.seal_context().data)
+    return np.array(encoder.decode_double(pt))
+
+
+def test_model_extraction_from_replicated_ckks_slots():
+    """TenSEAL replicates a vector of ``n`` values across all 4,096 slots.  A data owner who
+    decrypts every slot of the flooded logits must find independent noise in each replica:
+    with the flood replicated too (the bug), the replicas of a row differ only by CKKS error
+    -- the evaluation's error, which depends on the weights, unflooded -- and rows crafted
+    into the free slots would give noise-free differences.
+
+    The statistic: residuals ``r_k = slot_k - (x_{k mod n} w + b)``; their sum of squares
+    within the groups ``k mod n`` is ``sigma^2 chi2(4096 - n)`` under independent noise; the
+    CKKS errors (each within ``E``: tests/tolerances.py) move its square root by at most
+    ``2 sqrt(4096) E``.  Asserting it above ``(sqrt(q) sigma - 2 sqrt(4096) E)^2`` with
+    ``q`` the chi-square quantile at 1e-6: false-positive rate 1e-6; with the flood
+    replicated the within-group spread is at most ``2 sqrt(4096) E`` -- about 3e-4 sigma
+    -- so the bug is caught always.
+    """
+    from scipy import stats as scipy_stats
+
+    from smpc import ckks
+    from tests.tolerances import Z, ckks_logit_bound
+
+    rng = np.random.default_rng(7)
+    n, sigma = 3, 0.1
+    w, b = np.array([0.8, -1.2]), 2.0
+    X = rng.uniform(10, 50, (n, 2))
+    holder = ckks.KeyHolder("aggregate")
+    pub = ckks.load_context(holder.public_context())
+    logits = ckks.linear_combination(pub, ckks.pack_columns(holder, X), w, b)
+    (flooded,) = ckks.flood_ciphertexts(pub, logits, sigma)
+    slots = raw_slots(holder, flooded)
+    assert len(slots) == 4096
+    exact = X @ w + b
+    r = slots - exact[np.arange(len(slots)) % n]
+    within = sum(float(((g - g.mean()) ** 2).sum()) for g in (r[i::n] for i in range(n)))
+    e = ckks_logit_bound(w, "aggregate", sigma) - Z * sigma
+    q = scipy_stats.chi2.ppf(1e-6, len(slots) - n)
+    assert np.sqrt(within) >= np.sqrt(q) * sigma - 2 * np.sqrt(len(slots)) * e, within
+    # and the n values the data owner is sent are its predictions, within the flood
+    assert np.all(np.abs(holder.decrypt([flooded], n) - exact) <= e + Z * sigma)
