@@ -89,8 +89,7 @@ def least_squares_error_floor(sigma: float, rows: int, ranges: Sequence[float]) 
     ``1 / [(X^T X)^-1]_jj`` is the residual sum of squares of column ``j`` regressed on the
     others and the intercept, at most ``sum_i (x_ij - mean_j)^2 <= rows R_j^2 / 4``.
     """
-    r = np.asarray(ranges, dtype=np.float64)
-    return 2.0 * sigma / (math.sqrt(rows) * r)
+    return 2.0 * sigma / (math.sqrt(rows) * np.asarray(ranges))
 
 
 def rows_for_precision(sigma: float, precision: float, feature_range: float) -> float:
@@ -151,7 +150,7 @@ def check_plausible(req: Requirements, features: Sequence[str], X: np.ndarray, *
     if tuple(features) != req.features:
         raise PolicyError(f"{head}: the features it was asked for are not the model's "
                           "(in the model's order)")
-    X = np.asarray(X, dtype=np.float64)
+    X = np.asarray(X)
     for j, (name, b) in enumerate(zip(req.features, req.feature_bounds, strict=True)):
         if b is not None and ((X[:, j] < b[0]) | (X[:, j] > b[1])).any():
             raise PolicyError(f"{head}: a value of feature {name!r} lies outside the model "

@@ -94,6 +94,7 @@ def test_a_use_is_refunded_only_before_it_runs_and_a_crash_keeps_it(tmp_path):
     g = gate(tmp_path, prediction_budget_rows=100)
     g.reserve("s1", "ann", "m", 30)
     g.usage.commit("s1")
+    g.usage.commit("s1")                                   # idempotent once spent
     assert g.usage.refund("s1", "too late") is False
     g.reserve("s2", "ann", "m", 30)
     assert g.usage.refund("s2", "aborted before Run") is True
@@ -155,6 +156,8 @@ def test_plausibility_refuses_repeats_sparse_rows_and_reordered_features():
         check_plausible(req, FEATURES, sparse, me="clinic", owner="lab")
     fine = np.array([[20.0, 1.0], [21.0, 0.0], [22.0, 5.0], [23.0, 7.0]])
     check_plausible(req, FEATURES, fine, me="clinic", owner="lab")
+    half = np.array([[20.0, 0.0], [21.0, 0.0], [22.0, 5.0], [23.0, 7.0]])   # exactly 0.5
+    check_plausible(req, FEATURES, half, me="clinic", owner="lab")
     with pytest.raises(PolicyError, match="not the model's"):
         check_plausible(req, FEATURES[::-1], fine, me="clinic", owner="lab")
     with pytest.raises(PolicyError, match="malformed model requirements"):
