@@ -35,7 +35,7 @@ from scipy import stats as scipy_stats
 
 from parties.analyst.client import Client
 from parties.config import ModelPolicy, load_party_config, save_config
-from parties.errors import RemoteError
+from parties.errors import PermissionDenied, RemoteError
 from parties.federation import local as federation
 from parties.privacy.audit import AuditLog
 from parties.privacy.models import ModelUsage, least_squares_error_floor, rows_for_precision
@@ -154,14 +154,26 @@ def mfed(tmp_path_factory):
         federation.down(d)
 
 
-def refused(fn, *needles: str) -> str:
-    """Run ``fn``; it must fail with every one of ``needles`` in its one-line error."""
+def refused(fn, *needles: str, kind: type[RemoteError] = PermissionDenied,
+            node: str = "lab") -> str:
+    """Run ``fn``; it must fail with ``kind`` (the gRPC status the analyst sees), blamed on
+    ``node``, with every one of ``needles`` in its one-line error."""
     with pytest.raises(RemoteError) as info:
         fn()
-    text = str(info.value)
+    err = info.value
+    assert isinstance(err, kind), repr(err)
+    assert err.node == node, (err.node, str(err))
+    text = str(err)
+    assert "\n" not in text
     for n in needles:
         assert n in text, text
     return text
+
+
+def data_owner_refused(fn, *needles: str) -> str:
+    """A refusal by the data owner's plausibility check (at Run, before it sends anything):
+    PERMISSION_DENIED, blamed on the data owner."""
+    return refused(fn, *needles, node="clinic")
 
 
 def residual_norm_bounds(n: int, sigma: float, slack: float) -> tuple[float, float]:
@@ -192,8 +204,8 @@ def test_model_extraction_with_unit_vector_rows(mfed):
     than stated (the residual check; power ~1, false-positive rate 2e-6), no budget (the last
     request served), the floor derived wrong (``s_j`` below it on the real rows).
     """
-    refused(lambda: mfed.predict("extract", 0), "clinic refuses to run model 'extract'",
-            "feature_bounds")
+    data_owner_refused(lambda: mfed.predict("extract", 0),
+                       "clinic refuses to run model 'extract'", "feature_bounds")
     assert mfed.refusals("clinic", "feature_bounds"), "the data owner did not audit it"
     assert mfed.usage("extract") == (CRAFTED, 1)
 
@@ -240,8 +252,8 @@ def test_model_extraction_with_repeated_or_sparse_rows_is_refused(mfed):
     ``max_sparse_row_fraction``), naming the requirement and no value.  Would fail: either
     check missing, or a refusal that echoes the rows."""
     for batch, rule in ((0, "min_distinct_rows"), (-1, "max_sparse_row_fraction")):
-        text = refused(lambda b=batch: mfed.predict("legit", b),
-                       "clinic refuses to run model 'legit'", rule)
+        text = data_owner_refused(lambda b=batch: mfed.predict("legit", b),
+                                  "clinic refuses to run model 'legit'", rule)
         assert not any(f"{v}.0" in text for v in (20, 21, 22, 23))  # no crafted value
         assert mfed.refusals("clinic", rule)
 
