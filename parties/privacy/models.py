@@ -151,7 +151,8 @@ def check_plausible(req: Requirements, features: Sequence[str], X: np.ndarray, *
         raise PolicyError(f"{head}: the features it was asked for are not the model's "
                           "(in the model's order)")
     X = np.asarray(X)
-    for j, (name, b) in enumerate(zip(req.features, req.feature_bounds, strict=True)):
+    for j, name in enumerate(req.features):
+        b = req.feature_bounds[j]
         if b is not None and ((X[:, j] < b[0]) | (X[:, j] > b[1])).any():
             raise PolicyError(f"{head}: a value of feature {name!r} lies outside the model "
                               f"owner's bounds [{b[0]:g}, {b[1]:g}] (feature_bounds)")

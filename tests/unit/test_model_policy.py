@@ -158,6 +158,14 @@ def test_plausibility_refuses_repeats_sparse_rows_and_reordered_features():
     check_plausible(req, FEATURES, fine, me="clinic", owner="lab")
     half = np.array([[20.0, 0.0], [21.0, 0.0], [22.0, 5.0], [23.0, 7.0]])   # exactly 0.5
     check_plausible(req, FEATURES, half, me="clinic", owner="lab")
+    two_rows = np.array([[20.0, 21.0], [22.0, 23.0]] * 3)    # 4 distinct values, 2 rows
+    with pytest.raises(PolicyError, match="fewer than 3 distinct rows"):
+        check_plausible(req, FEATURES, two_rows, me="clinic", owner="lab")
+    # a one-feature model: every row has at most one nonzero feature, and is no unit vector
+    one = Requirements.of("m", ("age",), ModelPolicy(min_distinct_rows=3,
+                                                      max_sparse_row_fraction=0.0))
+    check_plausible(one, ("age",), np.array([[20.0], [21.0], [22.0]]), me="clinic",
+                    owner="lab")
     with pytest.raises(PolicyError, match="not the model's"):
         check_plausible(req, FEATURES[::-1], fine, me="clinic", owner="lab")
     with pytest.raises(PolicyError, match="malformed model requirements"):
