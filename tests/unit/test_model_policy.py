@@ -261,3 +261,21 @@ def test_model_extraction_from_replicated_ckks_slots():
     assert np.sqrt(lo) * sigma - slack <= np.sqrt(within) <= np.sqrt(hi) * sigma + slack, within
     # and the n values the data owner is sent are its predictions, within the flood
     assert np.all(np.abs(holder.decrypt([flooded], n) - exact) <= e + Z * sigma)
+
+
+def test_the_relabelled_vector_keeps_every_other_field_byte_for_byte():
+    """``_with_size`` replaces only the ``sizes`` field of a ``CKKSVectorProto``: the
+    ciphertexts (field 2) and the scale (field 3, a double whose bytes here read like field-1
+    keys if misparsed) are kept as they are.  Catches a parser that skips a fixed-width field
+    wrongly, and so drops or garbles the ciphertext or the scale."""
+    import struct
+
+    from smpc.ckks.ops import _with_size
+
+    scale = struct.unpack("<d", b"\x08\x01\x08\x01\x08\x01\x08\x41")[0]
+    ct = b"\x0a\x01" * 3
+    proto = (b"\x0a\x02\x80\x20"                       # sizes [4096], packed
+             + b"\x12" + bytes([len(ct)]) + ct       # ciphertexts
+             + b"\x19" + struct.pack("<d", scale))   # scale
+    assert _with_size(proto, 3) == (b"\x0a\x01\x03" + b"\x12" + bytes([len(ct)]) + ct
+                                    + b"\x19" + struct.pack("<d", scale))
