@@ -206,9 +206,7 @@ def _with_size(proto: bytes, size: int) -> bytes:
         elif wire == 2:
             length, i = _read_varint(proto, i)
             i += length
-        elif wire == 5:
-            i += 4
-        else:
+        else:  # the message has varint, double and bytes fields only
             raise InputError("unexpected field in a serialized CKKS vector")
         if key >> 3 != 1:
             kept += proto[start:i]

@@ -271,11 +271,16 @@ def test_the_relabelled_vector_keeps_every_other_field_byte_for_byte():
     import struct
 
     from smpc.ckks.ops import _with_size
+    from smpc.errors import InputError
 
     scale = struct.unpack("<d", b"\x08\x01\x08\x01\x08\x01\x08\x41")[0]
     ct = b"\x0a\x01" * 3
     proto = (b"\x0a\x02\x80\x20"                       # sizes [4096], packed
              + b"\x12" + bytes([len(ct)]) + ct       # ciphertexts
              + b"\x19" + struct.pack("<d", scale))   # scale
-    assert _with_size(proto, 3) == (b"\x0a\x01\x03" + b"\x12" + bytes([len(ct)]) + ct
-                                    + b"\x19" + struct.pack("<d", scale))
+    want = b"\x0a\x01\x03" + b"\x12" + bytes([len(ct)]) + ct + b"\x19" + struct.pack("<d", scale)
+    assert _with_size(proto, 3) == want
+    # sizes written unpacked (varints, wire type 0) are dropped the same way
+    assert _with_size(b"\x08\x80\x20" + proto[4:], 3) == want
+    with pytest.raises(InputError, match="unexpected field"):
+        _with_size(proto + b"\x25\x00\x00\x00\x00", 3)   # a fixed32 field: not TenSEAL's
