@@ -205,6 +205,29 @@ def test_the_least_squares_floor_holds_for_any_design_and_is_reached_at_the_corn
 # ------------------------------------------------------------------ ckks: every slot flooded
 
 
+def test_the_relabelled_vector_keeps_every_other_field_byte_for_byte():
+    """``_with_size`` replaces only the ``sizes`` field of a ``CKKSVectorProto``: the
+    ciphertexts (field 2) and the scale (field 3, a double whose bytes here read like field-1
+    keys if misparsed) are kept as they are.  Catches a parser that skips a fixed-width field
+    wrongly, and so drops or garbles the ciphertext or the scale."""
+    import struct
+
+    from smpc.ckks.ops import _with_size
+    from smpc.errors import InputError
+
+    scale = struct.unpack("<d", b"\x08\x01\x08\x01\x08\x01\x08\x41")[0]
+    ct = b"\x0a\x01" * 3
+    proto = (b"\x0a\x02\x80\x20"                       # sizes [4096], packed
+             + b"\x12" + bytes([len(ct)]) + ct       # ciphertexts
+             + b"\x19" + struct.pack("<d", scale))   # scale
+    want = b"\x0a\x01\x03" + b"\x12" + bytes([len(ct)]) + ct + b"\x19" + struct.pack("<d", scale)
+    assert _with_size(proto, 3) == want
+    # sizes written unpacked (varints, wire type 0) are dropped the same way
+    assert _with_size(b"\x08\x80\x20" + proto[4:], 3) == want
+    with pytest.raises(InputError, match="unexpected field"):
+        _with_size(proto + b"\x25\x00\x00\x00\x00", 3)   # a fixed32 field: not TenSEAL's
+
+
 def raw_slots(holder, envelope: bytes) -> np.ndarray:
     """Every slot of a ciphertext, decrypted with the key holder's secret key: what a data
     owner (the key holder of an inference) can read beyond the ``n`` values it is sent."""
@@ -262,25 +285,3 @@ def test_model_extraction_from_replicated_ckks_slots():
     # and the n values the data owner is sent are its predictions, within the flood
     assert np.all(np.abs(holder.decrypt([flooded], n) - exact) <= e + Z * sigma)
 
-
-def test_the_relabelled_vector_keeps_every_other_field_byte_for_byte():
-    """``_with_size`` replaces only the ``sizes`` field of a ``CKKSVectorProto``: the
-    ciphertexts (field 2) and the scale (field 3, a double whose bytes here read like field-1
-    keys if misparsed) are kept as they are.  Catches a parser that skips a fixed-width field
-    wrongly, and so drops or garbles the ciphertext or the scale."""
-    import struct
-
-    from smpc.ckks.ops import _with_size
-    from smpc.errors import InputError
-
-    scale = struct.unpack("<d", b"\x08\x01\x08\x01\x08\x01\x08\x41")[0]
-    ct = b"\x0a\x01" * 3
-    proto = (b"\x0a\x02\x80\x20"                       # sizes [4096], packed
-             + b"\x12" + bytes([len(ct)]) + ct       # ciphertexts
-             + b"\x19" + struct.pack("<d", scale))   # scale
-    want = b"\x0a\x01\x03" + b"\x12" + bytes([len(ct)]) + ct + b"\x19" + struct.pack("<d", scale)
-    assert _with_size(proto, 3) == want
-    # sizes written unpacked (varints, wire type 0) are dropped the same way
-    assert _with_size(b"\x08\x80\x20" + proto[4:], 3) == want
-    with pytest.raises(InputError, match="unexpected field"):
-        _with_size(proto + b"\x25\x00\x00\x00\x00", 3)   # a fixed32 field: not TenSEAL's
