@@ -35,10 +35,13 @@ a logistic model).
 What each party learns
     The model owner learns ``m`` and ``d`` (public sizes) and nothing else: it
     sees uniform Beaver openings (``ss``) or ciphertexts (``ckks``).  The data
-    owner learns the predictions -- and note that predictions on ``d + 1`` rows
-    in general position determine a linear model: protecting the model against
-    extraction through its outputs is a matter of policy (who may ask how
-    often), not of this protocol.  The dealer learns nothing about inputs: it
+    owner learns the predictions -- and note that exact predictions on ``d + 1``
+    rows in general position determine a linear model: protecting the model
+    against extraction through its outputs is a matter of the model owner's
+    policy (who may ask, how often, on which rows; ``parties.privacy.models``)
+    and of the noise its role adds to every logit (``noise_std`` of
+    :func:`run_model_owner`: discrete Gaussian noise shares on ``ss``, the flood
+    on ``ckks``).  The dealer learns nothing about inputs: it
     receives the owners' mask seeds and never an opening.  Whatever it sends, it
     cannot make one owner's masks known to the other (see :mod:`smpc.beaver`);
     it is trusted only not to collude with an owner.
@@ -52,6 +55,7 @@ Cancellation
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -238,8 +242,15 @@ def check_features(spec: InferenceSpec, X: np.ndarray) -> np.ndarray:
     return X
 
 
-def check_model(spec: InferenceSpec, model: LinearModel) -> None:
-    """The model owner's local checks: agreement with the spec and the output range."""
+#: Standard deviations of prediction noise allowed for in the ``ss`` range check: a discrete
+#: Gaussian exceeds 12 sigma with probability below 1e-32.
+NOISE_TAIL_SIGMAS = 12.0
+
+
+def check_model(spec: InferenceSpec, model: LinearModel, *, noise_std: float = 0.0) -> None:
+    """The model owner's local checks: agreement with the spec and the output range (with
+    ``noise_std``, the std of the noise it adds to the logits, :data:`NOISE_TAIL_SIGMAS` of it
+    included)."""
     if model.kind != spec.kind:
         raise InputError(f"the request says a {spec.kind} model, the model is {model.kind}")
     if len(model.features) != spec.n_features:
@@ -249,7 +260,7 @@ def check_model(spec: InferenceSpec, model: LinearModel) -> None:
         codec = spec.codec
         ulp = codec.resolution
         worst = float(np.sum((np.abs(model.weights) + ulp) * (spec.feature_bound + ulp))
-                      + abs(model.intercept) + ulp)
+                      + abs(model.intercept) + ulp + NOISE_TAIL_SIGMAS * noise_std)
         limit = codec.max_abs(frac_bits=2 * spec.frac_bits)
         if worst >= limit:
             advice = f"for untruncated products (f={spec.frac_bits}); lower the feature " \
@@ -299,11 +310,27 @@ def run_data_owner_ss(t: Transport, spec: InferenceSpec, X: np.ndarray, *, model
     return finish_predictions(spec, logits)
 
 
+def prediction_noise_ulps(spec: InferenceSpec, noise_std: float,
+                          check: Callable[[], None] | None = None) -> np.ndarray:
+    """The model owner's noise for ``ss``: ``n_samples`` draws of the discrete Gaussian of std
+    ``noise_std`` on the untruncated product's lattice ``2^-2f`` (OpenDP's exact sampler on
+    OpenSSL's CSPRNG, :func:`smpc.dp.noise.sample_discrete_gaussian`), as ring words."""
+    if noise_std <= 0:
+        return np.zeros(spec.n_samples, dtype=np.uint64)
+    from smpc.dp.noise import sample_discrete_gaussian
+
+    ulps = sample_discrete_gaussian(noise_std * 2.0 ** (2 * spec.frac_bits), spec.n_samples,
+                                    check=check)
+    return ulps.view(np.uint64)
+
+
 def run_model_owner_ss(t: Transport, spec: InferenceSpec, model: LinearModel, *,
-                       data_owner: str, dealer: str, tag: str) -> None:
-    """The model owner: contributes ``w`` and ``b``; learns nothing."""
+                       data_owner: str, dealer: str, tag: str, noise_std: float = 0.0) -> None:
+    """The model owner: contributes ``w`` and ``b``; learns nothing.  With ``noise_std`` it adds
+    Gaussian noise of that std to its share of every logit before the data owner opens it
+    (:func:`prediction_noise_ulps`): the data owner learns ``X w + b + noise``."""
     t.check_cancelled()  # pragma: no mutate (liveness only)
-    check_model(spec, model)
+    check_model(spec, model, noise_std=noise_std)
     codec = spec.codec
     parties = [data_owner, t.me]
     shared_w = sharing.share_with_seeds(codec.encode(model.weights, what="coefficient"), 1,
@@ -319,6 +346,7 @@ def run_model_owner_ss(t: Transport, spec: InferenceSpec, model: LinearModel, *,
                       method="none")
     z = z + codec.encode(np.full(spec.n_samples, model.intercept),
                          frac_bits=2 * spec.frac_bits, what="intercept")
+    z = z + prediction_noise_ulps(spec, noise_std, t.check_cancelled)  # wraps mod 2^64
     t.send(data_owner, f"{tag}/z", z)
 
 
@@ -396,8 +424,10 @@ def run_data_owner_ckks(t: Transport, spec: InferenceSpec, X: np.ndarray, *, mod
 
 
 def run_model_owner_ckks(t: Transport, spec: InferenceSpec, model: LinearModel, *,
-                         data_owner: str, tag: str) -> None:
-    """The model owner: ``sum_j w_j ct_j + b`` on ciphertexts, flooded, sent back."""
+                         data_owner: str, tag: str, noise_std: float = 0.0) -> None:
+    """The model owner: ``sum_j w_j ct_j + b`` on ciphertexts, flooded, sent back.  The flood's
+    std is the larger of :func:`model_flood_std` and ``noise_std`` (the owner's prediction
+    noise: a flood at least that large serves as both)."""
     t.check_cancelled()  # pragma: no mutate (liveness only)
     check_model(spec, model)
     data = t.recv_bytes(data_owner, f"{tag}/ctx", max_len=ckks.MAX_CONTEXT_BYTES)
@@ -417,7 +447,7 @@ def run_model_owner_ckks(t: Transport, spec: InferenceSpec, model: LinearModel, 
     t.check_cancelled()  # pragma: no mutate (liveness only)
     if spec.output == InferenceOutput.ENCRYPTED_SIGMOID:
         logits = ckks.sigmoid_poly3(ctx, logits)
-    std = model_flood_std(spec, model.weights)
+    std = max(model_flood_std(spec, model.weights), float(noise_std))
     if std > 0:
         logits = ckks.flood_ciphertexts(ctx, logits, std)
     for k, ct in enumerate(logits):
@@ -439,14 +469,19 @@ def run_data_owner(t: Transport, spec: InferenceSpec, X: np.ndarray, *, model_ow
 
 
 def run_model_owner(t: Transport, spec: InferenceSpec, model: LinearModel, *, data_owner: str,
-                    dealer: str | None, tag: str) -> None:
-    """The model owner's role on either backend."""
+                    dealer: str | None, tag: str, noise_std: float = 0.0) -> None:
+    """The model owner's role on either backend (``noise_std``: the Gaussian noise it adds to
+    every logit it releases)."""
+    if not (math.isfinite(noise_std) and noise_std >= 0):
+        raise InputError("the prediction noise std must be a non-negative number")
     if spec.backend == Backend.SS:
         if dealer is None:
             raise InputError("ss inference needs a dealer")
-        run_model_owner_ss(t, spec, model, data_owner=data_owner, dealer=dealer, tag=tag)
+        run_model_owner_ss(t, spec, model, data_owner=data_owner, dealer=dealer, tag=tag,
+                           noise_std=noise_std)
     else:
-        run_model_owner_ckks(t, spec, model, data_owner=data_owner, tag=tag)
+        run_model_owner_ckks(t, spec, model, data_owner=data_owner, tag=tag,
+                             noise_std=noise_std)
 
 
 def run_dealer(t: Transport, spec: InferenceSpec, *, data_owner: str, model_owner: str,

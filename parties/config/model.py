@@ -42,6 +42,15 @@ LIMIT_FIELDS: tuple[str, ...] = ("max_released_values", "max_inference_rows",
 #: The policy fields of the safeguards a party applies to the exact answers it allows.
 EXACT_FIELDS: tuple[str, ...] = ("min_cell_size", "exact_quantile_margin", "exact_history")
 
+#: Defaults of a model owner's per-model policy (:class:`ModelPolicy`); SECURITY.md, "Model
+#: owners' policy", derives what they guarantee against extraction.
+DEFAULT_PREDICTION_NOISE_STD = 0.1
+DEFAULT_MODEL_ROWS_PER_REQUEST = 1_000
+DEFAULT_MODEL_REQUESTS_PER_DAY = 20
+DEFAULT_PREDICTION_BUDGET_ROWS = 10_000
+DEFAULT_MIN_DISTINCT_ROWS = 10
+DEFAULT_MAX_SPARSE_ROW_FRACTION = 0.5
+
 
 class ConfigError(InputError):
     """A configuration file is missing, malformed or inconsistent.
@@ -220,6 +229,53 @@ class DataSourceConfig:
     format: str
 
 
+@dataclass(frozen=True)
+class ModelPolicy:
+    """A model owner's rules for one of its models (``policy.models.<name>``), enforced by the
+    owner's node at ``Prepare`` -- before the model is loaded -- and, for the plausibility of
+    the rows, by the data owner's node before it sends anything (:mod:`parties.privacy.models`).
+
+    * ``allowed_analysts``: who may run the model (None: every analyst the party's policy
+      serves; a list narrows it, ``[]`` allows nobody).
+    * ``max_rows_per_request``: the rows one inference may cover.
+    * ``max_requests_per_day``: inferences per analyst in any 24 hours (a rolling window).
+    * ``prediction_budget_rows``: the rows each analyst may have predicted in total, ever.
+    * ``min_distinct_rows``: the fewest distinct rows an inference may cover.
+    * ``feature_bounds``: per feature ``[lo, hi]`` the rows' values must lie in.
+    * ``max_sparse_row_fraction``: the largest fraction of rows with at most one nonzero
+      feature (unit vectors, zero rows) an inference may cover (models of 2+ features).
+    * ``prediction_noise_std``: the std of the Gaussian noise added to every logit the owner
+      releases (model output units); 0 releases exact predictions.
+
+    The defaults are safe: noisy predictions, a budget, plausible rows.  :meth:`exact` is the
+    explicit opt-out a local demo writes.
+    """
+
+    allowed_analysts: tuple[str, ...] | None = None
+    max_rows_per_request: int = DEFAULT_MODEL_ROWS_PER_REQUEST
+    max_requests_per_day: int = DEFAULT_MODEL_REQUESTS_PER_DAY
+    prediction_budget_rows: int = DEFAULT_PREDICTION_BUDGET_ROWS
+    min_distinct_rows: int = DEFAULT_MIN_DISTINCT_ROWS
+    feature_bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    max_sparse_row_fraction: float = DEFAULT_MAX_SPARSE_ROW_FRACTION
+    prediction_noise_std: float = DEFAULT_PREDICTION_NOISE_STD
+
+    @classmethod
+    def exact(cls) -> ModelPolicy:
+        """Exact predictions, no practical limits, no plausibility checks: for local demos and
+        tests only -- the model can then be extracted from ``d + 1`` rows."""
+        return cls(max_rows_per_request=DEFAULT_MAX_INFERENCE_ROWS,
+                   max_requests_per_day=1_000_000, prediction_budget_rows=10**15,
+                   min_distinct_rows=1, max_sparse_row_fraction=1.0, prediction_noise_std=0.0)
+
+
+#: The fields of a :class:`ModelPolicy` in a config file.
+MODEL_POLICY_FIELDS: tuple[str, ...] = (
+    "allowed_analysts", "max_rows_per_request", "max_requests_per_day",
+    "prediction_budget_rows", "min_distinct_rows", "feature_bounds", "max_sparse_row_fraction",
+    "prediction_noise_std")
+
+
 @dataclass
 class PolicyConfig:
     """What a party allows -- enforced by the party node itself, whatever the coordinator says
@@ -272,6 +328,9 @@ class PolicyConfig:
     * ``exact_history``: how many row sets of its exact answers the party remembers per analyst
       and dataset, to refuse an exact request whose rows differ from an earlier one's by fewer
       than ``min_cohort_size`` rows (two answers differing by one person); 0 turns it off.
+
+    As a model owner: ``models`` maps a model's name to its :class:`ModelPolicy`; a model not
+    listed gets the defaults (:meth:`model`).
     """
 
     allowed_columns: list[str]
@@ -292,6 +351,11 @@ class PolicyConfig:
     min_cell_size: int = DEFAULT_MIN_CELL_SIZE
     exact_quantile_margin: float = DEFAULT_EXACT_QUANTILE_MARGIN
     exact_history: int = DEFAULT_EXACT_HISTORY
+    models: dict[str, ModelPolicy] = field(default_factory=dict)
+
+    def model(self, name: str) -> ModelPolicy:
+        """The policy of the model called ``name`` (the defaults if it is not listed)."""
+        return self.models.get(name) or ModelPolicy()
 
     def columns_for(self, computation: str) -> list[str]:
         """The columns ``computation`` may read: ``allowed_columns`` plus its own extras."""

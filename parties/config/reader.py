@@ -46,6 +46,7 @@ from parties.config.model import (
     DEFAULT_MAX_REQUEST_MEMORY_MB,
     DEFAULT_MAX_SESSION_CPU_SECONDS,
     DEFAULT_MIN_CELL_SIZE,
+    MODEL_POLICY_FIELDS,
     POLICY_COMPUTATIONS,
     AnalystEntry,
     AnyConfig,
@@ -54,6 +55,7 @@ from parties.config.model import (
     DataSourceConfig,
     DealerConfig,
     FederationConfig,
+    ModelPolicy,
     NodeEntry,
     PartyConfig,
     PolicyConfig,
@@ -495,7 +497,62 @@ _POLICY_FIELDS = (
     "columns_by_computation", "require_dp", "bounds", "dataset", "min_parties",
     "min_flood_bits", "max_released_values", "max_inference_rows", "max_session_cpu_seconds",
     "max_request_memory_mb", "min_cell_size", "exact_quantile_margin", "exact_history",
+    "models",
 )  # fmt: skip
+
+
+def _bounds_pair(r: _Reader, pair: Any, fld: str) -> tuple[float, float]:
+    ok = isinstance(pair, list) and len(pair) == 2 and all(
+        isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+        for x in pair)
+    if not ok or not float(pair[0]) < float(pair[1]):
+        raise r.error(fld, f"must be a pair [lo, hi] of finite numbers with lo < hi, got "
+                           f"{_got(pair) if not isinstance(pair, list) else pair!r}")
+    return float(pair[0]), float(pair[1])
+
+
+def _parse_model_policies(r: _Reader, pd: Mapping[str, Any], known: set[str]
+                          ) -> dict[str, ModelPolicy]:
+    """``policy.models``: ``{name: {field: value}}``, each field optional (defaults: safe)."""
+    raw = r.get(pd, "models", "policy", lambda v, fld: v, {})
+    if not isinstance(raw, dict):
+        raise r.error("policy.models", f"must be an object mapping model names to their "
+                                       f"policies, got {_type_name(raw)}")
+    out: dict[str, ModelPolicy] = {}
+    base = ModelPolicy()
+    for name, doc in raw.items():
+        f = f"policy.models.{name}"
+        md = r.obj(doc, f, MODEL_POLICY_FIELDS)
+        analysts = md.get("allowed_analysts")
+        if analysts is not None:
+            analysts = r.string_list(analysts, f"{f}.allowed_analysts")
+            for i, a in enumerate(analysts):
+                if a not in known:
+                    raise r.error(f"{f}.allowed_analysts[{i}]",
+                                  f"names {a!r}, who is not an analyst of the federation")
+        fb_raw = r.get(md, "feature_bounds", f, lambda v, fld: v, {})
+        if not isinstance(fb_raw, dict):
+            raise r.error(f"{f}.feature_bounds", "must be an object mapping features to "
+                                                 f"[lo, hi], got {_type_name(fb_raw)}")
+        out[name] = ModelPolicy(
+            allowed_analysts=None if analysts is None else tuple(analysts),
+            max_rows_per_request=r.get(md, "max_rows_per_request", f, r.integer_min(1),
+                                       base.max_rows_per_request),
+            max_requests_per_day=r.get(md, "max_requests_per_day", f, r.integer_min(1),
+                                       base.max_requests_per_day),
+            prediction_budget_rows=r.get(md, "prediction_budget_rows", f, r.integer_min(1),
+                                         base.prediction_budget_rows),
+            min_distinct_rows=r.get(md, "min_distinct_rows", f, r.integer_min(1),
+                                    base.min_distinct_rows),
+            feature_bounds={c: _bounds_pair(r, p, f"{f}.feature_bounds.{c}")
+                            for c, p in fb_raw.items()},
+            max_sparse_row_fraction=r.get(md, "max_sparse_row_fraction", f,
+                                          r.number(0, 1, False, False),
+                                          base.max_sparse_row_fraction),
+            prediction_noise_std=r.get(md, "prediction_noise_std", f,
+                                       r.number(0, 1e6, False, False),
+                                       base.prediction_noise_std))
+    return out
 
 
 def _parse_policy(r: _Reader, d: Mapping[str, Any], fed: FederationConfig) -> PolicyConfig:
@@ -531,13 +588,7 @@ def _parse_policy(r: _Reader, d: Mapping[str, Any], fed: FederationConfig) -> Po
         bf = f"policy.bounds.{col}"
         if col not in everywhere:
             raise r.error(bf, "names a column this policy does not allow")
-        ok = isinstance(pair, list) and len(pair) == 2 and all(
-            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-            for x in pair)
-        if not ok or not float(pair[0]) < float(pair[1]):
-            raise r.error(bf, f"must be a pair [lo, hi] of finite numbers with lo < hi, got "
-                              f"{_got(pair) if not isinstance(pair, list) else pair!r}")
-        bounds[col] = (float(pair[0]), float(pair[1]))
+        bounds[col] = _bounds_pair(r, pair, bf)
     return PolicyConfig(
         allowed_columns=cols,
         allowed_analysts=analysts,
@@ -567,6 +618,7 @@ def _parse_policy(r: _Reader, d: Mapping[str, Any], fed: FederationConfig) -> Po
                                     DEFAULT_EXACT_QUANTILE_MARGIN),
         exact_history=r.get(pd, "exact_history", "policy", r.integer_range(0, 1_000_000),
                             DEFAULT_EXACT_HISTORY),
+        models=_parse_model_policies(r, pd, known),
     )
 
 

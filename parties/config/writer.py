@@ -15,6 +15,7 @@ from parties.config.model import (
     CoordinatorConfig,
     DealerConfig,
     FederationConfig,
+    ModelPolicy,
     PartyConfig,
 )
 from parties.config.reader import _PARSERS, _abs, _Reader
@@ -65,6 +66,22 @@ def _node_common(cfg: Any, kind: str, base: Path) -> dict[str, Any]:
     }
 
 
+def _model_policy_dict(m: ModelPolicy) -> dict[str, Any]:
+    """A model's policy as written: every field, so that what applies is visible."""
+    d: dict[str, Any] = {
+        "max_rows_per_request": m.max_rows_per_request,
+        "max_requests_per_day": m.max_requests_per_day,
+        "prediction_budget_rows": m.prediction_budget_rows,
+        "min_distinct_rows": m.min_distinct_rows,
+        "feature_bounds": {k: list(v) for k, v in m.feature_bounds.items()},
+        "max_sparse_row_fraction": m.max_sparse_row_fraction,
+        "prediction_noise_std": m.prediction_noise_std,
+    }
+    if m.allowed_analysts is not None:
+        d = {"allowed_analysts": list(m.allowed_analysts), **d}
+    return d
+
+
 def _to_dict(cfg: AnyConfig, base: Path) -> tuple[str, dict[str, Any]]:
     if isinstance(cfg, FederationConfig):
         return "federation", _federation_dict(cfg, base, header=True)
@@ -98,6 +115,9 @@ def _to_dict(cfg: AnyConfig, base: Path) -> tuple[str, dict[str, Any]]:
             d["policy"]["min_parties"] = cfg.policy.min_parties
         if cfg.policy.min_flood_bits != 16:
             d["policy"]["min_flood_bits"] = cfg.policy.min_flood_bits
+        if cfg.policy.models:
+            d["policy"]["models"] = {n: _model_policy_dict(m)
+                                     for n, m in cfg.policy.models.items()}
         d["database"] = _rel(cfg.database, base)
         if cfg.at_rest_key is not None:
             d["at_rest_key"] = _rel(cfg.at_rest_key, base)

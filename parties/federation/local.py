@@ -40,6 +40,11 @@ exact answers, which then come with the safeguards of
 :mod:`parties.privacy.exact` (small cells suppressed, quantile extremes
 refused, differencing pairs refused; ``exact_safeguards`` tunes them).  A
 production policy should also set clipping ``bounds``.
+Models: a model whose owner is named in ``allow_exact`` is written with
+:meth:`ModelPolicy.exact` (``policy.models.<name>``: exact predictions, no
+practical limits, a visible opt-out of the model protections); every other
+model gets the safe defaults (noisy predictions, a row budget, plausibility
+checks; SECURITY.md, "Model owners' policy").
 Data files are
 referenced where they are (absolute paths), not copied; model files are
 copied into the owner's ``models/``.
@@ -78,6 +83,7 @@ from parties.config import (
     DataSourceConfig,
     DealerConfig,
     FederationConfig,
+    ModelPolicy,
     NodeEntry,
     PartyConfig,
     PolicyConfig,
@@ -306,7 +312,10 @@ def init_federation(
                                     min_cohort_size=int(min_cohort_size),
                                     epsilon=float(epsilon), delta=float(delta),
                                     require_dp=e.name not in exact_parties,
-                                    **dict(limits or {}), **dict(exact_safeguards or {})),
+                                    **dict(limits or {}), **dict(exact_safeguards or {}),
+                                    models={} if e.name not in exact_parties else {
+                                        n: ModelPolicy.exact() for o, n, _m in model_docs
+                                        if o == e.name}),
                 database=lay.node_dir(e.name) / "party.db", at_rest_key=key_file, **common)
             lay.models(e.name).mkdir(mode=0o700, exist_ok=True)
             lay.outputs(e.name).mkdir(mode=0o700, exist_ok=True)

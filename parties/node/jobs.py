@@ -23,6 +23,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from parties.pki.signed import context_hash
+from parties.privacy.models import (
+    MAX_REQUIREMENTS_BYTES,
+    Requirements,
+    check_plausible,
+    rows_within_bounds,
+)
 from parties.privacy.policy import PolicyRequest
 from smpc import linear, stats
 from smpc.errors import ProtocolError
@@ -118,11 +124,30 @@ class DataOwnerJob(Job):
     dealer: str | None
     public_count: int | None = None
 
+    features: tuple[str, ...] = ()   # the columns of ``rows``, as the coordinator named them
+    me: str = ""
+
     def run(self, t: Transport) -> tuple[Ready, str]:
-        preds = np.asarray(linear.run_data_owner(
-            t, self.spec, self.rows, model_owner=self.model_owner, dealer=self.dealer,
-            tag=self.tag))
         numbers = np.asarray(self.row_numbers)
+        # the model owner's requirements come first, straight from it; nothing is sent before
+        # the rows are checked against them (the real rows: a DP data owner's padding dummies
+        # are zeros whose predictions it discards)
+        raw = t.recv_bytes(self.model_owner, f"{self.tag}/requirements",
+                           max_len=MAX_REQUIREMENTS_BYTES)
+        needs = Requirements.from_bytes(raw, self.model_owner)
+        me, rows = self.me or t.me, self.rows
+        if self.public_count is None:
+            check_plausible(needs, self.features, rows, me=me, owner=self.model_owner)
+        else:  # under DP: a row outside the bounds becomes a dummy, nothing is refused
+            keep = rows_within_bounds(needs, self.features, rows[:numbers.size], me=me,
+                                      owner=self.model_owner)
+            if not keep.all():
+                rows = np.zeros_like(rows)
+                rows[:int(keep.sum())] = self.rows[:numbers.size][keep]
+                numbers = numbers[keep]
+        preds = np.asarray(linear.run_data_owner(
+            t, self.spec, rows, model_owner=self.model_owner, dealer=self.dealer,
+            tag=self.tag))
         # audited when written (on release) or dropped (on abort)
         return Ready(preds[:numbers.size], numbers, self.public_count), ""
 
@@ -136,7 +161,12 @@ class ModelOwnerJob(Job):
     data_owner: str
     dealer: str | None
 
+    model_name: str = ""
+    noise_std: float = 0.0          # the policy's prediction noise (model output units)
+    requirements: bytes = b""       # :class:`Requirements`, sent to the data owner first
+
     def run(self, t: Transport) -> tuple[Outcome, str]:
+        t.send(self.data_owner, f"{self.tag}/requirements", self.requirements)
         linear.run_model_owner(t, self.spec, self.model, data_owner=self.data_owner,
-                               dealer=self.dealer, tag=self.tag)
+                               dealer=self.dealer, tag=self.tag, noise_std=self.noise_std)
         return Outcome(), "model applied; only the data owner learns the predictions"

@@ -22,8 +22,12 @@ remaining privacy budget, minimum cohort size after filtering, in exact mode the
 safeguards of :mod:`parties.privacy.exact` (no quantile extremes, no pair of exact
 answers whose rows differ by a few people, small cells sent as 0), and what the
 request would cost it: values released, inference rows, estimated CPU seconds
-and memory, each against the policy's limit -- before any row is selected),
-then reserves the request's privacy cost in its own ledger.  ``Run`` commits the charge
+and memory, each against the policy's limit -- before any row is selected; as a
+model owner, its model's own policy: who, rows per request, requests per day and the
+analyst's row budget, before the model is loaded, :mod:`parties.privacy.models`),
+then reserves the request's privacy cost (and a model's rows) in its own ledger.  A data
+owner checks its selected rows against the model owner's requirements (sent by the model
+owner itself) before it sends anything.  ``Run`` commits the charge
 *before* the role starts (so before any noisy contribution can leave);
 ``Abort`` before ``Run`` refunds it.  Every request, accepted or refused, and
 every outcome is a record of the party's hash-chained audit log, with the
@@ -86,6 +90,7 @@ from parties.pki.signed import Signed, SignedRequestError, verify
 from parties.privacy import dp_outputs, exact
 from parties.privacy.guard import PrivacyGuard
 from parties.privacy.ledger import BudgetExceeded, LedgerError
+from parties.privacy.models import ModelGate, ModelUsage, ModelUsageError, Requirements, model_names
 from parties.privacy.outputs import load_at_rest_key, load_models, models_dir, write_predictions
 from parties.privacy.policy import PolicyGate, PolicyRequest, caller_uri
 from parties.privacy.replay import SeenRequests
@@ -179,6 +184,7 @@ class PartyNode:
         self.seen = SeenRequests(cfg.database)
         self.exact_history = exact.ExactHistory(cfg.database)
         self.witnesses = WitnessStore(cfg.database)
+        self.models = ModelGate(cfg.name, cfg.policy, ModelUsage(cfg.database))
         self._node_cert = load_certificate(cfg.tls.cert)
         self._node_key = load_private_key(cfg.tls.key)
         self.network = network or GrpcNetwork(PeerChannels(cfg.federation, cfg.tls))
@@ -195,6 +201,9 @@ class PartyNode:
         (0 without a server)."""
         install_fault("party")  # SMPC_FAULT: test-only, a no-op when unset
         self.guard.start()
+        for sid in self.models.usage.recover():
+            log.warning("%s: pending model use of session %s kept as spent at recovery",
+                        self.cfg.name, sid)
         if serve:
             from parties.node.service import serve as serve_grpc
 
@@ -227,6 +236,9 @@ class PartyNode:
             try:
                 for sid in self.guard.sweep(self._may_still_run):
                     self.registry.abort(sid, "expired before it ran")
+                for sid in self.models.usage.pending():
+                    if not self._may_still_run(sid):
+                        self.models.usage.refund(sid, "the session ended before it ran")
             except Exception:  # keep sweeping whatever happens
                 log.exception("charge sweeper failed")
 
@@ -317,6 +329,9 @@ class PartyNode:
                                  r.timeout, str(r.kind), job)
             registered = True
             self.guard.reserve(trail[-1])
+            if isinstance(job, ModelOwnerJob):  # the model's rows and request, atomically
+                self.models.reserve(r.session_id, trail[-1].analyst, job.model_name,
+                                    job.spec.n_samples)
         except Exception as exc:  # every refusal is recorded
             if registered:
                 self.registry.free(trail[-1].session_id, "refused")
@@ -326,6 +341,10 @@ class PartyNode:
         req = trail[-1]
         charge = (f"rho {req.cost.rho:.6g} reserved (pending until it runs)" if job.charged
                   and req.cost is not None else "exact result, no privacy cost")
+        if isinstance(job, ModelOwnerJob):
+            charge = (f"{job.spec.n_samples} rows of model {job.model_name!r} reserved for "
+                      f"{req.analyst} (pending until it runs), prediction noise std "
+                      f"{job.noise_std:g}")
         self.guard.record(req, "accepted", f"prepared: {charge}")
         log.info("session %s prepared: %s for %s, %d members", r.session_id, r.kind,
                  r.analyst, len(r.members))
@@ -484,7 +503,8 @@ class PartyNode:
         _check_node_role(fed, model_owner, ("party",), "model owner")
         _check_node_role(fed, dealer, ("dealer", "coordinator"), "dealer")
         job = DataOwnerJob(r.tag, spec=spec, rows=X, row_numbers=numbers,
-                           model_owner=model_owner, dealer=dealer)
+                           model_owner=model_owner, dealer=dealer, features=tuple(columns),
+                           me=me)
         return job, Prepared(spec=spec, n_samples=int(X.shape[0]))
 
     def _prepare_padded(self, r: PrepareDataOwner, req: PolicyRequest,
@@ -525,17 +545,25 @@ class PartyNode:
         # the size the request declares: refused before the model is even loaded
         self.policy.check_cost(trail[-1], cost.inference_cost(r.inference), rows_public=True)
         data_owner = r.one(SessionRole.DATA_OWNER, "data owner")
+        # the model's own policy (who, rows, usage), before it is loaded; reserved in prepare()
+        analyst, rows = trail[-1].analyst, r.inference.n_samples
+        names = model_names(models_dir(self.cfg))
+        wanted = r.model or (names[0] if len(names) == 1 else "")
+        mp = self.models.precheck(analyst, wanted, rows) if wanted in names else None
         name, model = _pick_model(load_models(models_dir(self.cfg), self.key, me), r.model, me)
+        if mp is None or name != wanted:
+            mp = self.models.precheck(analyst, name, rows)
         spec = r.inference
         trail.append(replace(trail[-1], computation=f"predict-{spec.kind}", backend=spec.backend,
                              columns=tuple(model.features),
                              recipient=f"{data_owner} (data owner), model {name}"))
-        linear.check_model(spec, model)
+        linear.check_model(spec, model, noise_std=mp.prediction_noise_std)
         dealer = r.optional(SessionRole.DEALER)
         _check_node_role(fed, data_owner, ("party",), "data owner")
         _check_node_role(fed, dealer, ("dealer", "coordinator"), "dealer")
         job = ModelOwnerJob(r.tag, spec=spec, model=model, data_owner=data_owner,
-                            dealer=dealer)
+                            dealer=dealer, model_name=name, noise_std=mp.prediction_noise_std,
+                            requirements=Requirements.of(name, model.features, mp).to_bytes())
         return job, Prepared()
 
     def run(self, session_id: str) -> None:
@@ -559,6 +587,13 @@ class PartyNode:
                 raise SessionError(f"{self.cfg.name} will not run session {session_id}: {exc}",
                                    grpc.StatusCode.FAILED_PRECONDITION) from None
             fault_point("after-commit")
+        if isinstance(job, ModelOwnerJob):  # the model's rows count before it runs
+            try:
+                self.models.usage.commit(session_id)
+            except ModelUsageError as exc:
+                self.registry.abort(session_id, "its model use was given back", None)
+                raise SessionError(f"{self.cfg.name} will not run session {session_id}: {exc}",
+                                   grpc.StatusCode.FAILED_PRECONDITION) from None
         s.thread = threading.Thread(target=self._role, args=(s, job), daemon=True,
                                     name=f"role-{session_id[:8]}")
         s.thread.start()
@@ -576,6 +611,8 @@ class PartyNode:
             return False
         never_ran = s is not None and s.status == Status.PREPARED
         was = self.registry.abort(session_id, reason, failed_node)
+        if never_ran and isinstance(job, ModelOwnerJob):
+            self.models.usage.refund(session_id, f"aborted before it ran ({reason[:300]})")
         if job is not None and job.charged:
             self.guard.refund(session_id, f"aborted before it ran ({reason[:300]})")
         elif job is not None and job.request is not None and never_ran and was:

@@ -60,7 +60,14 @@ import numpy as np
 import tenseal as ts
 
 from smpc.ckks.context import _context_shape
-from smpc.ckks.envelope import _ident, _last_prime_ratio, _level, _unwrap_list, _wrap
+from smpc.ckks.envelope import (
+    _ident,
+    _last_prime_ratio,
+    _level,
+    _read_varint,
+    _unwrap_list,
+    _wrap,
+)
 from smpc.ckks.keyholder import KeyHolder
 from smpc.ckks.release import csprng_gaussian
 from smpc.ckks.values import _as_vector, _check_magnitude, _chunks, _slots
@@ -132,7 +139,8 @@ def add_ciphertexts(ctx: ts.Context, batches: Sequence[Sequence[bytes]]) -> list
 
 
 def flood_ciphertexts(ctx: ts.Context, cts: Sequence[bytes], std: float) -> list[bytes]:
-    """Add a fresh public-key encryption of CSPRNG Gaussian noise of ``std``.
+    """Add a fresh public-key encryption of CSPRNG Gaussian noise of ``std``, independent in
+    every slot (:func:`_slot_noise`).
 
     For an evaluator that returns a result to the key holder and wants the
     CKKS error of its computation (which depends on its private inputs, e.g.
@@ -153,10 +161,57 @@ def flood_ciphertexts(ctx: ts.Context, cts: Sequence[bytes], std: float) -> list
     ident = _ident(ctx)
     out = []
     for v in vecs:
-        noise = ts.ckks_vector(ctx, (sd * csprng_gaussian(v.size())).tolist())
-        v.add_(noise)
+        v.add_(_slot_noise(ctx, v, sd))
         out.append(_wrap(ident, v))
     return out
+
+
+def _slot_noise(ctx: ts.Context, v: ts.CKKSVector, sd: float) -> ts.CKKSVector:
+    """A fresh encryption of independent noise in *every* slot, as a vector of ``v``'s size.
+
+    TenSEAL encodes a vector of ``n`` values replicated across all slots (slot ``k`` holds
+    value ``k mod n``), and a noise vector of size ``n`` with it: the key holder, who can
+    decrypt every slot, would find each replica of a value with the *same* noise -- their
+    differences carrying the evaluation's CKKS error unflooded, and ciphertexts crafted with
+    other values in those slots yielding noise-free differences.  So the noise is encrypted
+    as a full-slot vector and relabelled with ``v``'s size: the ``sizes`` field (1) of
+    TenSEAL's ``CKKSVectorProto`` rewritten, the ciphertext untouched.
+    """
+    full = ts.ckks_vector(ctx, (sd * csprng_gaussian(_slots(ctx))).tolist())
+    return ts.ckks_vector_from(ctx, _with_size(full.serialize(), v.size()))
+
+
+def _varint(x: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, x = x & 0x7F, x >> 7
+        out.append(b | (0x80 if x else 0))
+        if not x:
+            return bytes(out)
+
+
+def _with_size(proto: bytes, size: int) -> bytes:
+    """A serialized ``CKKSVectorProto`` with its ``sizes`` (field 1) replaced by ``[size]``
+    and every other field kept byte for byte."""
+    kept = bytearray()
+    i = 0
+    while i < len(proto):
+        start = i
+        key, i = _read_varint(proto, i)
+        wire = key & 7
+        if wire == 0:
+            _, i = _read_varint(proto, i)
+        elif wire == 1:
+            i += 8
+        elif wire == 2:
+            length, i = _read_varint(proto, i)
+            i += length
+        else:  # the message has varint, double and bytes fields only
+            raise InputError("unexpected field in a serialized CKKS vector")
+        if key >> 3 != 1:
+            kept += proto[start:i]
+    packed = _varint(size)
+    return b"\x0a" + _varint(len(packed)) + packed + bytes(kept)
 
 
 def pack_columns(key_holder_or_ctx: KeyHolder | ts.Context, X: np.ndarray) -> list[list[bytes]]:

@@ -46,6 +46,7 @@ from parties.analyst.client import Client, ComputationFailed, PermissionDenied, 
 from parties.cli.audit import main as audit_main
 from parties.config import (
     AnalystEntry,
+    ModelPolicy,
     PolicyConfig,
     load_federation,
     load_party_config,
@@ -154,7 +155,10 @@ def _policy(epsilon: float) -> PolicyConfig:
         allowed_columns=["x", "y", "group"], allowed_analysts=["analyst", "bob"],
         min_cohort_size=5, epsilon=epsilon, delta=1e-6,
         columns_by_computation={"histogram": ["secret"]}, require_dp=True,
-        bounds={k: (v[0], v[1]) for k, v in BOUNDS.items()})
+        bounds={k: (v[0], v[1]) for k, v in BOUNDS.items()},
+        # org-c's model opts out of the model protections visibly: these tests compare
+        # exact predictions (tests/integration/test_model_policy.py tests the protections)
+        models={"lin": ModelPolicy.exact()})
 
 
 @pytest.fixture(scope="module")

@@ -218,6 +218,28 @@ def test_party_policy_full_round_trip(fed_dir: Path) -> None:
                          "field 'at_rest_key' names a key file readable by group or others")
 
 
+def test_party_model_policies_default_safe_and_round_trip(fed_dir: Path) -> None:
+    """A model not listed gets the safe defaults (noisy predictions, a budget, plausibility);
+    a listed one keeps every field through save and load.  Catches a default that releases
+    exact predictions or a writer that drops ``policy.models``."""
+    d = party_dict()
+    d["policy"]["models"] = {"risk": {"allowed_analysts": [], "max_rows_per_request": 7,
+                                      "feature_bounds": {"age": [18, 95]},
+                                      "prediction_noise_std": 0.25}}
+    p = write(fed_dir / "party.json", d)
+    cfg = C.load_party_config(p)
+    default = cfg.policy.model("other")
+    assert default == C.ModelPolicy() and default.prediction_noise_std > 0
+    assert default.prediction_budget_rows < 10**6 and default.min_distinct_rows > 1
+    risk = cfg.policy.model("risk")
+    assert risk.allowed_analysts == () and risk.max_rows_per_request == 7
+    assert risk.feature_bounds == {"age": (18.0, 95.0)} and risk.prediction_noise_std == 0.25
+    assert risk.max_requests_per_day == default.max_requests_per_day
+    out = fed_dir / "saved.json"
+    C.save_config(cfg, out)
+    assert C.load_party_config(out).policy.models == cfg.policy.models
+
+
 def test_coordinator_and_dealer_round_trip(fed_dir: Path) -> None:
     cfg = C.load_coordinator_config(write(fed_dir / "coord.json", coordinator_dict()))
     assert (cfg.host, cfg.port, cfg.dealer, cfg.session_timeout) == (
@@ -472,6 +494,20 @@ PARTY_ERRORS: list[tuple[Mut, str]] = [
         "'federation' must be a file path or an embedded object, got an integer",
     ),
     (_set("kind", "coordinator"), "field 'kind' must be 'party' for this file, got 'coordinator'"),
+    # a model owner's per-model policy (issue 12): a typo must not widen it
+    (_set("policy.models", []), "'policy.models' must be an object mapping model names"),
+    (_set("policy.models", {"risk": {"noise": 1}}),
+     "field 'policy.models.risk.noise' is not a known field"),
+    (_set("policy.models", {"risk": {"allowed_analysts": ["eve"]}}),
+     "'policy.models.risk.allowed_analysts[0]' names 'eve', who is not an analyst"),
+    (_set("policy.models", {"risk": {"max_rows_per_request": 0}}),
+     "field 'policy.models.risk.max_rows_per_request' must be an integer >= 1, got 0"),
+    (_set("policy.models", {"risk": {"prediction_noise_std": -0.1}}),
+     "field 'policy.models.risk.prediction_noise_std' must be a number in [0, 1e+06]"),
+    (_set("policy.models", {"risk": {"max_sparse_row_fraction": 1.5}}),
+     "field 'policy.models.risk.max_sparse_row_fraction' must be a number in [0, 1]"),
+    (_set("policy.models", {"risk": {"feature_bounds": {"age": [5, 5]}}}),
+     "'policy.models.risk.feature_bounds.age' must be a pair [lo, hi] of finite numbers"),
 ]
 
 
