@@ -524,7 +524,8 @@ class PartyNode:
         _check_node_role(self.cfg.federation, dealer, ("dealer", "coordinator"), "dealer")
         job = DataOwnerJob(r.tag, spec=spec, rows=padded.features,
                            row_numbers=padded.row_numbers, model_owner=model_owner,
-                           dealer=dealer, public_count=size)
+                           dealer=dealer, public_count=size, features=tuple(columns),
+                           me=self.cfg.name)
         return job, Prepared(spec=spec, n_samples=size)
 
     def _prepare_model_owner(self, r: PrepareModelOwner, signed: Signed,

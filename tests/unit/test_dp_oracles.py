@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from parties.config import ModelPolicy
 from parties.data.sources import Table
 from parties.errors import NodeBlamed
 from parties.federation.inprocess import InProcessFederation
@@ -105,6 +106,10 @@ def fed(tmp_path_factory):
     init_federation(d / "fed", files, models={LAB: model_file}, min_cohort_size=5,
                     require_dp=True, epsilon=200.0, delta=1e-6)
     with InProcessFederation.open(d / "fed") as f:
+        # the model owner opts out of its model protections (noise, row budget, requests per
+        # day): these tests attack the data owner's outputs, over many predictions
+        lab = f.parties[LAB]
+        lab.models.policy = replace(lab.models.policy, models={"risk": ModelPolicy.exact()})
         yield f
 
 
