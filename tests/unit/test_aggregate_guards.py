@@ -9,7 +9,8 @@ exactly the messages under test.  Found by mutation testing (``python -m tests.m
   (:class:`~smpc.errors.ProtocolError` with ``peer``), and refuses parties whose ciphertext
   counts differ as a protocol violation, before the ciphertexts are added;
 * the key holder accepts only a party count in ``1..10000`` from the aggregator;
-* a data party refuses a pass-2 shift of the wrong length or with a count below one;
+* a data party refuses a pass-2 shift of the wrong length or with a count below one, and
+  accepts a count of exactly one;
 * with differential-privacy noise that covers the flood, the key holder's release is *exactly*
   the grid-valued sum of the contributions (no CKKS error, no flood), and without it the
   release is flooded;
@@ -137,6 +138,28 @@ def test_a_party_refuses_a_malformed_pass2_shift(doc):
     with pytest.raises(InputError, match="coordinator sent a malformed shift"):
         simulator.run(roles, timeout=30)
     assert sent_p2 == []
+
+
+def test_a_party_accepts_a_count_of_exactly_one():
+    """The boundary of the refusal above: a count of 1 (one row in all, ``ddof = 0``) is a
+    valid pass-2 divisor, so both parties send their pass-2 shares and the recipient gets
+    them (the variance of one row is 0)."""
+    spec = stats.StatSpec("var", ("a",), ddof=0)
+    parties = ["p0", "p1"]
+
+    def recipient(t: Transport) -> int:
+        for p in parties:
+            t.recv(p, "s/p1/sum-share")
+        t.broadcast(parties, "s/shift", pack_json({"shift": [7.0], "n": 1.0}))
+        return len([t.recv(p, "s/p2/sum-share") for p in parties])
+
+    def party(rows):
+        return lambda t: stats.run_party(t, spec, rows, parties=parties, recipient="coordinator",
+                                         tag="s")
+
+    roles = {"coordinator": recipient, "p0": party(np.array([[7.0]])),
+             "p1": party(np.zeros((0, 1)))}
+    assert simulator.run(roles, timeout=30).results["coordinator"] == 2
 
 
 def test_dp_noise_replaces_the_flood_and_the_release_is_exactly_the_sum(holder, public):
