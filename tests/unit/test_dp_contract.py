@@ -44,7 +44,7 @@ def test_delta_from_rho_refuses_a_non_number_epsilon():
             dp.delta_from_rho(0.1, bad)  # type: ignore[arg-type]
     with pytest.raises(InputError, match="non-negative finite"):
         dp.delta_from_rho(0.1, -0.5)
-    assert dp.delta_from_rho(0.1, 0) > 0.0  # epsilon 0 is allowed: delta is then the whole cost
+    assert 0.0 < dp.delta_from_rho(0.1, 0) < 1.0  # epsilon 0 is a valid (epsilon, delta) view
 
 
 def test_a_sum_of_costs_keeps_the_first_delta_and_shows_epsilon_there():
