@@ -212,3 +212,15 @@ def test_range_errors_name_the_aggregate_and_the_resolution():
     near = np.array([codec.max_abs(2) * 0.999])
     with pytest.raises(EncodingRangeError, match="with 16 fractional bits"):
         simulator.run(contribute(near, np.array([2**60], dtype=np.int64)), timeout=30)
+
+
+def test_each_party_is_range_checked_with_headroom_for_every_party():
+    """Three parties each hold one value of 0.4 times the single-value range ``2^63 / 2^f``:
+    each alone fits, but their sum (1.2 times it) would wrap the ring.  The range check
+    leaves room for all three addends (each must be below a third of the range), so the
+    statistic is refused before anything is shared instead of returning a wrapped sum."""
+    spec = stats.StatSpec("sum", ("x",))
+    big = spec.codec.max_abs() * 0.4
+    tables = [np.array([[big]]) for _ in range(3)]
+    with pytest.raises(EncodingRangeError, match="headroom for 3 terms"):
+        stats.simulate(spec, tables, timeout=30)
