@@ -8,7 +8,9 @@ exactly the messages under test.  Found by mutation testing (``python -m tests.m
 * the ckks aggregator refuses a party announcing no (or too many) ciphertexts and blames it
   (:class:`~smpc.errors.ProtocolError` with ``peer``), and refuses parties whose ciphertext
   counts differ as a protocol violation, before the ciphertexts are added;
-* the key holder accepts only a party count in ``1..10000`` from the aggregator;
+* the key holder accepts only a party count in ``1..10000`` and a count of summed
+  ciphertexts in ``1..4096`` from the aggregator;
+* every party's aggregate is range-checked with headroom for all parties;
 * a data party refuses a pass-2 shift of the wrong length or with a count below one, and
   accepts a count of exactly one;
 * with differential-privacy noise that covers the flood, the key holder's release is *exactly*
@@ -224,3 +226,26 @@ def test_each_party_is_range_checked_with_headroom_for_every_party():
     tables = [np.array([[big]]) for _ in range(3)]
     with pytest.raises(EncodingRangeError, match="headroom for 3 terms"):
         stats.simulate(spec, tables, timeout=30)
+
+
+@pytest.mark.parametrize(("announced", "accepted"), [(0, False), (1, True), (4096, True),
+                                                     (4097, False)])
+def test_the_key_holder_takes_1_to_4096_summed_ciphertexts(holder, announced, accepted):
+    """The key holder accepts an announced count of summed ciphertexts in 1..4096 and then
+    reads that many (here one-byte fakes, which decryption refuses as not being ciphertexts);
+    0 or 4097 is refused at once as the aggregator's protocol violation, naming it."""
+    def aggregator(t: Transport) -> None:
+        t.send("analyst", "s/n-sum", np.array([announced], dtype=np.int64))
+        for k in range(announced if accepted else 0):
+            t.send("analyst", f"s/sum/{k}", b"x")
+
+    roles = {"coordinator": aggregator,
+             "analyst": lambda t: aggregate.ckks_collect(t, aggregator="coordinator",
+                                                         keyholder=holder, length=3, tag="s")}
+    if accepted:
+        with pytest.raises(InputError, match="not an smpc CKKS ciphertext"):
+            simulator.run(roles, timeout=30)
+    else:
+        with pytest.raises(ProtocolError, match=f"announced {announced} summed") as info:
+            simulator.run(roles, timeout=30)
+        assert info.value.peer == "coordinator"
