@@ -20,4 +20,7 @@ EQUIVALENT_CORE: dict[str, str] = {
     "a2a973adb4": "ss_contribute dropping dtype=float64 on its values: they go only to "
                   "codec.encode, which converts them with np.asarray(values, dtype=np.float64) "
                   "itself (smpc/aggregate.py)",
+    "c764ecde76": "plan's unknown-backend refusal deleted: StatSpec (a frozen dataclass) already "
+                  "refuses an unknown backend at construction and stores the parsed Backend, so "
+                  "no StatSpec reaches plan with one (smpc/dp/planning.py)",
 }
