@@ -200,6 +200,24 @@ def test_a_record_with_a_valid_hash_but_no_seq_is_edited(tmp_path: Path, body: s
         )
 
 
+@pytest.mark.parametrize(("column", "value"), [
+    ("prev_hash", "zz" * 32), ("prev_hash", "0f" * 31), ("prev_hash", b"\x0f" * 32),
+    ("hash", b"\x0f" * 32), ("body", b'{"seq":3}'),
+], ids=["prev-not-hex", "prev-too-short", "prev-blob", "hash-blob", "body-blob"])
+def test_a_record_whose_stored_values_have_the_wrong_shape_is_edited(
+    tmp_path: Path, column: str, value: object,
+) -> None:
+    """SQLite stores whatever it is given: a prev_hash that is not 64 hex digits, or a hash or
+    body stored as a blob. The verifier reports record 3 as edited -- with and without the key
+    -- instead of failing on it (it never raises on tampering). Catches a shape check that
+    lets any one of these through to the hash computation."""
+    log = filled(tmp_path)
+    sql(log, f"UPDATE audit_records SET {column} = ? WHERE seq = 3", args=(value,))
+    for rep in (log.verify(), AuditLog(log.path, chain_only=True).verify()):
+        assert findings(rep) == {"edited": (3,)}
+        assert rep.problems == ("Record 3 was edited (its content no longer matches its hash).",)
+
+
 # ---- the exported head (anchor)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -322,3 +323,22 @@ def test_no_client_certificate_fails_the_handshake(server: Server) -> None:
     """Without a client certificate the TLS handshake fails: no handler, no guard message."""
     code, _ = refused(server, None, HEALTH)
     assert code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_handler_outside_the_guard_still_refuses_an_unidentified_caller() -> None:
+    """Defence in depth: a handler registered on a server without ``AccessGuard`` (here a
+    plaintext loopback port, so no certificate at all) asks ``caller`` who is calling and gets
+    UNAUTHENTICATED, never an anonymous identity. Catches a ``caller`` that returns ``None``
+    (the handler would go on and fail with an internal error, or worse, serve)."""
+    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    pb_grpc.add_PartyServicer_to_server(EchoParty(), srv)
+    port = srv.add_insecure_port("127.0.0.1:0")
+    srv.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch, \
+                pytest.raises(grpc.RpcError) as err:
+            DESCRIBE(ch)
+    finally:
+        srv.stop(None)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert err.value.details() == "no verified client certificate"

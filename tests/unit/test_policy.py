@@ -337,6 +337,104 @@ def test_a_refused_statistic_is_in_the_audit_log_and_the_ledger(guard: PrivacyGu
     assert [(e["event"], e["rho"]) for e in ev] == [("refused", 0.003)]
 
 
+def test_exact_requests_are_neither_prechecked_nor_charged(guard: PrivacyGuard) -> None:
+    """An exact request (no DP cost, allowed by a policy without ``require_dp``) passes the
+    budget pre-check and reserves nothing: no charge, no ledger event, no open session. Catches
+    a guard that treats a missing cost as a cost."""
+    exact = PolicyRequest(analyst="ann", kind="stat", columns=("x",), session_id="5" * 16,
+                          computation="mean")
+    before = guard.ledger.events()
+    assert guard.precheck_budget(exact) is None
+    assert guard.reserve(exact) is None
+    assert guard.ledger.charge("5" * 16) is None and guard.ledger.events() == before
+    assert guard.pending_sessions() == []
+
+
+def test_reserve_answers_with_the_pending_charge(guard: PrivacyGuard) -> None:
+    """The node reports the reservation it made: pending, for this session, at this cost, with
+    the budget left. Catches a ``reserve`` that answers nothing."""
+    total = guard.total_rho
+    res = guard.reserve(dp_request("6" * 16, 0.25 * total))
+    assert res is not None
+    assert (res.session_id, res.analyst, res.dataset, res.rho, res.state) == (
+        "6" * 16, "ann", "org-a", 0.25 * total, "pending")
+    assert res.remaining == guard.ledger.remaining("ann", "org-a")
+    assert guard.pending_sessions() == ["6" * 16]
+
+
+def test_the_over_budget_answer_states_the_cost_in_rho_and_in_epsilon(guard: PrivacyGuard) -> None:
+    """The refusal the analyst receives gives the remaining budget and the request's cost in rho
+    and in (epsilon, delta), as the module documents. Catches a message that drops the
+    (epsilon, delta) view of the cost."""
+    cost = dp.PrivacyCost(2 * guard.total_rho, 1e-6)
+    req = PolicyRequest(analyst="ann", kind="stat", columns=("x",), session_id="7" * 16,
+                        computation="mean", cost=cost)
+    with pytest.raises(BudgetExceeded) as ei:
+        guard.reserve(req)
+    assert cost.epsilon is not None
+    assert str(ei.value).endswith(
+        f"; this request costs rho {cost.rho:.6g} (epsilon {cost.epsilon:.4g} at delta 1e-06)")
+    assert guard.ledger.charge("7" * 16) is None
+
+
+def test_an_analyst_without_a_budget_is_told_nothing_remains(guard: PrivacyGuard) -> None:
+    """carol has no budget on this party's dataset: refused with remaining 0 of a total of 0,
+    never with numbers from somewhere else. Catches a refusal that invents a budget."""
+    with pytest.raises(BudgetExceeded) as ei:
+        guard.reserve(dp_request("8" * 16, 1e-6, analyst="carol"))
+    e = ei.value
+    assert (e.analyst, e.remaining, e.total, e.requested) == ("carol", 0.0, 0.0, 1e-6)
+    assert "remaining rho 0, epsilon 0 at delta 1e-06, of a total rho 0" in str(e)
+
+
+def test_the_precheck_uses_the_ledgers_slack_and_records_its_refusal(
+    guard: PrivacyGuard,
+) -> None:
+    """On bob's untouched budget T: a cost of exactly T x (1 + 1e-12) passes the pre-check (and
+    the ledger takes it); T x (1 + 1.5e-12) is refused by the pre-check -- before any row is
+    read -- as the ledger would refuse it, and the refusal is a ledger ``refused`` event with
+    its cost. Catches a pre-check with ``>=``, with a wider slack than the ledger's, or that
+    does not record."""
+    total = guard.ledger.remaining("bob", "org-a")
+    over = dp_request("9" * 16, total * (1 + 1.5e-12), analyst="bob")
+    with pytest.raises(BudgetExceeded, match="is exhausted"):
+        guard.precheck_budget(over)
+    assert over.cost is not None
+    refused = guard.ledger.events()[-1]
+    assert (refused["event"], refused["session_id"], refused["analyst"], refused["rho"]) == (
+        "refused", "9" * 16, "bob", over.cost.rho)
+    assert str(refused["detail"]).startswith("over budget (pre-check): org-a refuses")
+    with pytest.raises(BudgetExceeded):
+        guard.ledger.reserve("9" * 16, "bob", "org-a", over.cost.rho)  # the ledger agrees
+    fits = dp_request("a" * 15 + "0", total * (1 + 1e-12), analyst="bob")
+    guard.precheck_budget(fits)
+    assert guard.reserve(fits) is not None
+
+
+def test_a_committed_session_is_no_longer_open(guard: PrivacyGuard) -> None:
+    """After the commit the session is no longer pending in this process, so a later sweep (the
+    session then ends) does not try to refund it. Catches a commit that leaves the session open
+    for the reaper."""
+    sid = "b" * 16
+    guard.reserve(dp_request(sid, 0.001))
+    guard.commit(sid)
+    assert guard.pending_sessions() == []
+    assert guard.sweep(lambda s: False) == []
+    assert guard.ledger.charge(sid).state == "spent"  # type: ignore[union-attr]
+
+
+def test_refund_of_a_charge_this_process_did_not_open(guard: PrivacyGuard) -> None:
+    """A pending charge reserved by an earlier process (not open here) can still be refunded
+    by session id: True, and the budget comes back. Catches a refund that assumes the session
+    was opened by this process."""
+    sid = "c" * 16
+    full = guard.ledger.remaining("ann", "org-a")
+    Ledger(guard.cfg.database).reserve(sid, "ann", "org-a", 0.002)
+    assert guard.refund(sid, "the operator knows nothing was sent") is True
+    assert guard.ledger.charge(sid).state == "refunded"  # type: ignore[union-attr]
+    assert guard.ledger.remaining("ann", "org-a") == full
+
+
 # ------------------------------------------------------------------ what errors carry out
 
 

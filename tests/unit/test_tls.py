@@ -324,6 +324,22 @@ def test_peer_identity_is_none_without_tls() -> None:
         server.stop(None)
 
 
+def test_peer_identity_is_none_for_a_tls_client_without_certificate(pki: PKI) -> None:
+    """A TLS server that does not require client certificates (server credentials without
+    client auth): the caller is encrypted but unidentified, and ``peer_identity`` says so
+    (``None``) instead of failing. Catches a ``peer_identity`` that assumes a certificate
+    whenever the transport is TLS."""
+    node = pki.nodes["party-a"]
+    creds = grpc.ssl_server_credentials([(node.key.read_bytes(), node.cert.read_bytes())],
+                                        root_certificates=None, require_client_auth=False)
+    server, port = _start(creds)
+    try:
+        anonymous = grpc.ssl_channel_credentials(root_certificates=pki.ca_path.read_bytes())
+        assert _call(port, anonymous) == b"none"
+    finally:
+        server.stop(None)
+
+
 def test_missing_credential_file_is_a_clear_error(tmp_path: Path, pki: PKI) -> None:
     node = pki.nodes["party-a"]
     with pytest.raises(PKIError, match="not found"):
