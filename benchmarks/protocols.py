@@ -62,6 +62,10 @@ N_STAT_COLUMNS = 10
 N_DATA_COLUMNS = 16
 N_FEATURES = 30
 MAX_BINS = 65536
+#: The parties' request limits for the benchmark (policy fields): the vector-sum proxy releases
+#: up to 10^6 values per party, ten times the default limit.
+BENCH_LIMITS = {"max_released_values": 2_000_000, "max_session_cpu_seconds": 900.0,
+                "max_request_memory_mb": 8192.0}
 _DONE_RE = re.compile(r"session (\S+) done on (\S+) in ([\d.]+) s \(sent (\d+) msgs / (\d+) B")
 _COORD_RE = re.compile(r"session (\S+): done in ([\d.]+) s")
 
@@ -139,8 +143,10 @@ def _start_federation(cfg: Config, key: str, parties: int, rows: int, samples: i
             p.write_text(json.dumps(m.to_json()))
             model_files.setdefault("mo", []).append(p)
     directory = root / "federation"
+    # the vector-sum proxy releases up to 10^6 values per party: above the default limit
     federation.init_federation(directory, files, models=model_files, names=all_names,
-                               min_cohort_size=1, session_timeout=900.0, overwrite=True)
+                               min_cohort_size=1, session_timeout=900.0, overwrite=True,
+                               limits=BENCH_LIMITS)
     if cfg.profile_dir:
         lay = federation.Layout(directory)
         env = {"PYTHONPATH": _repo_root()}

@@ -18,7 +18,8 @@ no verified identity,       UNAUTHENTICATED /     :class:`Unauthenticated` /
 caller not allowed          PERMISSION_DENIED     :class:`PermissionDenied`
 (:class:`AuthError`)
 :class:`ColumnRefused`      INVALID_ARGUMENT      :class:`InvalidRequest`
-:class:`PolicyError`        PERMISSION_DENIED     :class:`PermissionDenied`
+:class:`PolicyError`,       PERMISSION_DENIED     :class:`PermissionDenied`
+:class:`LimitExceeded`
 :class:`SessionError`       its own code: NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION,
                             RESOURCE_EXHAUSTED -> :class:`SessionRejected`
 :class:`NodeBlamed`         its own code          by code (usually :class:`ComputationFailed`)
@@ -63,6 +64,7 @@ __all__ = [
     "ComputationFailed",
     "DeadlineExceeded",
     "InvalidRequest",
+    "LimitExceeded",
     "NodeBlamed",
     "PermissionDenied",
     "PolicyError",
@@ -92,6 +94,16 @@ _Handler = TypeVar("_Handler", bound=Callable[..., Any])
 
 class PolicyError(InputError):
     """A party's own policy refuses the request (analyst, cohort size): PERMISSION_DENIED."""
+
+
+class LimitExceeded(PolicyError):
+    """A request would cost (or a running role used) more than the party's policy allows one
+    request: PERMISSION_DENIED.  ``limit`` names the policy field (``max_released_values`` ...).
+    """
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class ColumnRefused(PolicyError):

@@ -25,6 +25,10 @@ nothing else about any single ``v_i``:
 Every ``ss`` vector is range-checked before encoding with headroom for the
 number of parties, so the sum cannot wrap around: overflow is an
 :class:`~smpc.encoding.EncodingRangeError`, never a wrong answer.
+
+A contributing party calls :meth:`~smpc.transport.Transport.check_cancelled`
+between its steps (encoding and sharing, each seed expansion, each ciphertext):
+a party whose session was aborted stops within one step.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ def ss_contribute(
     ``noise_ulps`` (int64, in units of the codec's resolution) is this party's
     differential-privacy noise share, added to the encoding before sharing.
     """
+    t.check_cancelled()  # pragma: no mutate (liveness only: it cannot change what is sent)
     values = np.asarray(values, dtype=np.float64)
     encoded = codec.encode(values, headroom=len(parties), what=what)
     if noise_ulps is not None:
@@ -72,6 +77,7 @@ def ss_contribute(
         seed = t.recv_bytes(peer, f"{tag}/seed", max_len=SEED_MESSAGE_BYTES)
         if len(seed) != SEED_MESSAGE_BYTES:
             raise ProtocolError(f"{peer} sent a {len(seed)}-byte seed for {tag!r}", peer=peer)
+        t.check_cancelled()  # pragma: no mutate (liveness only)
         sum_share += sharing.expand_share(seed, encoded.shape, stream=f"{tag}/{peer}")
     if recipient == t.me:
         return _collect_shares(t, parties, sum_share, tag, codec)
@@ -99,9 +105,14 @@ def _collect_shares(
 def ckks_contribute(
     t: Transport, *, aggregator: str, public_context: object, values: np.ndarray, tag: str
 ) -> None:
-    """Party side of the ``ckks`` secure sum: encrypt under the public context, send."""
-    cts = ckks.encrypt_public(public_context, np.asarray(values, dtype=np.float64))
-    t.send(aggregator, f"{tag}/n-ct", np.array([len(cts)], dtype=np.int64))
+    """Party side of the ``ckks`` secure sum: encrypt under the public context, send.
+
+    One ciphertext is made and sent at a time (the vector is validated first), with a
+    cancellation check before each send.
+    """
+    t.check_cancelled()  # pragma: no mutate (liveness only)
+    count, cts = ckks.encrypt_public_stream(public_context, np.asarray(values, dtype=np.float64))
+    t.send(aggregator, f"{tag}/n-ct", np.array([count], dtype=np.int64))
     for k, ct in enumerate(cts):
         t.send(aggregator, f"{tag}/ct/{k}", ct)
 

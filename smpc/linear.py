@@ -7,8 +7,13 @@ a logistic model).
 
 ``ss`` (Beaver products, with a dealer)
     Each owner secret-shares its input with a single seed (the peer's share is
-    the seed's expansion), the dealer deals one seed-compressed matmul triple,
-    and the owners compute shares of ``X w`` with one Beaver opening.  The
+    the seed's expansion).  For the one matmul triple, each owner draws its own
+    mask seed and sends it to the dealer (16 bytes), which sends back only the
+    model owner's correction (its share of ``c``, ``n_samples + 40`` words): the
+    dealer cannot choose, correlate or reuse the owners' masks.  The owners check
+    the triple (:mod:`smpc.beaver.checking`, 40 rows: a wrong correction fails
+    naming the dealer before anything is opened, except with probability
+    ``2^-40``), then compute shares of ``X w`` with one Beaver opening.  The
     product is *not* truncated: it is revealed at once to the data owner at
     ``2f`` fractional bits, which saves a round and is exact up to the encoding
     error.  That needs ``|X w + b| < 2^(63-2f)`` (2.1e9 for f=16), which is
@@ -33,7 +38,15 @@ What each party learns
     owner learns the predictions -- and note that predictions on ``d + 1`` rows
     in general position determine a linear model: protecting the model against
     extraction through its outputs is a matter of policy (who may ask how
-    often), not of this protocol.  The dealer learns nothing about inputs.
+    often), not of this protocol.  The dealer learns nothing about inputs: it
+    receives the owners' mask seeds and never an opening.  Whatever it sends, it
+    cannot make one owner's masks known to the other (see :mod:`smpc.beaver`);
+    it is trusted only not to collude with an owner.
+
+Cancellation
+    Both owners call :meth:`~smpc.transport.Transport.check_cancelled` between their
+    steps (sharing, seed expansion, the Beaver product, each column's encryption, the
+    encrypted evaluation) and before every message: an aborted role stops within one step.
 """
 
 from __future__ import annotations
@@ -251,18 +264,22 @@ def check_model(spec: InferenceSpec, model: LinearModel) -> None:
 # ---------------------------------------------------------------------------
 
 def _triple_request(spec: InferenceSpec) -> beaver.TripleRequest:
-    return beaver.TripleRequest.matmul((spec.n_samples, spec.n_features), (spec.n_features,))
+    return beaver.TripleRequest.matmul((spec.n_samples, spec.n_features), (spec.n_features,),
+                                       checks=beaver.DEFAULT_CHECKS)
 
 
 def run_dealer_ss(t: Transport, spec: InferenceSpec, *, data_owner: str, model_owner: str,
                   tag: str) -> None:
-    """The dealer: one seed-compressed matmul triple for ``X @ w``."""
+    """The dealer: one checked matmul triple for ``X @ w`` from the owners' own mask seeds
+    (it sends a hello to each owner, receives their seeds, sends the model owner its
+    correction; :func:`smpc.beaver.deal`)."""
     beaver.deal(t, [data_owner, model_owner], [_triple_request(spec)], f"{tag}/deal")
 
 
 def run_data_owner_ss(t: Transport, spec: InferenceSpec, X: np.ndarray, *, model_owner: str,
                       dealer: str, tag: str) -> np.ndarray:
     """The data owner: returns the predictions (probabilities for a logistic model)."""
+    t.check_cancelled()  # pragma: no mutate (liveness only)
     X = check_features(spec, X)
     codec = spec.codec
     parties = [t.me, model_owner]
@@ -272,8 +289,10 @@ def run_data_owner_ss(t: Transport, spec: InferenceSpec, X: np.ndarray, *, model
     w_share = sharing.expand_share(w_seed, (spec.n_features,), f"{tag}/w")
     (triple,) = beaver.receive(t, dealer, parties, [_triple_request(spec)], f"{tag}/deal")
     assert isinstance(triple, beaver.TripleShare)  # a TripleRequest's share (for the checker)
+    t.check_cancelled()  # pragma: no mutate (liveness only)
     z_mine = beaver.matmul(t, parties, triple, shared_x.explicit, w_share, f"{tag}/mm",
                            method="none")
+    t.check_cancelled()  # pragma: no mutate (liveness only)
     z_theirs = t.recv_array(model_owner, f"{tag}/z", np.uint64, (spec.n_samples,))
     logits = codec.decode(z_mine + z_theirs, frac_bits=2 * spec.frac_bits)
     return finish_predictions(spec, logits)
@@ -282,6 +301,7 @@ def run_data_owner_ss(t: Transport, spec: InferenceSpec, X: np.ndarray, *, model
 def run_model_owner_ss(t: Transport, spec: InferenceSpec, model: LinearModel, *,
                        data_owner: str, dealer: str, tag: str) -> None:
     """The model owner: contributes ``w`` and ``b``; learns nothing."""
+    t.check_cancelled()  # pragma: no mutate (liveness only)
     check_model(spec, model)
     codec = spec.codec
     parties = [data_owner, t.me]
@@ -289,9 +309,11 @@ def run_model_owner_ss(t: Transport, spec: InferenceSpec, model: LinearModel, *,
                                         f"{tag}/w")
     t.send(data_owner, f"{tag}/w-seed", shared_w.seeds[0])
     x_seed = _recv_seed(t, data_owner, f"{tag}/x-seed")
+    t.check_cancelled()  # pragma: no mutate (liveness only)
     x_share = sharing.expand_share(x_seed, (spec.n_samples, spec.n_features), f"{tag}/x")
     (triple,) = beaver.receive(t, dealer, parties, [_triple_request(spec)], f"{tag}/deal")
     assert isinstance(triple, beaver.TripleShare)  # a TripleRequest's share (for the checker)
+    t.check_cancelled()  # pragma: no mutate (liveness only)
     z = beaver.matmul(t, parties, triple, x_share, shared_w.explicit, f"{tag}/mm",
                       method="none")
     z = z + codec.encode(np.full(spec.n_samples, model.intercept),
@@ -356,10 +378,12 @@ def run_data_owner_ckks(t: Transport, spec: InferenceSpec, X: np.ndarray, *, mod
     release step is applied here; the model owner's flooding already hides the
     evaluation noise that depends on its weights.
     """
+    t.check_cancelled()  # pragma: no mutate (liveness only)
     X = check_features(spec, X)
     holder = ckks.KeyHolder(spec.ckks_preset)
     t.send(model_owner, f"{tag}/ctx", holder.public_context())
-    for j, column in enumerate(ckks.pack_columns(holder, X)):
+    for j in range(spec.n_features):  # one column at a time: a cancelled role stops between
+        (column,) = ckks.pack_columns(holder, X[:, j:j + 1])
         for k, ct in enumerate(column):
             t.send(model_owner, f"{tag}/x/{j}/{k}", ct)
     logits_cts = [t.recv_bytes(model_owner, f"{tag}/z/{k}", max_len=ckks.MAX_CIPHERTEXT_BYTES)
@@ -373,6 +397,7 @@ def run_data_owner_ckks(t: Transport, spec: InferenceSpec, X: np.ndarray, *, mod
 def run_model_owner_ckks(t: Transport, spec: InferenceSpec, model: LinearModel, *,
                          data_owner: str, tag: str) -> None:
     """The model owner: ``sum_j w_j ct_j + b`` on ciphertexts, flooded, sent back."""
+    t.check_cancelled()  # pragma: no mutate (liveness only)
     check_model(spec, model)
     data = t.recv_bytes(data_owner, f"{tag}/ctx", max_len=ckks.MAX_CONTEXT_BYTES)
     try:
@@ -386,7 +411,9 @@ def run_model_owner_ckks(t: Transport, spec: InferenceSpec, model: LinearModel, 
     chunks = _chunks(spec)
     columns = [[t.recv_bytes(data_owner, f"{tag}/x/{j}/{k}", max_len=ckks.MAX_CIPHERTEXT_BYTES)
                 for k in range(chunks)] for j in range(spec.n_features)]
+    t.check_cancelled()  # pragma: no mutate (liveness only)
     logits = ckks.linear_combination(ctx, columns, model.weights, model.intercept)
+    t.check_cancelled()  # pragma: no mutate (liveness only)
     if spec.output == InferenceOutput.ENCRYPTED_SIGMOID:
         logits = ckks.sigmoid_poly3(ctx, logits)
     std = model_flood_std(spec, model.weights)

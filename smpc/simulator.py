@@ -4,8 +4,10 @@ Each role runs in its own thread with a :class:`SimulatedTransport`; messages
 go through an in-memory hub that copies arrays (as a network would), enforces
 exactly-once delivery per (sender, recipient, tag), and counts messages and
 bytes per node.  If a role raises, every node waiting on it is woken with a
-:class:`~smpc.errors.PeerFailure` naming it, and :func:`run` re-raises the
-first error -- the same failure semantics the gRPC runtime gives.
+:class:`~smpc.errors.PeerFailure` naming it, every other role stops at its next
+:meth:`~smpc.transport.Transport.check_cancelled` (the computation cannot
+succeed any more), and :func:`run` re-raises the first error -- the same
+failure semantics the gRPC runtime gives.
 
 The unit tests and the op-level benchmarks use this; it is not a security
 boundary (all nodes share one address space).
@@ -53,6 +55,12 @@ class SimulatedTransport(Transport):
             self._hub.seen.add(key)
             self._hub.boxes[key] = copy
             self._hub.cond.notify_all()
+
+    def _check_cancelled(self) -> None:
+        with self._hub.cond:
+            failed = next((n for n in self._hub.failed if n != self.me), None)
+        if failed is not None:
+            raise PeerFailure(failed, f"{failed} failed: {self.me} stops its role")
 
     def _recv(self, sender: str, tag: str) -> Payload:
         key = (sender, self.me, tag)

@@ -16,7 +16,15 @@ Guarantees a transport must give (the protocols rely on them):
   (replay protection), and tags are chosen by the protocols to be unique;
 * **bounded waiting**: ``recv`` raises :class:`~smpc.errors.PeerFailure`
   naming the sender when it does not arrive before the deadline or the sender
-  has failed.
+  has failed;
+* **cooperative cancellation**: :meth:`Transport.check_cancelled` raises (a
+  :class:`~smpc.errors.PeerFailure`, or the runtime's own limit error) as soon
+  as the role must stop -- its session was aborted or expired, its node is
+  shutting down, or it used up what its node allows one session.  Protocols
+  call it before and after every step that costs time or memory (local
+  aggregation, noise sampling, each ciphertext chunk); :meth:`Transport.send`
+  calls it before every message.  A role that is told to stop therefore stops
+  within one such step, and the memory its steps held is released with it.
 
 Payloads are numpy arrays (any numeric dtype and shape) or raw bytes
 (seeds, ciphertexts, serialized contexts, small JSON documents).
@@ -26,7 +34,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +95,7 @@ class Transport(ABC):
     def __init__(self, me: str) -> None:
         self.me = me
         self.traffic = Traffic()
+        self._stop_checks: list[Callable[[], None]] = []
 
     @abstractmethod
     def _send(self, to: str, tag: str, payload: Payload) -> None: ...
@@ -94,10 +103,32 @@ class Transport(ABC):
     @abstractmethod
     def _recv(self, sender: str, tag: str) -> Payload: ...
 
+    def _check_cancelled(self) -> None:  # noqa: B027 - optional hook: never cancelled by default
+        """What the transport itself knows about cancellation (the simulator: a node failed);
+        raise :class:`~smpc.errors.PeerFailure` to stop the role.  A no-op by default."""
+
+    def add_stop_check(self, check: Callable[[], None]) -> None:
+        """Have :meth:`check_cancelled` also call ``check``, which raises to stop the role
+        (the runtime installs its session's state and its node's per-session limits)."""
+        self._stop_checks.append(check)
+
+    def check_cancelled(self) -> None:
+        """Raise if this node's role must stop now (module docstring); otherwise return.
+
+        Cheap: protocols call it before and after each expensive step.
+        """
+        self._check_cancelled()
+        for check in self._stop_checks:
+            check()
+
     def send(self, to: str, tag: str, payload: Payload) -> None:
-        """Deliver ``payload`` to node ``to`` under ``tag`` (unique per session)."""
+        """Deliver ``payload`` to node ``to`` under ``tag`` (unique per session).
+
+        Calls :meth:`check_cancelled` first: a role told to stop sends nothing more.
+        """
         if to == self.me:
             raise ProtocolError(f"{self.me} tried to send {tag!r} to itself")
+        self.check_cancelled()
         self.traffic.record_send(to, payload_nbytes(payload))
         self._send(to, tag, payload)
 

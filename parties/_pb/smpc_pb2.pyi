@@ -59,6 +59,16 @@ class DeliverAck(_message.Message):
     bytes_received: int
     def __init__(self, bytes_received: _Optional[int] = ...) -> None: ...
 
+class WitnessRequest(_message.Message):
+    __slots__ = ("signed_head",)
+    SIGNED_HEAD_FIELD_NUMBER: _ClassVar[int]
+    signed_head: bytes
+    def __init__(self, signed_head: _Optional[bytes] = ...) -> None: ...
+
+class WitnessResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class HealthRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -114,7 +124,7 @@ class DescribeResponse(_message.Message):
     def __init__(self, name: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
 
 class PrepareRequest(_message.Message):
-    __slots__ = ("session_id", "timeout_seconds", "kind", "spec_json", "where", "members", "analyst", "columns", "model", "tag")
+    __slots__ = ("session_id", "timeout_seconds", "kind", "spec_json", "where", "members", "analyst", "columns", "model", "tag", "signed_request")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +135,7 @@ class PrepareRequest(_message.Message):
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TAG_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_REQUEST_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     timeout_seconds: float
     kind: SessionKind
@@ -135,7 +146,8 @@ class PrepareRequest(_message.Message):
     columns: _containers.RepeatedScalarFieldContainer[str]
     model: str
     tag: str
-    def __init__(self, session_id: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., kind: _Optional[_Union[SessionKind, str]] = ..., spec_json: _Optional[str] = ..., where: _Optional[str] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., analyst: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., tag: _Optional[str] = ...) -> None: ...
+    signed_request: bytes
+    def __init__(self, session_id: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., kind: _Optional[_Union[SessionKind, str]] = ..., spec_json: _Optional[str] = ..., where: _Optional[str] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., analyst: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., tag: _Optional[str] = ..., signed_request: _Optional[bytes] = ...) -> None: ...
 
 class PrepareResponse(_message.Message):
     __slots__ = ("n_samples", "spec_json")
@@ -200,16 +212,18 @@ class DealResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class StatRequest(_message.Message):
-    __slots__ = ("spec_json", "where", "parties", "timeout_seconds")
+    __slots__ = ("spec_json", "where", "parties", "timeout_seconds", "signed_request")
     SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
     WHERE_FIELD_NUMBER: _ClassVar[int]
     PARTIES_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_REQUEST_FIELD_NUMBER: _ClassVar[int]
     spec_json: str
     where: str
     parties: _containers.RepeatedScalarFieldContainer[str]
     timeout_seconds: float
-    def __init__(self, spec_json: _Optional[str] = ..., where: _Optional[str] = ..., parties: _Optional[_Iterable[str]] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+    signed_request: bytes
+    def __init__(self, spec_json: _Optional[str] = ..., where: _Optional[str] = ..., parties: _Optional[_Iterable[str]] = ..., timeout_seconds: _Optional[float] = ..., signed_request: _Optional[bytes] = ...) -> None: ...
 
 class ComputeUp(_message.Message):
     __slots__ = ("request", "chunk")
@@ -248,7 +262,7 @@ class ComputeDown(_message.Message):
     def __init__(self, started: _Optional[_Union[ComputeStarted, _Mapping]] = ..., chunk: _Optional[_Union[Chunk, _Mapping]] = ..., result: _Optional[_Union[ComputeResult, _Mapping]] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("data_owner", "model_owner", "model", "where", "backend", "output", "feature_bound", "frac_bits", "ckks_preset", "timeout_seconds")
+    __slots__ = ("data_owner", "model_owner", "model", "where", "backend", "output", "feature_bound", "frac_bits", "ckks_preset", "timeout_seconds", "signed_request")
     DATA_OWNER_FIELD_NUMBER: _ClassVar[int]
     MODEL_OWNER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -259,6 +273,7 @@ class PredictRequest(_message.Message):
     FRAC_BITS_FIELD_NUMBER: _ClassVar[int]
     CKKS_PRESET_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_REQUEST_FIELD_NUMBER: _ClassVar[int]
     data_owner: str
     model_owner: str
     model: str
@@ -269,7 +284,8 @@ class PredictRequest(_message.Message):
     frac_bits: int
     ckks_preset: str
     timeout_seconds: float
-    def __init__(self, data_owner: _Optional[str] = ..., model_owner: _Optional[str] = ..., model: _Optional[str] = ..., where: _Optional[str] = ..., backend: _Optional[str] = ..., output: _Optional[str] = ..., feature_bound: _Optional[float] = ..., frac_bits: _Optional[int] = ..., ckks_preset: _Optional[str] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+    signed_request: bytes
+    def __init__(self, data_owner: _Optional[str] = ..., model_owner: _Optional[str] = ..., model: _Optional[str] = ..., where: _Optional[str] = ..., backend: _Optional[str] = ..., output: _Optional[str] = ..., feature_bound: _Optional[float] = ..., frac_bits: _Optional[int] = ..., ckks_preset: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., signed_request: _Optional[bytes] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
     __slots__ = ("session_id", "data_owner", "n_predictions", "output_path", "kind", "backend")

@@ -45,6 +45,11 @@ class NodeStub:
                 request_serializer=smpc_dot_v1_dot_smpc__pb2.Chunk.SerializeToString,
                 response_deserializer=smpc_dot_v1_dot_smpc__pb2.DeliverAck.FromString,
                 _registered_method=True)
+        self.Witness = channel.unary_unary(
+                '/smpc.v1.Node/Witness',
+                request_serializer=smpc_dot_v1_dot_smpc__pb2.WitnessRequest.SerializeToString,
+                response_deserializer=smpc_dot_v1_dot_smpc__pb2.WitnessResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -67,6 +72,15 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Witness(self, request, context):
+        """A peer party's signed audit head (parties.privacy.witness), sent after each session it
+        shared with this node: kept so that a party that rewrites its own audit chain is
+        contradicted by the heads its peers hold. Callable only by parties.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +93,11 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.Deliver,
                     request_deserializer=smpc_dot_v1_dot_smpc__pb2.Chunk.FromString,
                     response_serializer=smpc_dot_v1_dot_smpc__pb2.DeliverAck.SerializeToString,
+            ),
+            'Witness': grpc.unary_unary_rpc_method_handler(
+                    servicer.Witness,
+                    request_deserializer=smpc_dot_v1_dot_smpc__pb2.WitnessRequest.FromString,
+                    response_serializer=smpc_dot_v1_dot_smpc__pb2.WitnessResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -136,6 +155,33 @@ class Node:
             '/smpc.v1.Node/Deliver',
             smpc_dot_v1_dot_smpc__pb2.Chunk.SerializeToString,
             smpc_dot_v1_dot_smpc__pb2.DeliverAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Witness(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smpc.v1.Node/Witness',
+            smpc_dot_v1_dot_smpc__pb2.WitnessRequest.SerializeToString,
+            smpc_dot_v1_dot_smpc__pb2.WitnessResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -15,8 +15,12 @@ Or with explicit files: ``Client("federation.json", cert=..., key=..., ca=...)``
 
 Guarantees:
 
-* every connection is mutual TLS with the analyst's certificate, trusts only
-  the federation CA, and pins the coordinator's node name;
+* every connection is mutual TLS with the analyst's certificate and trusts
+  only the coordinator's own certificate -- verified against the federation CA,
+  its identity, its pin and the revocations of the federation config, which is
+  reloaded when its file changes (:mod:`parties.transport.pinning`); a
+  coordinator presenting another certificate gets nothing and the error names
+  it;
 * ``ckks`` statistics: the client creates the CKKS key pair **locally**
   (:class:`smpc.ckks.KeyHolder`), sends only the public context (no secret
   key, no Galois keys), runs the key holder's role over the ``Compute`` stream,
@@ -41,6 +45,7 @@ Guarantees:
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import threading
@@ -54,7 +59,8 @@ import grpc
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.analyst.keyholder import run_keyholder
-from parties.config import FederationConfig, load_federation
+from parties.config import FederationConfig, TLSFiles, load_federation
+from parties.data import filters
 from parties.errors import (
     ComputationFailed,
     DeadlineExceeded,
@@ -64,13 +70,16 @@ from parties.errors import (
     SessionRejected,
     Unauthenticated,
     Unavailable,
+    failed_node_of,
     from_rpc_error,
 )
-from parties.pki.certs import load_certificate
+from parties.pki import signed
+from parties.pki.certs import load_certificate, load_private_key
 from parties.pki.identity import identity_from_certificate
 from parties.transport import wire
+from parties.transport.pinning import PinnedChannels
+from parties.transport.requests import prediction_request, statistic_request
 from parties.transport.sessions import Session
-from parties.transport.tls import channel_credentials, channel_options
 from smpc.errors import InputError, PeerFailure, SmpcError
 from smpc.names import Backend
 from smpc.stats import StatResult, StatSpec
@@ -198,7 +207,9 @@ class Client:
             raise InputError("the analyst's certificate and key are required (cert=, key=)")
         ca = ca or fed.ca_cert
         self.federation = fed
-        self.analyst = identity_from_certificate(load_certificate(cert)).name
+        self._cert = load_certificate(cert)
+        self._key = load_private_key(key)
+        self.analyst = identity_from_certificate(self._cert).name
         coordinators = fed.nodes_with_role("coordinator")
         if coordinator is not None:
             coordinators = [n for n in coordinators if n.name == coordinator]
@@ -208,18 +219,24 @@ class Client:
         self.coordinator = coordinators[0]
         self.timeout = float(timeout)
         self.parties = tuple(parties) if parties else None
-        self._channel = grpc.secure_channel(
-            self.coordinator.address, channel_credentials(cert, key, ca),
-            options=channel_options(self.coordinator.name, wire.grpc_options()),
-        )
-        self._stub = pb_grpc.CoordinatorStub(self._channel)
-        self._node = pb_grpc.NodeStub(self._channel)
+        self._channels = PinnedChannels(fed, TLSFiles(Path(cert), Path(key), Path(ca)),
+                                        wire.grpc_options())
 
     # ----------------------------------------------------------------- plumbing
 
+    @property
+    def _stub(self) -> pb_grpc.CoordinatorStub:
+        """The coordinator's service over a channel that trusts only its (pinned, unrevoked)
+        certificate; raises a :class:`grpc.RpcError` if it cannot be had."""
+        return pb_grpc.CoordinatorStub(self._channels.channel(self.coordinator.name))
+
+    @property
+    def _node(self) -> pb_grpc.NodeStub:
+        return pb_grpc.NodeStub(self._channels.channel(self.coordinator.name))
+
     def close(self) -> None:
         """Close the channel (idempotent)."""
-        self._channel.close()
+        self._channels.close()
 
     def __enter__(self) -> Client:
         return self
@@ -229,12 +246,24 @@ class Client:
 
     def _error(self, err: grpc.RpcError) -> RemoteError:
         remote = from_rpc_error(err, self.coordinator.name)
-        if isinstance(remote, Unavailable) and remote.node == self.coordinator.name:
+        transport = err.code() == grpc.StatusCode.UNAVAILABLE and failed_node_of(err) is None
+        if transport:
+            self._channels.forget(self.coordinator.name)  # check its certificate again
+        if transport and isinstance(remote, Unavailable) \
+                and remote.node == self.coordinator.name:
             remote = Unavailable(
                 f"the coordinator {self.coordinator.name} at {self.coordinator.address} is "
                 f"unreachable: is the federation up? ({remote.message.split('(', 1)[-1]}",
                 remote.code, remote.node)
         return remote
+
+    def sign(self, request: dict[str, Any], kind: str, context_sha256: str | None = None
+             ) -> bytes:
+        """``request`` signed with this analyst's key (:mod:`parties.pki.signed`): what the
+        coordinator forwards and every party verifies before reading a row."""
+        return signed.sign(request, kind=kind, federation=self.federation.name,
+                           analyst=self.analyst, key=self._key, cert=self._cert,
+                           context_sha256=context_sha256)
 
     def _timeout(self, timeout: float | None) -> float:
         return float(timeout if timeout is not None else self.timeout)
@@ -285,11 +314,17 @@ class Client:
         what the statistic reveals (see :mod:`smpc.stats`).
         """
         timeout = self._timeout(timeout)
+        names = list(parties or self.parties or (n.name for n in self.federation.parties))
+        if len(set(names)) != len(names):
+            raise InputError("a party is named twice")
+        if where and where.strip():
+            filters.parse(where)  # a filter that cannot be signed and sent is refused here
+        body = statistic_request(spec, where or "", names)
         request = pb.StatRequest(spec_json=json.dumps(spec.to_json()), where=where or "",
-                                 parties=list(parties or self.parties or ()),
-                                 timeout_seconds=timeout)
+                                 parties=names, timeout_seconds=timeout)
         if spec.backend == Backend.CKKS:
-            return self._compute_ckks(spec, request, timeout)
+            return self._compute_ckks(spec, request, body, timeout)
+        request.signed_request = self.sign(body, "statistic")
         up: queue.Queue[pb.ComputeUp | None] = queue.Queue()
         up.put(pb.ComputeUp(request=request))
         up.put(None)
@@ -304,14 +339,21 @@ class Client:
             raise RemoteError("the coordinator ended the computation without a result")
         return StatResult(**json.loads(result_json))
 
-    def _compute_ckks(self, spec: StatSpec, request: pb.StatRequest, timeout: float
-                      ) -> StatResult:
+    def _compute_ckks(self, spec: StatSpec, request: pb.StatRequest, body: dict[str, Any],
+                      timeout: float) -> StatResult:
         from smpc import ckks
 
         holder = ckks.KeyHolder(spec.ckks_preset)
+        context = holder.public_context()
+        # the parties encrypt only under the key the analyst signed
+        request.signed_request = self.sign(body, "statistic", signed.context_hash(context))
         up: queue.Queue[pb.ComputeUp | None] = queue.Queue()
         up.put(pb.ComputeUp(request=request))
-        call = self._stub.Compute(_drain(up), timeout=timeout + 10.0)
+        try:
+            stub = self._stub
+        except grpc.RpcError as err:
+            raise self._error(err) from None
+        call = stub.Compute(_drain(up), timeout=timeout + 10.0)
         outcome: dict[str, Any] = {}
         session: Session | None = None
         thread: threading.Thread | None = None
@@ -323,7 +365,7 @@ class Client:
                     st = msg.started
                     session = Session(st.session_id, self.analyst, {st.coordinator: "aggregator"},
                                       timeout)
-                    for chunk in wire.chunks(st.session_id, "context", holder.public_context()):
+                    for chunk in wire.chunks(st.session_id, "context", context):
                         up.put(pb.ComputeUp(chunk=chunk))
                     transport = _StreamTransport(session, up)
                     thread = threading.Thread(
@@ -375,6 +417,16 @@ class Client:
             where=where or "", backend=backend, output=output,
             feature_bound=float(feature_bound or 0.0), frac_bits=int(frac_bits or 0),
             ckks_preset=ckks_preset or "", timeout_seconds=self._timeout(timeout))
+        bound = float(feature_bound or 0.0)
+        if not (math.isfinite(bound) and bound >= 0):
+            raise InputError(f"the feature bound must be a finite positive number, got {bound}")
+        if where and where.strip():
+            filters.parse(where)
+        req.signed_request = self.sign(prediction_request(
+            data_owner=data_owner, model_owner=model_owner, model=model or "",
+            where=where or "", backend=backend, output=output,
+            feature_bound=float(feature_bound or 0.0), frac_bits=int(frac_bits or 0),
+            ckks_preset=ckks_preset or ""), "prediction")
         try:
             r = self._stub.Predict(req, timeout=self._timeout(timeout) + 10.0)
         except grpc.RpcError as err:

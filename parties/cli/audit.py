@@ -9,8 +9,9 @@ Commands (``--config`` is the party's JSON config; its ``database`` holds the au
 ledger, see :mod:`parties.privacy`)::
 
     smpc audit show   --config PARTY.json [--limit N] [--since SEQ|ISO-TIME] [--json]
-    smpc audit verify --config PARTY.json [--head FILE] [--chain-only]
+    smpc audit verify --config PARTY.json [--head FILE] [--chain-only] [--witness FILE ...]
     smpc audit head   --config PARTY.json
+    smpc audit witnesses --config PARTY.json [--of PEER]
     smpc audit budget --config PARTY.json
     smpc outputs read --config PARTY.json SESSION [--output FILE]
 
@@ -108,7 +109,52 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
                                 f"{exc.strerror}") from None
     report = log.verify(anchor)
     print(" ".join(report.message.split()))
-    return EXIT_OK if report.ok else EXIT_TAMPERED
+    ok = report.ok
+    if args.witness:
+        contradicted = _check_witnesses(_party_config(args.config), log, args.witness)
+        for sentence in contradicted:
+            print(sentence)
+        ok = ok and not contradicted
+    return EXIT_OK if ok else EXIT_TAMPERED
+
+
+def _check_witnesses(cfg: Any, log: Any, files: Sequence[str]) -> list[str]:
+    """The sentences of :func:`parties.privacy.witness.check` for the heads in ``files``
+    (exported from peers with ``smpc audit witnesses``); an invalid head is an error."""
+    from parties.pki.certs import load_certificate
+    from parties.privacy.witness import WitnessError, check, verify_head
+
+    ca = load_certificate(cfg.tls.ca)
+    heads = []
+    for name in files:
+        try:
+            lines = Path(name).read_text().splitlines()
+        except OSError as exc:
+            raise AuditCliError(f"cannot read the witness file {name}: {exc.strerror}") from None
+        for n, line in enumerate((x for x in lines if x.strip()), start=1):
+            try:
+                heads.append(verify_head(line.encode(), ca_cert=ca,
+                                         federation=cfg.federation.name, party=cfg.name))
+            except WitnessError as exc:
+                raise AuditCliError(f"{name}: head {n} is not a valid witness of "
+                                    f"{cfg.name}: {exc}") from None
+    problems = check(log, heads)
+    print(f"{len(heads)} witnessed head(s) checked: "
+          f"{'all agree' if not problems else f'{len(problems)} contradicted'}.")
+    return problems
+
+
+@_guard
+def cmd_audit_witnesses(args: argparse.Namespace) -> int:
+    """Print the signed audit heads this party holds about another (one JSON line each)."""
+    from parties.privacy.witness import WitnessStore
+
+    cfg = _party_config(args.config)
+    if not Path(cfg.database).is_file():
+        raise AuditCliError(f"there is no database at {cfg.database} (has the party started?)")
+    for envelope in WitnessStore(cfg.database).envelopes(args.of):
+        print(envelope.decode())
+    return EXIT_OK
 
 
 @_guard
@@ -192,7 +238,17 @@ def add_audit_parser(subparsers: Any) -> None:
                              "truncation and rollback up to it)")
     verify.add_argument("--chain-only", action="store_true",
                         help="check the keyless hash chain only (no MAC key needed)")
+    verify.add_argument("--witness", nargs="+", metavar="FILE", default=[],
+                        help="signed heads of this party's log held by its peers (exported "
+                             "with 'smpc audit witnesses --of NAME' on each peer): a chain "
+                             "rewritten after a head went out is contradicted")
     verify.set_defaults(func=cmd_audit_verify)
+
+    wit = asub.add_parser("witnesses", help="print the signed audit heads this party holds "
+                                            "about its peers (one JSON line each)")
+    wit.add_argument("--config", required=True, help=config_help)
+    wit.add_argument("--of", metavar="PARTY", help="only the heads of this party")
+    wit.set_defaults(func=cmd_audit_witnesses)
 
     head = asub.add_parser("head", help="print the current head as one JSON line (export it)")
     head.add_argument("--config", required=True, help=config_help)

@@ -22,7 +22,7 @@ from parties.pki.certs import (
     save_ca,
     save_node_credentials,
 )
-from parties.pki.identity import fingerprint
+from parties.pki.identity import fingerprint, normalize_fingerprint
 from smpc.errors import SmpcError
 from smpc.names import Backend
 
@@ -128,6 +128,27 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
 
+    pin = fsub.add_parser("pin", help="pin a node's or analyst's certificate in a federation "
+                                      "config (running nodes reload it)")
+    pin.add_argument("federation", type=Path, help="federation.json (or its directory)")
+    pin.add_argument("--cert", required=True, type=Path, help="the certificate to pin")
+    pin.add_argument("--host", help="the node's address (to add a node not yet listed)")
+    pin.add_argument("--port", type=int, help="the node's port (to add a node not yet listed)")
+    pin.add_argument("--revoke-previous", action="store_true",
+                     help="revoke the certificate pinned before (rotation)")
+    pin.add_argument("--ca-cert", type=Path,
+                     help="the CA certificate, to create a federation file that does not exist")
+    pin.add_argument("--json", action="store_true")
+    pin.set_defaults(func=_cmd_federation_pin)
+    revoke = fsub.add_parser("revoke", help="revoke a certificate in a federation config "
+                                            "(refused by every node, both ways)")
+    revoke.add_argument("federation", type=Path, help="federation.json (or its directory)")
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("--fingerprint", help="SHA-256 fingerprint of the certificate")
+    which.add_argument("--cert", type=Path, help="the certificate itself")
+    revoke.add_argument("--json", action="store_true")
+    revoke.set_defaults(func=_cmd_federation_revoke)
+
     for role in ("party", "coordinator", "dealer"):
         p = sub.add_parser(role, help=f"run one {role} node")
         rsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -153,6 +174,33 @@ def _parser() -> argparse.ArgumentParser:
     issue.add_argument("--days", type=int, default=365)
     issue.add_argument("--out", type=Path, help="output directory (default: the CA's)")
     issue.set_defaults(func=_cmd_certs_issue)
+    request = csub.add_parser("request", help="on a node's own host: its key (0600, never "
+                                              "leaves) and a certificate request for the CA")
+    request.add_argument("--name", required=True)
+    request.add_argument("--role", required=True,
+                         choices=("party", "coordinator", "dealer", "analyst"))
+    request.add_argument("--federation", required=True, help="the federation's name")
+    request.add_argument("--address", action="append", default=[], help="IP address (repeat)")
+    request.add_argument("--dns", action="append", default=[], help="DNS name (repeat)")
+    request.add_argument("--out", type=Path, default=Path("."),
+                         help="the node's directory: key.pem (stays) and NAME.csr (to send); "
+                              "default: here")
+    request.add_argument("--force", action="store_true", help="replace an existing key")
+    request.add_argument("--json", action="store_true")
+    request.set_defaults(func=_cmd_certs_request)
+    sign = csub.add_parser("sign", help="on the CA's host: sign a certificate request "
+                                        "(the node's key is never seen)")
+    sign.add_argument("--ca-dir", required=True, type=Path, help="the CA's directory "
+                                                                  "(ca.pem, ca.key)")
+    sign.add_argument("--csr", required=True, type=Path, help="the node's request")
+    sign.add_argument("--name", help="refuse a request for another name")
+    sign.add_argument("--role", choices=("party", "coordinator", "dealer", "analyst"),
+                      help="refuse a request for another role")
+    sign.add_argument("--days", type=int, default=365)
+    sign.add_argument("--out", type=Path, help="the certificate (default: NAME.pem beside "
+                                               "the request)")
+    sign.add_argument("--json", action="store_true")
+    sign.set_defaults(func=_cmd_certs_sign)
 
     run = sub.add_parser("run", help="a joint statistic, as the federation's analyst")
     run.add_argument("statistic", choices=STATISTICS)
@@ -295,6 +343,80 @@ def _cmd_certs_issue(args: argparse.Namespace) -> int:
     save_node_credentials(cert, key, out / f"{args.name}.pem", out / f"{args.name}.key")
     print(f"{args.role} {args.name!r}: {out / (args.name + '.pem')} "
           f"(fingerprint {fingerprint(cert)})")
+    return 0
+
+
+def _cmd_certs_request(args: argparse.Namespace) -> int:
+    from parties.pki.requests import create_request, key_id, save_request
+
+    csr, key = create_request(args.name, args.role, args.federation, addresses=args.address,
+                              dns_names=args.dns)
+    if not args.out.is_dir():
+        args.out.mkdir(mode=0o700, parents=True)
+    key_path, csr_path = args.out / "key.pem", args.out / f"{args.name}.csr"
+    save_request(key, csr, key_path, csr_path, overwrite=args.force)
+    kid = key_id(key.public_key())
+    _emit(args, {"name": args.name, "role": args.role, "federation": args.federation,
+                 "key": str(key_path), "request": str(csr_path), "key_id": kid},
+          f"{args.role} {args.name!r}: key {key_path} (0600: it never leaves this host), "
+          f"request {csr_path} (send it to the CA operator; key id {kid})")
+    return 0
+
+
+def _cmd_certs_sign(args: argparse.Namespace) -> int:
+    from parties.pki.files import write_certificate
+    from parties.pki.requests import load_request, read_request, sign_request
+
+    ca = load_ca(args.ca_dir / "ca.pem", args.ca_dir / "ca.key")
+    csr = load_request(args.csr)
+    info = read_request(csr)
+    cert = sign_request(ca, csr, name=args.name, role=args.role, valid_days=args.days)
+    out = args.out or args.csr.with_name(f"{info.name}.pem")
+    write_certificate(out, cert)
+    fp = fingerprint(cert)
+    _emit(args, {"name": info.name, "role": info.role, "federation": info.federation,
+                 "certificate": str(out), "fingerprint": fp, "key_id": info.key_id,
+                 "not_after": cert.not_valid_after_utc.isoformat()},
+          f"signed {info.role} {info.name!r} of federation {info.federation!r}: {out} "
+          f"(fingerprint {fp}; key id {info.key_id} -- check it with the node's operator)")
+    return 0
+
+
+def _federation_file(path: Path) -> Path:
+    from parties.config.layout import Layout
+
+    return Layout(path).federation_file if path.is_dir() else path
+
+
+def _cmd_federation_pin(args: argparse.Namespace) -> int:
+    from parties.config.pins import pin_certificate
+    from parties.pki.certs import load_certificate
+
+    path = _federation_file(args.federation)
+    p = pin_certificate(path, load_certificate(args.cert), host=args.host, port=args.port,
+                        revoke_previous=args.revoke_previous, ca_cert=args.ca_cert)
+    what = "added and pinned" if p.added else "pinned"
+    extra = f"; revoked the previous certificate {p.previous}" if p.revoked_previous else ""
+    _emit(args, {"name": p.name, "role": p.role, "fingerprint": p.fingerprint,
+                 "previous": p.previous, "revoked_previous": p.revoked_previous,
+                 "added": p.added, "federation": str(path)},
+          f"{p.role} {p.name!r} {what} in {path}: {p.fingerprint}{extra} "
+          f"(copy the file to every node; running nodes reload it)")
+    return 0
+
+
+def _cmd_federation_revoke(args: argparse.Namespace) -> int:
+    from parties.config.pins import revoke_certificate
+    from parties.pki.certs import load_certificate
+
+    path = _federation_file(args.federation)
+    fp = normalize_fingerprint(args.fingerprint) if args.fingerprint \
+        else fingerprint(load_certificate(args.cert))
+    added = revoke_certificate(path, fp)
+    _emit(args, {"fingerprint": fp, "revoked": True, "already": not added,
+                 "federation": str(path)},
+          f"certificate {fp} {'revoked' if added else 'was already revoked'} in {path} "
+          f"(copy the file to every node; running nodes reload it)")
     return 0
 
 

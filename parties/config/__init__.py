@@ -10,6 +10,7 @@ May import: :mod:`parties.errors`, :mod:`parties.pki` and the core.
 from parties.config.model import (
     CONFIG_VERSION,
     DATA_FORMATS,
+    LIMIT_FIELDS,
     POLICY_COMPUTATIONS,
     AnalystEntry,
     AnyConfig,
@@ -35,6 +36,7 @@ from parties.config.writer import save_config
 __all__ = [
     "CONFIG_VERSION",
     "DATA_FORMATS",
+    "LIMIT_FIELDS",
     "POLICY_COMPUTATIONS",
     "AnalystEntry",
     "AnyConfig",

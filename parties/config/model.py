@@ -12,9 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from parties.pki.identity import (
-    Identity,
-)
+from parties.config.watch import FederationWatch
+from parties.pki.identity import Identity
 from smpc.errors import InputError
 
 CONFIG_VERSION = 1
@@ -24,6 +23,17 @@ DATA_FORMATS: tuple[str, ...] = ("csv", "parquet")
 
 
 _SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+#: Defaults of a party's request limits (:class:`PolicyConfig`): a single-column quantile at the
+#: finest resolution (65,537 values) fits, as does a linear regression on 256 columns; the
+#: defaults keep one request under about a minute of CPU and a GiB of memory.
+DEFAULT_MAX_RELEASED_VALUES = 100_000
+DEFAULT_MAX_INFERENCE_ROWS = 1_000_000
+DEFAULT_MAX_SESSION_CPU_SECONDS = 60.0
+DEFAULT_MAX_REQUEST_MEMORY_MB = 1024.0
+#: The policy fields that limit what one request may cost the party.
+LIMIT_FIELDS: tuple[str, ...] = ("max_released_values", "max_inference_rows",
+                                 "max_session_cpu_seconds", "max_request_memory_mb")
 
 
 class ConfigError(InputError):
@@ -69,12 +79,25 @@ class AnalystEntry:
 
 @dataclass
 class FederationConfig:
-    """The federation: its name, its CA certificate and the allow-list of nodes and analysts."""
+    """The federation: its name, its CA certificate, the allow-list of nodes and analysts, and
+    the certificates it revokes (SHA-256 fingerprints refused everywhere, as caller and as
+    server).
+
+    Loaded from a file (:func:`parties.config.load_federation` and the node loaders), it can
+    :meth:`refresh` itself from that file while the node runs: every holder of this object sees
+    the new pins and revocations (see :mod:`parties.config.watch`).
+    """
 
     name: str
     ca_cert: Path
     nodes: list[NodeEntry]
     analysts: list[AnalystEntry] = field(default_factory=list)
+    revoked: list[str] = field(default_factory=list)
+    #: Bumped by every :meth:`refresh` that changed something (channels re-check their peers).
+    generation: int = field(default=0, compare=False, repr=False)
+    #: Set by the loader; not copied by ``dataclasses.replace`` (a copy must not consume the
+    #: changes its original is waiting for).
+    _watch: FederationWatch | None = field(default=None, compare=False, repr=False, init=False)
 
     def node(self, name: str) -> NodeEntry:
         """The node called ``name``; ``KeyError`` naming the known nodes if there is none."""
@@ -93,20 +116,40 @@ class FederationConfig:
         """The party nodes, in config order."""
         return self.nodes_with_role("party")
 
-    def authorize(
-        self, identity: Identity | None, roles: Iterable[str]
-    ) -> NodeEntry | AnalystEntry | None:
-        """Return the allow-list entry of a caller if it may act in one of ``roles``, else None.
+    def is_revoked(self, fingerprint: str) -> bool:
+        """Whether the certificate with this SHA-256 fingerprint is revoked."""
+        return fingerprint in self.revoked
 
-        The caller must carry an identity (``None`` is refused), belong to this federation (when
-        the certificate names one), have one of ``roles``, be listed under that name with that
-        role (nodes) or in ``analysts`` (role ``analyst``), and match the entry's pinned
-        fingerprint if one is set.
+    def certificate_problem(self, name: str, pinned: str | None, fingerprint: str) -> str | None:
+        """Why the certificate ``fingerprint`` presented by ``name`` (pinned to ``pinned``, or
+        unpinned) is refused, or None: revoked, or not the pinned one.  One sentence naming the
+        node, the same on both ends of a connection."""
+        if self.is_revoked(fingerprint):
+            return (f"{name} presented a revoked certificate (sha256 {fingerprint[:16]}...) "
+                    f"-- revoked in federation {self.name!r}")
+        if pinned is not None and pinned != fingerprint:
+            return (f"{name} presented a certificate that is not the one pinned for {name} "
+                    f"(sha256 {fingerprint[:16]}..., pinned {pinned[:16]}...)")
+        return None
+
+    def check_caller(
+        self, identity: Identity | None, roles: Iterable[str]
+    ) -> tuple[NodeEntry | AnalystEntry | None, str]:
+        """``(entry, "")`` if the caller may act in one of ``roles``, else ``(None, reason)``.
+
+        The caller must carry an identity, belong to this federation (when the certificate
+        names one), have one of ``roles``, be listed under that name with that role (nodes) or
+        in ``analysts`` (role ``analyst``), present a certificate that is not revoked, and match
+        the entry's pinned fingerprint if one is set.
         """
-        if identity is None or identity.role not in set(roles):
-            return None
+        if identity is None:
+            return None, "no verified federation certificate"
+        allowed = tuple(roles)
+        listed = f"listed in federation {self.name!r}"
+        if identity.role not in allowed:
+            return None, f"only {', '.join(allowed)} {listed} may"
         if identity.federation is not None and identity.federation != self.name:
-            return None
+            return None, f"its certificate is for federation {identity.federation!r}"
         entry: NodeEntry | AnalystEntry | None = None
         if identity.role == "analyst":
             entry = next((a for a in self.analysts if a.name == identity.name), None)
@@ -116,10 +159,41 @@ class FederationConfig:
                 None,
             )
         if entry is None:
-            return None
-        if entry.fingerprint is not None and entry.fingerprint != identity.fingerprint:
-            return None
-        return entry
+            return None, f"it is not {listed} as {identity.role}"
+        problem = self.certificate_problem(identity.name, entry.fingerprint, identity.fingerprint)
+        if problem is not None:
+            return None, problem
+        return entry, ""
+
+    def authorize(
+        self, identity: Identity | None, roles: Iterable[str]
+    ) -> NodeEntry | AnalystEntry | None:
+        """Return the allow-list entry of a caller if it may act in one of ``roles``, else None
+        (:meth:`check_caller` says why)."""
+        return self.check_caller(identity, roles)[0]
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Reload pins, revocations, nodes and analysts from the file this config was loaded
+        from, if it changed (checked at most once per the watch's interval unless ``force``).
+
+        Returns True if something changed.  A file that no longer loads, or that changes the
+        federation's name or CA certificate, is ignored (logged; the node keeps its config).
+        """
+        if self._watch is None:
+            return False
+        new = self._watch.poll(force=force)
+        if new is None:
+            return False
+        if new.name != self.name or new.ca_cert != self.ca_cert:
+            self._watch.refuse(f"it changes the federation's name or CA certificate "
+                               f"({new.name!r}, {new.ca_cert}); restart the node for that")
+            return False
+        if (new.nodes, new.analysts, new.revoked) == (self.nodes, self.analysts, self.revoked):
+            return False
+        self.nodes, self.analysts, self.revoked = new.nodes, new.analysts, new.revoked
+        self.generation += 1
+        self._watch.reloaded(self)
+        return True
 
 
 @dataclass
@@ -161,6 +235,23 @@ class PolicyConfig:
       bounds must lie within them, and a request without bounds for a column gets these.
     * ``dataset``: the name the budget is kept under (default: the party's name). Change it only
       when the table holds different individuals -- a new name starts a fresh budget.
+    * ``min_parties``: the fewest data parties a statistic may have for this party to take part
+      (at least 2: a party never contributes a "joint" statistic alone).
+    * ``min_flood_bits``: as a model owner, the least flooding (``2^bits`` x the CKKS error) it
+      adds to the logits it returns, whatever the request says (0 is refused below this).
+
+    What one request may cost the party (each refused at ``Prepare``, before any row is
+    selected or any budget reserved, with the limit named; see :mod:`smpc.cost`):
+
+    * ``max_released_values``: the values one statistic releases, over its passes (a histogram's
+      bins plus two per column, a quantile's resolution per column, ``k + k(k+1)/2`` moments in
+      pass 2 ...).  Under DP each is one exact noise draw (about 12 microseconds of CPU).
+    * ``max_inference_rows``: the rows of one inference -- selected as its data owner, declared
+      by the request as its model owner.
+    * ``max_session_cpu_seconds``: CPU seconds of one session's role: a request whose
+      estimate exceeds it is refused, and a role that uses more is stopped.
+    * ``max_request_memory_mb``: the estimated peak memory of one request (its selected rows
+      and what it computes and sends), in MiB.
     """
 
     allowed_columns: list[str]
@@ -172,6 +263,12 @@ class PolicyConfig:
     require_dp: bool = True
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
     dataset: str | None = None
+    min_parties: int = 2
+    min_flood_bits: int = 16
+    max_released_values: int = DEFAULT_MAX_RELEASED_VALUES
+    max_inference_rows: int = DEFAULT_MAX_INFERENCE_ROWS
+    max_session_cpu_seconds: float = DEFAULT_MAX_SESSION_CPU_SECONDS
+    max_request_memory_mb: float = DEFAULT_MAX_REQUEST_MEMORY_MB
 
     def columns_for(self, computation: str) -> list[str]:
         """The columns ``computation`` may read: ``allowed_columns`` plus its own extras."""

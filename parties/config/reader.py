@@ -17,8 +17,12 @@ Guarantees of the loaders (:func:`load_federation`, :func:`load_party_config`,
   nodes share a host:port.
 
 The federation config is the **allow-list**: :meth:`FederationConfig.authorize` is the check every
-server applies to the identity of each caller (see ``parties.tls.peer_identity``). Removing a node
-from it revokes that node; pinning ``fingerprint`` on an entry accepts only that one certificate.
+server applies to the identity of each caller (see ``parties.tls.peer_identity``), and every
+client applies to each server (:mod:`parties.transport.pinning`). Removing a node from it
+removes that node; pinning ``fingerprint`` on an entry accepts only that one certificate;
+``revoked`` lists certificate fingerprints refused everywhere. A loaded federation carries a
+:class:`~parties.config.watch.FederationWatch` on the file it came from, so a running node
+reloads it when it changes (:meth:`FederationConfig.refresh`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ from parties.config.model import (
     _SUFFIX_FORMATS,
     CONFIG_VERSION,
     DATA_FORMATS,
+    DEFAULT_MAX_INFERENCE_ROWS,
+    DEFAULT_MAX_RELEASED_VALUES,
+    DEFAULT_MAX_REQUEST_MEMORY_MB,
+    DEFAULT_MAX_SESSION_CPU_SECONDS,
     POLICY_COMPUTATIONS,
     AnalystEntry,
     AnyConfig,
@@ -48,6 +56,7 @@ from parties.config.model import (
     PolicyConfig,
     TLSFiles,
 )
+from parties.config.watch import FederationWatch
 from parties.pki.certs import load_certificate, load_private_key
 from parties.pki.identity import (
     NODE_ROLES,
@@ -159,6 +168,14 @@ class _Reader:
 
     def listen_port(self, v: Any, fld: str) -> int:
         return self.port(v, fld, lo=0)
+
+    def integer_range(self, lo: int, hi: int) -> Callable[[Any, str], int]:
+        def conv(v: Any, fld: str) -> int:
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise self.error(fld, f"must be an integer from {lo} to {hi}, got {_got(v)}")
+            return v
+
+        return conv
 
     def integer_min(self, lo: int) -> Callable[[Any, str], int]:
         def conv(v: Any, fld: str) -> int:
@@ -286,7 +303,7 @@ def _check_header(r: _Reader, d: Mapping[str, Any], kind: str) -> None:
         raise r.error("version", f"must be {CONFIG_VERSION}, got {d['version']!r}")
 
 
-_FED_FIELDS = ("kind", "version", "name", "ca_cert", "nodes", "analysts")
+_FED_FIELDS = ("kind", "version", "name", "ca_cert", "nodes", "analysts", "revoked")
 
 
 _NODE_FIELDS = ("name", "role", "host", "port", "fingerprint")
@@ -355,7 +372,18 @@ def _parse_federation(r: _Reader, raw: Any, prefix: str | None) -> FederationCon
             )
         names[a_name] = p
         analysts.append(AnalystEntry(a_name, fp))
-    return FederationConfig(name=name, ca_cert=ca_cert, nodes=nodes, analysts=analysts)
+    raw_revoked = r.get(d, "revoked", prefix, lambda v, fld: v, [])
+    if not isinstance(raw_revoked, list):
+        raise r.error(f("revoked"), f"must be a list of SHA-256 fingerprints, got "
+                                    f"{_type_name(raw_revoked)}")
+    revoked: list[str] = []
+    for i, item in enumerate(raw_revoked):
+        fp = r.fingerprint(item, f"{f('revoked')}[{i}]")
+        if fp in revoked:
+            raise r.error(f"{f('revoked')}[{i}]", f"repeats {fp!r}")
+        revoked.append(fp)
+    return FederationConfig(name=name, ca_cert=ca_cert, nodes=nodes, analysts=analysts,
+                            revoked=revoked)
 
 
 def _parse_federation_ref(r: _Reader, d: Mapping[str, Any]) -> tuple[FederationConfig, Path | None]:
@@ -461,7 +489,9 @@ def _parse_data(r: _Reader, d: Mapping[str, Any]) -> DataSourceConfig:
 
 _POLICY_FIELDS = (
     "allowed_columns", "allowed_analysts", "min_cohort_size", "epsilon", "delta",
-    "columns_by_computation", "require_dp", "bounds", "dataset",
+    "columns_by_computation", "require_dp", "bounds", "dataset", "min_parties",
+    "min_flood_bits", "max_released_values", "max_inference_rows", "max_session_cpu_seconds",
+    "max_request_memory_mb",
 )  # fmt: skip
 
 
@@ -515,6 +545,18 @@ def _parse_policy(r: _Reader, d: Mapping[str, Any], fed: FederationConfig) -> Po
         require_dp=r.get(pd, "require_dp", "policy", r.boolean, True),
         bounds=bounds,
         dataset=r.get(pd, "dataset", "policy", r.name, None),
+        min_parties=r.get(pd, "min_parties", "policy", r.integer_min(2), 2),
+        min_flood_bits=r.get(pd, "min_flood_bits", "policy", r.integer_range(0, 40), 16),
+        max_released_values=r.get(pd, "max_released_values", "policy", r.integer_min(1),
+                                  DEFAULT_MAX_RELEASED_VALUES),
+        max_inference_rows=r.get(pd, "max_inference_rows", "policy", r.integer_min(1),
+                                 DEFAULT_MAX_INFERENCE_ROWS),
+        max_session_cpu_seconds=r.get(pd, "max_session_cpu_seconds", "policy",
+                                      r.number(0, math.inf, True, True),
+                                      DEFAULT_MAX_SESSION_CPU_SECONDS),
+        max_request_memory_mb=r.get(pd, "max_request_memory_mb", "policy",
+                                    r.number(0, math.inf, True, True),
+                                    DEFAULT_MAX_REQUEST_MEMORY_MB),
     )
 
 
@@ -608,7 +650,32 @@ _PARSERS: dict[str, Callable[[_Reader, Any], Any]] = {
 
 def _load(path: str | os.PathLike[str], kind: str, check_files: bool) -> Any:
     p = _abs(path)
-    return _PARSERS[kind](_Reader(p, check_files), _read_json(p))
+    return _watched(_PARSERS[kind](_Reader(p, check_files), _read_json(p)), p, check_files)
+
+
+def _reparse_federation(path: Path, check_files: bool, embedded: bool) -> FederationConfig:
+    raw = _read_json(path)
+    r = _Reader(path, check_files)
+    if not embedded:
+        return _parse_federation(r, raw, None)
+    if not isinstance(raw, dict) or not isinstance(raw.get("federation"), dict):
+        raise r.error("federation", "is no longer an embedded federation object")
+    return _parse_federation(r, raw["federation"], "federation")
+
+
+def _watched(cfg: Any, path: Path, check_files: bool) -> Any:
+    """Attach a :class:`FederationWatch` to the federation of a config loaded from ``path``:
+    the federation file it names, or ``path`` itself (a federation file, or a node file with an
+    embedded federation)."""
+    if isinstance(cfg, FederationConfig):
+        fed, source, embedded = cfg, path, False
+    else:
+        fed = cfg.federation
+        source = cfg.federation_path or path
+        embedded = cfg.federation_path is None
+    fed._watch = FederationWatch(
+        source, lambda: _reparse_federation(source, check_files, embedded))
+    return cfg
 
 
 def load_federation(path: str | os.PathLike[str], *, check_files: bool = True) -> FederationConfig:
@@ -645,4 +712,4 @@ def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> An
         raise ConfigError(f"{p}: required field 'kind' is missing.", path=p, field="kind")
     if kind not in _PARSERS:
         raise r.error("kind", f"must be one of {', '.join(_PARSERS)}, got {kind!r}")
-    return _PARSERS[kind](r, raw)
+    return _watched(_PARSERS[kind](r, raw), p, check_files)

@@ -46,6 +46,8 @@ def _federation_dict(fed: FederationConfig, base: Path, header: bool) -> dict[st
         else {"name": a.name, "fingerprint": a.fingerprint}
         for a in fed.analysts
     ]
+    if fed.revoked:
+        d["revoked"] = list(fed.revoked)
     return d
 
 
@@ -77,6 +79,10 @@ def _to_dict(cfg: AnyConfig, base: Path) -> tuple[str, dict[str, Any]]:
             "epsilon": cfg.policy.epsilon,
             "delta": cfg.policy.delta,
             "require_dp": cfg.policy.require_dp,
+            "max_released_values": cfg.policy.max_released_values,
+            "max_inference_rows": cfg.policy.max_inference_rows,
+            "max_session_cpu_seconds": cfg.policy.max_session_cpu_seconds,
+            "max_request_memory_mb": cfg.policy.max_request_memory_mb,
         }
         if cfg.policy.columns_by_computation:
             d["policy"]["columns_by_computation"] = {
@@ -85,6 +91,10 @@ def _to_dict(cfg: AnyConfig, base: Path) -> tuple[str, dict[str, Any]]:
             d["policy"]["bounds"] = {k: list(v) for k, v in cfg.policy.bounds.items()}
         if cfg.policy.dataset is not None:
             d["policy"]["dataset"] = cfg.policy.dataset
+        if cfg.policy.min_parties != 2:
+            d["policy"]["min_parties"] = cfg.policy.min_parties
+        if cfg.policy.min_flood_bits != 16:
+            d["policy"]["min_flood_bits"] = cfg.policy.min_flood_bits
         d["database"] = _rel(cfg.database, base)
         if cfg.at_rest_key is not None:
             d["at_rest_key"] = _rel(cfg.at_rest_key, base)

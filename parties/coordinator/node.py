@@ -29,6 +29,7 @@ from parties.config import CoordinatorConfig, load_coordinator_config
 from parties.coordinator.core import Coordinator
 from parties.coordinator.service import SERVER_WORKERS, CoordinatorService
 from parties.errors import from_rpc_error
+from parties.pki.certs import load_certificate
 from parties.transport.channels import GrpcNetwork, PeerChannels
 from parties.transport.control import GrpcControlPlane
 from parties.transport.faults import install_fault
@@ -61,6 +62,7 @@ class CoordinatorNode:
             cfg.name, cfg.federation, control=GrpcControlPlane(self.peers),
             network=GrpcNetwork(self.peers), dealer=cfg.dealer,
             session_timeout=float(cfg.session_timeout))
+        self.ca_cert = load_certificate(cfg.tls.ca)
         self.server: grpc.Server | None = None
         self.port: int | None = None
         self._status_pool = futures.ThreadPoolExecutor(max_workers=16,

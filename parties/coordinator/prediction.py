@@ -2,8 +2,9 @@
 
 Stages: PREPARE (describe the model owner's model; prepare the data owner, then the model
 owner with the data owner's row count) -> RUN -> AWAIT (both owners, and the dealer's role on
-``ss``: the coordinator itself or a separate dealer node) -> RELEASE (the data owner writes its
-predictions) -> DONE.
+``ss``: the coordinator itself or a separate dealer node, started here -- the owners wait for its
+hello before they send it their mask seeds, so it need not exist before RUN) -> RELEASE (the
+data owner writes its predictions) -> DONE.
 
 RELEASE: the data owner answers the first ``Await`` with ``ready`` and keeps its predictions
 in memory; only once every other participant finished does the coordinator ``Await`` it
@@ -11,7 +12,9 @@ again, and only then does it write them (:mod:`parties.node`).  A failure anywhe
 -- or a coordinator that dies -- leaves nothing written.
 
 What the coordinator learns: the sizes of the inference and where the predictions are stored;
-never a feature, a weight, an opened Beaver value or a prediction.
+never a feature, a weight, an opened Beaver value or a prediction.  As the default dealer it also
+receives the owners' mask seeds (it knows the triple, and is trusted not to collude with an
+owner); it never chooses a mask, and a wrong correction fails the owners' check, naming it.
 """
 
 from __future__ import annotations
@@ -82,6 +85,10 @@ class PredictionProtocol(Protocol):
         self.spec: linear.InferenceSpec | None = None
         self.outcome: Awaited | None = None
 
+    @property
+    def _envelope(self) -> bytes:
+        return self.request.signed.envelope if self.request.signed is not None else b""
+
     def _model(self) -> ModelInfo:
         r = self.request
         info = self.coord.fan_out({r.model_owner: lambda: self.coord.describe(
@@ -121,7 +128,8 @@ class PredictionProtocol(Protocol):
             raise NodeBlamed(me, str(exc), grpc.StatusCode.INVALID_ARGUMENT) from None
         data_req = PrepareDataOwner(
             session_id=st.id, analyst=self.analyst, members=st.members, timeout=st.remaining(),
-            tag=PREDICT_TAG, where=r.where, spec=draft, features=model.features)
+            tag=PREDICT_TAG, where=r.where, spec=draft, features=model.features,
+            signed_request=self._envelope)
         answer = self.coord.prepare(st, {r.data_owner: data_req})[r.data_owner]
         spec = answer.spec
         if not isinstance(spec, linear.InferenceSpec) or \
@@ -131,7 +139,7 @@ class PredictionProtocol(Protocol):
         self.spec = spec
         model_req = PrepareModelOwner(
             session_id=st.id, analyst=self.analyst, members=st.members, timeout=st.remaining(),
-            tag=PREDICT_TAG, spec=spec, model=model.name)
+            tag=PREDICT_TAG, spec=spec, model=model.name, signed_request=self._envelope)
         self.coord.prepare(st, {r.model_owner: model_req})
         fault_point("after-prepare")
 

@@ -30,6 +30,7 @@ from parties.coordinator.requests import prediction_request, statistic_request
 from parties.coordinator.state import SessionState, Stage
 from parties.coordinator.statistic import CONTEXT_TAG, STAT_TAG, StatisticProtocol
 from parties.errors import SessionError, abort, rpc_errors
+from parties.pki.signed import context_hash
 from parties.transport import wire
 from parties.transport.control import described_to_pb
 from parties.transport.server import caller
@@ -111,7 +112,8 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             first = next_within(request_iterator, ANALYST_MESSAGE_TIMEOUT, "its request")
             if first is None or first.WhichOneof("body") != "request":
                 raise InputError("a Compute stream must start with the statistic request")
-            request = statistic_request(first.request, node.cfg.federation)
+            request = statistic_request(first.request, node.cfg.federation,
+                                        caller=analyst, ca_cert=node.ca_cert)
         except Exception as exc:
             failure = exc
         if failure is not None:
@@ -168,6 +170,9 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                     or not isinstance(ctx_payload, bytes):
                 raise InputError("expected the analyst's public CKKS context")
             context_bytes: bytes = ctx_payload
+            signed = request.signed
+            if signed is None or signed.context_sha256 != context_hash(context_bytes):
+                raise InputError("the public CKKS context is not the one the analyst signed")
         except Exception as exc:
             failure = exc
         if failure is not None:
@@ -254,7 +259,8 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     def _predict(self, request: pb.PredictRequest, context: grpc.ServicerContext
                  ) -> pb.PredictResponse:
         coord = self.node.coordinator
-        typed = prediction_request(request, self.node.cfg.federation)
+        typed = prediction_request(request, self.node.cfg.federation,
+                                   caller=caller(context).name, ca_cert=self.node.ca_cert)
         p = coord.execute(PredictionProtocol(coord, caller(context).name, typed))
         return pb.PredictResponse(session_id=p.session_id, data_owner=p.data_owner,
                                   n_predictions=p.n_predictions, output_path=p.output_path,

@@ -112,7 +112,8 @@ class StatisticProtocol(Protocol):
         st = self.state
         requests = {p: PrepareStatistic(
             session_id=st.id, analyst=self.analyst, members=st.members,
-            timeout=st.remaining(), tag=STAT_TAG, where=self.request.where, spec=self.spec)
+            timeout=st.remaining(), tag=STAT_TAG, where=self.request.where, spec=self.spec,
+            signed_request=self.request.signed.envelope if self.request.signed else b"")
             for p in self.parties}
         answers = self.coord.prepare(st, requests)
         self.effective = effective_spec(self.coord.me, self.spec, answers)

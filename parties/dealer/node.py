@@ -7,11 +7,14 @@ line to stderr and exit with status 2).
 
 It serves ``Node`` (Health, Deliver) and ``Dealer``, callable **only by the
 coordinator**: ``Deal`` registers the session (members and deadline from the
-request), runs :func:`smpc.linear.run_dealer` -- which only *sends* seed-
-compressed triples to the two owners -- and returns when they are delivered;
-``Abort`` stops and frees it.  The dealer learns nothing about inputs: it
-never receives an opening.  Trust assumption (as in CrypTen's TTP): it does
-not collude with a party.
+request), runs :func:`smpc.linear.run_dealer` -- which sends each owner a hello
+(only then can the owners' messages find the session here), receives each
+owner's 16-byte mask seed through ``Deliver`` (members of the session only) and
+sends the model owner its correction -- and returns when that is delivered;
+``Abort`` stops and frees it.  The dealer chooses no mask (each owner draws its
+own) and learns nothing about inputs: it receives the two seeds and never an
+opening.  A wrong correction fails the owners' check and the computation, with
+the dealer named.  Trust assumption: it does not collude with a party.
 """
 
 from __future__ import annotations

@@ -41,7 +41,10 @@ from parties.dealer.node import DealerNode
 from parties.errors import NodeBlamed, SessionError, status_of
 from parties.node.party import PartyNode
 from parties.node.redact import redact
+from parties.pki import signed as signed_mod
+from parties.pki.certs import load_certificate, load_private_key
 from parties.pki.identity import Identity
+from parties.pki.signed import Signed
 from parties.transport.channels import Network, Route
 from parties.transport.control import (
     Awaited,
@@ -56,6 +59,7 @@ from parties.transport.control import (
     prepare_from_pb,
     prepare_to_pb,
 )
+from parties.transport.requests import prediction_request, statistic_request
 from parties.transport.sessions import Session, SessionRegistry, Status
 from smpc.errors import PeerFailure, ProtocolError
 from smpc.names import Backend
@@ -72,6 +76,8 @@ class InProcessNetwork(Network):
 
     def __init__(self) -> None:
         self.registries: dict[str, SessionRegistry] = {}
+        self.witness_receivers: dict[str, Callable[[bytes, Identity], None]] = {}
+        self.federation_name = ""
 
     def register(self, registry: SessionRegistry) -> None:
         self.registries[registry.me] = registry
@@ -79,6 +85,12 @@ class InProcessNetwork(Network):
     def transport(self, session: Session, routes: Mapping[str, Route] | None = None
                   ) -> Transport:
         return InProcessTransport(session, self, routes)
+
+    def witness(self, peer: str, signed_head: bytes, sender: str, timeout: float) -> None:
+        receive = self.witness_receivers.get(peer)
+        if receive is None:
+            raise PeerFailure(peer, f"{peer} keeps no audit witnesses in this process")
+        receive(signed_head, Identity(sender, "party", self.federation_name, ""))
 
 
 class InProcessTransport(Transport):
@@ -200,6 +212,18 @@ class InProcessFederation:
     network: InProcessNetwork
     analyst: str
 
+    def sign(self, body: Mapping[str, Any], kind: str, context_sha256: str | None = None
+             ) -> Signed:
+        """``body`` signed with the federation directory's analyst key, verified as the
+        coordinator's edge verifies it."""
+        lay, fed = self.layout, self.coordinator.federation
+        cert = load_certificate(lay.analyst_cert)
+        envelope = signed_mod.sign(body, kind=kind, federation=fed.name, analyst=self.analyst,
+                                   key=load_private_key(lay.analyst_key), cert=cert,
+                                   context_sha256=context_sha256)
+        return signed_mod.verify(envelope, ca_cert=load_certificate(lay.ca_cert),
+                                 federation=fed.name, allowed=fed)
+
     @classmethod
     def open(cls, directory: str | Path, *, analyst: str | None = None,
              tables: Mapping[str, Any] | None = None) -> InProcessFederation:
@@ -207,6 +231,7 @@ class InProcessFederation:
         lay = Layout(directory)
         fed = lay.federation()
         network = InProcessNetwork()
+        network.federation_name = fed.name
         parties: dict[str, PartyNode] = {}
         dealers: dict[str, DealerNode] = {}
         coordinator_cfg = None
@@ -216,6 +241,7 @@ class InProcessFederation:
                 node = PartyNode(cfg, (tables or {}).get(entry.name), network=network)
                 node.start(serve=False)
                 network.register(node.registry)
+                network.witness_receivers[entry.name] = node.receive_witness
                 parties[entry.name] = node
             elif entry.role == "dealer":
                 dealer = DealerNode(load_dealer_config(lay.config(entry.name)), network=network)
@@ -252,19 +278,26 @@ class InProcessFederation:
     def compute(self, spec: StatSpec, where: str = "", *, parties: Sequence[str] = (),
                 timeout: float = 60.0) -> StatResult:
         """One joint statistic, as the analyst's client would run it (ckks: with its key)."""
-        request = StatisticRequest(spec, tuple(parties or self.parties), where.strip(), timeout)
+        names = tuple(sorted(parties or self.parties))
+        body = statistic_request(spec, where, names)
         coord = self.coordinator
         if spec.backend == Backend.SS:
+            request = StatisticRequest(spec, names, where.strip(), timeout,
+                                       self.sign(body, "statistic"))
             result = coord.execute(StatisticProtocol(coord, self.analyst, request))
             assert result is not None
             return result
-        return self._compute_ckks(request)
+        return self._compute_ckks(spec, names, where, timeout, body)
 
-    def _compute_ckks(self, request: StatisticRequest) -> StatResult:
+    def _compute_ckks(self, spec: StatSpec, names: tuple[str, ...], where: str, timeout: float,
+                      body: Mapping[str, Any]) -> StatResult:
         from smpc import ckks
 
         coord = self.coordinator
-        holder = ckks.KeyHolder(request.spec.ckks_preset)
+        holder = ckks.KeyHolder(spec.ckks_preset)
+        context = holder.public_context()
+        request = StatisticRequest(spec, names, where.strip(), timeout,
+                                   self.sign(body, "statistic", signed_mod.context_hash(context)))
         sid = secrets.token_hex(16)
         registry = self.network.registries.setdefault(self.analyst, SessionRegistry(self.analyst))
         session = registry.create(sid, {coord.me: "aggregator"}, request.timeout + 5.0)
@@ -285,8 +318,7 @@ class InProcessFederation:
         thread.start()
         try:
             coord.execute(StatisticProtocol(coord, self.analyst, request, to_analyst=to_analyst,
-                                            context_bytes=holder.public_context(),
-                                            session_id=sid))
+                                            context_bytes=context, session_id=sid))
         except BaseException:
             session.abort("the computation failed")
             raise
@@ -299,7 +331,10 @@ class InProcessFederation:
 
     def predict(self, data_owner: str, model_owner: str, **options: Any) -> Predicted:
         """One inference (``options``: the fields of :class:`PredictionRequest`)."""
+        fields = {"timeout": 60.0, **options}
+        body = prediction_request(data_owner=data_owner, model_owner=model_owner, **{
+            k: v for k, v in fields.items() if k != "timeout"})
         request = PredictionRequest(data_owner=data_owner, model_owner=model_owner,
-                                    **{"timeout": 60.0, **options})
+                                    signed=self.sign(body, "prediction"), **fields)
         coord = self.coordinator
         return coord.execute(PredictionProtocol(coord, self.analyst, request))

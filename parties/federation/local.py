@@ -67,6 +67,7 @@ import grpc
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import (
+    LIMIT_FIELDS,
     AnalystEntry,
     CoordinatorConfig,
     DataSourceConfig,
@@ -85,7 +86,7 @@ from parties.pki.identity import fingerprint, validate_name
 from parties.privacy import atrest
 from parties.privacy.outputs import write_model
 from parties.transport import wire
-from parties.transport.tls import channel_credentials, channel_options
+from parties.transport.pinning import ChannelRefused, PinnedChannels
 from smpc.errors import InputError
 from smpc.linear import LinearModel
 
@@ -178,6 +179,7 @@ def init_federation(
     session_timeout: float = 120.0,
     separate_dealer: bool = False,
     overwrite: bool = False,
+    limits: Mapping[str, Any] | None = None,
 ) -> Layout:
     """Create a federation in ``directory``: CA, certificates, configs, free ports.
 
@@ -186,8 +188,11 @@ def init_federation(
     one analyst identity.  ``models`` maps a party name to the model JSON
     file(s) it owns (one path or a list; each model is named after its file
     stem).  Private keys are written 0600.  Refuses to reuse a directory
-    that already holds a federation unless ``overwrite``.  Returns the
-    :class:`Layout`; nothing is started (see :func:`up`).
+    that already holds a federation unless ``overwrite``.  ``limits`` sets the
+    parties' request limits (policy fields ``max_released_values``,
+    ``max_inference_rows``, ``max_session_cpu_seconds``, ``max_request_memory_mb``;
+    the others keep their defaults).  Returns the :class:`Layout`; nothing is
+    started (see :func:`up`).
     """
     lay = Layout(directory)
     if lay.federation_file.exists() and not overwrite:
@@ -199,6 +204,10 @@ def init_federation(
     for f in files:
         if not f.is_file():
             raise FederationError(f"data file {f} not found")
+    unknown = sorted(set(limits or {}) - set(LIMIT_FIELDS))
+    if unknown:
+        raise FederationError(f"unknown limit(s) {', '.join(unknown)} (limits: "
+                              f"{', '.join(LIMIT_FIELDS)})")
     party_names = _unique_names(files, names)
     tables = {n: load_table(f) for n, f in zip(party_names, files, strict=True)}
     validate_name(federation_name, "federation name")
@@ -278,7 +287,7 @@ def init_federation(
                                     allowed_analysts=[analyst],
                                     min_cohort_size=int(min_cohort_size),
                                     epsilon=float(epsilon), delta=float(delta),
-                                    require_dp=bool(require_dp)),
+                                    require_dp=bool(require_dp), **dict(limits or {})),
                 database=lay.node_dir(e.name) / "party.db", at_rest_key=key_file, **common)
             lay.models(e.name).mkdir(mode=0o700, exist_ok=True)
             lay.outputs(e.name).mkdir(mode=0o700, exist_ok=True)
@@ -381,17 +390,28 @@ def _spawn(lay: Layout, node: NodeEntry, env: Mapping[str, str] | None,
     return proc
 
 
-def _health_stub(lay: Layout, node: NodeEntry) -> tuple[grpc.Channel, pb_grpc.NodeStub]:
-    creds = channel_credentials(lay.analyst_cert, lay.analyst_key, lay.ca_cert)
-    ch = grpc.secure_channel(node.address, creds,
-                             options=channel_options(node.name, wire.grpc_options()))
-    return ch, pb_grpc.NodeStub(ch)
+def _health_channels(lay: Layout) -> PinnedChannels:
+    """Channels as the directory's analyst, each trusting only its node's pinned certificate."""
+    return PinnedChannels(lay.federation(),
+                          TLSFiles(lay.analyst_cert, lay.analyst_key, lay.ca_cert),
+                          wire.grpc_options())
+
+
+def _health(channels: PinnedChannels, name: str, timeout: float) -> pb.HealthResponse:
+    try:
+        return pb_grpc.NodeStub(channels.channel(name)).Health(pb.HealthRequest(),
+                                                                timeout=timeout)
+    except grpc.RpcError as err:
+        if err.code() == grpc.StatusCode.UNAVAILABLE:
+            channels.forget(name)  # a node still starting: check its certificate next time
+        raise
 
 
 def _wait_healthy(lay: Layout, nodes: Sequence[NodeEntry], timeout: float) -> None:
     end = time.monotonic() + timeout
     pending = list(nodes)
-    channels = {n.name: _health_stub(lay, n) for n in nodes}
+    channels = _health_channels(lay)
+    last = ""
     try:
         while pending:
             node = pending[0]
@@ -400,19 +420,20 @@ def _wait_healthy(lay: Layout, nodes: Sequence[NodeEntry], timeout: float) -> No
                 raise FederationError(
                     f"node {node.name} exited during start-up: {_tail(lay.log(node.name))}")
             try:
-                channels[node.name][1].Health(pb.HealthRequest(), timeout=1.0)
+                _health(channels, node.name, 1.0)
                 pending.pop(0)
                 continue
-            except grpc.RpcError:
-                pass
+            except grpc.RpcError as err:
+                last = err.details() or err.code().name
+                if isinstance(err, ChannelRefused) and err.certificate_refused:
+                    raise FederationError(f"node {node.name} refused: {last}") from None
             if time.monotonic() > end:
                 raise FederationError(
-                    f"node {node.name} did not answer a health check within {timeout:g} s: "
-                    f"{_tail(lay.log(node.name))}")
+                    f"node {node.name} did not answer a health check within {timeout:g} s "
+                    f"({last}): {_tail(lay.log(node.name))}")
             time.sleep(0.1)
     finally:
-        for ch, _stub in channels.values():
-            ch.close()
+        channels.close()
 
 
 def node_health(directory: str | os.PathLike[str], name: str, timeout: float = 2.0
@@ -423,13 +444,16 @@ def node_health(directory: str | os.PathLike[str], name: str, timeout: float = 2
     :class:`FederationError` if the node does not answer.
     """
     lay = Layout(directory)
-    ch, stub = _health_stub(lay, lay.federation().node(name))
+    lay.federation().node(name)
+    channels = _health_channels(lay)
     try:
-        h = stub.Health(pb.HealthRequest(), timeout=timeout)
+        h = _health(channels, name, timeout)
     except grpc.RpcError as err:
-        raise FederationError(f"node {name} does not answer: {err.code().name}") from None
+        detail = f" ({err.details()})" if isinstance(err, ChannelRefused) else ""
+        raise FederationError(
+            f"node {name} does not answer: {err.code().name}{detail}") from None
     finally:
-        ch.close()
+        channels.close()
     return {"name": h.name, "role": h.role, "active_sessions": h.active_sessions,
             "running_sessions": h.running_sessions}
 

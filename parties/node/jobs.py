@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from parties.pki.signed import context_hash
 from parties.privacy.policy import PolicyRequest
 from smpc import linear, stats
+from smpc.errors import ProtocolError
 from smpc.names import Backend
 from smpc.transport import Transport
 
@@ -72,6 +74,7 @@ class StatisticJob(Job):
     rows: np.ndarray
     parties: list[str]
     hub: str                      # the recipient (ss) or aggregator (ckks)
+    context_sha256: str | None = None   # ckks: the analyst's public key, as it signed it
 
     def run(self, t: Transport) -> tuple[Outcome, str]:
         ctx = None
@@ -79,6 +82,10 @@ class StatisticJob(Job):
             from smpc import ckks
 
             data = t.recv_bytes(self.hub, f"{self.tag}/context", max_len=ckks.MAX_CONTEXT_BYTES)
+            if self.context_sha256 is None or context_hash(data) != self.context_sha256:
+                # a coordinator handing out its own key would decrypt this party's aggregate
+                raise ProtocolError(f"{self.hub} handed out a public key the analyst did not "
+                                    "sign: nothing was encrypted", peer=self.hub)
             ctx = ckks.load_context(data)
         stats.run_party(t, self.spec, self.rows, parties=self.parties, recipient=self.hub,
                         tag=self.tag, public_context=ctx)

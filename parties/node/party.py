@@ -18,13 +18,18 @@ the members of the session, the filter (parsed by :mod:`parties.data.filters`, n
 evaluated as code), that every column exists -- and applies its own policy
 (:mod:`parties.privacy`: allowed analysts, allowed columns per computation
 including the filter's, differential privacy required or not, clipping bounds,
-remaining privacy budget, minimum cohort size after filtering), then reserves
-the request's privacy cost in its own ledger.  ``Run`` commits the charge
+remaining privacy budget, minimum cohort size after filtering, and what the
+request would cost it: values released, inference rows, estimated CPU seconds
+and memory, each against the policy's limit -- before any row is selected),
+then reserves the request's privacy cost in its own ledger.  ``Run`` commits the charge
 *before* the role starts (so before any noisy contribution can leave);
 ``Abort`` before ``Run`` refunds it.  Every request, accepted or refused, and
 every outcome is a record of the party's hash-chained audit log, with the
 caller's certificate identity.  Roles of :mod:`smpc.stats` and
-:mod:`smpc.linear` run in worker threads, so ``Health`` always answers.
+:mod:`smpc.linear` run in worker threads, so ``Health`` always answers; a role
+stops at its next cancellation check (between its expensive steps) once its
+session is aborted or expired, the node stops, or it used more CPU time than
+``policy.max_session_cpu_seconds``.
 
 What a party reveals.  To the coordinator: that it accepted or refused a
 request (and the refusal's reason), for an inference as data owner the number
@@ -59,7 +64,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import grpc
 import numpy as np
@@ -67,14 +74,18 @@ import numpy as np
 from parties.config import PartyConfig, load_party_config
 from parties.data import filters
 from parties.data.sources import Table, load_table
-from parties.errors import ColumnRefused, SessionError
+from parties.errors import ColumnRefused, LimitExceeded, PolicyError, SessionError
 from parties.node.jobs import DataOwnerJob, Job, ModelOwnerJob, Outcome, Ready, StatisticJob
 from parties.node.redact import redact
+from parties.pki.certs import load_certificate, load_private_key
 from parties.pki.identity import Identity
+from parties.pki.signed import Signed, SignedRequestError, verify
 from parties.privacy.guard import PrivacyGuard
 from parties.privacy.ledger import BudgetExceeded, LedgerError
 from parties.privacy.outputs import load_at_rest_key, load_models, models_dir, write_predictions
 from parties.privacy.policy import PolicyGate, PolicyRequest, caller_uri
+from parties.privacy.replay import SeenRequests
+from parties.privacy.witness import WitnessError, WitnessStore, sign_head, verify_head
 from parties.transport.channels import GrpcNetwork, Network, PeerChannels
 from parties.transport.control import (
     Described,
@@ -88,9 +99,10 @@ from parties.transport.control import (
 )
 from parties.transport.faults import fault_point, fault_transport, install_fault
 from parties.transport.lifecycle import run_in_foreground
+from parties.transport.requests import SignedPrediction, prediction_of, statistic_of
 from parties.transport.sessions import Session, SessionRegistry, Status
-from smpc import linear
-from smpc.errors import InputError, SmpcError
+from smpc import cost, linear
+from smpc.errors import InputError, PeerFailure, SmpcError
 from smpc.names import Backend
 
 __all__ = ["PartyNode", "main"]
@@ -126,6 +138,18 @@ def _check_node_role(federation: object, name: str | None, allowed: tuple[str, .
                          f"not {name!r}")
 
 
+def _without_frames(exc: BaseException) -> BaseException:
+    """``exc`` with the tracebacks of its chain dropped: they would keep the role's frames --
+    its rows, noise and shares -- alive for as long as the session holds the error."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        e.__traceback__ = None
+        e = e.__cause__ or e.__context__
+    return exc
+
+
 def _printable(text: str, limit: int) -> str:
     return "".join(c if c.isprintable() else "?" for c in text[:limit])
 
@@ -147,6 +171,11 @@ class PartyNode:
         self.policy: PolicyGate = self.guard.gate
         self.key = load_at_rest_key(cfg, create=True)
         self.registry = SessionRegistry(cfg.name)
+        self.ca_cert = load_certificate(cfg.tls.ca)
+        self.seen = SeenRequests(cfg.database)
+        self.witnesses = WitnessStore(cfg.database)
+        self._node_cert = load_certificate(cfg.tls.cert)
+        self._node_key = load_private_key(cfg.tls.key)
         self.network = network or GrpcNetwork(PeerChannels(cfg.federation, cfg.tls))
         self.server: object | None = None
         self.port: int | None = None
@@ -227,14 +256,27 @@ class PartyNode:
         return replace(req, filter=str(r.filter)[:4096],
                        filter_columns=tuple(sorted(r.filter.columns())))
 
-    def _read(self, r: Prepare, columns: list[str], req: PolicyRequest
-              ) -> tuple[np.ndarray, np.ndarray, PolicyRequest]:
-        """Read the filtered rows of ``columns`` (the policy was applied before)."""
+    def _rows(self, r: Prepare, columns: list[str], req: PolicyRequest
+              ) -> tuple[np.ndarray | None, int]:
+        """The filter's row mask (None: every row) and how many rows it keeps; nothing of
+        ``columns`` is selected yet (the policy was applied before)."""
         missing = [c for c in (*columns, *req.filter_columns) if c not in self.table.columns]
         if missing:  # allowed by the policy but absent from the table
             raise ColumnRefused(f"{self.cfg.name} has no column "
                                 f"{', '.join(repr(c) for c in missing)} in its data")
-        mask = filters.evaluate(r.filter, self.table) if r.filter is not None else None
+        if r.filter is None:
+            return None, self.table.n_rows
+        mask = filters.evaluate(r.filter, self.table)
+        return mask, int(np.count_nonzero(mask))
+
+    def _read(self, r: Prepare, columns: list[str], req: PolicyRequest
+              ) -> tuple[np.ndarray, np.ndarray, PolicyRequest]:
+        """Read the filtered rows of ``columns`` (the policy was applied before)."""
+        return self._select(columns, req, self._rows(r, columns, req)[0])
+
+    def _select(self, columns: list[str], req: PolicyRequest, mask: np.ndarray | None
+                ) -> tuple[np.ndarray, np.ndarray, PolicyRequest]:
+        """Copy ``columns`` of the rows ``mask`` keeps (None: every row)."""
         sel = self.table.select(columns, rows=mask)
         row_numbers = np.flatnonzero(sel.rows) + 1
         return sel.values, row_numbers, replace(req, n_rows=sel.n_rows)
@@ -249,14 +291,19 @@ class PartyNode:
             if self.registry.count() >= MAX_ACTIVE_SESSIONS:
                 raise SessionError(f"{me} is busy ({MAX_ACTIVE_SESSIONS} active sessions)",
                                    grpc.StatusCode.RESOURCE_EXHAUSTED)
+            signed = self._signed(r, trail)
             if isinstance(r, PrepareStatistic):
-                job, answer = self._prepare_statistic(r, trail)
+                job, answer = self._prepare_statistic(r, signed, trail)
             elif isinstance(r, PrepareDataOwner):
-                job, answer = self._prepare_data_owner(r, trail)
+                job, answer = self._prepare_data_owner(r, signed, trail)
             elif isinstance(r, PrepareModelOwner):
-                job, answer = self._prepare_model_owner(r, trail)
+                job, answer = self._prepare_model_owner(r, signed, trail)
             else:
                 raise InputError(f"{me} cannot prepare a session of kind {r.kind}")
+            # a signed request is good for one session: a replay is refused here
+            self.seen.claim(nonce=signed.nonce, analyst=signed.signer.name,
+                            request_hash=signed.request_hash, session_id=r.session_id,
+                            expires=signed.expires, me=me)
             # charged is set before the session exists, so that a Run racing this Prepare
             # finds no charge to commit and refuses, rather than running uncharged
             job.request = trail[-1]
@@ -272,18 +319,54 @@ class PartyNode:
                               ledger_logged=isinstance(exc, BudgetExceeded))
             raise
         req = trail[-1]
-        cost = (f"rho {req.cost.rho:.6g} reserved (pending until it runs)" if job.charged
-                and req.cost is not None else "exact result, no privacy cost")
-        self.guard.record(req, "accepted", f"prepared: {cost}")
+        charge = (f"rho {req.cost.rho:.6g} reserved (pending until it runs)" if job.charged
+                  and req.cost is not None else "exact result, no privacy cost")
+        self.guard.record(req, "accepted", f"prepared: {charge}")
         log.info("session %s prepared: %s for %s, %d members", r.session_id, r.kind,
                  r.analyst, len(r.members))
         fault_point("on-prepare")
         return answer
 
-    def _prepare_statistic(self, r: PrepareStatistic, trail: list[PolicyRequest]
-                           ) -> tuple[Job, Prepared]:
+    def _signed(self, r: Prepare, trail: list[PolicyRequest]) -> Signed:
+        """The analyst's signed request behind ``r``, verified here, whatever the coordinator
+        says: the signer is an analyst listed in the federation (with its pinned certificate),
+        the request is unexpired, and ``r`` is asked in the signer's name.  The audit trail
+        records the signer, the request's hash and the session's members from now on."""
+        me = self.cfg.name
+        fed = self.cfg.federation
+        try:
+            signed = verify(r.signed_request, ca_cert=self.ca_cert, federation=fed.name,
+                            allowed=fed)
+        except SignedRequestError as exc:
+            raise PolicyError(f"{me} refuses: {exc}") from None
+        trail.append(replace(trail[-1], analyst=_printable(signed.signer.name, 256),
+                             request_hash=signed.request_hash,
+                             members=tuple(sorted(r.members))))
+        if r.analyst != signed.signer.name:
+            raise PolicyError(f"{me} refuses: the request is asked in the name of "
+                              f"{_printable(r.analyst, 64)!r} but signed by "
+                              f"{signed.signer.name!r}")
+        return signed
+
+    def _prepare_statistic(self, r: PrepareStatistic, signed: Signed,
+                           trail: list[PolicyRequest]) -> tuple[Job, Prepared]:
         me, fed = self.cfg.name, self.cfg.federation
         spec = r.statistic
+        asked = statistic_of(signed)
+        if asked.spec != spec or asked.where != r.where.strip():
+            raise PolicyError(f"{me} refuses: the statistic it is asked to prepare is not the "
+                              "one the analyst signed")
+        if set(asked.parties) != set(r.roles(SessionRole.PARTY)):
+            raise PolicyError(f"{me} refuses: the session's parties are not the ones the "
+                              "analyst signed")
+        fewest = max(2, self.cfg.policy.min_parties)
+        if len(asked.parties) < fewest:
+            raise PolicyError(f"{me} refuses: a statistic needs at least {fewest} data parties "
+                              f"by its policy (policy.min_parties); this one has "
+                              f"{len(asked.parties)}")
+        if spec.backend == Backend.CKKS and signed.context_sha256 is None:
+            raise PolicyError(f"{me} refuses: a ckks statistic must be signed with the "
+                              "analyst's public key")
         if r.members[me] is not SessionRole.PARTY:
             raise InputError(f"{me} is not a party of this statistic")
         hubs = r.roles(SessionRole.RECIPIENT, SessionRole.AGGREGATOR)
@@ -305,18 +388,58 @@ class PartyNode:
         spec = self.policy.check_dp(req, spec)      # exact allowed? bounds within the policy
         if spec.dp is not None:
             spec.noise_plan(len(parties))           # bounds complete, budget usable
+        # what it would cost, over at most every row of the table (not the filter's count,
+        # which a refusal must not reveal): refused before anything is read or reserved
+        self.policy.check_cost(req, cost.statistic_cost(spec, self.table.n_rows),
+                               rows_public=False)
         self.guard.precheck_budget(req)             # no budget: refuse before reading rows
         rows, _numbers, req = self._read(r, list(spec.value_columns), req)
         trail.append(req)
         self.policy.check_cohort(req)
-        job = StatisticJob(r.tag, spec=spec, rows=rows, parties=parties, hub=hub)
+        job = StatisticJob(r.tag, spec=spec, rows=rows, parties=parties, hub=hub,
+                           context_sha256=signed.context_sha256)
         return job, Prepared(spec=spec)
 
-    def _prepare_data_owner(self, r: PrepareDataOwner, trail: list[PolicyRequest]
-                            ) -> tuple[Job, Prepared]:
+    def _check_prediction(self, r: PrepareDataOwner | PrepareModelOwner, signed: Signed,
+                          role: SessionRole) -> SignedPrediction:
+        """The prediction ``r`` is what the analyst signed: the owners, the filter and every
+        parameter of the inference spec (the flooding aside: the model owner's policy fixes
+        its minimum)."""
+        me = self.cfg.name
+        asked = prediction_of(signed)
+        owners = {SessionRole.DATA_OWNER: asked.data_owner,
+                  SessionRole.MODEL_OWNER: asked.model_owner}
+        if owners[role] != me or any(
+                r.one(x, str(x)) != name for x, name in owners.items()):
+            raise PolicyError(f"{me} refuses: the inference's owners are not the ones the "
+                              "analyst signed")
+        options: dict[str, Any] = {}
+        if asked.feature_bound:
+            options["feature_bound"] = asked.feature_bound
+        if asked.frac_bits:
+            options["frac_bits"] = asked.frac_bits
+        if asked.ckks_preset:
+            options["ckks_preset"] = asked.ckks_preset
+        spec = r.inference
+        try:
+            expected = linear.InferenceSpec(
+                kind=spec.kind, n_samples=spec.n_samples, n_features=spec.n_features,
+                backend=asked.backend, output=asked.output, flood_bits=spec.flood_bits,
+                **options)
+        except InputError:
+            expected = None
+        if expected != spec or (isinstance(r, PrepareDataOwner)
+                                and r.where.strip() != asked.where):
+            raise PolicyError(f"{me} refuses: the inference it is asked to prepare is not the "
+                              "one the analyst signed")
+        return asked
+
+    def _prepare_data_owner(self, r: PrepareDataOwner, signed: Signed,
+                            trail: list[PolicyRequest]) -> tuple[Job, Prepared]:
         me, fed = self.cfg.name, self.cfg.federation
         if r.members[me] is not SessionRole.DATA_OWNER:
             raise InputError(f"{me} is not the data owner of this inference")
+        self._check_prediction(r, signed, SessionRole.DATA_OWNER)
         draft = r.inference
         columns = list(r.features)
         req = replace(trail[-1], computation=f"predict-{draft.kind}", backend=draft.backend,
@@ -325,7 +448,10 @@ class PartyNode:
         req = self._with_filter(r, req)
         trail.append(req)
         self.policy.check_access(req)
-        X, numbers, req = self._read(r, columns, req)
+        mask, n_rows = self._rows(r, columns, req)  # nothing selected yet
+        # the row count is public (the model owner learns it): the estimates may be quoted
+        self.policy.check_cost(req, cost.inference_cost(draft, rows=n_rows), rows_public=True)
+        X, numbers, req = self._select(columns, req, mask)
         trail.append(req)
         self.policy.check_cohort(req)
         if X.shape[0] == 0:
@@ -340,12 +466,23 @@ class PartyNode:
                            model_owner=model_owner, dealer=dealer)
         return job, Prepared(spec=spec, n_samples=int(X.shape[0]))
 
-    def _prepare_model_owner(self, r: PrepareModelOwner, trail: list[PolicyRequest]
-                             ) -> tuple[Job, Prepared]:
+    def _prepare_model_owner(self, r: PrepareModelOwner, signed: Signed,
+                             trail: list[PolicyRequest]) -> tuple[Job, Prepared]:
         me, fed = self.cfg.name, self.cfg.federation
         if r.members[me] is not SessionRole.MODEL_OWNER:
             raise InputError(f"{me} is not the model owner of this inference")
+        asked = self._check_prediction(r, signed, SessionRole.MODEL_OWNER)
+        if asked.model not in ("", r.model):
+            raise PolicyError(f"{me} refuses: the model it is asked to apply is not the one "
+                              "the analyst signed")
+        least = self.cfg.policy.min_flood_bits
+        if r.inference.backend == Backend.CKKS and r.inference.flood_bits < least:
+            raise PolicyError(f"{me} refuses: its policy floods the logits it returns with at "
+                              f"least {least} bits (policy.min_flood_bits); the request asks "
+                              f"for {r.inference.flood_bits}")
         self.policy.check_access(trail[-1])
+        # the size the request declares: refused before the model is even loaded
+        self.policy.check_cost(trail[-1], cost.inference_cost(r.inference), rows_public=True)
         data_owner = r.one(SessionRole.DATA_OWNER, "data owner")
         name, model = _pick_model(load_models(models_dir(self.cfg), self.key, me), r.model, me)
         spec = r.inference
@@ -439,12 +576,36 @@ class PartyNode:
         if job is not None:
             self._audit_outcome(job, "released", f"{len(ready.predictions)} predictions "
                                 f"written encrypted to outputs/{path.name}")
+            self._witness(s)
         return Outcome(n_predictions=len(ready.predictions), output_path=str(path))
 
     # -------------------------------------------------------------------- roles
 
+    def _stop_check(self, s: Session) -> Callable[[], None]:
+        """The role's cancellation check (:meth:`smpc.transport.Transport.check_cancelled`),
+        made in the role's thread: it raises once the node is stopping, the session was aborted
+        or expired (:meth:`Session.check_active`), or the role's thread used more CPU time than
+        the policy's ``max_session_cpu_seconds``."""
+        me, limit = self.cfg.name, self.cfg.policy.max_session_cpu_seconds
+        cpu_start = time.thread_time()
+
+        def check() -> None:
+            if self._stop.is_set():
+                raise PeerFailure(me, f"{me} is shutting down: it stopped its role in session "
+                                      f"{s.id}")
+            s.check_active()
+            used = time.thread_time() - cpu_start
+            if used > limit:
+                raise LimitExceeded(
+                    f"{me} stopped its role in session {s.id} after {used:,.1f} CPU seconds: "
+                    f"its policy allows at most {limit:,g} (policy.max_session_cpu_seconds)",
+                    "max_session_cpu_seconds")
+
+        return check
+
     def _role(self, s: Session, job: Job) -> None:
         t = fault_transport(self.network.transport(s), "mid-protocol")
+        t.add_stop_check(self._stop_check(s))
         started = time.perf_counter()
         try:
             fault_point("on-run")
@@ -456,14 +617,56 @@ class PartyNode:
                     exc_info=not isinstance(exc, SmpcError))
             self._audit_outcome(job, "failed", f"{redact(exc, self.cfg.name)}" + (
                 " (the charge stands: its contribution may have left)" if job.charged else ""))
-            s.fail(exc)
+            s.fail(_without_frames(exc))
             return
         log.info("session %s done on %s in %.2f s (sent %d msgs / %d B, received %d / %d B)",
                  s.id, self.cfg.name, time.perf_counter() - started, t.traffic.messages_sent,
                  t.traffic.bytes_sent, t.traffic.messages_received, t.traffic.bytes_received)
         if done:
             self._audit_outcome(job, "released", done)  # audited before Await can answer
+            self._witness(s)
         s.finish(outcome)
+
+    # ------------------------------------------------------------------ witnesses
+
+    def _witness(self, s: Session) -> None:
+        """Send this party's signed audit head to the session's other parties, in the
+        background (best effort: the computation never waits for it)."""
+        fed = self.cfg.federation
+        peers = []
+        for name in s.members:
+            if name == self.cfg.name:
+                continue
+            try:
+                if fed.node(name).role == "party":
+                    peers.append(name)
+            except KeyError:
+                continue
+        if not peers:
+            return
+        head = self.guard.audit.head()
+        envelope = sign_head(head, party=self.cfg.name, federation=fed.name,
+                             key=self._node_key, cert=self._node_cert)
+
+        def send() -> None:
+            for peer in peers:
+                try:
+                    self.network.witness(peer, envelope, self.cfg.name, timeout=5.0)
+                except Exception as exc:  # a missed witness weakens, never breaks, anything
+                    log.info("audit head not witnessed by %s: %s", peer,
+                             type(exc).__name__)
+
+        threading.Thread(target=send, daemon=True, name="witness").start()
+
+    def receive_witness(self, envelope: bytes, sender: Identity) -> None:
+        """Keep a peer party's signed audit head (``Node.Witness``)."""
+        fed = self.cfg.federation
+        try:
+            signed = verify_head(envelope, ca_cert=self.ca_cert, federation=fed.name,
+                                 party=sender.name)
+        except WitnessError as exc:
+            raise PolicyError(f"{self.cfg.name} refuses the audit head: {exc}") from None
+        self.witnesses.add(signed)
 
     def _audit_outcome(self, job: Job, outcome: str, reason: str) -> None:
         if job.request is None:

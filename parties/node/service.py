@@ -37,6 +37,7 @@ PARTY_ACCESS: dict[str, tuple[str, ...]] = {
     "/smpc.v1.Party/Run": COORDINATOR_ONLY,
     "/smpc.v1.Party/Await": COORDINATOR_ONLY,
     "/smpc.v1.Party/Abort": COORDINATOR_ONLY,
+    "/smpc.v1.Node/Witness": ("party",),
 }
 
 
@@ -97,7 +98,8 @@ class PartyService(pb_grpc.PartyServicer):
 def serve(node: PartyNode) -> tuple[grpc.Server, int]:
     """Start the node's mutual-TLS server (``Node`` and ``Party`` services); the bound port."""
     cfg = node.cfg
-    node_service = NodeService(cfg.name, "party", cfg.federation, node.registry)
+    node_service = NodeService(cfg.name, "party", cfg.federation, node.registry,
+                               on_witness=node.receive_witness)
     party_service = PartyService(node)
     return start_server(
         name=cfg.name, federation=cfg.federation, tls=cfg.tls, host=cfg.host, port=cfg.port,

@@ -131,6 +131,36 @@ def issue_node_certificate(
     """
     validate_name(name)
     _validate_role(role)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = build_node_certificate(ca, key.public_key(), name, role, addresses=addresses,
+                                  dns_names=dns_names, valid_days=valid_days, now=now)
+    return cert, key
+
+
+def build_node_certificate(
+    ca: CertificateAuthority,
+    public_key: ec.EllipticCurvePublicKey,
+    name: str,
+    role: str,
+    *,
+    addresses: Iterable[str] = (),
+    dns_names: Iterable[str] = (),
+    valid_days: int = 365,
+    now: _dt.datetime | None = None,
+) -> x509.Certificate:
+    """The certificate the CA signs for ``public_key`` as node ``name`` with ``role``.
+
+    The one encoding of a federation identity, shared by :func:`issue_node_certificate` (a key
+    made here) and :func:`parties.pki.requests.sign_request` (a key that never leaves its node):
+    subject ``CN=name, OU=role, O=federation``, SAN URI ``smpc://federation/role/name``, DNS
+    ``name``, ``localhost`` and ``dns_names``, IP ``127.0.0.1`` and ``addresses``; not a CA;
+    digitalSignature; serverAuth and clientAuth.  The validity may not extend beyond the CA's.
+    """
+    validate_name(name)
+    _validate_role(role)
+    if not isinstance(public_key, ec.EllipticCurvePublicKey) \
+            or not isinstance(public_key.curve, ec.SECP256R1):
+        raise PKIError("node keys must be ECDSA P-256 keys")
     federation = ca.federation
     _check_days(valid_days, "certificate validity")
     dns_names = list(dns_names)
@@ -162,7 +192,6 @@ def issue_node_certificate(
             ips.append(ip)
     sans += [x509.IPAddress(ip) for ip in ips]
 
-    key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, name),
@@ -171,11 +200,11 @@ def issue_node_certificate(
         ]
     )
     ca_ski = ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    cert = (
+    return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(end)
@@ -201,13 +230,12 @@ def issue_node_certificate(
             critical=False,
         )
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), False
         )
         .sign(ca.key, hashes.SHA256())
     )
-    return cert, key
 
 
 def save_ca(

@@ -105,6 +105,7 @@ _TEXT_LIMITS = {
     "filter": 4096,
     "recipient": 256,
     "reason": 1000,
+    "request_hash": 64,
 }
 _MAX_COLUMNS = 1000
 _MAX_COLUMN_NAME = 256
@@ -177,6 +178,8 @@ class AuditEvent:
     epsilon: float | None = None
     delta: float | None = None
     caller_fingerprint: str | None = None
+    request_hash: str | None = None
+    members: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("caller", "analyst", "session_id", "computation", "reason"):
@@ -189,6 +192,14 @@ class AuditEvent:
             )
         if self.caller_fingerprint is not None and not _HEX64.match(self.caller_fingerprint):
             raise AuditError("audit field 'caller_fingerprint' must be 64 lowercase hex digits.")
+        if self.request_hash is not None and not _HEX64.match(self.request_hash):
+            raise AuditError("audit field 'request_hash' must be 64 lowercase hex digits.")
+        members = self.members
+        if isinstance(members, str) or not isinstance(members, tuple | list) \
+                or len(members) > _MAX_COLUMNS or not all(
+                    isinstance(m, str) and 0 < len(m) <= 256 for m in members):
+            raise AuditError("audit field 'members' must be a tuple of node names.")
+        object.__setattr__(self, "members", tuple(members))
         cols = self.columns
         if isinstance(cols, str) or not isinstance(cols, tuple | list):
             raise AuditError(
@@ -220,6 +231,8 @@ class AuditEvent:
             "privacy_cost": {"rho": self.rho, "epsilon": self.epsilon, "delta": self.delta},
             "outcome": self.outcome,
             "reason": self.reason,
+            **({"request_hash": self.request_hash} if self.request_hash is not None else {}),
+            **({"members": list(self.members)} if self.members else {}),
         }
 
 

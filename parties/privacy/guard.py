@@ -154,11 +154,12 @@ class PrivacyGuard:
             computation=(req.computation or req.kind)[:128], backend=req.backend,
             columns=tuple(dict.fromkeys((*req.columns, *req.filter_columns))),
             filter=req.filter, recipient=req.recipient, outcome=outcome, reason=reason,
+            request_hash=req.request_hash, members=req.members,
             **self._cost_fields(req.cost))
         try:
             event = AuditEvent(**fields)
         except AuditError:  # malformed request metadata: record what can be recorded
-            fields.update(columns=(), filter=None, backend=None, recipient=None,
+            fields.update(columns=(), filter=None, backend=None, recipient=None, members=(),
                           reason=("(malformed request metadata) " + reason)[:1000])
             event = AuditEvent(**fields)
         self._append(event)

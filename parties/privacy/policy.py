@@ -15,8 +15,12 @@ calls it at every request:
        ``require_dp``; a DP request's clipping bounds must lie within the policy's ``bounds``, and
        a column the request gives no bounds for gets the policy's (the *effective* spec, returned
        to the coordinator in ``PrepareResponse.spec_json``);
-    3. budget pre-check: a DP request that no longer fits the analyst's remaining budget is
-       refused *before* any row is read, so an analyst without budget learns nothing more;
+    3. :meth:`PolicyGate.check_cost`: what the request would cost the party -- values
+       released, inference rows, estimated CPU seconds and memory (:mod:`smpc.cost`) -- within
+       the policy's limits (``max_released_values``, ``max_inference_rows``,
+       ``max_session_cpu_seconds``, ``max_request_memory_mb``); budget pre-check: a DP request
+       that no longer fits the analyst's remaining budget is refused *before* any row is read,
+       so an analyst without budget learns nothing more;
     4. the rows are selected; :meth:`PolicyGate.check_cohort`: fewer than ``min_cohort_size``
        selected rows (a statistic's contribution, or an inference's data owner) is refused;
     5. :meth:`PrivacyGuard.reserve`: the DP cost is reserved in the ledger (PENDING, durable,
@@ -35,9 +39,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from parties.config import PolicyConfig
-from parties.errors import ColumnRefused, PolicyError
+from parties.errors import ColumnRefused, LimitExceeded, PolicyError
 from parties.pki.identity import Identity
 from smpc import dp
+from smpc.cost import Cost
 from smpc.errors import InputError
 from smpc.stats import StatSpec
 
@@ -70,6 +75,8 @@ class PolicyRequest:
     cost: dp.PrivacyCost | None = None
     caller: str = ""
     caller_fingerprint: str | None = None
+    request_hash: str | None = None      # SHA-256 of the analyst's signed request
+    members: tuple[str, ...] = ()        # the session's nodes
 
     @property
     def policy_computation(self) -> str:
@@ -152,6 +159,48 @@ class PolicyGate:
         if bounds == dict(spec.dp.bounds):
             return spec
         return replace(spec, dp=replace(spec.dp, bounds=bounds))
+
+    # -- what one request may cost (before any row is selected)
+
+    def check_cost(self, req: PolicyRequest, cost: Cost, *, rows_public: bool) -> None:
+        """Refuse a request whose cost exceeds one of the policy's limits, naming the limit.
+
+        ``rows_public``: the row count in ``cost`` is known to the coordinator anyway (an
+        inference's), so the estimates may be quoted.  A statistic's estimates include the
+        party's total row count, which is not public: its refusal quotes only the limit.
+        """
+        p, what = self.policy, self._what(req)
+        if cost.released_values > p.max_released_values:
+            raise LimitExceeded(
+                f"{self.party} refuses: this {what} releases {cost.released_values:,} values; "
+                f"its policy allows at most {p.max_released_values:,} "
+                "(policy.max_released_values)", "max_released_values")
+        if req.kind.startswith("predict") and cost.rows > p.max_inference_rows:
+            raise LimitExceeded(
+                f"{self.party} refuses: this inference covers {cost.rows:,} rows; its policy "
+                f"allows at most {p.max_inference_rows:,} (policy.max_inference_rows)",
+                "max_inference_rows")
+        if cost.cpu_seconds > p.max_session_cpu_seconds:
+            limit = f"{p.max_session_cpu_seconds:,g}"
+            need = (f"would take an estimated {cost.cpu_seconds:,.1f} CPU seconds; its policy "
+                    f"allows at most {limit}" if rows_public else
+                    f"would take more CPU seconds than its policy allows (at most {limit})")
+            raise LimitExceeded(f"{self.party} refuses: this {what} {need} "
+                                "(policy.max_session_cpu_seconds)", "max_session_cpu_seconds")
+        mib = cost.memory_bytes / 2**20
+        if mib > p.max_request_memory_mb:
+            limit = f"{p.max_request_memory_mb:,g} MiB"
+            need = (f"would need an estimated {mib:,.0f} MiB of memory; its policy allows at "
+                    f"most {limit}" if rows_public else
+                    f"would need more memory than its policy allows (at most {limit})")
+            raise LimitExceeded(f"{self.party} refuses: this {what} {need} "
+                                "(policy.max_request_memory_mb)", "max_request_memory_mb")
+
+    @staticmethod
+    def _what(req: PolicyRequest) -> str:
+        if req.kind.startswith("predict"):
+            return "inference"
+        return f"{req.computation} request" if req.computation else "request"
 
     # -- cohort (after selection)
 

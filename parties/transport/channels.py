@@ -6,48 +6,33 @@ limits, delivery semantics).
 
 from __future__ import annotations
 
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 
 import grpc
 
+from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import FederationConfig, TLSFiles
 from parties.errors import failed_node_of, from_rpc_error
 from parties.transport import wire
+from parties.transport.pinning import PinnedChannels
 from parties.transport.sessions import Session, Status
-from parties.transport.tls import channel_credentials, channel_options
 from smpc.errors import PeerFailure, ProtocolError
 from smpc.transport import Payload, Transport
 
 
-class PeerChannels:
+class PeerChannels(PinnedChannels):
     """One mutual-TLS channel per peer node, reused across sessions.
 
-    The peer's address comes from the federation config; its certificate must
-    name it (pinned with ``ssl_target_name_override``).
+    The peer's address comes from the federation config; its channel trusts only the peer's
+    own verified certificate -- the pinned one, never a revoked one -- and its node name
+    (:class:`~parties.transport.pinning.PinnedChannels`).
     """
 
     def __init__(self, federation: FederationConfig, tls: TLSFiles) -> None:
-        self.federation = federation
-        self._creds = channel_credentials(tls.cert, tls.key, tls.ca)
-        self._lock = threading.Lock()
-        self._channels: dict[str, grpc.Channel] = {}
-
-    def channel(self, name: str) -> grpc.Channel:
-        """The channel to node ``name`` (KeyError if it is not in the federation)."""
-        with self._lock:
-            ch = self._channels.get(name)
-            if ch is None:
-                entry = self.federation.node(name)
-                ch = grpc.secure_channel(
-                    entry.address, self._creds,
-                    options=channel_options(name, wire.grpc_options()),
-                )
-                self._channels[name] = ch
-            return ch
+        super().__init__(federation, tls, wire.grpc_options())
 
     def node(self, name: str) -> pb_grpc.NodeStub:
         return pb_grpc.NodeStub(self.channel(name))
@@ -57,12 +42,6 @@ class PeerChannels:
 
     def dealer(self, name: str) -> pb_grpc.DealerStub:
         return pb_grpc.DealerStub(self.channel(name))
-
-    def close(self) -> None:
-        with self._lock:
-            for ch in self._channels.values():
-                ch.close()
-            self._channels.clear()
 
 
 Route = Callable[[str, Payload], None]
@@ -82,6 +61,10 @@ class Network(ABC):
                   ) -> Transport:
         """The transport of ``session`` (``routes``: members reached by a callback)."""
 
+    def witness(self, peer: str, signed_head: bytes, sender: str, timeout: float) -> None:
+        """Hand ``peer`` this node's signed audit head (see :mod:`parties.privacy.witness`)."""
+        raise NotImplementedError
+
     def close(self) -> None:  # noqa: B027 - optional hook: nothing to release in process
         """Release channels (nothing to do in process)."""
 
@@ -95,6 +78,10 @@ class GrpcNetwork(Network):
     def transport(self, session: Session, routes: Mapping[str, Route] | None = None
                   ) -> Transport:
         return GrpcTransport(session, self.peers, routes)
+
+    def witness(self, peer: str, signed_head: bytes, sender: str, timeout: float) -> None:
+        self.peers.node(peer).Witness(pb.WitnessRequest(signed_head=signed_head),
+                                      timeout=timeout)
 
     def close(self) -> None:
         self.peers.close()
@@ -164,8 +151,10 @@ class GrpcTransport(Transport):
             self.peers.node(to).Deliver(wire.chunks(s.id, tag, payload), timeout=s.remaining())
             return
         except grpc.RpcError as err:
-            if err.code() != grpc.StatusCode.UNAVAILABLE or failed_node_of(err) is not None \
-                    or s.remaining() < RETRY_MIN_SECONDS:
+            if err.code() != grpc.StatusCode.UNAVAILABLE or failed_node_of(err) is not None:
+                raise
+            self.peers.forget(to)  # the retry checks the peer's certificate again
+            if s.remaining() < RETRY_MIN_SECONDS:
                 raise
         time.sleep(wire.RECONNECT_BACKOFF_MS[1] / 1000 + 0.1)
         if s.status == Status.ABORTED:

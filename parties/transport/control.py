@@ -144,6 +144,7 @@ class Prepare:
     tag: str = "s"
     where: str = ""
     filter: filters.Expr | None = field(default=None, compare=False)
+    signed_request: bytes = b""     # the analyst's signed request (parties.pki.signed)
 
     kind: SessionKind = field(init=False, default=SessionKind.STAT)
 
@@ -290,7 +291,8 @@ def prepare_to_pb(req: Prepare) -> pb.PrepareRequest:
     msg = pb.PrepareRequest(
         session_id=req.session_id, timeout_seconds=req.timeout, kind=_KIND_TO_PB[req.kind],
         spec_json=json.dumps(spec.to_json()) if spec is not None else "", where=req.where,
-        members=_members_to_pb(req.members), analyst=req.analyst, tag=req.tag)
+        members=_members_to_pb(req.members), analyst=req.analyst, tag=req.tag,
+        signed_request=req.signed_request)
     if isinstance(req, PrepareDataOwner):
         msg.columns.extend(req.features)
     if isinstance(req, PrepareModelOwner):
@@ -317,7 +319,7 @@ def prepare_from_pb(msg: pb.PrepareRequest, me: str, federation: FederationConfi
     doc = wire.parse_spec_json(msg.spec_json)
     if kind is SessionKind.STAT:
         return PrepareStatistic(sid, msg.analyst, members, timeout, tag, msg.where, expr,
-                                spec=StatSpec.from_json(doc))
+                                msg.signed_request, spec=StatSpec.from_json(doc))
     if not isinstance(doc, dict):
         raise InputError("malformed inference spec")
     if kind is SessionKind.PREDICT_DATA:
@@ -328,9 +330,10 @@ def prepare_from_pb(msg: pb.PrepareRequest, me: str, federation: FederationConfi
         if draft.n_features != len(columns):
             raise InputError("the inference spec and the feature list disagree")
         return PrepareDataOwner(sid, msg.analyst, members, timeout, tag, msg.where, expr,
-                                spec=draft, features=columns)
+                                msg.signed_request, spec=draft, features=columns)
     return PrepareModelOwner(sid, msg.analyst, members, timeout, tag, msg.where, expr,
-                             spec=InferenceSpec.from_json(doc), model=msg.model)
+                             msg.signed_request, spec=InferenceSpec.from_json(doc),
+                             model=msg.model)
 
 
 def prepared_to_pb(p: Prepared) -> pb.PrepareResponse:
@@ -456,7 +459,7 @@ class GrpcControlPlane(ControlPlane):
         try:
             return fn()
         except grpc.RpcError as err:
-            unreachable = err.code() == grpc.StatusCode.UNAVAILABLE
+            unreachable = self._unreachable(node, err)
             if not (unreachable and retry_until is not None
                     and retry_until - time.monotonic() >= 2.0):
                 raise classify_rpc_failure(node, err) from None
@@ -464,7 +467,19 @@ class GrpcControlPlane(ControlPlane):
         try:
             return fn()
         except grpc.RpcError as err:
+            self._unreachable(node, err)
             raise classify_rpc_failure(node, err) from None
+
+    def _unreachable(self, node: str, err: grpc.RpcError) -> bool:
+        """Whether ``node`` was unreachable at the transport level (worth one retry); if so
+        its channel is dropped, so that the next call checks the node's certificate again.
+        A certificate this side refused is not retried."""
+        if err.code() != grpc.StatusCode.UNAVAILABLE \
+                or getattr(err, "certificate_refused", False):
+            return False
+        if failed_node_of(err) is None:
+            self.peers.forget(node)
+        return True
 
     def describe(self, node: str, analyst: str, timeout: float) -> Described:
         end = time.monotonic() + timeout

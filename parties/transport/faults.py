@@ -20,8 +20,9 @@ Stages, by the kind of node that reaches them (:data:`FAULT_STAGES`):
   ``on-run`` (``Run`` answered, the role started, before it sends anything); ``mid-protocol``
   (right after its role's first protocol message left); ``on-await`` (its role finished, every
   message it owed was sent; the coordinator's ``Await`` is not answered yet);
-* dealer -- ``on-deal`` (``Deal`` received, before anything is dealt); ``mid-deal`` (after the
-  triples went to the first owner, before the second);
+* dealer -- ``on-deal`` (``Deal`` received, before anything is dealt); ``mid-deal`` (after its
+  first message -- the hello to the first owner -- left, before the other owner's hello, the
+  owners' seeds and the correction);
 * coordinator -- ``after-prepare`` (every participant prepared, before ``Run``); ``mid-run``
   (``Run`` went to every participant, before any result is collected).
 
@@ -160,6 +161,9 @@ class _FaultTransport(Transport):
 
     def _recv(self, sender: str, tag: str) -> Payload:
         return self.inner._recv(sender, tag)
+
+    def _check_cancelled(self) -> None:
+        self.inner.check_cancelled()
 
 
 def fault_transport(t: Transport, stage: str) -> Transport:

@@ -6,18 +6,24 @@ Guarantees:
 * **Mutual TLS only.** Servers are created by :func:`start_server` with
   :func:`parties.tls.server_credentials` (a client without a certificate of
   the federation CA fails the handshake) and bind only the configured host.
-  Channels (:class:`PeerChannels`) present the node's own certificate, trust
-  only the federation CA and pin the peer's *node name*
-  (``grpc.ssl_target_name_override``), so a certificate of another node is not
-  accepted as the peer we meant to reach.  Both set the gRPC message-size
+  Channels (:class:`PeerChannels`) present the node's own certificate and
+  trust only the peer's own certificate, checked against the federation CA,
+  its identity, its pin and the revocations
+  (:mod:`parties.transport.pinning`), with the peer's *node name* as server
+  name, so neither a certificate of another node nor another certificate of
+  the same node is accepted as the peer we meant to reach.  Both set the gRPC message-size
   limits explicitly (:func:`parties.transport.wire.grpc_options`).
 * **Deny by default.** :class:`AccessGuard` wraps every method the server
   serves: the caller's identity comes from its verified certificate
   (:func:`parties.tls.peer_identity`) and must be allowed for that method by
   the access table and the federation allow-list
-  (:meth:`parties.config.FederationConfig.authorize`).  A method missing from
-  the table is refused.  No verified identity -> UNAUTHENTICATED; not allowed
-  -> PERMISSION_DENIED.
+  (:meth:`parties.config.FederationConfig.check_caller`: listed, right role,
+  the pinned certificate, not revoked).  A method missing from the table is
+  refused.  No verified identity -> UNAUTHENTICATED; not allowed ->
+  PERMISSION_DENIED, naming the caller and why (a revoked or unpinned
+  certificate is said so).  The guard reloads the federation config when its
+  file changed (at most once a second), so new pins and revocations apply to
+  the next call without a restart.
 * ``Deliver`` accepts a payload only for an active session in which the caller
   is a member, checks the header before buffering (:class:`parties.transport.wire.Assembler`),
   and refuses replays (:mod:`parties.transport.sessions`).
@@ -132,22 +138,23 @@ class AccessGuard(grpc.ServerInterceptor):
         self.capture = capture
 
     def _check(self, context: grpc.ServicerContext, method: str) -> None:
+        self.federation.refresh()  # new pins and revocations, at most once a second
         roles = self.access.get(method)
         ident = peer_identity(context)
         if ident is None:
             exc = AuthError("no verified federation certificate", grpc.StatusCode.UNAUTHENTICATED)
         elif roles is None:
             exc = AuthError(f"method {method} is not served", grpc.StatusCode.PERMISSION_DENIED)
-        elif self.federation.authorize(ident, roles) is None:
+        else:
+            entry, reason = self.federation.check_caller(ident, roles)
+            if entry is not None:
+                return
             short = method.rsplit("/", 2)
             what = f"{short[-2].split('.')[-1]}.{short[-1]}" if len(short) == 3 else method
             exc = AuthError(
-                f"{ident.role} {ident.name!r} is not allowed to call {what} "
-                f"(allowed: {', '.join(roles)} listed in federation {self.federation.name!r})",
+                f"{ident.role} {ident.name!r} is not allowed to call {what}: {reason}",
                 grpc.StatusCode.PERMISSION_DENIED,
             )
-        else:
-            return
         log.warning("refused %s from %s: %s", method,
                     f"{ident.role}:{ident.name}" if ident else "unidentified caller", exc)
         abort(context, exc)
@@ -305,11 +312,28 @@ class NodeService(pb_grpc.NodeServicer):
     """``Node.Health`` and ``Node.Deliver`` over a node's session registry."""
 
     def __init__(self, name: str, role: str, federation: FederationConfig,
-                 registry: SessionRegistry) -> None:
+                 registry: SessionRegistry,
+                 on_witness: Callable[[bytes, Identity], None] | None = None) -> None:
         self.name = name
+        self.me = name
         self.role = role
         self.federation = federation
         self.registry = registry
+        self.on_witness = on_witness
+
+    def Witness(self, request: pb.WitnessRequest, context: grpc.ServicerContext
+                ) -> pb.WitnessResponse:
+        """Keep a peer party's signed audit head (parties only; see
+        :mod:`parties.privacy.witness`)."""
+        ident = caller(context)
+        if self.on_witness is None:
+            abort(context, AuthError(f"{self.name} keeps no audit witnesses",
+                                     grpc.StatusCode.UNIMPLEMENTED), self.name)
+        try:
+            self.on_witness(request.signed_head, ident)
+        except Exception as exc:
+            abort(context, exc, self.name)
+        return pb.WitnessResponse()
 
     def Health(self, request: pb.HealthRequest, context: grpc.ServicerContext
                ) -> pb.HealthResponse:

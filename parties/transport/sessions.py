@@ -11,7 +11,9 @@ A :class:`Session` holds what one node knows about one computation:
   :class:`~smpc.errors.PeerFailure` naming the sender when its payload has not
   arrived by then, or as soon as the session is aborted (naming the node whose
   failure caused the abort, when known);
-* a status (:class:`Status`) and the role's outcome or error.
+* a status (:class:`Status`) and the role's outcome or error;
+  :meth:`Session.check_active` raises once it is aborted or expired, so that a
+  role that is still computing stops (cooperative cancellation).
 
 A :class:`SessionRegistry` maps session ids to sessions, thread-safely.  A
 session is freed (its rows, payloads and outcome dropped) by :meth:`free`
@@ -151,6 +153,21 @@ class Session:
                         "session deadline", deadline=True)
                 self._cond.wait(left)
             return self._inbox.pop(key)
+
+    def check_active(self) -> None:
+        """Raise :class:`~smpc.errors.PeerFailure` if this session's role must stop: the
+        session was aborted (naming the node whose failure caused it, when known) or its
+        deadline passed.  The role's cancellation check (:meth:`smpc.transport.Transport.
+        check_cancelled`) calls it between steps.
+        """
+        if self.status == Status.ABORTED:
+            raise PeerFailure(
+                self.failed_node or self.me, f"session {self.id} was aborted "
+                f"({self.abort_reason}): {self.me} stopped its role")
+        if self.expired:
+            raise PeerFailure(
+                self.me, f"the deadline of session {self.id} passed: {self.me} stopped its role",
+                deadline=True)
 
     # ---------------------------------------------------------------- status
 

@@ -1,9 +1,10 @@
 """Mutual TLS for gRPC: server and channel credentials, name pinning, the caller's identity.
 
 Servers demand and verify a client certificate chained to the federation CA
-(:func:`server_credentials`); clients verify the server's chain and pin its *node name*
-(:func:`channel_options`); :func:`peer_identity` reads the verified caller's identity off a
-gRPC context.
+(:func:`server_credentials`); clients expect the server's *node name* (:func:`channel_options`)
+and -- in the runtime -- trust only that node's own verified certificate
+(:mod:`parties.transport.pinning`); :func:`peer_identity` reads the verified caller's identity
+off a gRPC context.
 """
 
 from __future__ import annotations

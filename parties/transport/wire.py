@@ -82,16 +82,23 @@ class WireError(InputError):
 #: within about a second (gRPC's default backoff grows to two minutes).
 RECONNECT_BACKOFF_MS = (100, 1000)
 
+#: The least time a connection attempt (TCP and TLS handshake) is given.  gRPC reads it from
+#: ``grpc.min_reconnect_backoff_ms`` -- despite the name, its minimum *connect timeout* -- so
+#: it must not be the backoff's 100 ms: a link with a 100 ms round trip, or a loaded host,
+#: would then never connect.
+CONNECT_TIMEOUT_MS = 5000
+
 
 def grpc_options(extra: list[tuple[str, Any]] | None = None) -> list[tuple[str, Any]]:
-    """Channel / server options of the runtime: explicit message-size limits (4 MiB)
-    and a short reconnect backoff (:data:`RECONNECT_BACKOFF_MS`)."""
+    """Channel / server options of the runtime: explicit message-size limits (4 MiB),
+    a short reconnect backoff (:data:`RECONNECT_BACKOFF_MS`) and a connect timeout that slow
+    links and busy hosts can meet (:data:`CONNECT_TIMEOUT_MS`)."""
     low, high = RECONNECT_BACKOFF_MS
     return [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.initial_reconnect_backoff_ms", low),
-        ("grpc.min_reconnect_backoff_ms", low),
+        ("grpc.min_reconnect_backoff_ms", CONNECT_TIMEOUT_MS),  # the connect timeout
         ("grpc.max_reconnect_backoff_ms", high),
         *(extra or []),
     ]

@@ -10,17 +10,25 @@ Roles and trust assumption
 
 * **parties** ``parties[0] .. parties[n-1]`` (ordered; index 0 adds public
   constants, as in :func:`smpc.sharing.add_public`);
-* a **dealer** (a separate node, by default the coordinator) that produces the
+* a **dealer** (a separate node, by default the coordinator) that supplies the
   correlated randomness -- Beaver triples and truncation pairs -- before the
-  inputs are known.
+  inputs are used.
 
-The model is semi-honest.  The dealer sees no input, no share of an input and
-no opened value: every opening below goes party to party (:func:`open_shares`),
-never through the dealer or the coordinator.  **The dealer is trusted not to
-collude with any party**: the dealer knows every triple ``(a, b, c)`` and every
-mask ``r``, so together with one party's view of ``d = x - a`` it would learn
-``x``.  This is the trusted-third-party (TTP) provider of CrypTen; nothing here
-protects against a malicious dealer or party (no MACs, no triple checks).
+The model is semi-honest for the parties; the dealer **may deviate**.  Each party
+draws its own masks (its shares of ``a``, ``b`` and ``r``) from its own OS CSPRNG
+seed; the dealer receives those seeds and sends back only the last party's
+*correction* (its share of ``c``, or of ``r >> f``), so **no dealer can make two
+parties' masks equal or related, nor reuse them across sessions**.  A matmul
+triple requested with ``checks`` is verified by the parties before use
+(:mod:`.checking`): a wrong correction then fails loudly, naming the dealer,
+before anything that depends on an input is opened.  The dealer sees no input,
+no share of an input and no opened value: every opening below goes party to
+party (:func:`open_shares`), never through the dealer or the coordinator.
+**The dealer is trusted not to collude with any party**: it knows every triple
+``(a, b, c)`` and every mask ``r``, so together with one party's view of
+``d = x - a`` it would learn ``x`` (and through an unchecked correction it could
+hand the last party what it knows).  Nothing here protects against a malicious
+party (no MACs on shares).
 
 The parts
 =========
@@ -28,7 +36,10 @@ The parts
 =====================  ==================================================================
 :mod:`.requests`       :class:`TripleRequest`, :class:`TruncRequest`, the product bound
 :mod:`.shares`         one party's single-use :class:`TripleShare` / :class:`TruncPairShare`
-:mod:`.dealing`        the offline phase: seed-compressed dealing (:func:`deal`, :func:`receive`)
+:mod:`.members`        the ordered parties and this node's index among them
+:mod:`.dealing`        the offline phase: parties' own masks, the dealer's correction
+                       (:func:`deal`, :func:`receive`)
+:mod:`.checking`       the random linear check of a matmul triple before use
 :mod:`.online`         the online phase: :func:`open_shares`, :func:`mul`, :func:`dot`,
                        :func:`matmul`, :func:`truncate` (with the truncation analysis)
 =====================  ==================================================================
@@ -49,6 +60,7 @@ from smpc.beaver.online import (
     truncate,
 )
 from smpc.beaver.requests import (
+    DEFAULT_CHECKS,
     DEFAULT_PRODUCT_INT_BITS,
     MAX_BOUND_BITS,
     Request,
@@ -63,6 +75,7 @@ from smpc.beaver.requests import (
 from smpc.beaver.shares import Share, TripleShare, TruncPairShare
 
 __all__ = [
+    "DEFAULT_CHECKS",
     "DEFAULT_PRODUCT_INT_BITS",
     "MAX_BOUND_BITS",
     "Request",

@@ -106,7 +106,7 @@ from typing import Literal
 
 import numpy as np
 
-from smpc.beaver.dealing import _check_parties, _index
+from smpc.beaver.members import check_parties, index_of
 from smpc.beaver.requests import TripleKind, _size
 from smpc.beaver.shares import TripleShare, TruncPairShare
 from smpc.encoding import DEFAULT_FRAC_BITS
@@ -141,8 +141,8 @@ def open_shares(t: Transport, parties: Sequence[str], share: np.ndarray, tag: st
     *Reveals the opened value to every party* -- call it only on values that
     are meant to be public (masked values, or a result for all parties).
     """
-    _check_parties(parties)
-    _index(t, parties)
+    check_parties(parties)
+    index_of(t, parties)
     share = _ring(share, "share")
     t.broadcast(parties, tag, share)
     total = share.copy()
@@ -162,8 +162,8 @@ def _beaver(
     kind: TripleKind,
 ) -> np.ndarray:
     """Share of ``x (*) y`` with ``2f`` fractional bits (one opening round)."""
-    _check_parties(parties)
-    index = _index(t, parties)
+    check_parties(parties)
+    index = index_of(t, parties)
     x = _ring(x, "x")
     y = _ring(y, "y")
     req = triple.request
@@ -207,8 +207,8 @@ def truncate(
     with probability ``|z| / 2^64`` per element, when it is wildly wrong.
     ``method="none"`` returns a copy of ``share``.
     """
-    _check_parties(parties)
-    index = _index(t, parties)
+    check_parties(parties)
+    index = index_of(t, parties)
     share = _ring(share, "share")
     if method == "none":
         return share.copy()

@@ -20,6 +20,7 @@ from smpc.encoding import DEFAULT_FRAC_BITS, RING_BITS, EncodingRangeError, Fixe
 from smpc.errors import InputError
 
 __all__ = [
+    "DEFAULT_CHECKS",
     "DEFAULT_PRODUCT_INT_BITS",
     "MAX_BOUND_BITS",
     "Request",
@@ -32,6 +33,11 @@ __all__ = [
 ]
 
 TripleKind = Literal["mul", "dot", "matmul"]
+
+#: Rows of the random linear check of a dealt matmul triple (:mod:`smpc.beaver.checking`): a
+#: wrong triple passes with probability at most ``2^-DEFAULT_CHECKS``.
+DEFAULT_CHECKS = 40
+_MAX_CHECKS = 128
 
 #: Largest product bound ``l``: the rejection rate ``2^(l+1-64)`` is then 1/2.
 MAX_BOUND_BITS = RING_BITS - 2
@@ -65,15 +71,29 @@ class TripleRequest:
     products over the last axis) or ``"matmul"`` (``x`` of shape ``(m, k)`` or
     ``(k,)``, ``y`` of shape ``(k, p)`` or ``(k,)``; numpy matmul shapes).
     Build with :meth:`mul`, :meth:`dot` or :meth:`matmul`.
+
+    ``checks`` (matmul only; 0 = unchecked): the parties check the dealt triple with that many
+    rows of a random linear check before :func:`~smpc.beaver.receive` returns it, so that a
+    wrong correction from the dealer fails loudly (probability of passing at most
+    ``2^-checks``) instead of making a wrong product -- see :mod:`smpc.beaver.checking`.  Use
+    :data:`DEFAULT_CHECKS`.
     """
 
     kind: TripleKind
     x_shape: tuple[int, ...]
     y_shape: tuple[int, ...]
+    checks: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "x_shape", _shape(self.x_shape))
         object.__setattr__(self, "y_shape", _shape(self.y_shape))
+        if isinstance(self.checks, bool) or not isinstance(self.checks, (int, np.integer)) \
+                or not 0 <= self.checks <= _MAX_CHECKS:
+            raise InputError(f"checks must be a whole number from 0 to {_MAX_CHECKS}, "
+                             f"got {self.checks!r}")
+        object.__setattr__(self, "checks", int(self.checks))
+        if self.checks and self.kind != "matmul":
+            raise InputError(f"only matmul triples can be checked, not {self.kind!r} triples")
         if self.kind in ("mul", "dot"):
             if self.x_shape != self.y_shape:
                 raise InputError(
@@ -98,9 +118,11 @@ class TripleRequest:
         return cls("dot", _shape(shape), _shape(shape))
 
     @classmethod
-    def matmul(cls, x_shape: Sequence[int] | int, y_shape: Sequence[int] | int) -> TripleRequest:
-        """Triple for ``X @ Y`` with ``X`` of ``x_shape`` and ``Y`` of ``y_shape``."""
-        return cls("matmul", _shape(x_shape), _shape(y_shape))
+    def matmul(cls, x_shape: Sequence[int] | int, y_shape: Sequence[int] | int, *,
+               checks: int = 0) -> TripleRequest:
+        """Triple for ``X @ Y`` with ``X`` of ``x_shape`` and ``Y`` of ``y_shape``
+        (checked with ``checks`` rows, see the class docstring)."""
+        return cls("matmul", _shape(x_shape), _shape(y_shape), checks)
 
     @property
     def z_shape(self) -> tuple[int, ...]:
@@ -110,6 +132,11 @@ class TripleRequest:
         if self.kind == "dot":
             return self.x_shape[:-1]
         return _matmul_shape(self.x_shape, self.y_shape)
+
+    @property
+    def check_dims(self) -> tuple[int, int, int]:
+        """``(m, k, p)``: a matmul's operands as an ``m x k`` and a ``k x p`` matrix."""
+        return (_size(self.x_shape[:-1]), self.x_shape[-1], _size(self.y_shape[1:]))
 
     def combine(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """The bilinear map of this triple on ring arrays (wraps mod 2^64)."""

@@ -76,6 +76,7 @@ from smpc.ckks.keyholder import KeyHolder
 from smpc.ckks.ops import (
     add_ciphertexts,
     encrypt_public,
+    encrypt_public_stream,
     flood_ciphertexts,
     linear_combination,
     pack_columns,
@@ -105,6 +106,7 @@ __all__ = [
     "context_preset",
     "csprng_gaussian",
     "encrypt_public",
+    "encrypt_public_stream",
     "flood_ciphertexts",
     "get_preset",
     "levels_left",

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import tenseal as ts
@@ -69,6 +69,7 @@ from smpc.errors import InputError
 __all__ = [
     "add_ciphertexts",
     "encrypt_public",
+    "encrypt_public_stream",
     "flood_ciphertexts",
     "linear_combination",
     "pack_columns",
@@ -86,12 +87,22 @@ def encrypt_public(ctx: ts.Context, values: np.ndarray) -> list[bytes]:
     nothing about ``values`` except their length to anyone without the secret
     key.  ``ctx`` may be public (from :func:`load_context`) or private.
     """
+    _count, cts = encrypt_public_stream(ctx, values)
+    return list(cts)
+
+
+def encrypt_public_stream(ctx: ts.Context, values: np.ndarray) -> tuple[int, Iterator[bytes]]:
+    """:func:`encrypt_public`, one ciphertext at a time: ``(count, ciphertexts)``.
+
+    The whole vector is validated (finite, within the context's range) before this returns;
+    each ciphertext is made only when the iterator is advanced, so a sender holds one
+    ciphertext at a time and can stop between two (a cancelled session).
+    """
     arr = _as_vector(values)
     _check_magnitude(ctx, arr, "values")
     ident = _ident(ctx)
-    return [
-        _wrap(ident, ts.ckks_vector(ctx, chunk.tolist())) for chunk in _chunks(arr, _slots(ctx))
-    ]
+    chunks = _chunks(arr, _slots(ctx))
+    return len(chunks), (_wrap(ident, ts.ckks_vector(ctx, chunk.tolist())) for chunk in chunks)
 
 
 def add_ciphertexts(ctx: ts.Context, batches: Sequence[Sequence[bytes]]) -> list[bytes]:

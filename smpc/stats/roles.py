@@ -61,24 +61,34 @@ def run_party(
     its share of distributed discrete Gaussian noise to each contribution
     before it is encoded or encrypted (:mod:`smpc.dp`), so no node ever sees
     the exact aggregate.
+
+    The role checks :meth:`~smpc.transport.Transport.check_cancelled` before and after
+    its local aggregation, between chunks of noise draws and before each message.
     """
+    t.check_cancelled()  # pragma: no mutate (liveness only)
     rows = _check_rows(spec, rows)
     plan = spec.noise_plan(len(parties))
     if plan is not None and plan.bounds is not None:
         rows = dp.clip_rows(rows, plan.bounds)
     values = local_pass1(spec, rows)
-    noise = None if plan is None else dp.party_noise(plan, 1, values.size, spec.backend)
+    t.check_cancelled()  # pragma: no mutate (liveness only)
+    noise = None if plan is None else dp.party_noise(plan, 1, values.size, spec.backend,
+                                                     check=t.check_cancelled)
     _contribute(t, spec, values, noise, plan, 1, parties, recipient, f"{tag}/p1",
                 public_context, spec.codec)
+    del values, noise
     if spec.passes == 2:
         doc = unpack_json(t.recv(recipient, f"{tag}/shift"))
         shift = np.asarray(doc["shift"], dtype=np.float64)
         total = float(doc["n"])
         if shift.shape != (len(spec.value_columns),) or not total >= 1:
             raise InputError(f"{recipient} sent a malformed shift for {tag!r}")
+        t.check_cancelled()  # pragma: no mutate (liveness only)
         values = local_pass2(spec, rows, shift, total)
+        t.check_cancelled()  # pragma: no mutate (liveness only)
         noise = None if plan is None else dp.party_noise(
-            plan, 2, values.size, spec.backend, divisor=moment_divisor(spec, total), shift=shift)
+            plan, 2, values.size, spec.backend, divisor=moment_divisor(spec, total), shift=shift,
+            check=t.check_cancelled)
         _contribute(t, spec, values, noise, plan, 2, parties, recipient, f"{tag}/p2",
                     public_context, spec.moment_codec)
 

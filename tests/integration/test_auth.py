@@ -31,6 +31,7 @@ from parties.transport import wire
 from parties.transport.tls import channel_credentials, channel_options
 from smpc import ckks
 from smpc.stats import StatSpec
+from tests.integration.signing import signed_statistic
 from tests.tolerances import Backend, Moments, assert_within
 
 ORGS = ("org-a", "org-b", "org-c")
@@ -236,8 +237,10 @@ def test_coordinator_refuses_a_context_carrying_a_secret_key(afed):
     leaky = holder.context.serialize(save_secret_key=True)
     up: queue.Queue = queue.Queue()
     spec = StatSpec("mean", ("x",), backend="ckks")
-    up.put(pb.ComputeUp(request=pb.StatRequest(spec_json=json.dumps(spec.to_json()),
-                                               parties=list(ORGS), timeout_seconds=20)))
+    up.put(pb.ComputeUp(request=pb.StatRequest(
+        spec_json=json.dumps(spec.to_json()), parties=list(ORGS), timeout_seconds=20,
+        # the analyst signs the very context it sends: the coordinator still refuses it
+        signed_request=signed_statistic(afed.directory, spec, parties=ORGS, context=leaky))))
 
     def requests():
         while (item := up.get()) is not None:

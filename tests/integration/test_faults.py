@@ -92,6 +92,7 @@ from parties.transport.tls import channel_credentials, channel_options
 from smpc import dp, linear
 from smpc.linear import LinearModel
 from smpc.stats import StatSpec
+from tests.integration.signing import signed_prediction
 from tests.tolerances import Backend, Moments, assert_within, ckks_logit_bound, ss_logit_bound
 
 from .conftest_hardening import (
@@ -508,7 +509,9 @@ def test_a_reused_session_id_is_refused(dfed):
             party.Prepare(pb.PrepareRequest(
                 session_id=p.session_id, kind=pb.SESSION_KIND_PREDICT_MODEL,
                 spec_json=json.dumps(spec.to_json()), members=members, analyst="analyst",
-                tag="inf", timeout_seconds=10), timeout=10)
+                tag="inf", timeout_seconds=10, signed_request=signed_prediction(
+                    dfed.directory, data_owner=DATA_OWNER, model_owner=MODEL_OWNER)),
+                timeout=10)
         assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS, e.value
         assert p.session_id in e.value.details() and "already used" in e.value.details()
     finally:

@@ -29,6 +29,7 @@ tests at the bottom pin each fix.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import secrets
@@ -46,6 +47,7 @@ from parties.federation import local as federation
 from smpc import ckks
 from smpc.linear import LinearModel
 from smpc.stats import STATISTICS, StatSpec
+from tests.integration.signing import sign_raw_payload, signed_prediction, signed_statistic
 from tests.tolerances import Backend, Moments, assert_within
 
 from .conftest_hardening import (
@@ -74,6 +76,9 @@ FUZZ_SMALL = settings(FUZZ, max_examples=50)
 # ------------------------------------------------------------------------------ fixtures
 
 
+FFED_DIR: list = []  # the fuzzed federation's directory (its analyst signs requests)
+
+
 @pytest.fixture(scope="module")
 def ffed(hardened_federation):  # noqa: F811
     rng = np.random.default_rng(77)
@@ -82,6 +87,7 @@ def ffed(hardened_federation):  # noqa: F811
     parties[LAB] = {"member": np.arange(1.0, 21.0), "premium": rng.normal(900, 100, 20)}
     f = hardened_federation("fuzzrpc", parties, models={LAB: [MODEL]}, separate_dealer=True,
                             min_cohort_size=5)
+    FFED_DIR[:] = [f.directory]  # for the module's request builders
     pids = {n: node_pid(f.directory, n) for n in f.nodes()}
     f.baseline_rss = {n: rss_kb(p) for n, p in pids.items()}  # type: ignore[attr-defined]
     f.pids = pids  # type: ignore[attr-defined]
@@ -321,11 +327,14 @@ def test_party_prepare(ffed, callers, r):
 
 
 def _valid_prepare(sid: str, **over) -> pb.PrepareRequest:
+    """A Prepare the party accepts (signed afresh by the analyst), with ``over`` replaced."""
+    spec = StatSpec("mean", ("x",))
     base = dict(session_id=sid, timeout_seconds=30.0, kind=pb.SESSION_KIND_STAT,
-                spec_json=json.dumps(StatSpec("mean", ("x",)).to_json()), analyst="analyst",
+                spec_json=json.dumps(spec.to_json()), analyst="analyst",
                 members=[pb.Member(name="org-a", role="party"),
                          pb.Member(name="org-b", role="party"),
-                         pb.Member(name="coordinator", role="recipient")], tag="stat")
+                         pb.Member(name="coordinator", role="recipient")], tag="stat",
+                signed_request=signed_statistic(FFED_DIR[0], spec, parties=("org-a", "org-b")))
     base.update(over)
     return pb.PrepareRequest(**base)
 
@@ -576,15 +585,18 @@ def test_coordinator_compute_ckks_with_garbage_contexts(ffed, callers):
     contexts = [b"", b"\x00" * 100, secrets.token_bytes(4096),
                 holder.context.serialize(save_secret_key=True)]
     for ctx in contexts:
-        out = _interactive_compute(ffed, spec, lambda sid, ctx=ctx: [
-            pb.ComputeUp(chunk=c) for c in _chunks(sid, "context", ctx)])
-        assert out.code == grpc.StatusCode.INVALID_ARGUMENT, (len(ctx), str(out))
+        for signed_ctx in (ctx, holder.public_context()):  # signed, or another key signed
+            out = _interactive_compute(ffed, spec, lambda sid, ctx=ctx: [
+                pb.ComputeUp(chunk=c) for c in _chunks(sid, "context", ctx)], signed_ctx)
+            assert out.code == grpc.StatusCode.INVALID_ARGUMENT, (len(ctx), str(out))
     # a context payload naming another session or tag
     out = _interactive_compute(ffed, spec, lambda sid: [
-        pb.ComputeUp(chunk=c) for c in _chunks(new_sid(), "context", holder.public_context())])
+        pb.ComputeUp(chunk=c) for c in _chunks(new_sid(), "context", holder.public_context())],
+        holder.public_context())
     assert out.code == grpc.StatusCode.INVALID_ARGUMENT, str(out)
     out = _interactive_compute(ffed, spec, lambda sid: [
-        pb.ComputeUp(chunk=c) for c in _chunks(sid, "not-context", holder.public_context())])
+        pb.ComputeUp(chunk=c) for c in _chunks(sid, "not-context", holder.public_context())],
+        holder.public_context())
     assert out.code == grpc.StatusCode.INVALID_ARGUMENT, str(out)
     assert wait_for(lambda: all(v == 0 for v in active_sessions(
         ffed.directory, ["coordinator", "org-b"]).values()), 15)
@@ -597,16 +609,19 @@ def _chunks(sid: str, tag: str, payload: bytes):
         header=pb.PayloadHeader(session_id=sid, tag=tag, kind=pb.PAYLOAD_KIND_BYTES))]
 
 
-def _interactive_compute(ffed, spec: StatSpec, after_started):
-    """A Compute stream that sends ``after_started(session_id)`` once the session starts."""
+def _interactive_compute(ffed, spec: StatSpec, after_started, signed_context: bytes = b""):
+    """A Compute stream that sends ``after_started(session_id)`` once the session starts;
+    the request is signed with the hash of ``signed_context``."""
     import queue
     import time
 
     COUNTS["Coordinator.Compute"] += 1
     lay = ffed.layout
     up: queue.Queue = queue.Queue()
-    up.put(pb.ComputeUp(request=pb.StatRequest(spec_json=json.dumps(spec.to_json()),
-                                               parties=list(ORGS), timeout_seconds=8)))
+    up.put(pb.ComputeUp(request=pb.StatRequest(
+        spec_json=json.dumps(spec.to_json()), parties=list(ORGS), timeout_seconds=8,
+        signed_request=signed_statistic(ffed.directory, spec, parties=ORGS,
+                                        context=signed_context))))
 
     def gen():
         while (item := up.get(timeout=15)) is not None:
@@ -645,6 +660,12 @@ def _interactive_compute(ffed, spec: StatSpec, after_started):
     ckks_preset=st.sampled_from(["", "aggregate", "long", "sigmoid", "nope"]),
     timeout_seconds=st.one_of(weird_float, st.just(6.0))))
 def test_coordinator_predict(ffed, callers, r):
+    # what the analyst can sign (a NaN cannot be): the coordinator's checks behind it
+    with contextlib.suppress(ValueError):
+        r.signed_request = signed_prediction(
+            ffed.directory, data_owner=r.data_owner, model_owner=r.model_owner, model=r.model,
+            where=r.where, backend=r.backend, output=r.output,
+            feature_bound=r.feature_bound, frac_bits=r.frac_bits, ckks_preset=r.ckks_preset)
     call(callers["coord"], "/smpc.v1.Coordinator/Predict", r.SerializeToString())
 
 
@@ -668,8 +689,9 @@ MALFORMED_SPECS = {
 
 @pytest.mark.parametrize("case", sorted(MALFORMED_SPECS))
 def test_compute_refuses_malformed_spec_values(ffed, callers, case):
-    req = pb.ComputeUp(request=pb.StatRequest(spec_json=json.dumps(MALFORMED_SPECS[case]),
-                                              parties=list(ORGS), timeout_seconds=5))
+    req = pb.ComputeUp(request=pb.StatRequest(
+        spec_json=json.dumps(MALFORMED_SPECS[case]), parties=list(ORGS), timeout_seconds=5,
+        signed_request=signed_statistic(ffed.directory, MALFORMED_SPECS[case], parties=ORGS)))
     out = callers["coord"].stream_stream("/smpc.v1.Coordinator/Compute",
                                          [req.SerializeToString()])
     COUNTS["Coordinator.Compute"] += 1
@@ -696,12 +718,15 @@ def test_huge_session_id_is_refused_without_echo(ffed, callers, method):
 
 
 DEEP_JSON = "[" * 100_000 + "]" * 100_000
+DEEP_PAYLOAD = "[" * 20_000 + "]" * 20_000  # fits a signed envelope; nested far too deep
 
 
 @pytest.mark.parametrize("where", ["Compute", "Prepare", "Deal"])
 def test_deeply_nested_spec_json_is_refused(ffed, callers, where):
-    if where == "Compute":
-        req = pb.ComputeUp(request=pb.StatRequest(spec_json=DEEP_JSON, parties=list(ORGS)))
+    if where == "Compute":  # a correctly signed payload that is nested too deeply
+        req = pb.ComputeUp(request=pb.StatRequest(
+            spec_json=DEEP_JSON, parties=list(ORGS),
+            signed_request=sign_raw_payload(ffed.directory, DEEP_PAYLOAD)))
         out = callers["coord"].stream_stream("/smpc.v1.Coordinator/Compute",
                                              [req.SerializeToString()])
     elif where == "Prepare":
@@ -716,12 +741,18 @@ def test_deeply_nested_spec_json_is_refused(ffed, callers, where):
     COUNTS[{"Compute": "Coordinator.Compute", "Prepare": "Party.Prepare",
             "Deal": "Dealer.Deal"}[where]] += 1
     assert_specific(out, where)
-    assert out.code == grpc.StatusCode.INVALID_ARGUMENT, str(out)
+    expected = grpc.StatusCode.PERMISSION_DENIED if where == "Compute" \
+        else grpc.StatusCode.INVALID_ARGUMENT  # an unreadable signed request is refused
+    assert out.code == expected, str(out)
+    if where == "Compute":
+        assert "not valid JSON" in out.details, str(out)
 
 
 def test_predict_frac_bits_out_of_range_is_refused(ffed, callers):
     r = pb.PredictRequest(data_owner="org-a", model_owner=LAB, backend="ss", frac_bits=31,
-                          timeout_seconds=5)
+                          timeout_seconds=5, signed_request=signed_prediction(
+                              ffed.directory, data_owner="org-a", model_owner=LAB,
+                              backend="ss", frac_bits=31))
     out = callers["coord"].unary("/smpc.v1.Coordinator/Predict", r.SerializeToString())
     COUNTS["Coordinator.Predict"] += 1
     assert_specific(out, "frac_bits=31")

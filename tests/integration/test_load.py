@@ -31,6 +31,7 @@ from parties._pb import smpc_pb2 as pb
 from parties.analyst.client import Client
 from parties.federation import local as federation
 from smpc.stats import StatSpec
+from tests.integration.signing import signed_statistic
 from tests.tolerances import Backend, Moments, quantile_tol
 
 from .conftest_hardening import (
@@ -150,9 +151,11 @@ class IdleStreams:
         stub = self.caller.channel.stream_stream(
             "/smpc.v1.Coordinator/Compute", request_serializer=pb.ComputeUp.SerializeToString,
             response_deserializer=pb.ComputeDown.FromString)
+        spec = StatSpec("mean", ("age",), backend="ckks")
         req = pb.ComputeUp(request=pb.StatRequest(
-            spec_json=json.dumps(StatSpec("mean", ("age",), backend="ckks").to_json()),
-            parties=list(HOSPITALS), timeout_seconds=60))
+            spec_json=json.dumps(spec.to_json()), parties=list(HOSPITALS), timeout_seconds=60,
+            signed_request=signed_statistic(fed.directory, spec, parties=HOSPITALS,
+                                            context=b"not sent")))
         self.calls = []
 
         def gen():

@@ -3,13 +3,21 @@
 The test builds its own network (:mod:`tests.integration.netns`): a switch namespace with a
 bridge and one namespace per node -- the coordinator at 10.200.0.1, three hospitals at
 10.200.0.11-13 and the analyst at 10.200.0.100 -- joined by veth pairs.  Nothing is added
-to the root namespace.  Certificates name each node's address; ``federation.json`` lists
-the nodes at those addresses.  Each node runs as ``ip netns exec NS python -m
-parties.node|coordinator --config ...``; the analyst runs ``smpc run`` in its own
-namespace, so every byte crosses the veth links.
+to the root namespace.
+
+The federation is set up the way the README's multi-host path says, with certificate
+requests only: the CA operator makes the CA (``smpc certs ca``); each node -- and the analyst --
+makes its own key and request **in its own namespace and directory** (``smpc certs request``,
+naming its address); only the requests are copied to the CA, which signs them (``smpc certs
+sign``); the federation config is assembled from the certificates (``smpc federation pin``);
+only certificates, the CA certificate and the federation config are copied back.  Each node
+runs as ``ip netns exec NS python -m parties.node|coordinator --config ...`` from its own
+directory; the analyst runs ``smpc run`` in its own namespace, so every byte crosses the veth
+links.
 
 It proves:
 
+0. no file anywhere holds a private key but its owner's (the CA directory only the CA's);
 1. statistics on both backends across the hosts match numpy;
 2. with hospital-b's link cut (``ip link set DEV down`` on the switch side), a computation
    fails cleanly -- a one-line error naming hospital-b, no result -- within its deadline,
@@ -24,20 +32,30 @@ creation refused).  Namespaces and processes are removed whatever happens.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives import serialization
 
-from parties.federation import local as federation
-from parties.pki.certs import issue_node_certificate, load_ca, save_node_credentials
-from parties.pki.identity import fingerprint
+from parties.cli.main import main as smpc
+from parties.config import (
+    CoordinatorConfig,
+    DataSourceConfig,
+    PartyConfig,
+    PolicyConfig,
+    TLSFiles,
+    load_federation,
+    save_config,
+)
+from parties.pki.certs import load_certificate
 from tests.tolerances import Backend, Moments, assert_within
 
 from .conftest import write_csv
-from .conftest_hardening import relax_policies
 from .netns import NetnsLab, unavailable_reason
 
 pytestmark = pytest.mark.slow
@@ -72,28 +90,78 @@ print(json.dumps({n: federation.node_health(d, n)["active_sessions"] for n in sy
 """
 
 
-def _build(directory: Path, data_dir: Path, data: dict) -> None:
-    """A federation whose nodes listen on their namespace addresses (certificates name them)."""
-    files = []
-    for h in HOSPITALS:
-        path = data_dir / f"{h}.csv"
-        write_csv(path, data[h])
-        files.append(path)
-    federation.init_federation(directory, files, min_cohort_size=5, session_timeout=60.0)
-    lay = federation.Layout(directory)
-    ca = load_ca(lay.ca_cert, lay.ca_key)
-    doc = json.loads(lay.federation_file.read_text())
-    for node in doc["nodes"]:
-        ip = ADDRESSES[node["name"]]
-        cert, key = issue_node_certificate(ca, node["name"], node["role"], addresses=[ip])
-        d = lay.node_dir(node["name"])
-        save_node_credentials(cert, key, d / "cert.pem", d / "key.pem", overwrite=True)
-        node["host"], node["fingerprint"] = ip, fingerprint(cert)
-        cfg = json.loads(lay.config(node["name"]).read_text())
-        cfg["listen"]["host"] = ip
-        lay.config(node["name"]).write_text(json.dumps(cfg, indent=2))
-    lay.federation_file.write_text(json.dumps(doc, indent=2))
-    relax_policies(directory)
+FEDERATION = "multihost"
+PORT = 50051
+NODES = {"coordinator": "coordinator", **{h: "party" for h in HOSPITALS}}
+
+
+def _in_each_namespace(lab: NetnsLab, argvs: dict[str, list[str]]) -> None:
+    """Run one command in each host's namespace, at once; each must succeed."""
+    procs = {h: subprocess.Popen(lab.command(h, argv), stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+             for h, argv in argvs.items()}
+    for h, proc in procs.items():
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, f"{h}: {out.decode(errors='replace')}"
+
+
+def _build(lab: NetnsLab, root: Path, data: dict) -> Path:
+    """The README's multi-host path (see the module docstring); returns the analyst's
+    directory.  Host ``h`` keeps everything in ``root/hosts/h``; the CA operator in
+    ``root/ca-host``; "copying" is copying a public file between those directories."""
+    ca_host, hosts = root / "ca-host", root / "hosts"
+    assert smpc(["certs", "ca", str(ca_host / "ca"), "--federation", FEDERATION]) == 0
+    own = {h: hosts / h / ("analyst" if h == "analyst" else "node") for h in ADDRESSES}
+    _in_each_namespace(lab, {h: [sys.executable, "-m", "parties.cli", "certs", "request",
+                                 "--name", h, "--role", NODES.get(h, "analyst"),
+                                 "--federation", FEDERATION, "--address", ADDRESSES[h],
+                                 "--out", str(own[h])] for h in ADDRESSES})
+    (ca_host / "requests").mkdir()
+    fed_file = ca_host / "federation.json"
+    for h in ADDRESSES:                                    # requests go to the CA ...
+        csr = ca_host / "requests" / f"{h}.csr"
+        shutil.copy(own[h] / f"{h}.csr", csr)
+        assert smpc(["certs", "sign", "--ca-dir", str(ca_host / "ca"), "--csr", str(csr),
+                     "--role", NODES.get(h, "analyst")]) == 0
+        pin = ["federation", "pin", str(fed_file), "--cert", str(csr.with_suffix(".pem")),
+               "--ca-cert", str(ca_host / "ca" / "ca.pem")]
+        if h != "analyst":
+            pin += ["--host", ADDRESSES[h], "--port", str(PORT)]
+        assert smpc(pin) == 0
+    for h in ADDRESSES:                                    # ... certificates come back
+        shutil.copy(ca_host / "requests" / f"{h}.pem", own[h] / "cert.pem")
+        (hosts / h / "ca").mkdir()
+        shutil.copy(ca_host / "ca" / "ca.pem", hosts / h / "ca" / "ca.pem")
+        shutil.copy(fed_file, hosts / h / "federation.json")
+    for h, role in NODES.items():                          # each operator writes its config
+        d = hosts / h
+        fed = load_federation(d / "federation.json")
+        common = dict(name=h, host=ADDRESSES[h], port=PORT, federation=fed,
+                      federation_path=d / "federation.json",
+                      tls=TLSFiles(own[h] / "cert.pem", own[h] / "key.pem", d / "ca" / "ca.pem"))
+        if role == "coordinator":
+            cfg: PartyConfig | CoordinatorConfig = CoordinatorConfig(
+                database=d / "coordinator.db", session_timeout=60.0, **common)
+        else:
+            write_csv(d / "data.csv", data[h])
+            cfg = PartyConfig(data=DataSourceConfig(d / "data.csv", "csv"),
+                              policy=PolicyConfig(allowed_columns=["x", "y"],
+                                                  allowed_analysts=["analyst"],
+                                                  min_cohort_size=5, require_dp=False),
+                              database=d / "party.db", **common)
+        save_config(cfg, d / "config.json")
+    return hosts / "analyst"
+
+
+def _private_keys(root: Path) -> dict[Path, bytes]:
+    """Every file under ``root`` holding a PEM private key -> its public key (DER)."""
+    out = {}
+    for p in root.rglob("*"):
+        if p.is_file() and b"PRIVATE KEY" in p.read_bytes():
+            key = serialization.load_pem_private_key(p.read_bytes(), password=None)
+            out[p] = key.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -105,23 +173,22 @@ def hosts(tmp_path_factory):
     rng = np.random.default_rng(11)
     data = {h: {"x": rng.normal(40 + 5 * i, 6, 30 + 5 * i), "y": rng.normal(3, 1, 30 + 5 * i)}
             for i, h in enumerate(HOSPITALS)}
-    directory = root / "federation"
-    _build(directory, root, data)
-    lay = federation.Layout(directory)
     (root / "logs").mkdir()
     lab = NetnsLab()
     try:
         for host, ip in ADDRESSES.items():
             lab.add_host(host, ip)
-        for node in ("coordinator", *HOSPITALS):
-            mod = "parties.coordinator" if node == "coordinator" else "parties.node"
-            lab.start(node, [sys.executable, "-m", mod, "--config", str(lay.config(node))],
-                      str(root / "logs" / f"{node}.log"))
+        directory = _build(lab, root, data)
+        for node, role in NODES.items():
+            mod = "parties.coordinator" if role == "coordinator" else "parties.node"
+            d = root / "hosts" / node
+            lab.start(node, [sys.executable, "-m", mod, "--config", str(d / "config.json")],
+                      str(root / "logs" / f"{node}.log"), cwd=str(d))
         r = lab.run("analyst", [sys.executable, "-c", HEALTH_SCRIPT, str(directory),
                                 ",".join(("coordinator", *HOSPITALS)), "90"], timeout=120)
         logs = {p.name: p.read_text()[-800:] for p in (root / "logs").iterdir()}
         assert r.returncode == 0, f"nodes did not come up: {r.stdout} {r.stderr} {logs}"
-        yield lab, directory, data
+        yield lab, directory, data, root
     finally:
         lab.close()
 
@@ -158,8 +225,19 @@ def sessions(lab, directory, names):
 
 
 def test_computations_across_namespaces_survive_a_cut_link(hosts):
-    lab, directory, data = hosts
+    lab, directory, data, root = hosts
     pids = [p.pid for p in lab.procs]
+    # 0. keys were born where they live: each key file is its owner's, beside its certificate
+    keys = _private_keys(root)
+    ca_key = root / "ca-host" / "ca" / "ca.key"
+    assert keys.pop(ca_key) == load_certificate(ca_key.with_name("ca.pem")).public_key(
+        ).public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert sorted(keys) == sorted(root / "hosts" / h / ("analyst" if h == "analyst" else "node")
+                                  / "key.pem" for h in ADDRESSES)
+    for path, public in keys.items():
+        assert public == load_certificate(path.with_name("cert.pem")).public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
     # 1. across the hosts, both backends
     for backend in ("ss", "ckks"):
         check_mean(lab, directory, data, backend)

@@ -66,6 +66,7 @@ from smpc import dp
 from smpc.errors import InputError
 from smpc.linear import LinearModel
 from smpc.stats import StatSpec
+from tests.integration.signing import signed_statistic
 from tests.tolerances import assert_within, ss_logit_bound
 
 from .conftest import write_csv
@@ -124,7 +125,10 @@ class PFed:
         req = pb.PrepareRequest(session_id=sid, kind=pb.SESSION_KIND_STAT,
                                 spec_json=json.dumps(spec.to_json()), where=where,
                                 members=members, analyst=analyst, tag="stat",
-                                timeout_seconds=timeout)
+                                timeout_seconds=timeout,
+                                signed_request=signed_statistic(
+                                    self.directory, spec, where=where, analyst=analyst,
+                                    parties=[m.name for m in members if m.role == "party"]))
         ch, stub = self.party_stub(party)
         try:
             stub.Prepare(req, timeout=15)
@@ -177,9 +181,10 @@ def pfed(tmp_path_factory):
         cfg.policy = _policy(1.0 if org == "org-a" else 10.0)
         save_config(cfg, lay.config(org))
     ca = load_ca(lay.ca_cert, lay.ca_key)
-    cert, key = issue_node_certificate(ca, "bob", "analyst")
-    (d / "bob").mkdir(mode=0o700)
-    save_node_credentials(cert, key, d / "bob" / "cert.pem", d / "bob" / "key.pem")
+    for who in ("bob", "carol"):  # carol: in the federation, outside the parties' policies
+        cert, key = issue_node_certificate(ca, who, "analyst")
+        (d / who).mkdir(mode=0o700)
+        save_node_credentials(cert, key, d / who / "cert.pem", d / who / "key.pem")
     federation.up(d, timeout=60)
     f = PFed(d, data)
     try:

@@ -157,7 +157,13 @@ def test_the_capture_holds_the_protocol_traffic(captured):
     assert b"stat/p1/seed" in blobs["org-a"]        # seeds between parties
     assert b"stat/p1/sum-share" in blobs["coordinator"]  # shares of the sum to the recipient
     assert b"stat/shift" in everything              # the public pass-2 shift
-    assert b"inf/deal/triples" in blobs["org-b"]     # triples from the separate dealer
+    # the separate dealer: a hello to each owner, each owner's own mask seed back to it, the
+    # model owner's (bank's) correction, and the owners' check of the triple between them
+    assert b"inf/deal/hello" in blobs["org-b"] and b"inf/deal/hello" in blobs["bank"]
+    assert blobs["dealer"].count(b"inf/deal/seed") >= 2
+    assert b"inf/deal/correction" in blobs["bank"]
+    assert b"inf/deal/correction" not in blobs["org-b"]
+    assert b"inf/deal/check/rho" in blobs["org-b"] and b"inf/deal/check/sigma" in blobs["bank"]
     assert everything.count(b"SMCK\x01") >= 10       # CKKS ciphertexts (envelope magic)
     assert b'"statistic": "var"' in blobs["coordinator"] or b'"statistic":"var"' in everything
     assert len(everything) > 1_000_000

@@ -27,7 +27,9 @@ Operators (each named in the mutant's id):
 
 Never mutated: docstrings, strings and f-strings, type annotations, decorators, the arguments
 of ``raise``, ``assert`` statements, logging calls, and any line marked ``# pragma: no mutate``
-(used only where the line cannot affect privacy or correctness: diagnostics).
+(used only where the line cannot affect privacy or correctness: diagnostics, and a role's
+stand-alone cancellation checks ``t.check_cancelled()``, which can only stop it; the checks the
+noise sampler makes between chunks are mutated and tested).
 """
 
 from __future__ import annotations

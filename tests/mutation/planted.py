@@ -1,6 +1,9 @@
-"""The privacy bugs issue 9 planted by hand: each must be caught by a named test.
+"""The privacy bugs planted by hand (issue 9, and issue 11's dealer): each must be caught by a
+named test.
 
-These are the bugs that the suite of the first wave let through.  Each is a small patch
+Issue 9's are the bugs that the suite of the first wave let through; issue 11's are the
+flaw the dealing had before (masks a dealer could make equal) and the check that now stops a
+forged correction, each undone.  Each is a small patch
 (``old`` -> ``new`` text, applied once) that keeps every result *correct* -- so only a test
 that looks at privacy can see it -- and the tests that must fail when it is planted.  The
 mutation run judges them like mutants; CI runs all of them on every build.
@@ -48,6 +51,22 @@ PLANTED: tuple[Planted, ...] = (
         "share_with_seeds gives every peer the same seed: the recipient and one party "
         "unmask another"),
     Planted(
+        "one-mask-seed-for-both-owners", "smpc/beaver/dealing.py",
+        (("    seed = randomness.fresh_seed()\n",
+          "    seed = hashlib.sha256(tag.encode()).digest()[: randomness.SEED_BYTES]\n"),),
+        ("tests/unit/test_dealer_attacks.py::"
+         "test_a_dealer_that_reuses_a_seed_across_owners_learns_nothing_and_leaks_nothing",
+         "tests/unit/test_leaks_inference.py::test_inference_seeds_are_fresh_per_owner_and_session"),
+        "every party's Beaver masks come from one seed that depends only on the public tag -- "
+        "what a dealer choosing the seeds could force before issue 11 (results stay correct)"),
+    Planted(
+        "dealt-triple-never-checked", "smpc/beaver/dealing.py",
+        (("    if to_check:\n", "    if False:\n"),),
+        ("tests/unit/test_dealer_attacks.py::"
+         "test_a_dealer_that_hides_an_owners_seed_in_its_correction_is_caught_before_any_opening",),
+        "the parties never check a dealt matmul triple: a deviating dealer's correction is used "
+        "as sent (results stay correct with an honest dealer)"),
+    Planted(
         "ckks-pass2-noise-17x-small", "smpc/dp/noise.py",
         (("    return out.astype(np.float64) * 2.0**-bits\n",
           "    return out.astype(np.float64) * 2.0**-bits "
@@ -65,9 +84,9 @@ PLANTED: tuple[Planted, ...] = (
     Planted(
         "one-party-omits-its-noise", "smpc/stats/roles.py",
         (("    noise = None if plan is None else dp.party_noise("
-          "plan, 1, values.size, spec.backend)\n",
+          "plan, 1, values.size, spec.backend,\n",
           "    noise = None if plan is None or t.me == parties[0] else dp.party_noise(\n"
-          "        plan, 1, values.size, spec.backend)\n"),
+          "        plan, 1, values.size, spec.backend,\n"),
          ("        noise = None if plan is None else dp.party_noise(\n",
           "        noise = None if plan is None or t.me == parties[0] else dp.party_noise(\n")),
         ("tests/unit/test_dp_released_noise.py::"
@@ -81,11 +100,14 @@ PLANTED: tuple[Planted, ...] = (
         "audit verify never reports the first record missing"),
     Planted(
         "guard-checks-role-only", "parties/config/model.py",
-        (("        if entry is None:\n            return None\n"
-          "        if entry.fingerprint is not None and "
-          "entry.fingerprint != identity.fingerprint:\n"
-          "            return None\n        return entry\n",
-          "        return entry if entry is not None else (self.analysts or self.nodes)[0]\n"),),
+        (("        if entry is None:\n"
+          "            return None, f\"it is not {listed} as {identity.role}\"\n"
+          "        problem = self.certificate_problem(identity.name, entry.fingerprint, "
+          "identity.fingerprint)\n"
+          "        if problem is not None:\n            return None, problem\n"
+          "        return entry, \"\"\n",
+          "        return (entry if entry is not None\n"
+          "                else (self.analysts or self.nodes)[0]), \"\"\n"),),
         ("tests/unit/test_guard.py::test_unlisted_callers_are_denied",
          "tests/unit/test_guard.py::test_certificate_other_than_the_pinned_one_is_denied"),
         "certificate guard checks the role only, not the allow-list or the pinned fingerprint"),

@@ -23,7 +23,6 @@ Test data come from a fixed-seed AES keystream (public, reproducible), not from
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -219,6 +218,13 @@ def test_deal_local_matches_protocol_semantics() -> None:
 
 @pytest.mark.parametrize("n", [2, 4])
 def test_seed_compression_traffic(n: int) -> None:
+    """Dealing costs about one ``c`` on the wire, and the dealer receives only seeds.
+
+    Each party draws its own seed and sends it to the dealer (16 bytes, the dealer's only
+    input); the dealer sends each party a 32-byte hello and the last party alone one
+    correction array.  Catches a dealer sending full triples, and anything but a seed
+    reaching the dealer.
+    """
     mul_req = beaver.TripleRequest.mul(1000)
     mm_req = beaver.TripleRequest.matmul((20, 30), (30, 10))
     trunc_mul = beaver.TruncRequest(1000)
@@ -228,19 +234,23 @@ def test_seed_compression_traffic(n: int) -> None:
     result = run_with_dealer(n, requests, lambda t, parties, i, shares: None)
     sent = result.traffic["dealer"].bytes_sent_to
     parties = parties_of(n)
-    # Parties 0..n-2: a single 16-byte seed for all four requests.
+    # Parties 0..n-2: only the 32-byte hello, for all four requests.
     for p in parties[:-1]:
-        assert sent[p] == 16
-    # The last party: its seed plus one c-sized correction per triple and one
+        assert sent[p] == 32
+    # The last party: the hello plus one c-sized correction per triple and one
     # (count + spares)-word correction per truncation request.
     corrections = 1000 + 20 * 10 + trunc_mul.total + trunc_mm.total
-    assert sent[parties[-1]] == 16 + 8 * corrections
+    assert sent[parties[-1]] == 32 + 8 * corrections
     assert trunc_mul.spares is not None and trunc_mul.spares <= 16 + 4  # few spares at l=52
     # Versus sending every party full explicit triples (a, b, c) and pairs.
     full = 8 * (1000 * 3 + (600 + 300 + 200) + 2 * trunc_mul.total + 2 * trunc_mm.total)
     assert sum(sent.values()) < full * n / 2.5
-    assert result.traffic["dealer"].messages_sent == n  # one message per party per tag
-    assert result.traffic["dealer"].bytes_received == 0  # the dealer receives nothing
+    assert result.traffic["dealer"].messages_sent == n + 1  # a hello each, one correction
+    # The dealer receives each party's 16-byte seed and nothing else.
+    assert result.traffic["dealer"].messages_received == n
+    assert result.traffic["dealer"].bytes_received == 16 * n
+    for p in parties:
+        assert result.traffic[p].bytes_sent_to == {"dealer": 16}
 
 
 def test_receive_rejects_a_message_that_does_not_fit_the_requests() -> None:
@@ -555,21 +565,37 @@ def test_bound_and_range_helpers() -> None:
 
 
 def test_a_party_failing_mid_protocol_names_it_to_the_others() -> None:
+    """p1 crashes after its dealing; p0 and p2 fail naming p1, wherever they are.
+
+    p2, the last party, may still be in its dealing (waiting for its
+    correction) when p1 crashes, so both the dealing and the product are
+    watched.
+    """
     n = 3
+    parties = parties_of(n)
+    requests = [beaver.TripleRequest.mul(5)]
     xs = sharing.share(FP.encode(np.arange(5.0)), n)
     seen: dict[str, PeerFailure] = {}
 
-    def body(t: Transport, parties: list[str], i: int, shares: list[beaver.Share]) -> Any:
-        if t.me == "p1":
-            raise RuntimeError("p1 crashed")
-        try:
-            return beaver.mul(t, parties, shares[0], xs[i], xs[i], "m", method="none")
-        except PeerFailure as exc:
-            seen[t.me] = exc
-            raise
+    def dealer(t: Transport) -> None:
+        beaver.deal(t, parties, requests, "deal")
 
+    def make(i: int) -> Callable[[Transport], Any]:
+        def role(t: Transport) -> Any:
+            try:
+                shares = beaver.receive(t, "dealer", parties, requests, "deal")
+                if t.me == "p1":
+                    raise RuntimeError("p1 crashed")
+                return beaver.mul(t, parties, shares[0], xs[i], xs[i], "m", method="none")
+            except PeerFailure as exc:
+                seen[t.me] = exc
+                raise
+
+        return role
+
+    roles = {"dealer": dealer, **{p: make(i) for i, p in enumerate(parties)}}
     with pytest.raises(RuntimeError, match="p1 crashed"):
-        run_with_dealer(n, [beaver.TripleRequest.mul(5)], body, timeout=10)
+        simulator.run(roles, timeout=10)
     assert set(seen) == {"p0", "p2"}
     assert all(exc.peer == "p1" and "p1" in str(exc) for exc in seen.values())
 
@@ -577,7 +603,12 @@ def test_a_party_failing_mid_protocol_names_it_to_the_others() -> None:
 # --------------------------------------------------------------------------- speed
 
 
-def test_million_element_product_is_vectorised() -> None:
+def test_a_million_element_product_is_right_in_a_constant_number_of_messages() -> None:
+    """10^6 products in one call: within the derived error, in O(1) messages.
+
+    No wall-clock assertion (speed lives in ``smpc bench``); the message count
+    shows the product is one vectorised exchange, not one per element.
+    """
     count, n = 10**6, 3
     x = uniform(-30, 30, count, "bx")
     y = uniform(-30, 30, count, "by")
@@ -585,17 +616,13 @@ def test_million_element_product_is_vectorised() -> None:
     requests = [beaver.TripleRequest.mul(count), beaver.TruncRequest(count)]
 
     def body(t: Transport, parties: list[str], i: int, shares: list[beaver.Share]) -> Any:
-        start = time.perf_counter()
         z = beaver.mul(t, parties, shares[0], xs[i], ys[i], "m", pair=shares[1])
-        elapsed = time.perf_counter() - start
-        return [beaver.open_shares(t, parties, z, "open"), np.array(elapsed)]
+        return beaver.open_shares(t, parties, z, "open")
 
     result = run_with_dealer(n, requests, body)
-    opened = result.results["p0"][0]
-    online = max(float(result.results[p][1]) for p in parties_of(n))
-    # Typically ~0.2 s for all three parties in one process; a per-element
-    # Python loop would take tens of seconds.
-    assert online < 2.0, f"online multiplication of 10^6 elements took {online:.2f} s"
+    opened = result.results["p0"]
+    for p in parties_of(n):
+        assert result.traffic[p].messages_sent <= 16, result.traffic[p]
     enc_bound, scale = real_error_bound("mul", x, y)
     slack = float_slack("mul", x, scale, enc_bound + ULP)
     assert np.all(np.abs(FP.decode(opened) - x * y) <= enc_bound + ULP + slack)
@@ -608,10 +635,11 @@ def test_mismatched_pairs_are_refused_before_anything_is_opened() -> None:
 
     def body(t: Transport, parties: list[str], i: int, shares: list[beaver.Share]) -> Any:
         triple, pair = shares
+        dealt = t.traffic.messages_sent  # the seed this party sent the dealer
         with pytest.raises(InputError, match="cannot truncate"):
             beaver.mul(t, parties, triple, xs[i], xs[i], "m", pair=pair)
         assert isinstance(triple, beaver.TripleShare) and not triple.used
-        return t.traffic.messages_sent
+        return t.traffic.messages_sent - dealt, dealt
 
     result = run_with_dealer(n, requests, body, timeout=10)
-    assert result.results["p0"] == result.results["p1"] == 0
+    assert result.results["p0"] == result.results["p1"] == (0, 1)

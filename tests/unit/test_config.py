@@ -144,6 +144,28 @@ def test_party_policy_defaults_are_strict(fed_dir: Path) -> None:
     assert cfg.at_rest_key_path == fed_dir / "state" / "hospital-a.db.atrest-key"
 
 
+def test_party_policy_limits_default_round_trip_and_save(fed_dir: Path) -> None:
+    """The request limits are optional with the documented defaults, read as given, and
+    written by save_config so that the saved file loads to the same limits."""
+    cfg = C.load_party_config(write(fed_dir / "party.json", party_dict()))
+    p = cfg.policy
+    assert (p.max_released_values, p.max_inference_rows, p.max_session_cpu_seconds,
+            p.max_request_memory_mb) == (100_000, 1_000_000, 60.0, 1024.0)
+    d = party_dict()
+    d["policy"].update({"max_released_values": 2500, "max_inference_rows": 7,
+                        "max_session_cpu_seconds": 1.5, "max_request_memory_mb": 64})
+    cfg = C.load_party_config(write(fed_dir / "party.json", d))
+    p = cfg.policy
+    assert (p.max_released_values, p.max_inference_rows, p.max_session_cpu_seconds,
+            p.max_request_memory_mb) == (2500, 7, 1.5, 64.0)
+    C.save_config(cfg, fed_dir / "party2.json")
+    saved = json.loads((fed_dir / "party2.json").read_text())["policy"]
+    assert {k: saved[k] for k in C.LIMIT_FIELDS} == {
+        "max_released_values": 2500, "max_inference_rows": 7, "max_session_cpu_seconds": 1.5,
+        "max_request_memory_mb": 64.0}
+    assert C.load_party_config(fed_dir / "party2.json") == cfg
+
+
 def test_party_policy_full_round_trip(fed_dir: Path) -> None:
     d = party_dict()
     d["policy"].update({
@@ -374,6 +396,16 @@ PARTY_ERRORS: list[tuple[Mut, str]] = [
     ),
     (_set("policy.bounds", [0, 1]), "field 'policy.bounds' must be an object mapping columns"),
     (_set("policy.dataset", "bad name"), "field 'policy.dataset' must be a name of 1-63"),
+    (_set("policy.max_released_values", 0),
+     "field 'policy.max_released_values' must be an integer >= 1, got 0"),
+    (_set("policy.max_inference_rows", 2.5),
+     "field 'policy.max_inference_rows' must be an integer >= 1, got 2.5"),
+    (_set("policy.max_session_cpu_seconds", 0),
+     "field 'policy.max_session_cpu_seconds' must be a number in (0, inf), got 0"),
+    (_set("policy.max_request_memory_mb", "lots"),
+     "field 'policy.max_request_memory_mb' must be a number in (0, inf), got 'lots'"),
+    (_set("policy.max_request_memory_mb", float("inf")),
+     "field 'policy.max_request_memory_mb' must be a number in (0, inf), got inf"),
     (_set("at_rest_key", "certs/missing.key"), "field 'at_rest_key' names a file that does not"),
     (_set("policy.polcy", 1), "field 'policy.polcy' is not a known field"),
     (

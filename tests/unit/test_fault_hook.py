@@ -122,10 +122,10 @@ def test_duplicate_sends_the_first_message_twice(armed):
     armed("duplicate:mid-deal", "dealer")
     inner = Recorder()
     t = fault_transport(inner, "mid-deal")
-    t.send("p0", "deal/triples", b"x")
-    t.send("p1", "deal/triples", b"y")
+    t.send("p0", "deal/hello", b"x")
+    t.send("p1", "deal/hello", b"y")
     assert [(to, tag, p) for to, tag, p, _ in inner.sent] == [
-        ("p0", "deal/triples", b"x"), ("p0", "deal/triples", b"x"), ("p1", "deal/triples", b"y")]
+        ("p0", "deal/hello", b"x"), ("p0", "deal/hello", b"x"), ("p1", "deal/hello", b"y")]
 
 
 def test_stall_sleeps_after_the_first_send(armed):

@@ -180,10 +180,13 @@ def test_a_refused_transition_fails_the_session_before_anything_runs(world):
 def test_a_statistic_over_one_party_is_refused_by_the_coordinator(world):
     from parties._pb import smpc_pb2 as pb
     from parties.coordinator.requests import statistic_request
+    from parties.pki.certs import load_certificate
+    from parties.transport.requests import statistic_request as body_of
 
     fed, _ = world
-    msg = pb.StatRequest(spec_json=json.dumps(StatSpec("mean", ("age",)).to_json()),
-                         parties=["clinic-a"])
+    signed = fed.sign(body_of(StatSpec("mean", ("age",)), "", ["clinic-a"]), "statistic")
+    msg = pb.StatRequest(signed_request=signed.envelope)
     with pytest.raises(ValueError, match="at least two parties"):
-        statistic_request(msg, fed.coordinator.federation)
+        statistic_request(msg, fed.coordinator.federation, caller=fed.analyst,
+                          ca_cert=load_certificate(fed.layout.ca_cert))
     assert StatisticProtocol.stages == (Stage.PREPARE, Stage.RUN, Stage.AWAIT)

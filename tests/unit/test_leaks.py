@@ -14,9 +14,9 @@ curious node could read off the wire:
 * every seed is fresh: different for each peer, each pass and each session;
 * a coalition of the recipient and one party cannot unmask a third party;
 * inference: no message carries the features, the weights, the logits or the
-  predictions; the dealer receives nothing; seeds are fresh; CKKS ciphertexts
-  of equal plaintexts differ, and a party's ciphertext opens only under the
-  analyst's key.
+  predictions; the dealer receives only the owners' mask seeds; seeds are
+  fresh; CKKS ciphertexts of equal plaintexts differ, and a party's ciphertext
+  opens only under the analyst's key.
 
 The data are chosen so that every aggregate is distinctive (counts above 256,
 non-round sums and moments; each test asserts that every element is searched):

@@ -7,9 +7,10 @@ owner may learn ``X w + b``.  Every payload every node sends is recorded
 * no message carries a feature, a coefficient, the intercept, a logit or a
   prediction, in float64, fixed point at 16, 24 or 32 fractional bits (the
   Beaver product carries ``2f = 32``) or text;
-* ``ss``: the dealer receives nothing, the Beaver opening goes only between
-  the two owners and reveals neither operand, and every seed (input seeds of
-  both owners, the dealer's seeds) is fresh per owner and per session;
+* ``ss``: the dealer receives only the owners' 16-byte mask seeds, the Beaver
+  opening and the triple's check go only between the two owners and reveal
+  neither operand, and every seed (input seeds, mask seeds and check
+  challenges of both owners) is fresh per owner and per session;
 * ``ckks``: two equal feature columns under the same key encrypt to
   different ciphertexts (fresh encryption randomness).
 
@@ -89,18 +90,29 @@ def test_inference_sends_no_features_weights_or_predictions(backend: str) -> Non
 
 
 def test_ss_inference_routes_and_the_dealer_learns_nothing() -> None:
-    """The dealer receives nothing and the Beaver opening goes owner to owner only.
+    """The dealer receives one 16-byte mask seed per owner and nothing else; every opening
+    goes owner to owner only.
 
-    Catches an opening or a share routed through the dealer (the dealer knows
-    every triple, so it could unmask ``x - a``), and a dealer sending anything
-    but its one message per owner.
+    Catches an opening, a share or an input seed routed to the dealer (the dealer knows
+    every triple, so it could unmask ``x - a``), a dealer sending anything but its hello to
+    each owner and one correction to the model owner, and a dealer that is sent the mask of
+    one owner under the other's name (the two seeds it receives must differ from each other
+    and from every seed the owners exchange).
     """
     _preds, messages = run("ss")
-    assert not leakscan.select(messages, to="dealer")
+    to_dealer = leakscan.select(messages, to="dealer")
+    assert sorted((m.sender, m.tag) for m in to_dealer) == [
+        ("data", "inf/deal/seed"), ("model", "inf/deal/seed")]
+    assert all(isinstance(m.payload, bytes) and len(m.payload) == 16 for m in to_dealer)
+    between_owners = [m.raw for m in messages if "dealer" not in (m.sender, m.to)]
+    assert to_dealer[0].raw != to_dealer[1].raw
+    assert not any(m.raw in between_owners for m in to_dealer)
     assert {(m.sender, m.to, m.tag) for m in leakscan.select(messages, sender="dealer")} == {
-        ("dealer", "data", "inf/deal/triples"), ("dealer", "model", "inf/deal/triples")}
-    openings = leakscan.select(messages, suffix="/de")
-    assert {(m.sender, m.to) for m in openings} == {("data", "model"), ("model", "data")}
+        ("dealer", "data", "inf/deal/hello"), ("dealer", "model", "inf/deal/hello"),
+        ("dealer", "model", "inf/deal/correction")}
+    for suffix in ("/de", "/check/rho", "/check/sigma", "/check/challenge"):
+        sent = leakscan.select(messages, suffix=suffix)
+        assert {(m.sender, m.to) for m in sent} == {("data", "model"), ("model", "data")}, suffix
 
 
 def test_beaver_opening_reveals_neither_operand() -> None:
@@ -121,24 +133,25 @@ def test_beaver_opening_reveals_neither_operand() -> None:
 
 
 def test_inference_seeds_are_fresh_per_owner_and_session() -> None:
-    """Input seeds of both owners and the dealer's seeds are all different, over 4 sessions.
+    """Every seed of both owners is different, over 4 sessions.
 
     Catches the owners reusing one seed between them or a deterministic seed
-    (same inputs and tag in every session), and a dealer that gives both
-    owners the same seed (each would then know the other's triple shares, so
-    ``a`` and ``b`` in full, and unmask every opening).  Per session: the
-    x-seed, the w-seed and the first 16 bytes of each dealer message (its
-    seed): 4 * 4 = 16 distinct 16-byte strings.
+    (same inputs and tag in every session), and an owner deriving its mask seed
+    from something shared (if both owners' mask seeds were equal, each would know
+    the other's triple shares, so ``a`` and ``b`` in full, and could unmask every
+    opening -- what a dealer choosing the seeds could force before issue 11).  Per
+    session: the x-seed, the w-seed, each owner's mask seed (to the dealer) and
+    each owner's check challenge: 4 * 6 = 24 distinct 16-byte strings.
     """
     seeds = []
     for _ in range(4):
         _preds, messages = run("ss")
-        for m in leakscan.select(messages, suffix="-seed"):
-            assert len(m.raw) == 16
-            seeds.append(m.raw)
-        seeds += [m.raw[:16] for m in leakscan.select(messages, sender="dealer")]
-    assert len(seeds) == 16
-    assert len(set(seeds)) == 16, "a seed was reused"
+        for suffix in ("-seed", "/deal/seed", "/check/challenge"):
+            for m in leakscan.select(messages, suffix=suffix):
+                assert len(m.raw) == 16
+                seeds.append(m.raw)
+    assert len(seeds) == 24
+    assert len(set(seeds)) == 24, "a seed was reused"
 
 
 def _equal_byte_fraction(a: bytes, b: bytes) -> float:

@@ -9,7 +9,9 @@ payload (:mod:`tests.unit.leakscan`) and test, with chi-square tests on bytes
   their difference and XOR are uniform, and they change from session to
   session (the difference between sessions is uniform, no element repeats);
 * the Beaver openings ``x - a`` of ``ss`` inference and of a three-party
-  product with dealer truncation are uniform and fresh for fixed ``x``.
+  product with dealer truncation are uniform and fresh for fixed ``x``, and
+  the dealer's correction (the last party's share of ``c`` and of ``r >> f``)
+  is uniform.
 
 False positives: every chi-square statistic is compared with its exact
 ``1 - 1e-9`` quantile (``uniformity.ALPHA``); this module computes fewer than
@@ -156,10 +158,15 @@ def test_inference_openings_are_uniform_and_fresh() -> None:
 def test_three_party_product_openings_are_uniform_for_a_fixed_input() -> None:
     """``beaver.mul`` among 3 parties with dealer truncation, on constant ``x`` and ``y``:
     every opening a party sends, the opened ``x - a`` / ``y - b`` and the opened
-    truncation value ``c = z + 2^l + r`` are uniform.
+    truncation value ``c = z + 2^l + r`` are uniform, and so are both parts of the
+    correction the dealer sends the last party (its share of ``c`` and of ``r >> f``).
 
     Catches an opening without its mask (every opened word would equal the
-    constant) and a truncation opening without ``r``.  The product itself is
+    constant), a truncation opening without ``r``, and a dealer sending the last
+    party the whole ``c = a * b`` (the low byte of a product of uniform words is far
+    from uniform -- odd with probability 1/4 --: a statistic near 0.55 N = 4500 on
+    byte 0, measured, against 415) or the whole ``r >> f`` (its
+    top 16 bits are 0: byte 7 on one cell) instead of a share.  The product itself is
     checked too (within one ulp of truncation plus the encoding error of
     ``(|x| + |y|) 2^-17``), so the run is the real protocol.
     """
@@ -187,3 +194,7 @@ def test_three_party_product_openings_are_uniform_for_a_fixed_input() -> None:
         for p, payload in sent.items():
             assert_uniform(payload, f"{p}'s opening {suffix}")
         assert_uniform(sum(sent.values()), f"opened value {suffix}")
+    (correction,) = leakscan.select(messages, sender="dealer", suffix="/correction")
+    assert correction.to == parties[-1] and correction.payload.size == n + requests[1].total
+    assert_uniform(correction.payload[:n], "the last party's share of c")
+    assert_uniform(correction.payload[n:], "the last party's share of r >> f")

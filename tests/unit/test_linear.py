@@ -13,7 +13,7 @@ logit bound (the sigmoid is 1/4-Lipschitz).
 import numpy as np
 import pytest
 
-from smpc import ckks, linear, simulator
+from smpc import beaver, ckks, linear, simulator
 from smpc.encoding import EncodingRangeError
 from smpc.errors import InputError
 from tests.tolerances import (
@@ -157,13 +157,19 @@ def test_encrypted_sigmoid_is_flooded_by_the_model_owner():
 
 
 def test_ss_wire_cost_is_about_one_feature_matrix_each_way():
+    """Each owner sends about one feature matrix (its opening, plus the triple's check:
+    ``40 (d + 1)`` words); the dealer sends a 32-byte hello to each owner and the model owner
+    one correction (``m`` words for ``c``, 40 for the check), and receives the two owners'
+    16-byte mask seeds and nothing else."""
     rng = np.random.default_rng(1)
     X, model = make_case(rng, "linear", m=512, d=10)
     sim = run(linear.InferenceSpec("linear", 512, 10), X, model)
     matrix = 8 * 512 * 10
     assert matrix <= sim.traffic["data"].bytes_sent <= matrix * 1.1
     assert matrix <= sim.traffic["model"].bytes_sent <= matrix * 1.25
-    assert sim.traffic["dealer"].bytes_sent <= 8 * 512 + 64
+    assert sim.traffic["dealer"].bytes_sent == 2 * 32 + 8 * (512 + beaver.DEFAULT_CHECKS)
+    assert sim.traffic["dealer"].bytes_sent_to["data"] == 32
+    assert sim.traffic["dealer"].bytes_received == 2 * 16
 
 
 def test_feature_beyond_the_declared_bound_is_refused_by_the_data_owner():

@@ -162,3 +162,53 @@ def test_spec_with_dp_round_trips_through_json():
                                                         bounds={"a": (0, 1)}, min_honest=2))
     again = stats.StatSpec.from_json(spec.to_json())
     assert again.dp == spec.dp and again.to_json() == spec.to_json()
+
+
+@pytest.mark.parametrize("backend", ["ss", "ckks"])
+def test_a_party_checks_for_cancellation_while_it_draws_noise_in_both_passes(backend):
+    """A party's noise sampling, the costliest step of a private statistic, calls its
+    transport's cancellation check between chunks in both passes of a two-pass statistic (so
+    that an aborted session stops it there): a stop check installed on each party's transport
+    sees calls made from inside :func:`smpc.dp.party_noise` for pass 1 and for pass 2."""
+    import inspect
+
+    from smpc import ckks, simulator
+
+    rng = np.random.default_rng(5)
+    _, parts = tables(rng, parties=2, n=60)
+    spec = stats.StatSpec("var", ("a", "b"), backend=backend,
+                          dp=dp.DPRequest(epsilon=1.0, delta=1e-6,
+                                          bounds={"a": (0, 120), "b": (0, 120)}))
+    parties = ["p0", "p1"]
+    seen: dict[str, set[int]] = {p: set() for p in parties}
+
+    def hook(name):
+        def check():
+            for frame in inspect.stack(context=0):
+                if frame.function == "party_noise":
+                    seen[name].add(frame.frame.f_locals["pass_index"])
+        return check
+
+    def party(name, rows, public=None):
+        def role(t):
+            t.add_stop_check(hook(name))
+            stats.run_party(t, spec, rows, parties=parties, recipient="coordinator", tag="s",
+                            public_context=public)
+        return role
+
+    roles = {}
+    if backend == "ss":
+        roles["coordinator"] = lambda t: stats.run_recipient_ss(t, spec, parties=parties,
+                                                                tag="s")
+        public = None
+    else:
+        holder = ckks.KeyHolder(spec.ckks_preset)
+        public = ckks.load_context(holder.public_context())
+        roles["coordinator"] = lambda t: stats.run_aggregator_ckks(
+            t, spec, parties=parties, keyholder="analyst", tag="s", public_context=public)
+        roles["analyst"] = lambda t: stats.run_keyholder_ckks(
+            t, spec, aggregator="coordinator", keyholder=holder, tag="s")
+    for name, rows in zip(parties, parts, strict=True):
+        roles[name] = party(name, rows, public)
+    simulator.run(roles)
+    assert seen == {"p0": {1, 2}, "p1": {1, 2}}
