@@ -19,6 +19,9 @@ EQUIVALENT_CORE: dict[str, str] = {
     "34b9933701": _DRAWS,
     "17e21153b1": _DRAWS,
     "ea2668f58d": _DRAWS,
+    # sharing
+    "42c17c9aa0": "np.array(shares[0], dtype=np.uint64) without copy=True: np.array copies by "
+                  "default, so reconstruct still never adds into the caller's share",
     # beaver
     "27ef3464a3": "fold accumulating -R M instead of R M: -R is uniform exactly when R is, and "
                   "every party computes the same -R, so the check's soundness (2^-kappa) and "
