@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from smpc import beaver, sharing, simulator
-from smpc.encoding import FixedPoint
+from smpc.encoding import EncodingRangeError, FixedPoint
 from smpc.errors import InputError
 from smpc.transport import Transport
 
@@ -321,3 +321,52 @@ def test_dealer_truncation_may_use_its_last_spare_pair() -> None:
     assert result - (z >> 16) in (0, 1)
     with pytest.raises(beaver.SparePairsExhausted, match="spare pairs"):
         _dealer_truncate(z, beaver.TruncRequest(1, bound_bits=52, spares=0), [wraps])
+
+
+# --------------------------------------------------------------------------- range helpers
+
+
+def test_bound_bits_ranges_are_inclusive_at_both_ends() -> None:
+    """``0 <= f <= 30`` and ``f <= l <= 62``: each end is valid, one step beyond is refused
+    with the message that names the broken rule."""
+    for f, l_bits in ((0, 0), (0, 62), (30, 30), (30, 62), (16, 16), (16, 62)):
+        beaver.check_bound_bits(f, l_bits)
+    for f in (-1, 31):
+        with pytest.raises(InputError, match="frac_bits must be between 0 and 30"):
+            beaver.check_bound_bits(f, 40)
+    for f, l_bits in ((16, 15), (16, 63), (0, -1)):
+        with pytest.raises(InputError, match=rf"bound bits l={l_bits} must satisfy"):
+            beaver.check_bound_bits(f, l_bits)
+
+
+ULP = 2.0**-16
+
+
+def test_product_range_is_exact_at_its_edge() -> None:
+    """``(|v| + ulp)(|other| + ulp) < 2^(l-2f)`` (``2^20`` for f=16, l=52), strict.
+
+    With ``|v| + ulp = |other| + ulp = 2^10`` the worst product is exactly ``2^20``: refused;
+    one ulp less of ``v`` gives ``2^20 - 2^-6``: accepted.  All terms are dyadic with few
+    significant bits, so float64 computes them exactly; dropping either rounding margin or
+    accepting the bound itself changes the verdict.
+    """
+    edge = 2.0**10 - ULP
+    with pytest.raises(EncodingRangeError, match="truncation bound"):
+        beaver.check_product_range(FP, np.array([edge, -edge]), edge)
+    beaver.check_product_range(FP, np.array([edge - ULP, -(edge - ULP)]), edge)
+    beaver.check_product_range(FP, np.array([edge]), edge - ULP)
+
+
+def test_product_range_refuses_non_finite_values_and_bounds() -> None:
+    """A NaN factor would compare as "in range" (``NaN >= limit`` is false): refused first."""
+    for values, other in (([1.0, np.nan], 1.0), ([1.0, np.inf], 1.0), ([1.0], np.inf),
+                          ([1.0], np.nan)):
+        with pytest.raises(EncodingRangeError, match="must be finite numbers"):
+            beaver.check_product_range(FP, np.array(values), other)
+
+
+def test_product_range_of_the_most_negative_int64() -> None:
+    """An integer factor of ``-2^63`` is far outside the bound: refused.  (Its absolute value
+    in int64 arithmetic wraps back to ``-2^63``, which would look tiny.)"""
+    with pytest.raises(EncodingRangeError, match="truncation bound"):
+        beaver.check_product_range(FP, np.array([-(2**63)], dtype=np.int64), 1.0)

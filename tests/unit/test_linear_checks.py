@@ -114,6 +114,25 @@ def test_model_flood_includes_the_encrypted_sigmoid_error() -> None:
     assert linear.model_flood_std(spec, np.array([4.0, 0.0, 0.0])) == 2.0**-4
 
 
+def test_model_flood_of_integer_weights_is_that_of_the_same_float_weights() -> None:
+    """``model_flood_std`` takes any numeric array: integer weights of size 2^40 give the flood
+    of the same float weights, ``||w||_2 = 2^40``: 3 * 9.7e-9 * 2^40 = 3.2e4 -> E = 2^15, flood
+    2^31.  Squared in int64, 2^40 wraps to 0 -- an L2 norm of 0 would shrink the flood 2^38
+    times, leaving the weights' CKKS error readable."""
+    spec = ckks_spec()
+    as_int = np.array([2**40, 0, 0])
+    assert linear.model_flood_std(spec, as_int) == 2.0**31
+    assert linear.model_flood_std(spec, as_int.astype(np.float64)) == 2.0**31
+
+
+def test_model_flood_with_a_feature_bound_too_small_to_encode() -> None:
+    """The smallest positive feature bound (5e-324, valid in a request) makes the weights'
+    encoding error underflow to 0.0: the flood is the preset's (2^16 * 2^-23 = 2^-7), not an
+    error (log2 of 0) and not a flood of 2^16."""
+    spec = ckks_spec(feature_bound=5e-324)
+    assert linear.model_flood_std(spec, np.array([0.5, -0.25, 1.0])) == 2.0**-7
+
+
 # --------------------------------------------------------------------------- peers' messages
 
 
