@@ -20,6 +20,13 @@ _SEAL_128 = ("load_context's own 128-bit parameter check weakened or gone: defen
              "table: 'encryption parameters are not set correctly'), and context_preset, "
              "called next, refuses every context that is not a preset, all within the table")
 
+_PUBLIC_TERM = ("party 1 instead of party 0 adding a public term to its share: the parties' "
+                 "shares still sum to the same value, and every party's share stays uniform "
+                 "(masked by the other parties' randomness)")
+
+_PENDING = ("dealer truncation's initial 'pending' (another length or dtype): round 0 always "
+            "replaces it with the indices of the rejected openings before it is read")
+
 EQUIVALENT_CORE: dict[str, str] = {
     # randomness
     "29f60b49ec": "astype(np.uint64) without copy=True: copy=True is astype's default, so the "
@@ -72,6 +79,13 @@ EQUIVALENT_CORE: dict[str, str] = {
     "e16253651e": _SEAL_128,
     "b4784ceed2": _SEAL_128,
     # beaver
+    "43e72145d2": "_beaver's own triple-kind check gone: TripleShare._consume, called before "
+                  "anything is consumed or sent, refuses a triple of another kind with the same "
+                  "InputError (a wrong shape is refused first by the next check)",
+    "b1e31806f5": _PUBLIC_TERM,
+    "7dda0e8795": _PENDING,
+    "e5ca298a07": _PENDING,
+    "9f0a34c86f": "np.asarray(z) without dtype=np.uint64: z is a sum of uint64 arrays already",
     "27ef3464a3": "fold accumulating -R M instead of R M: -R is uniform exactly when R is, and "
                   "every party computes the same -R, so the check's soundness (2^-kappa) and "
                   "what it opens are unchanged (smpc/beaver/checking.py)",

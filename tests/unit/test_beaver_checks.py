@@ -248,11 +248,13 @@ def test_local_truncation_honours_frac_bits() -> None:
 
 
 # Secrets with low bits zero and not, positive and negative; masks whose low 16 bits are all
-# ones or all zeros (the carry edges).  Splits where z + r wraps -- the documented failure
-# case, probability |z| / 2^64 for a uniform r -- are left out.
+# ones or all zeros (the carry edges), and r = 0 (party 1's share is 0: the lemma holds, but
+# the parties' roles swapped -- party 0 negating, party 1 shifting -- would fail here).
+# Splits where z + r wraps -- the documented failure case, probability |z| / 2^64 for a
+# uniform r -- are left out.
 SPLITS = [(z, r)
           for z in (3 * 2**16, 3 * 2**16 + 5, -(7 * 2**16), -(7 * 2**16) + 3, 0)
-          for r in (2**40 - 1, 2**40, 2**63 + 12345, 2**16 - 1, 1)
+          for r in (2**40 - 1, 2**40, 2**63 + 12345, 2**16 - 1, 1, 0)
           if 0 <= z + r < M64]
 
 
