@@ -85,6 +85,12 @@ EQUIVALENT_CORE: dict[str, str] = {
     "b1e31806f5": _PUBLIC_TERM,
     "7dda0e8795": _PENDING,
     "e5ca298a07": _PENDING,
+    "8254d644f9": _PUBLIC_TERM,
+    "c1fe1056ef": _PUBLIC_TERM,
+    "abf5a0c16c": "_product checking a pair also for method 'local' or 'none', which never use "
+                  "it: only a call passing a spent or mismatched pair it does not need is "
+                  "refused (stricter, no opening and no result changes); no test should insist "
+                  "that a useless wrong argument be accepted",
     "9f0a34c86f": "np.asarray(z) without dtype=np.uint64: z is a sum of uint64 arrays already",
     "27ef3464a3": "fold accumulating -R M instead of R M: -R is uniform exactly when R is, and "
                   "every party computes the same -R, so the check's soundness (2^-kappa) and "
