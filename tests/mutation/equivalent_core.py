@@ -21,11 +21,15 @@ _SEAL_128 = ("load_context's own 128-bit parameter check weakened or gone: defen
              "called next, refuses every context that is not a preset, all within the table")
 
 _PUBLIC_TERM = ("party 1 instead of party 0 adding a public term to its share: the parties' "
-                 "shares still sum to the same value, and every party's share stays uniform "
-                 "(masked by the other parties' randomness)")
+                "shares still sum to the same value, and every party's share stays uniform "
+                "(masked by the other parties' randomness)")
 
 _PENDING = ("dealer truncation's initial 'pending' (another length or dtype): round 0 always "
             "replaces it with the indices of the rejected openings before it is read")
+
+_SIGMOID_FALLBACK = ("err_sigmoid_ckks or 1.0: the fallback is unreachable, error_bound refuses "
+                     "sigmoid=True on a preset without err_sigmoid_ckks before this line, and "
+                     "every preset with one has a positive value")
 
 EQUIVALENT_CORE: dict[str, str] = {
     # randomness
@@ -72,10 +76,8 @@ EQUIVALENT_CORE: dict[str, str] = {
                   "(the bytes are identical), and with galois=True both save them",
     "42900fd4d6": "release subtracting the flood instead of adding it: the flood is a centred "
                   "Gaussian, so -flood has the same distribution",
-    "43dfd0b59d": "err_sigmoid_ckks or 1.0: the fallback is unreachable, error_bound refuses "
-                  "sigmoid=True on a preset without err_sigmoid_ckks before this line",
-    "3e8d419d71": "err_sigmoid_ckks or 1.0: the fallback is unreachable, error_bound refuses "
-                  "sigmoid=True on a preset without err_sigmoid_ckks before this line",
+    "43dfd0b59d": _SIGMOID_FALLBACK,
+    "3e8d419d71": _SIGMOID_FALLBACK,
     "e16253651e": _SEAL_128,
     "b4784ceed2": _SEAL_128,
     # beaver
