@@ -76,8 +76,8 @@ def load_context(
 
     Refuses, with an :class:`InputError`: more than ``max_bytes`` bytes,
     bytes TenSEAL cannot parse, a non-CKKS context, parameters outside SEAL's
-    128-bit limits or matching no preset, and -- unless ``allow_secret_key`` --
-    a context that carries a secret key (a public context must not).
+    128-bit limits or matching no preset, without a public key, and -- unless
+    ``allow_secret_key`` -- a context that carries a secret key (a public context must not).
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise InputError(f"a CKKS context must be bytes, got {type(data).__name__}")
@@ -97,6 +97,7 @@ def load_context(
         n, bits = _context_shape(ctx)
         scheme = ctx.seal_context().data.key_context_data().parms().scheme()
         secret = ctx.has_secret_key()
+        public = ctx.has_public_key()
     except (ValueError, RuntimeError, TypeError) as exc:
         raise InputError(f"not a valid TenSEAL context: {exc}") from None
     if "CKKS" not in str(scheme):
@@ -108,5 +109,7 @@ def load_context(
             "this CKKS context carries a secret key; a public context must not "
             "(the key holder should send KeyHolder.public_context())"
         )
+    if not public:  # TenSEAL crashes the process on first use of such a context
+        raise InputError("this CKKS context has no public key; nothing can be encrypted under it")
     context_preset(ctx)
     return ctx

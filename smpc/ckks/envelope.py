@@ -97,6 +97,12 @@ def _ident(ctx: ts.Context) -> _Ident:
         return cached
     if not isinstance(ctx, ts.Context):
         raise InputError(f"expected a TenSEAL context, got {type(ctx).__name__}")
+    no_public_key = InputError(
+        "this TenSEAL context has no public key (symmetric-only contexts cannot be used "
+        "here); use KeyHolder.context or a context from load_context"
+    )
+    if not ctx.has_public_key():  # serialize() would crash the process (TenSEAL 0.3)
+        raise no_public_key
     try:
         raw = ctx.serialize(
             save_public_key=True,
@@ -108,10 +114,7 @@ def _ident(ctx: ts.Context) -> _Ident:
         params = top[1]
         public_key = _proto_bytes_fields(top[2])[1]
     except (KeyError, ValueError, RuntimeError) as exc:
-        raise InputError(
-            "this TenSEAL context has no public key (symmetric-only contexts cannot be used "
-            "here); use KeyHolder.context or a context from load_context"
-        ) from exc
+        raise no_public_key from exc
     ident = _Ident(
         params_id=hashlib.sha256(b"smpc/ckks/params/v1" + params).digest()[:_PARAMS_ID_BYTES],
         key_id=hashlib.sha256(b"smpc/ckks/key/v1" + params + public_key).digest()[:_KEY_ID_BYTES],

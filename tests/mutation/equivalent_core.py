@@ -8,6 +8,29 @@ _DRAWS = ("random_below drawing another number of words per round: every round d
 _MASK64 = ("random_below's mask at bits == 64: (1 << 64) - 1 and 2**64 - 1 are the same "
            "all-ones mask, so taking either branch for a bound above 2**63 changes nothing")
 
+_SEED_LEN = ("a length bound of 17 or none on a 16-byte seed: the transport checks max_len only "
+             "after the whole message arrived, and the next line refuses every length but 16 "
+             "with a ProtocolError naming the sender, so only the message's wording changes")
+_UNREACHABLE_WHAT = ("the name of a model value in an encoding error that cannot happen: "
+                     "check_model has already bounded (|w| + ulp)(bound + ulp) + |b| + ulp "
+                     "below 2^(63-2f), so |w| < 2^(63-f) and |b| < 2^(63-2f) always encode")
+
+_SEAL_128 = ("load_context's own 128-bit parameter check weakened or gone: defence in depth, "
+             "no test can build such a context (SEAL refuses parameters beyond its 128-bit "
+             "table: 'encryption parameters are not set correctly'), and context_preset, "
+             "called next, refuses every context that is not a preset, all within the table")
+
+_PUBLIC_TERM = ("party 1 instead of party 0 adding a public term to its share: the parties' "
+                "shares still sum to the same value, and every party's share stays uniform "
+                "(masked by the other parties' randomness)")
+
+_PENDING = ("dealer truncation's initial 'pending' (another length or dtype): round 0 always "
+            "replaces it with the indices of the rejected openings before it is read")
+
+_SIGMOID_FALLBACK = ("err_sigmoid_ckks or 1.0: the fallback is unreachable, error_bound refuses "
+                     "sigmoid=True on a preset without err_sigmoid_ckks before this line, and "
+                     "every preset with one has a positive value")
+
 EQUIVALENT_CORE: dict[str, str] = {
     # randomness
     "29f60b49ec": "astype(np.uint64) without copy=True: copy=True is astype's default, so the "
@@ -19,7 +42,58 @@ EQUIVALENT_CORE: dict[str, str] = {
     "34b9933701": _DRAWS,
     "17e21153b1": _DRAWS,
     "ea2668f58d": _DRAWS,
+    # sharing
+    "42c17c9aa0": "np.array(shares[0], dtype=np.uint64) without copy=True: np.array copies by "
+                  "default, so reconstruct still never adds into the caller's share",
+    # inference
+    "3342d85a06": _UNREACHABLE_WHAT,
+    "41825d44df": _UNREACHABLE_WHAT,
+    "b44ea2b979": _SEED_LEN,
+    "04e3b09d51": _SEED_LEN,
+    "5e09c1e3c5": "the encrypted-sigmoid branch falling through to finish_predictions, which "
+                  "returns the same float64 values for any output but a logistic prediction",
+    "083c34436e": "np.asarray of KeyHolder.decrypt's output without dtype=np.float64: decrypt "
+                  "already returns a float64 array",
+    "bf9bd16db2": "no length bound when receiving the context: load_context applies the same "
+                  "MAX_CONTEXT_BYTES by default, and its refusal is reported as the data owner's "
+                  "ProtocolError all the same",
+    # ckks-release
+    "08a56721f3": "csprng_gaussian drawing (count + 2) // 2 pairs: for an even count one more pair "
+                  "is drawn and cut off by [:count], the kept samples are the same i.i.d. normals",
+    "1171c63859": "Box-Muller's u = (w - 1) 2^-53 instead of (w + 1) 2^-53: it differs from the "
+                  "sampler's documented (0, 1] only for the words 0 and 1 (probability 2^-52 per "
+                  "sample), which no test can draw",
+    "8ddd2f7939": "Box-Muller's u = (w + 2) 2^-53: above 1 only for the largest 53-bit word "
+                  "(probability 2^-53 per sample), which no test can draw",
+    "ced58f2164": "Box-Muller's angle 4 pi u instead of 2 pi u: cos and sin have period 2 pi, so "
+                  "the angle mod 2 pi is still uniform and the samples are the same standard "
+                  "normals",
+    "0c7e40e320": "serialize() without save_public_key=True: True is TenSEAL's default",
+    "754d0675c7": "serialize() without save_secret_key=False: False is TenSEAL's default, so the "
+                  "public context still carries no secret key",
+    "e4e8dcbc1e": "serialize() without save_galois_keys=self.galois: a key holder without "
+                  "galois=True never generated Galois keys, so there are none to save "
+                  "(the bytes are identical), and with galois=True both save them",
+    "42900fd4d6": "release subtracting the flood instead of adding it: the flood is a centred "
+                  "Gaussian, so -flood has the same distribution",
+    "43dfd0b59d": _SIGMOID_FALLBACK,
+    "3e8d419d71": _SIGMOID_FALLBACK,
+    "e16253651e": _SEAL_128,
+    "b4784ceed2": _SEAL_128,
     # beaver
+    "43e72145d2": "_beaver's own triple-kind check gone: TripleShare._consume, called before "
+                  "anything is consumed or sent, refuses a triple of another kind with the same "
+                  "InputError (a wrong shape is refused first by the next check)",
+    "b1e31806f5": _PUBLIC_TERM,
+    "7dda0e8795": _PENDING,
+    "e5ca298a07": _PENDING,
+    "8254d644f9": _PUBLIC_TERM,
+    "c1fe1056ef": _PUBLIC_TERM,
+    "abf5a0c16c": "_product checking a pair also for method 'local' or 'none', which never use "
+                  "it: only a call passing a spent or mismatched pair it does not need is "
+                  "refused (stricter, no opening and no result changes); no test should insist "
+                  "that a useless wrong argument be accepted",
+    "9f0a34c86f": "np.asarray(z) without dtype=np.uint64: z is a sum of uint64 arrays already",
     "27ef3464a3": "fold accumulating -R M instead of R M: -R is uniform exactly when R is, and "
                   "every party computes the same -R, so the check's soundness (2^-kappa) and "
                   "what it opens are unchanged (smpc/beaver/checking.py)",

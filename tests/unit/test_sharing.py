@@ -148,3 +148,87 @@ def test_any_n_minus_1_shares_are_jointly_uniform(seeded):
     for i, j in itertools.combinations(range(3), 2):
         assert_jointly_uniform(shares[i], shares[j], f"shares {i} and {j}")
         assert_uniform(shares[i] - shares[j], f"share {i} minus share {j}")
+
+
+# --------------------------------------------------------------------------- edges and types
+
+
+def test_share_needs_at_least_one_share_and_one_share_is_the_secret() -> None:
+    """``n = 1`` is the trivial sharing (the secret itself); ``n < 1`` is refused.
+
+    Zero shares must not silently come back as one share holding the secret.
+    """
+    x = FixedPoint().encode(np.array([2.5, -7.0]))
+    (only,) = sharing.share(x, 1)
+    assert only.dtype == np.uint64 and np.array_equal(only, x)
+    for n in (0, -1):
+        with pytest.raises(ValueError, match="at least one share"):
+            sharing.share(x, n)
+    with pytest.raises(ValueError, match="no shares"):
+        sharing.reconstruct([])
+
+
+def test_scalar_secrets_share_with_seeds() -> None:
+    """A 0-d secret (one aggregate) shares and reconstructs; its seed expands to one word."""
+    secret = np.uint64(123_456_789)
+    s = sharing.share_with_seeds(secret, 2, stream="scalar")
+    assert s.explicit.shape == ()
+    expanded = sharing.expand_share(s.seeds[0], (), "scalar")
+    assert expanded.shape == () and expanded == randomness.expand(s.seeds[0], 1, "scalar")[0]
+    assert sharing.reconstruct(s.expanded()) == secret
+
+
+SIGNED = np.array([-1, 5, -(2**63), 2**40], dtype=np.int64)
+RING = SIGNED.view(np.uint64)  # the same values mod 2**64 (two's complement)
+
+
+def test_sharing_takes_signed_integers_as_ring_elements() -> None:
+    """Signed 64-bit secrets are ring elements mod 2**64: shares are ``uint64`` and wrap.
+
+    ``as_ring`` documents the convention (two's complement); ``share`` and
+    ``share_with_seeds`` must not compute in ``int64`` (where subtracting uniform
+    ``uint64`` masks is refused by numpy or would not wrap).
+    """
+    for shares in (sharing.share(SIGNED, 3),
+                   sharing.share_with_seeds(SIGNED, 2, stream="signed").expanded()):
+        assert all(s.dtype == np.uint64 for s in shares)
+        assert np.array_equal(sharing.reconstruct(shares), RING)
+    # reconstruct: the first share and the others may be signed arrays too
+    parts = [np.array([1, 2], dtype=np.int64), np.array([-1, 3], dtype=np.int64)]
+    total = sharing.reconstruct(parts)
+    assert total.dtype == np.uint64 and np.array_equal(total, np.array([0, 5], dtype=np.uint64))
+
+
+def test_public_operations_stay_in_the_ring_and_only_party_0_adds() -> None:
+    """``add_public`` adds the constant at party 0 only; results are ``uint64`` mod 2**64."""
+    x = sharing.share(RING, 3)
+    shifted = [sharing.add_public(s, 7, i) for i, s in enumerate(x)]
+    assert np.array_equal(shifted[0], x[0] + np.uint64(7))
+    assert np.array_equal(shifted[1], x[1]) and np.array_equal(shifted[2], x[2])
+    assert np.array_equal(sharing.reconstruct(shifted), RING + np.uint64(7))
+    # a share given as a signed array is still a ring element
+    for i in (0, 1):
+        out = sharing.add_public(SIGNED, 1, i)
+        assert out.dtype == np.uint64
+        assert np.array_equal(out, RING + np.uint64(1 if i == 0 else 0))
+    tripled = sharing.mul_public_int(SIGNED, 3)
+    assert tripled.dtype == np.uint64 and np.array_equal(tripled, RING * np.uint64(3))
+
+
+def test_as_ring_reduces_any_integer_mod_2_64_and_refuses_reals() -> None:
+    """Signed arrays wrap (two's complement); Python ints of any size reduce mod 2**64.
+
+    The object array starts with a small value and continues with ``2**64 - 1`` (which
+    fits no signed type), so an output type guessed from the first element fails.
+    """
+    assert np.array_equal(sharing.as_ring(SIGNED), RING)
+    assert np.array_equal(sharing.as_ring(np.array([-1], dtype=np.int8)),
+                          np.array([2**64 - 1], dtype=np.uint64))
+    big = np.array([5, 2**64 - 1, 2**64 + 7, -(2**70) + 3, -1], dtype=object)
+    ring = sharing.as_ring(big)
+    assert ring.dtype == np.uint64
+    assert ring.tolist() == [5, 2**64 - 1, 7, 3, 2**64 - 1]
+    assert sharing.as_ring(2**64 + 5) == 5 and sharing.as_ring(-1) == 2**64 - 1
+    for real in (np.array([1.5]), 0.5):
+        with pytest.raises(TypeError, match="ring values must be integers"):
+            sharing.as_ring(real)
