@@ -35,6 +35,7 @@ from parties.transport.control import (
     prepare_to_pb,
 )
 from parties.transport.control import SessionRole as R
+from parties.transport.requests import prediction_request, statistic_request
 from smpc.errors import InputError
 from smpc.linear import InferenceSpec, LinearModel
 from smpc.stats import StatSpec
@@ -78,7 +79,32 @@ def sid() -> str:
 
 
 def statistic(fed: InProcessFederation, members: dict[str, R]) -> PrepareStatistic:
-    return PrepareStatistic(sid(), fed.analyst, members, 30.0, spec=MEAN)
+    """A statistic over ``members``, signed by the analyst for exactly these parties (so the
+    signature check passes and the node's own member checks decide)."""
+    parties = [n for n, role in members.items() if role is R.PARTY]
+    signed = fed.sign(statistic_request(MEAN, "", parties), "statistic").envelope
+    return PrepareStatistic(sid(), fed.analyst, members, 30.0, spec=MEAN, signed_request=signed)
+
+
+def signed_prediction(fed: InProcessFederation, members: dict[str, R], backend: str = "ss"
+                      ) -> bytes:
+    """The analyst's signed prediction between the owners named in ``members``."""
+    owners = {role: n for n, role in members.items()}
+    body = prediction_request(data_owner=owners[R.DATA_OWNER],
+                              model_owner=owners[R.MODEL_OWNER], backend=backend)
+    return fed.sign(body, "prediction").envelope
+
+
+def data_owner(fed: InProcessFederation, members: dict[str, R], backend: str = "ss"
+               ) -> PrepareDataOwner:
+    return PrepareDataOwner(sid(), fed.analyst, members, 30.0, spec=draft(backend),
+                            features=("age", "bmi"),
+                            signed_request=signed_prediction(fed, members, backend))
+
+
+def model_owner(fed: InProcessFederation, members: dict[str, R]) -> PrepareModelOwner:
+    return PrepareModelOwner(sid(), fed.analyst, members, 30.0, spec=draft(n_samples=N_ROWS),
+                             signed_request=signed_prediction(fed, members))
 
 
 def draft(backend: str = "ss", n_samples: int = 1) -> InferenceSpec:
@@ -151,17 +177,14 @@ def test_well_formed_sessions_are_prepared(fed: InProcessFederation) -> None:
                                           COORD: R.AGGREGATOR}))
     for dealer in (DEALER, COORD):
         members = {"org-a": R.DATA_OWNER, "org-b": R.MODEL_OWNER, dealer: R.DEALER}
-        prepare(fed, "org-a", PrepareDataOwner(sid(), fed.analyst, members, 30.0, spec=draft(),
-                                               features=("age", "bmi")))
-        prepare(fed, "org-b", PrepareModelOwner(sid(), fed.analyst, members, 30.0,
-                                                spec=draft(n_samples=N_ROWS)))
-    prepare(fed, "org-a", PrepareDataOwner(sid(), fed.analyst,
-                                           {"org-a": R.DATA_OWNER, "org-b": R.MODEL_OWNER},
-                                           30.0, spec=draft("ckks"), features=("age", "bmi")))
+        prepare(fed, "org-a", data_owner(fed, members))
+        prepare(fed, "org-b", model_owner(fed, members))
+    prepare(fed, "org-a", data_owner(fed, {"org-a": R.DATA_OWNER, "org-b": R.MODEL_OWNER},
+                                     "ckks"))
 
 
 @pytest.mark.parametrize(("members", "rule"), [
-    ({"org-a": R.PARTY, "org-b": R.RECIPIENT},
+    ({"org-a": R.PARTY, "org-c": R.PARTY, "org-b": R.RECIPIENT},
      "the recipient or aggregator of a session must be a coordinator node, not 'org-b'"),
     ({"org-a": R.PARTY, "org-b": R.PARTY, "org-c": R.AGGREGATOR},
      "the recipient or aggregator of a session must be a coordinator node, not 'org-c'"),
@@ -197,8 +220,7 @@ def test_an_inference_whose_members_have_the_wrong_roles_is_refused(
     coordinator (a party as dealer would hold the triples that open the other's masked data).
     Catches the role check being skipped or inverted on either side."""
     if members[node] is R.DATA_OWNER:
-        req: PrepareDataOwner | PrepareModelOwner = PrepareDataOwner(
-            sid(), fed.analyst, members, 30.0, spec=draft(), features=("age", "bmi"))
+        req: PrepareDataOwner | PrepareModelOwner = data_owner(fed, members)
     else:
-        req = PrepareModelOwner(sid(), fed.analyst, members, 30.0, spec=draft(n_samples=N_ROWS))
+        req = model_owner(fed, members)
     assert rule in refused(fed, node, req)
