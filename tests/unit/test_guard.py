@@ -27,7 +27,16 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
-from parties.config import AnalystEntry, FederationConfig, NodeEntry, TLSFiles
+from parties.config import (
+    AnalystEntry,
+    FederationConfig,
+    NodeEntry,
+    TLSFiles,
+    load_federation,
+    save_config,
+)
+from parties.config.pins import revoke_certificate
+from parties.config.watch import FederationWatch
 from parties.node.service import PARTY_ACCESS
 from parties.pki.certs import (
     CertificateAuthority,
@@ -342,3 +351,36 @@ def test_a_handler_outside_the_guard_still_refuses_an_unidentified_caller() -> N
         srv.stop(None)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert err.value.details() == "no verified client certificate"
+
+
+def test_a_running_guard_applies_a_revocation_written_to_the_federation_file(
+    tmp_path: Path,
+) -> None:
+    """The guard rereads the federation file before it checks a caller: a certificate revoked
+    in the file while the server runs is refused on the next call, with no restart (catches a
+    guard that checks against the allow-list it started with, so a leaked key keeps working
+    until every node restarts).  The file watch is built with interval 0 so that every call
+    looks at the file -- the rate limit is the watch's own, tested in test_federation_reload."""
+    ca = create_ca(FED)
+    save_ca(ca, tmp_path / "ca.pem", tmp_path / "ca.key")
+    creds = {name: _save(tmp_path, name, *issue_node_certificate(ca, name, "party"))
+             for name in ("org-a", "org-b")}
+    path = tmp_path / "federation.json"
+    save_config(federation(tmp_path / "ca.pem", coord_pin=None, ann_pin=None), path)
+    fed = load_federation(path)
+    fed._watch = FederationWatch(path, lambda: load_federation(path), interval=0.0)
+    srv, port = start_server(
+        name="org-a", federation=fed, access=PARTY_ACCESS, host="127.0.0.1", port=0,
+        tls=TLSFiles(creds["org-a"].cert, creds["org-a"].key, tmp_path / "ca.pem"),
+        register=[lambda s: pb_grpc.add_NodeServicer_to_server(
+            NodeService("org-a", "party", fed, SessionRegistry("org-a")), s)],
+        max_workers=2)
+    try:
+        running = Server(port, tmp_path / "ca.pem", creds)
+        assert call(running, "org-b", HEALTH).name == "org-a"      # listed, not revoked
+        assert revoke_certificate(path, creds["org-b"].fingerprint)
+        code, details = refused(running, "org-b", HEALTH)
+        assert code == grpc.StatusCode.PERMISSION_DENIED
+        assert "org-b presented a revoked certificate" in details
+    finally:
+        srv.stop(None)
