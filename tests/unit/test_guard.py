@@ -130,6 +130,51 @@ def test_authorize_refuses_no_identity() -> None:
     assert federation().authorize(None, ("party", "coordinator", "dealer", "analyst")) is None
 
 
+FP_REVOKED = "d" * 32 + "0" * 32
+
+WHY = {  # the one sentence check_caller gives for each refusal (the caller is told it)
+    "no-identity": (None, ("party",), "no verified federation certificate"),
+    "role-not-allowed": (Identity("org-a", "party", FED), ("coordinator", "dealer"),
+                         "only coordinator, dealer listed in federation 'demo' may"),
+    "other-federation": (Identity("org-a", "party", "other"), ("party",),
+                         "its certificate is for federation 'other'"),
+    "not-listed": (Identity("mallory", "party", FED), ("party",),
+                   "it is not listed in federation 'demo' as party"),
+    "revoked-unpinned-node": (Identity("org-b", "party", FED, FP_REVOKED), ("party",),
+                              "org-b presented a revoked certificate (sha256 dddddddddddddddd...)"
+                              " -- revoked in federation 'demo'"),
+    "revoked-pinned-analyst": (Identity("ann", "analyst", FED, FP_REVOKED), ("analyst",),
+                               "ann presented a revoked certificate (sha256 dddddddddddddddd...)"
+                               " -- revoked in federation 'demo'"),
+    "not-the-pinned-one": (Identity("coord", "coordinator", FED, "e" * 64), ("coordinator",),
+                           "coord presented a certificate that is not the one pinned for coord "
+                           "(sha256 eeeeeeeeeeeeeeee..., pinned cccccccccccccccc...)"),
+}
+
+
+@pytest.mark.parametrize(("ident", "roles", "reason"), list(WHY.values()), ids=list(WHY))
+def test_check_caller_names_the_one_rule_that_refused(
+    ident: Identity | None, roles: tuple[str, ...], reason: str,
+) -> None:
+    """The refusal states the rule, and a certificate by a 16-digit fingerprint prefix only
+    (both ends of a connection log it).  A revoked certificate is refused whether or not its
+    name is pinned, and revocation is checked before the pin (catches a revocation list
+    consulted only for pinned names, or a reason that names the wrong rule)."""
+    fed = federation()
+    fed.revoked = [FP_REVOKED]
+    assert fed.check_caller(ident, roles) == (None, reason)
+    assert fed.is_revoked(FP_REVOKED) and not fed.is_revoked(FP_ANN)
+
+
+def test_check_caller_returns_the_entry_and_no_reason() -> None:
+    """A caller that passes gets its entry and an empty reason (the guard serves on the entry,
+    logs the reason)."""
+    fed = federation()
+    fed.revoked = [FP_REVOKED]
+    assert fed.check_caller(Identity("ann", "analyst", FED, FP_ANN), ("analyst",)) == (
+        fed.analysts[1], "")
+
+
 def test_unpinning_and_repinning() -> None:
     """The pin is what decides between two certificates of one name: unpinned, both pass;
     pinned to the new one, only the new one passes (rotation after a leaked key)."""
