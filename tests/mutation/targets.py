@@ -121,6 +121,8 @@ TARGETS: tuple[Target, ...] = (
     Target("signed", "parties/pki/signed.py", ("sign", "_field", "verify"),
            ("tests/unit/test_signed.py",),
            more=(("parties/privacy/replay.py", ("SeenRequests.claim", "SeenRequests.seen")),)),
+    Target("prepare", "parties/node/party.py", ("PartyNode._signed", "PartyNode._check_prediction"),
+           ("tests/unit/test_session_members.py", "tests/unit/test_deviating_coordinator.py")),
     Target("policy", "parties/privacy/policy.py",
            ("PolicyGate.check_access", "PolicyGate.check_dp", "PolicyGate.check_cohort",
             "PolicyGate.check_cost",

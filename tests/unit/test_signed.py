@@ -166,10 +166,13 @@ def test_sign_refuses_what_no_party_would_accept(pki: PKI, kw: dict[str, Any],
         signed(pki, **kw)
 
 
-def test_a_request_valid_for_exactly_one_day_is_signed_and_accepted(pki: PKI) -> None:
-    """The longest window is allowed on both sides (catches an off-by-one that refuses it)."""
-    s = check(signed(pki, validity=MAX_VALIDITY_SECONDS), pki=pki)
-    assert s.expires - s.payload["issued"] == MAX_VALIDITY_SECONDS
+@pytest.mark.parametrize("validity", [0.5, 1.0, MAX_VALIDITY_SECONDS])
+def test_any_window_up_to_one_day_is_signed_and_accepted(pki: PKI, validity: float) -> None:
+    """The validity is any positive time up to one day: a window of a second or less (an
+    analyst narrowing the time a leaked envelope could be replayed) and the longest one are
+    allowed on both sides (catches the range's bounds off by one)."""
+    s = check(signed(pki, validity=validity), pki=pki)
+    assert s.expires - s.payload["issued"] == validity
 
 
 # ------------------------------------------------------------------------------ the envelope
