@@ -17,6 +17,8 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -86,13 +88,14 @@ def statistic(fed: InProcessFederation, members: dict[str, R]) -> PrepareStatist
     return PrepareStatistic(sid(), fed.analyst, members, 30.0, spec=MEAN, signed_request=signed)
 
 
-def signed_prediction(fed: InProcessFederation, members: dict[str, R], backend: str = "ss"
-                      ) -> bytes:
-    """The analyst's signed prediction between the owners named in ``members``."""
+def signed_prediction(fed: InProcessFederation, members: dict[str, R], backend: str = "ss",
+                      **fields: Any) -> bytes:
+    """The analyst's signed prediction between the owners named in ``members`` (``fields``
+    override the body's other entries)."""
     owners = {role: n for n, role in members.items()}
     body = prediction_request(data_owner=owners[R.DATA_OWNER],
                               model_owner=owners[R.MODEL_OWNER], backend=backend)
-    return fed.sign(body, "prediction").envelope
+    return fed.sign({**body, **fields}, "prediction").envelope
 
 
 def data_owner(fed: InProcessFederation, members: dict[str, R], backend: str = "ss"
@@ -224,3 +227,72 @@ def test_an_inference_whose_members_have_the_wrong_roles_is_refused(
     else:
         req = model_owner(fed, members)
     assert rule in refused(fed, node, req)
+
+
+# ------------------------------------------------------------------ what the analyst signed
+
+SS = {"org-a": R.DATA_OWNER, "org-b": R.MODEL_OWNER, DEALER: R.DEALER}
+
+
+@pytest.mark.parametrize(("node", "signed", "prepared", "rule"), [
+    ("org-a", {"data_owner": "org-b", "model_owner": "org-a"}, {},
+     "the inference's owners are not the ones the analyst signed"),
+    ("org-b", {"data_owner": "org-b", "model_owner": "org-a"}, {},
+     "the inference's owners are not the ones the analyst signed"),
+    ("org-a", {"model_owner": "org-c"}, {},
+     "the inference's owners are not the ones the analyst signed"),
+    ("org-b", {"data_owner": "org-c"}, {},
+     "the inference's owners are not the ones the analyst signed"),
+    ("org-a", {}, {"where": "age > 40"},
+     "the inference it is asked to prepare is not the one the analyst signed"),
+    ("org-a", {"backend": "ckks"}, {},
+     "the inference it is asked to prepare is not the one the analyst signed"),
+    ("org-b", {"output": "logit"}, {},
+     "the inference it is asked to prepare is not the one the analyst signed"),
+    ("org-a", {"feature_bound": 100.0}, {},
+     "the inference it is asked to prepare is not the one the analyst signed"),
+    ("org-b", {"frac_bits": 20}, {},
+     "the inference it is asked to prepare is not the one the analyst signed"),
+    ("org-a", {"backend": "ckks", "ckks_preset": "sigmoid"}, {"backend": "ckks"},
+     "the inference it is asked to prepare is not the one the analyst signed"),
+    ("org-b", {"model": "risk"}, {"model": "other"},
+     "the model it is asked to apply is not the one the analyst signed"),
+], ids=["swapped-owners-at-data-owner", "swapped-owners-at-model-owner", "other-model-owner",
+        "other-data-owner", "other-filter", "other-backend", "other-output",
+        "other-feature-bound", "other-precision", "other-ckks-preset", "other-model"])
+def test_a_prediction_other_than_the_signed_one_is_refused(
+    fed: InProcessFederation, node: str, signed: dict[str, Any], prepared: dict[str, Any],
+    rule: str,
+) -> None:
+    """A coordinator that changes a signed prediction before it reaches an owner: swaps the
+    owners (the model owner would receive the data owner's masked rows as its own role), pairs
+    the owner with another party, widens the filter, changes the backend, the output (logits
+    instead of predictions), the feature bound, the precision, the CKKS preset or the model.
+    Each owner compares what it is asked with what the analyst signed and refuses before
+    reading a row; nothing is registered. Catches each comparison dropped or inverted."""
+    envelope = fed.sign({**prediction_request(data_owner="org-a", model_owner="org-b"),
+                         **signed}, "prediction").envelope
+    backend = prepared.get("backend", "ss")
+    members = SS if backend == "ss" else {"org-a": R.DATA_OWNER, "org-b": R.MODEL_OWNER}
+    if node == "org-a":
+        req: PrepareDataOwner | PrepareModelOwner = PrepareDataOwner(
+            sid(), fed.analyst, members, 30.0, where=prepared.get("where", ""),
+            spec=draft(backend), features=("age", "bmi"), signed_request=envelope)
+    else:
+        req = PrepareModelOwner(sid(), fed.analyst, members, 30.0, model=prepared.get("model", ""),
+                                spec=draft(backend, n_samples=N_ROWS), signed_request=envelope)
+    assert f"{node} refuses: {rule}" in refused(fed, node, req)
+
+
+def test_a_prediction_with_its_signed_parameters_is_prepared(fed: InProcessFederation) -> None:
+    """The control case for the test above: the analyst signed a feature bound, a precision
+    and an output, and both owners are asked exactly that (catches a comparison that refuses
+    any parameter the analyst set)."""
+    fields = {"feature_bound": 100.0, "frac_bits": 20, "output": "logit", "model": "risk"}
+    spec = replace(draft(n_samples=N_ROWS), feature_bound=100.0, frac_bits=20, output="logit")
+    envelope = signed_prediction(fed, SS, **fields)
+    prepare(fed, "org-a", PrepareDataOwner(sid(), fed.analyst, SS, 30.0,
+                                           spec=replace(spec, n_samples=1),
+                                           features=("age", "bmi"), signed_request=envelope))
+    prepare(fed, "org-b", PrepareModelOwner(sid(), fed.analyst, SS, 30.0, spec=spec,
+                                            model="risk", signed_request=envelope))
