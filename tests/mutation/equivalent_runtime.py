@@ -32,4 +32,21 @@ EQUIVALENT_RUNTIME: dict[str, str] = {
     "60cb978774": "'delta is not None or epsilon is not None' for 'and': a PrivacyCost's "
                   "epsilon is None exactly when its delta is, so both tests agree "
                   "(parties/privacy/guard.py)",
+    # prepare
+    "a69ad2601d": "trail[0] for trail[-1] when the signer is added to the audit trail: the "
+                  "trail holds one entry at that point, so both name it (parties/node/party.py)",
+    "aa9eeb3711": "257 for 256 as the printable limit of the signer's name: a verified "
+                  "signer's name is a validated node name of at most 63 characters "
+                  "(parties/node/party.py)",
+    # audit
+    "92b02f6b66": "_text returning None instead of its value: its only callers, in "
+                  "AuditEvent.__post_init__, use it as a check and ignore what it returns "
+                  "(parties/privacy/audit.py)",
+    "38de45baa1": "the gap scan's range ending at top instead of top + 1: top is the largest "
+                  "seq present, so it is never missing, and the scan finds the same gaps "
+                  "(parties/privacy/audit_verify.py)",
+    "544ade8b34": "-2 for -1 as the 'no stored head' sentinel (head_seq missing): only its sign "
+                  "is read, by 'head_seq < 0' (parties/privacy/audit_verify.py)",
+    "3934a17470": "-2 for -1 as the 'malformed stored head' sentinel (head_seq not a number): "
+                  "only its sign is read, by 'head_seq < 0' (parties/privacy/audit_verify.py)",
 }

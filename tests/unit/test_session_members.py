@@ -15,6 +15,7 @@ org-b owning a linear model.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import replace
@@ -26,6 +27,9 @@ import pytest
 from parties.errors import NodeBlamed
 from parties.federation.inprocess import InProcessFederation
 from parties.federation.local import init_federation
+from parties.pki.certs import issue_node_certificate, load_ca
+from parties.pki.signed import sign
+from parties.privacy.audit import AuditLog
 from parties.transport.control import (
     Deal,
     PrepareDataOwner,
@@ -296,3 +300,42 @@ def test_a_prediction_with_its_signed_parameters_is_prepared(fed: InProcessFeder
                                            features=("age", "bmi"), signed_request=envelope))
     prepare(fed, "org-b", PrepareModelOwner(sid(), fed.analyst, SS, 30.0, spec=spec,
                                             model="risk", signed_request=envelope))
+
+
+# ------------------------------------------------------------------------------ who signed
+
+
+def test_a_request_signed_with_a_certificate_the_federation_did_not_pin_is_refused(
+    fed: InProcessFederation,
+) -> None:
+    """Whoever holds the CA key can mint a second certificate in the analyst's name; the
+    federation pins the analyst's own certificate, and every party checks the signer against
+    that pin before it reads a row (catches a party that verifies the signature and the CA
+    only: the minted key could then spend the analyst's budget and receive its results)."""
+    ca = load_ca(fed.layout.ca_cert, fed.layout.ca_key)
+    cert, key = issue_node_certificate(ca, fed.analyst, "analyst")
+    envelope = sign(statistic_request(MEAN, "", ["org-a", "org-b"]), kind="statistic",
+                    federation=fed.coordinator.federation.name, analyst=fed.analyst, key=key,
+                    cert=cert)
+    req = PrepareStatistic(sid(), fed.analyst, {"org-a": R.PARTY, "org-b": R.PARTY,
+                                                COORD: R.RECIPIENT}, 30.0, spec=MEAN,
+                           signed_request=envelope)
+    assert (f"org-a refuses: analyst {fed.analyst!r} is not listed in federation "
+            f"{fed.coordinator.federation.name!r} with this certificate") in refused(
+                fed, "org-a", req)
+
+
+def test_a_refusal_is_audited_under_the_analyst_who_signed(fed: InProcessFederation) -> None:
+    """The coordinator presents a genuine signed request in another analyst's name: refused,
+    and the audit record names the analyst who signed it (with the request's hash and the
+    members), not the name the coordinator claimed (catches an audit trail that believes the
+    coordinator about who asked)."""
+    good = statistic(fed, {"org-a": R.PARTY, "org-b": R.PARTY, COORD: R.RECIPIENT})
+    claimed = replace(good, analyst="someone-else")
+    assert ("org-a refuses: the request is asked in the name of 'someone-else' but signed by "
+            f"{fed.analyst!r}") in refused(fed, "org-a", claimed)
+    last = AuditLog(fed.parties["org-a"].cfg.database).records(limit=None)[-1].event
+    assert (last["outcome"], last["analyst"]) == ("refused", fed.analyst)
+    assert last["request_hash"] == hashlib.sha256(
+        json.loads(good.signed_request)["payload"].encode()).hexdigest()
+    assert last["members"] == sorted(["org-a", "org-b", COORD])
