@@ -30,7 +30,7 @@ NODE_ROLES: tuple[str, ...] = ("party", "coordinator", "dealer")
 URI_SCHEME = "smpc"
 
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,61}[A-Za-z0-9])?\Z")
 
 
 _CLOCK_SKEW = _dt.timedelta(minutes=5)

@@ -204,10 +204,10 @@ def verify(envelope: bytes, *, ca_cert: x509.Certificate, federation: str,
     if _field(payload, "kind", str) not in KINDS:
         raise SignedRequestError("the signed request has an unknown kind")
     _field(payload, "request", dict)
-    if not _NONCE.match(_field(payload, "nonce", str)):
+    if not _NONCE.fullmatch(_field(payload, "nonce", str)):
         raise SignedRequestError("the signed request's nonce is malformed")
     ctx = payload.get("keyholder_context_sha256")
-    if ctx is not None and not (isinstance(ctx, str) and _HEX64.match(ctx)):
+    if ctx is not None and not (isinstance(ctx, str) and _HEX64.fullmatch(ctx)):
         raise SignedRequestError("the signed request's key hash is malformed")
     issued, expires = (float(_field(payload, k, (int, float))) for k in ("issued", "expires"))
     clock = time.time() if now is None else float(now)

@@ -92,7 +92,7 @@ SCHEMA_VERSION = 1
 OUTCOMES = ("accepted", "refused", "failed", "released")
 KEY_BYTES = 32
 _DOMAIN = b"smpc.audit.v1"
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z")  # used with match(): the whole string, no newline
 
 # field -> max length of a text field
 _TEXT_LIMITS = {

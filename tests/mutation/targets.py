@@ -8,8 +8,9 @@ first failing test (``pytest -x``).
 Why these functions: they are the code paths named in SECURITY.md's guarantees -- shares and
 seeds (n-out-of-n secrecy), secure aggregation, Beaver triples and openings, differential-privacy
 noise and its accounting, CKKS release flooding and secret-key hygiene, inference masking, the
-certificate and request guards, the party's policy gate, the budget ledger and the audit
-verifier.  Helpers that only format messages are left out: a mutant there cannot weaken privacy.
+certificate and request guards, the analyst's signed requests and the record of those already
+used, the party's policy gate, the budget ledger and the audit verifier.  Helpers that only
+format messages are left out: a mutant there cannot weaken privacy.
 """
 
 from __future__ import annotations
@@ -107,8 +108,11 @@ TARGETS: tuple[Target, ...] = (
            ("tests/unit/test_dealer_attacks.py", "tests/unit/test_linear_checks.py",
             "tests/unit/test_leaks_inference.py",
             "tests/unit/test_linear.py")),
-    Target("authorize", "parties/config/model.py", ("FederationConfig.authorize",),
-           ("tests/unit/test_guard.py", "tests/unit/test_config.py")),
+    Target("authorize", "parties/config/model.py",
+           ("FederationConfig.authorize", "FederationConfig.check_caller",
+            "FederationConfig.certificate_problem", "FederationConfig.is_revoked"),
+           ("tests/unit/test_guard.py", "tests/unit/test_federation_reload.py",
+            "tests/unit/test_config.py")),
     Target("guard", "parties/transport/server.py", ("AccessGuard._check", "caller"),
            ("tests/unit/test_guard.py",)),
     Target("identity", "parties/pki/identity.py",
@@ -118,10 +122,17 @@ TARGETS: tuple[Target, ...] = (
             "tests/unit/test_tls.py", "tests/unit/test_guard.py"),
            more=(("parties/transport/tls.py", ("peer_identity",)),
                  ("parties/pki/files.py", ("write_private_key", "atomic_write")))),
+    Target("signed", "parties/pki/signed.py", ("sign", "_field", "verify"),
+           ("tests/unit/test_signed.py",),
+           more=(("parties/privacy/replay.py", ("SeenRequests.claim", "SeenRequests.seen")),)),
+    Target("prepare", "parties/node/party.py", ("PartyNode._signed", "PartyNode._check_prediction"),
+           ("tests/unit/test_session_members.py", "tests/unit/test_deviating_coordinator.py")),
     Target("policy", "parties/privacy/policy.py",
            ("PolicyGate.check_access", "PolicyGate.check_dp", "PolicyGate.check_cohort",
+            "PolicyGate.check_cost",
             "PolicyGate.check", "check_effective_spec", "agreed_spec"),
-           ("tests/unit/test_spec_agreement.py", "tests/unit/test_policy.py",
+           ("tests/unit/test_policy_limits.py", "tests/unit/test_spec_agreement.py",
+            "tests/unit/test_policy.py",
             "tests/unit/test_ledger.py"),
            more=(("parties/privacy/guard.py",
                   ("PrivacyGuard.precheck_budget", "PrivacyGuard._over_budget",

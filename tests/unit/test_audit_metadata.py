@@ -146,3 +146,56 @@ def test_a_head_with_an_invalid_seq_or_hash_is_refused(seq: int, hash_: str) -> 
     with pytest.raises(AuditError) as ei:
         Head.from_json(text)
     assert str(ei.value) == "the exported audit head has an invalid seq or hash."
+
+
+# ------------------------------------------------------------------------------ who, and what
+
+
+@pytest.mark.parametrize("name", ["caller_fingerprint", "request_hash"])
+def test_hashes_are_exactly_64_lowercase_hex_digits(name: str) -> None:
+    """The caller's certificate fingerprint and the signed request's hash are logged only as
+    64 lowercase hex digits (what an auditor matches against a certificate or an envelope):
+    63 or 65 digits, uppercase, a trailing newline or other text is refused with the documented
+    sentence. Catches the check dropped, or one that accepts a prefix match."""
+    assert getattr(event(**{name: HASH}), name) == HASH
+    assert getattr(event(**{name: None}), name) is None
+    for bad in (HASH[:-1], HASH + "0", HASH.upper(), HASH + "\n", "g" * 64):
+        with pytest.raises(AuditError) as ei:
+            event(**{name: bad})
+        assert str(ei.value) in (
+            f"audit field {name!r} must be 64 lowercase hex digits.",
+            f"audit field {name!r} must be a string of at most 64 characters, got a string of "
+            f"length {len(bad)}.")
+    assert event(request_hash=HASH).to_dict()["request_hash"] == HASH
+    assert "request_hash" not in event().to_dict()
+
+
+def test_an_outcome_outside_the_four_is_refused() -> None:
+    """accepted, refused, failed, released and nothing else (an auditor counts by outcome)."""
+    for outcome in ("accepted", "refused", "failed", "released"):
+        assert event(outcome=outcome).outcome == outcome
+    with pytest.raises(AuditError) as ei:
+        event(outcome="ok")
+    assert str(ei.value) == ("audit field 'outcome' must be one of accepted, refused, failed, "
+                             "released, got 'ok'.")
+
+
+def test_members_hold_up_to_1000_node_names_of_1_to_256_characters() -> None:
+    """The session's members (who could see its messages) are a tuple of node names: 1000
+    names, a one-character and a 256-character name are accepted; 1001 names, an empty name,
+    a 257-character name, a non-text member, one string, a set or None are refused. A list is
+    frozen into a tuple at construction. Catches each bound off by one and a members list the
+    caller can still change after logging."""
+    many = tuple(f"n{i}" for i in range(1000))
+    assert event(members=many).members == many
+    names: list[Any] = ["a", "b" * 256]
+    e = event(members=names)
+    names.append("")
+    assert e.members == ("a", "b" * 256) and isinstance(e.members, tuple)
+    assert e.to_dict()["members"] == ["a", "b" * 256]
+    assert "members" not in event().to_dict()
+    for bad in (tuple(f"n{i}" for i in range(1001)), ("a", ""), ("c" * 257,), ("a", 3),
+                "org-a", {"org-a"}, None):
+        with pytest.raises(AuditError) as ei:
+            event(members=bad)
+        assert str(ei.value) == "audit field 'members' must be a tuple of node names."

@@ -27,7 +27,16 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
-from parties.config import AnalystEntry, FederationConfig, NodeEntry, TLSFiles
+from parties.config import (
+    AnalystEntry,
+    FederationConfig,
+    NodeEntry,
+    TLSFiles,
+    load_federation,
+    save_config,
+)
+from parties.config.pins import revoke_certificate
+from parties.config.watch import FederationWatch
 from parties.node.service import PARTY_ACCESS
 from parties.pki.certs import (
     CertificateAuthority,
@@ -119,6 +128,51 @@ def test_authorize_refuses(ident: Identity, roles: tuple[str, ...]) -> None:
 def test_authorize_refuses_no_identity() -> None:
     """A caller without a verified identity is never authorised, whatever the roles."""
     assert federation().authorize(None, ("party", "coordinator", "dealer", "analyst")) is None
+
+
+FP_REVOKED = "d" * 32 + "0" * 32
+
+WHY = {  # the one sentence check_caller gives for each refusal (the caller is told it)
+    "no-identity": (None, ("party",), "no verified federation certificate"),
+    "role-not-allowed": (Identity("org-a", "party", FED), ("coordinator", "dealer"),
+                         "only coordinator, dealer listed in federation 'demo' may"),
+    "other-federation": (Identity("org-a", "party", "other"), ("party",),
+                         "its certificate is for federation 'other'"),
+    "not-listed": (Identity("mallory", "party", FED), ("party",),
+                   "it is not listed in federation 'demo' as party"),
+    "revoked-unpinned-node": (Identity("org-b", "party", FED, FP_REVOKED), ("party",),
+                              "org-b presented a revoked certificate (sha256 dddddddddddddddd...)"
+                              " -- revoked in federation 'demo'"),
+    "revoked-pinned-analyst": (Identity("ann", "analyst", FED, FP_REVOKED), ("analyst",),
+                               "ann presented a revoked certificate (sha256 dddddddddddddddd...)"
+                               " -- revoked in federation 'demo'"),
+    "not-the-pinned-one": (Identity("coord", "coordinator", FED, "e" * 64), ("coordinator",),
+                           "coord presented a certificate that is not the one pinned for coord "
+                           "(sha256 eeeeeeeeeeeeeeee..., pinned cccccccccccccccc...)"),
+}
+
+
+@pytest.mark.parametrize(("ident", "roles", "reason"), list(WHY.values()), ids=list(WHY))
+def test_check_caller_names_the_one_rule_that_refused(
+    ident: Identity | None, roles: tuple[str, ...], reason: str,
+) -> None:
+    """The refusal states the rule, and a certificate by a 16-digit fingerprint prefix only
+    (both ends of a connection log it).  A revoked certificate is refused whether or not its
+    name is pinned, and revocation is checked before the pin (catches a revocation list
+    consulted only for pinned names, or a reason that names the wrong rule)."""
+    fed = federation()
+    fed.revoked = [FP_REVOKED]
+    assert fed.check_caller(ident, roles) == (None, reason)
+    assert fed.is_revoked(FP_REVOKED) and not fed.is_revoked(FP_ANN)
+
+
+def test_check_caller_returns_the_entry_and_no_reason() -> None:
+    """A caller that passes gets its entry and an empty reason (the guard serves on the entry,
+    logs the reason)."""
+    fed = federation()
+    fed.revoked = [FP_REVOKED]
+    assert fed.check_caller(Identity("ann", "analyst", FED, FP_ANN), ("analyst",)) == (
+        fed.analysts[1], "")
 
 
 def test_unpinning_and_repinning() -> None:
@@ -342,3 +396,36 @@ def test_a_handler_outside_the_guard_still_refuses_an_unidentified_caller() -> N
         srv.stop(None)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert err.value.details() == "no verified client certificate"
+
+
+def test_a_running_guard_applies_a_revocation_written_to_the_federation_file(
+    tmp_path: Path,
+) -> None:
+    """The guard rereads the federation file before it checks a caller: a certificate revoked
+    in the file while the server runs is refused on the next call, with no restart (catches a
+    guard that checks against the allow-list it started with, so a leaked key keeps working
+    until every node restarts).  The file watch is built with interval 0 so that every call
+    looks at the file -- the rate limit is the watch's own, tested in test_federation_reload."""
+    ca = create_ca(FED)
+    save_ca(ca, tmp_path / "ca.pem", tmp_path / "ca.key")
+    creds = {name: _save(tmp_path, name, *issue_node_certificate(ca, name, "party"))
+             for name in ("org-a", "org-b")}
+    path = tmp_path / "federation.json"
+    save_config(federation(tmp_path / "ca.pem", coord_pin=None, ann_pin=None), path)
+    fed = load_federation(path)
+    fed._watch = FederationWatch(path, lambda: load_federation(path), interval=0.0)
+    srv, port = start_server(
+        name="org-a", federation=fed, access=PARTY_ACCESS, host="127.0.0.1", port=0,
+        tls=TLSFiles(creds["org-a"].cert, creds["org-a"].key, tmp_path / "ca.pem"),
+        register=[lambda s: pb_grpc.add_NodeServicer_to_server(
+            NodeService("org-a", "party", fed, SessionRegistry("org-a")), s)],
+        max_workers=2)
+    try:
+        running = Server(port, tmp_path / "ca.pem", creds)
+        assert call(running, "org-b", HEALTH).name == "org-a"      # listed, not revoked
+        assert revoke_certificate(path, creds["org-b"].fingerprint)
+        code, details = refused(running, "org-b", HEALTH)
+        assert code == grpc.StatusCode.PERMISSION_DENIED
+        assert "org-b presented a revoked certificate" in details
+    finally:
+        srv.stop(None)

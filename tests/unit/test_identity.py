@@ -82,6 +82,10 @@ BAD_IDENTITIES = {
     "empty-federation": (dict(uris=["smpc:///party/a"]), "invalid federation name ''"),
     "invalid-federation": (dict(uris=["smpc://de_mo/party/a"]), "invalid federation name 'de_mo'"),
     "invalid-name": (dict(uris=["smpc://demo/party/a_b"], cn=["a_b"]), "invalid node name 'a_b'"),
+    "name-with-a-newline": (dict(uris=["smpc://demo/party/a\n"], cn=["a\n"]),
+                            "invalid node name 'a\\n'"),
+    "federation-with-a-newline": (dict(uris=["smpc://demo\n/party/a"]),
+                                  "invalid federation name 'demo\\n'"),
     "unknown-role": (dict(uris=["smpc://demo/boss/a"], ou=["boss"]), "unknown role 'boss'"),
     "cn-disagrees": (dict(cn=["b"]), "certificate subject (CN='b', OU='party') disagrees with "
                                      "identity URI 'smpc://demo/party/a'"),
