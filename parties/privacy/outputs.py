@@ -31,10 +31,10 @@ from smpc.errors import InputError
 
 log = logging.getLogger("smpc.privacy")
 
-_SESSION_RE = re.compile(r"^[0-9a-f]{16,64}$")
+_SESSION_RE = re.compile(r"^[0-9a-f]{16,64}\Z")
 
 
-_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
 def load_at_rest_key(cfg: PartyConfig, *, create: bool = False) -> atrest.KeyFileKey:

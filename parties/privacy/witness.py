@@ -41,7 +41,7 @@ from parties.privacy.store import open_database, read_transaction, write_transac
 __all__ = ["SignedHead", "WitnessError", "WitnessStore", "check", "sign_head", "verify_head"]
 
 MAX_SIGNED_HEAD_BYTES = 16 * 1024
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS witness_heads (
     party TEXT NOT NULL,

@@ -70,8 +70,8 @@ ARRAY_DTYPES: frozenset[str] = frozenset(
 )
 """Array dtypes allowed on the wire (numpy ``dtype.str``, little endian)."""
 
-_SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-_TAG_RE = re.compile(r"^[A-Za-z0-9_./:+-]{1,256}$")  # MAX_TAG_CHARS
+_SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}\Z")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_./:+-]{1,256}\Z")  # MAX_TAG_CHARS
 
 
 class WireError(InputError):

@@ -138,9 +138,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def run(targets: list[str] | None, *, sample: int | None = None, seed: int = 0,
         ids: list[str] | None = None, jobs: int = 2, planted: bool = True,
-        out: Path | None = None, baseline: bool = True, echo: bool = True
-        ) -> tuple[list[runner.Outcome], dict[str, object]]:
-    """Judge the chosen mutants (and the planted bugs); returns the outcomes and run metadata."""
+        out: Path | None = None, baseline: bool = True, echo: bool = True,
+        timeout: float = 900.0) -> tuple[list[runner.Outcome], dict[str, object]]:
+    """Judge the chosen mutants (and the planted bugs); returns the outcomes and run metadata.
+
+    Without ``baseline`` every mutant gets ``timeout`` seconds (a mutant that makes its tests
+    loop forever costs that much; a timeout counts as detected)."""
     chosen_targets = by_name(targets)
     chosen = mutants_of(chosen_targets)
     if ids:
@@ -170,7 +173,7 @@ def run(targets: list[str] | None, *, sample: int | None = None, seed: int = 0,
             if echo:
                 print(f"baseline {t.name}: {secs:.1f} s", flush=True)
         else:
-            timeouts[t.name] = 900.0
+            timeouts[t.name] = timeout
 
     def progress(o: runner.Outcome, k: int, n: int) -> None:
         if echo:
@@ -198,7 +201,7 @@ def run(targets: list[str] | None, *, sample: int | None = None, seed: int = 0,
 def cmd_run(args: argparse.Namespace) -> int:
     outcomes, _ = run(args.target, sample=args.sample, seed=args.seed, ids=args.ids,
                       jobs=args.jobs, planted=not args.no_planted, out=Path(args.out),
-                      baseline=not args.no_baseline)
+                      baseline=not args.no_baseline, timeout=args.timeout)
     print((Path(args.out) / "mutation.md").read_text())
     bad = unexplained(outcomes)
     for o in bad:
@@ -231,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--jobs", type=int, default=2)
     pr.add_argument("--no-planted", action="store_true")
     pr.add_argument("--no-baseline", action="store_true",
-                    help="skip measuring unmutated tests (fixed 900 s timeout)")
+                    help="skip measuring unmutated tests (a fixed --timeout per mutant)")
+    pr.add_argument("--timeout", type=float, default=900.0,
+                    help="seconds per mutant with --no-baseline (default 900)")
     pr.add_argument("--out", default="mutation-report")
     pr.set_defaults(func=cmd_run)
     rp = sub.add_parser("report", help="re-render DIR/mutation.md from DIR/mutation.json")
