@@ -74,6 +74,23 @@ def test_the_ss_range_check_is_exact_at_its_edge() -> None:
     linear.check_model(spec, model(-w, intercept=-(b - ULP)))
 
 
+def test_the_ss_range_check_counts_the_prediction_noise() -> None:
+    """The model owner's noise (std ``s``) takes ``NOISE_TAIL_SIGMAS * s`` of the range.
+
+    With the edge's weight and bound and an intercept 2 below the edge's, the worst case is
+    ``2^31 - 2 + ulp``: accepted without noise (a margin of ``2 - ulp``); ``s = 4`` adds
+    ``12 * 4 = 48``: refused.  Subtracting the noise term, or dropping it, would accept both.
+    (All terms dyadic: float64 exact.)
+    """
+    spec = InferenceSpec("linear", 1, 1, feature_bound=2.0**10 - ULP)
+    w, b = 2.0**10 - ULP, 2.0**31 - 2.0**20 - 2.0
+    linear.check_model(spec, model(w, intercept=b))
+    linear.check_model(spec, model(w, intercept=b), noise_std=0.0)
+    with pytest.raises(EncodingRangeError, match="prediction could reach"):
+        linear.check_model(spec, model(w, intercept=b), noise_std=2.0**-6 * 16 * 16)
+    assert linear.NOISE_TAIL_SIGMAS * 2.0**-6 * 16 * 16 > 2.0 - ULP
+
+
 # --------------------------------------------------------------------------- the model's flood
 
 
