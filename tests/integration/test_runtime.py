@@ -216,7 +216,7 @@ def test_clear_errors_for_bad_requests(fed):
         fed.client.compute(StatSpec("mean", ("age",)), where="age >> 3")
     with pytest.raises(PermissionDenied, match="minimum cohort"):
         fed.client.compute(StatSpec("mean", ("age",)), where="age > 94.9")
-    with pytest.raises(InvalidRequest, match="outside the range") as e:
+    with pytest.raises(InvalidRequest, match="exceeds the declared feature bound 50") as e:
         fed.client.predict("hospital-a", "insurer", model="cost", feature_bound=50)
     assert e.value.node == "hospital-a"
     assert not any(ch.isdigit() for ch in str(e.value).replace("hospital-a", ""))  # no value

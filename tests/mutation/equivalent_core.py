@@ -115,4 +115,12 @@ EQUIVALENT_CORE: dict[str, str] = {
     "c764ecde76": "plan's unknown-backend refusal deleted: StatSpec (a frozen dataclass) already "
                   "refuses an unknown backend at construction and stores the parsed Backend, so "
                   "no StatSpec reaches plan with one (smpc/dp/planning.py)",
+    # inference: the model owner's prediction noise (issue 12)
+    "4bfa9d74ef": "run_model_owner_ss's default noise_std 0.0 -> 1.0: its only caller, "
+                  "run_model_owner, always passes noise_std, so the default is never used",
+    "c3bd1162a7": "run_model_owner_ckks's default noise_std 0.0 -> 1.0: its only caller, "
+                  "run_model_owner, always passes noise_std, so the default is never used",
+    "15e6e78035": "the model owner subtracting its prediction noise instead of adding it: the "
+                  "noise is a centred discrete Gaussian, symmetric about 0, so z - N and z + N "
+                  "have the same distribution (smpc/linear.py)",
 }

@@ -236,3 +236,26 @@ def test_a_feature_outside_the_fixed_point_range_is_named() -> None:
 
     with pytest.raises(EncodingRangeError, match=r"^feature .* outside the fixed-point range"):
         sim({"data": data})
+
+
+def test_the_ss_model_owner_refuses_noise_that_could_leave_the_range() -> None:
+    """The model owner's role checks its model with its prediction noise before anything is
+    sent: at the edge model of ``test_the_ss_range_check_counts_the_prediction_noise`` a noise
+    std of 4 (12 sigma = 48 > the margin of 2) is refused at the model owner, with no noise
+    the same inference runs (the data owner's predictions within the encoding bound)."""
+    spec = InferenceSpec("linear", 2, 1, feature_bound=2.0**10 - ULP)
+    m = model(2.0**10 - ULP, intercept=2.0**31 - 2.0**20 - 2.0)
+    X = np.zeros((2, 1))
+
+    def owner(noise: float) -> Callable[[Transport], Any]:
+        return lambda t: linear.run_model_owner(t, spec, m, data_owner="data", dealer="dealer",
+                                                tag="inf", noise_std=noise)
+
+    def dealer(t: Transport) -> None:
+        linear.run_dealer(t, spec, data_owner="data", model_owner="model", tag="inf")
+
+    with pytest.raises(EncodingRangeError, match="prediction could reach"):
+        sim({"data": data_owner(spec, X), "model": owner(4.0), "dealer": dealer})
+    out = sim({"data": data_owner(spec, X), "model": owner(0.0), "dealer": dealer})
+    preds = np.asarray(out.results["data"])
+    assert np.all(np.abs(preds - m.intercept) <= 2 * ULP)

@@ -68,8 +68,9 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessFederatio
     model = d / "risk.json"
     model.write_text(json.dumps(LinearModel("linear", ("age", "bmi"), (0.25, -1.5), 3.0)
                                 .to_json()))
+    # exact answers allowed: these tests are about who may take part in a session
     init_federation(d / "fed", files, models={"org-b": model}, min_cohort_size=5,
-                    separate_dealer=True)
+                    separate_dealer=True, allow_exact=True)
     with InProcessFederation.open(d / "fed") as f:
         assert {n.name: n.role for n in f.layout.federation().nodes} == {
             COORD: "coordinator", DEALER: "dealer", "org-a": "party", "org-b": "party",
