@@ -223,10 +223,19 @@ class TLSFiles:
 
 @dataclass
 class DataSourceConfig:
-    """A party's local table: a file and its format (``csv`` or ``parquet``)."""
+    """A party's local table: a file and its format (``csv`` or ``parquet``).
+
+    For CSV only: ``delimiter`` (one character; ``None``: detected from the header and the
+    first rows), ``encoding`` (a Python text codec such as ``utf-8`` or ``cp1252``; ``None``:
+    UTF-8, else cp1252/Latin-1 when the file is not valid UTF-8) and ``decimal`` (``.`` or
+    ``,``, never detected) -- :mod:`parties.data.csvfile`.
+    """
 
     path: Path
     format: str
+    delimiter: str | None = None
+    encoding: str | None = None
+    decimal: str = "."
 
 
 @dataclass(frozen=True)

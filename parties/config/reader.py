@@ -478,8 +478,40 @@ def _check_credentials(
         raise r.error("tls.key", f"is not the private key of certificate {files.cert}")
 
 
+#: Characters a CSV delimiter may not be: they occur in numbers, dates or quoting.
+_NOT_DELIMITERS = frozenset("\"'\r\n.-+:_ ")
+
+
+def _delimiter(r: _Reader) -> Callable[[Any, str], str]:
+    def conv(v: Any, fld: str) -> str:
+        if not isinstance(v, str) or len(v) != 1 or v.isalnum() or v in _NOT_DELIMITERS:
+            raise r.error(fld, "must be one character that is not a letter, a digit, a quote, "
+                          f"a space or one of . - + : _ (e.g. \",\" \";\" \"\\t\" \"|\"), "
+                          f"got {_got(v)}")
+        return v
+
+    return conv
+
+
+def _encoding(r: _Reader) -> Callable[[Any, str], str]:
+    def conv(v: Any, fld: str) -> str:
+        from parties.data.csvfile import text_encoding
+
+        if not isinstance(v, str):
+            raise r.error(fld, f"must be the name of a text encoding, got {_got(v)}")
+        try:
+            text_encoding(v)
+        except ValueError:
+            raise r.error(fld, f"must be the name of a text encoding such as utf-8, cp1252 or "
+                          f"latin-1, got {v!r}") from None
+        return v
+
+    return conv
+
+
 def _parse_data(r: _Reader, d: Mapping[str, Any]) -> DataSourceConfig:
-    dd = r.obj(r.get(d, "data", None, lambda v, fld: v), "data", ("path", "format"))
+    dd = r.obj(r.get(d, "data", None, lambda v, fld: v), "data",
+               ("path", "format", "delimiter", "encoding", "decimal"))
     path = r.get(dd, "path", "data", r.existing_file)
     fmt = r.get(dd, "format", "data", r.choice(DATA_FORMATS), None)
     if fmt is None:
@@ -489,7 +521,17 @@ def _parse_data(r: _Reader, d: Mapping[str, Any]) -> DataSourceConfig:
                 "data.format",
                 f"is required because {path.name!r} does not end in .csv, .parquet or .pq",
             )
-    return DataSourceConfig(path=path, format=fmt)
+    delimiter = r.get(dd, "delimiter", "data", _delimiter(r), None)
+    encoding = r.get(dd, "encoding", "data", _encoding(r), None)
+    decimal = r.get(dd, "decimal", "data", r.choice((".", ",")), ".")
+    if fmt != "csv":
+        for key in ("delimiter", "encoding", "decimal"):
+            if key in dd:
+                raise r.error(f"data.{key}", f"applies only to CSV files, not {fmt}")
+    if delimiter is not None and delimiter == decimal:
+        raise r.error("data.delimiter", f"must differ from data.decimal ({decimal!r})")
+    return DataSourceConfig(path=path, format=fmt, delimiter=delimiter, encoding=encoding,
+                            decimal=decimal)
 
 
 _POLICY_FIELDS = (

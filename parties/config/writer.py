@@ -89,6 +89,11 @@ def _to_dict(cfg: AnyConfig, base: Path) -> tuple[str, dict[str, Any]]:
         kind = "party"
         d = _node_common(cfg, kind, base)
         d["data"] = {"path": _rel(cfg.data.path, base), "format": cfg.data.format}
+        for key in ("delimiter", "encoding"):
+            if getattr(cfg.data, key) is not None:
+                d["data"][key] = getattr(cfg.data, key)
+        if cfg.data.decimal != ".":
+            d["data"]["decimal"] = cfg.data.decimal
         d["policy"] = {
             "allowed_columns": list(cfg.policy.allowed_columns),
             "allowed_analysts": list(cfg.policy.allowed_analysts),

@@ -15,9 +15,19 @@ Guarantees:
   :meth:`Table.select` / :meth:`Table.matrix` refuse them by default (``missing="error"``, the
   error names the column and the first row) or, with ``missing="drop"``, exclude every
   row with a missing value in any requested column and report how many were dropped.
-* Parquet needs the optional dependency ``pyarrow`` (``pip install 'smpc[parquet]'``); integer,
-  floating, boolean and decimal columns are numeric, string columns are text, other types are
-  refused when requested.
+* **Dates.** A column whose present cells are all ISO 8601 dates or timestamps (CSV; see
+  :mod:`parties.data.dates`) or of a Parquet date or timestamp type is a *date column*: as a
+  value it is the number of days since 1970-01-01 00:00 UTC (float64), and filters compare it
+  with a date literal (``visit >= '2024-01-01'``). :meth:`Table.is_numeric` is false for it;
+  :meth:`Table.is_date` is true. A CSV cell of such a column that is not a date is an error
+  naming its row and column.
+* **Decimal commas.** With ``decimal=","`` a CSV number is written ``72,5``; a cell holding a
+  ``.`` is then not a number (it could be a thousands separator: never guessed). Thousands
+  separators are not supported.
+* Reading files: :mod:`parties.data.csvfile` (delimiter, encoding: given or detected) and
+  :mod:`parties.data.parquetfile` (a column of a type that is not numeric, text or a date does
+  not break the file: it is refused only when requested, naming the column and its type).
+  Parquet needs the optional dependency ``pyarrow`` (``pip install 'smpc[parquet]'``).
 * Arrays returned are read-only views of the cache (or fresh arrays): callers cannot corrupt the
   table.
 
@@ -37,8 +47,8 @@ records: the same, plus the CSV line number.
 
 from __future__ import annotations
 
-import csv
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +56,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from parties.data.dates import days_since_epoch, looks_like_date
 from smpc.errors import InputError
 
 __all__ = [
@@ -66,26 +77,29 @@ _SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 PARQUET_HINT = "pip install 'smpc[parquet]'"
 
 MissingPolicy = Literal["error", "drop"]
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")
 
 
 #: The kinds of :class:`DataSourceError`, for the party's log and for callers.
 KINDS: tuple[str, ...] = ("file", "unknown-column", "unsupported-column", "not-a-number",
-                          "infinite", "missing", "not-text", "request")
+                          "not-a-date", "infinite", "missing", "not-text", "request")
 
 
 class DataSourceError(InputError):
     """The local table cannot be read, or a requested column cannot be used as asked.
 
     ``kind`` is one of :data:`KINDS`; ``column`` and ``row`` (1-based, header excluded) say
-    where, when there is a where; ``line`` is the CSV line (the party's log only).  ``str()``
+    where, when there is a where; ``line`` is the CSV line and ``hint`` a remedy that depends on
+    the cell's shape (the party's log only).  ``str()``
     of any kind but ``"file"`` is a fixed template without cells or paths (module docstring);
     :attr:`public` is the sentence that may leave the party, for every kind.
     """
 
     def __init__(self, message: str, *, kind: str = "file", column: str | None = None,
                  row: int | None = None, line: int | None = None,
-                 public: str | None = None) -> None:
+                 public: str | None = None, hint: str | None = None) -> None:
         super().__init__(message)
+        self.hint = hint
         self.kind = kind
         self.column = column
         self.row = row
@@ -104,7 +118,8 @@ class DataSourceError(InputError):
         """What the party's own log records: the kind, the sentence (with the row), the CSV
         line -- never a cell (nor, for a file error, the path: the node logged it at start)."""
         where = "" if self.line is None else f" (line {self.line} of the file)"
-        return f"{self.kind}: {self.public if self.kind == 'file' else self}{where}"
+        hint = "" if self.hint is None else f"; {self.hint}"
+        return f"{self.kind}: {self.public if self.kind == 'file' else self}{where}{hint}"
 
 
 @dataclass(frozen=True)
@@ -148,20 +163,37 @@ class Table:
         unsupported: Mapping[str, str] | None = None,
         fmt: str = "memory",
         n_rows: int | None = None,
+        dates: Iterable[str] = (),
+        decimal: str = ".",
+        dialect: Mapping[str, str] | None = None,
+        order: Sequence[str] | None = None,
     ) -> None:
         """Build a table. Use :func:`load_table` for files or :meth:`from_arrays` in memory.
 
         ``columns`` maps names to float64 arrays (numeric, NaN = missing) or sequences of
         ``str | None`` (text; ``None`` or a :data:`MISSING_MARKERS` value = missing for numeric
         parsing). ``unsupported`` maps names of columns that exist but cannot be used to the
-        reason. ``n_rows`` is only needed when no column is usable.
+        reason. ``n_rows`` is only needed when no column is usable. ``dates`` names numeric
+        columns that hold days since 1970-01-01 (Parquet dates); ``decimal`` is the decimal
+        separator of text numbers ("." or ","); ``dialect`` records how a file was read
+        (delimiter, encoding, decimal, and whether each was detected) for logs and tests;
+        ``order`` lists every column (usable and unsupported) in file order.
         """
+        if decimal not in (".", ","):
+            raise ValueError(f"decimal must be '.' or ',', got {decimal!r}")
         self.source = source
         self.format = fmt
+        self.dialect: dict[str, str] = dict(dialect or {})
+        self._decimal = decimal
+        self._dates: set[str] = set(dates)
         self._unsupported = dict(unsupported or {})
         self._columns: list[str] = list(columns) + [
             c for c in self._unsupported if c not in columns
         ]
+        if order is not None:
+            if sorted(order) != sorted(self._columns):
+                raise ValueError("order must list every column once")
+            self._columns = list(order)
         lengths = {len(v) for v in columns.values()}
         if len(lengths) > 1:
             raise DataSourceError(f"{source}: columns have different lengths {sorted(lengths)}")
@@ -243,17 +275,47 @@ class Table:
         )
         out = np.full(len(text), np.nan, dtype=np.float64)
         present = text[~missing]
+        if self._decimal == ",":  # '72,5' -> '72.5'; a '.' makes the cell not a number
+            present = np.array([v.replace(",", ".") if "." not in v else "x" for v in present],
+                               dtype=object)
         try:
             out[~missing] = np.array(present, dtype=np.float64) if len(present) else []
         except (ValueError, TypeError):
-            for i in np.flatnonzero(~missing):
+            first = str(text[~missing][0])  # the cell as written
+            if looks_like_date(first) and days_since_epoch(first) is not None:
+                return self._parse_dates(name, text, missing)
+            for k, i in enumerate(np.flatnonzero(~missing)):
                 try:
-                    np.float64(text[i])
+                    np.float64(present[k])
                 except (ValueError, TypeError):  # the cell is never quoted (module docstring)
-                    raise self._error("not-a-number", name, int(i),
-                                      "row {row} of column {column} is not a number") from None
+                    err = self._error("not-a-number", name, int(i),
+                                      "row {row} of column {column} is not a number")
+                    err.hint = self._decimal_hint(str(text[i]))
+                    raise err from None
             raise DataSourceError(f"column {name!r} could not be parsed as numbers",
                                   kind="not-a-number", column=name) from None
+        return out
+
+    def _decimal_hint(self, cell: str) -> str | None:
+        """A remedy for the party's log when ``cell``'s shape suggests the wrong decimal
+        separator (its shape depends on the cell: never sent out)."""
+        if self._decimal == "." and _DECIMAL_COMMA.fullmatch(cell):
+            return "it is written with a decimal comma: set data.decimal to ',' in the config"
+        if self._decimal == "," and "." in cell:
+            return "with data.decimal ',' a number may not contain '.'"
+        return None
+
+    def _parse_dates(self, name: str, text: np.ndarray, missing: np.ndarray) -> np.ndarray:
+        """A text column whose first present cell is a date: every present cell must be one."""
+        out = np.full(len(text), np.nan, dtype=np.float64)
+        for i in np.flatnonzero(~missing):
+            days = days_since_epoch(text[i])
+            if days is None:  # the cell is never quoted (module docstring)
+                raise self._error("not-a-date", name, int(i),
+                                  "row {row} of column {column} is not a date; the column holds "
+                                  "ISO 8601 dates (YYYY-MM-DD, optionally with a time)")
+            out[i] = days
+        self._dates.add(name)
         return out
 
     def _check_finite(self, name: str, arr: np.ndarray) -> None:
@@ -286,13 +348,24 @@ class Table:
         return _readonly(self._numeric[name])
 
     def is_numeric(self, name: str) -> bool:
-        """True when every present value of ``name`` is a finite number (unknown -> error)."""
+        """True when every present value of ``name`` is a finite number (unknown -> error);
+        false for a date column (whose :meth:`column` is nevertheless its days since 1970)."""
         self._require(name)
         try:
             self.column(name)
         except DataSourceError:
             return False
-        return True
+        return name not in self._dates
+
+    def is_date(self, name: str) -> bool:
+        """True when ``name`` is a date column: every present value a date or a timestamp
+        (:meth:`column` gives days since 1970-01-01 00:00 UTC); unknown -> error."""
+        self._require(name)
+        try:
+            self.column(name)
+        except DataSourceError:
+            return False
+        return name in self._dates
 
     def text(self, name: str) -> np.ndarray:
         """Column ``name`` as a read-only object array of ``str``, ``None`` where missing.
@@ -391,119 +464,21 @@ def infer_format(path: str | os.PathLike[str]) -> str:
     return fmt
 
 
-def _looks_numeric(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
-
-
-def _load_csv(path: Path, delimiter: str) -> Table:
-    src = str(path)
-    try:
-        fh = path.open("r", encoding="utf-8-sig", newline="")
-    except OSError as exc:
-        raise DataSourceError(f"{src}: cannot open file: {exc.strerror}") from None
-    with fh:
-        reader = csv.reader(fh, delimiter=delimiter, strict=True)
-        try:
-            header = next(reader, None)
-            while header is not None and not header:
-                header = next(reader, None)
-            if header is None:
-                raise DataSourceError(f"{src}: file is empty; a header row is required")
-            names = [h.strip() for h in header]
-            for i, n in enumerate(names):
-                if not n:
-                    raise DataSourceError(
-                        f"{src}: header column {i + 1} has no name; a header row naming every "
-                        "column is required"
-                    )
-            if len(set(names)) != len(names):
-                dup = next(n for n in names if names.count(n) > 1)
-                raise DataSourceError(f"{src}: header names column {dup!r} more than once")
-            if all(_looks_numeric(n) for n in names):  # its fields are data: never quoted
-                raise DataSourceError(
-                    f"{src}: the first row looks like data; a header row naming the "
-                    "columns is required (every field of the first row is a number)"
-                )
-            cols: list[list[str]] = [[] for _ in names]
-            lines: list[int] = []
-            k = len(names)
-            for row in reader:
-                if not row:
-                    continue
-                if len(row) != k:
-                    raise DataSourceError(
-                        f"{src}: row {len(lines) + 1} (line {reader.line_num}) has {len(row)} "
-                        f"field(s), the header has {k}"
-                    )
-                lines.append(reader.line_num)
-                for j, v in enumerate(row):
-                    cols[j].append(v.strip())
-        except csv.Error as exc:
-            raise DataSourceError(
-                f"{src}: malformed CSV at line {reader.line_num}: {exc}"
-            ) from None
-        except UnicodeDecodeError as exc:
-            raise DataSourceError(f"{src}: not UTF-8 text ({exc.reason})") from None
-    return Table(
-        dict(zip(names, cols, strict=True)),
-        source=src,
-        line_numbers=np.asarray(lines, dtype=np.int64),
-        fmt="csv",
-    )
-
-
-def _load_parquet(path: Path) -> Table:
-    src = str(path)
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-        import pyarrow.types as pat
-    except ImportError:
-        raise DataSourceError(
-            f"{src}: reading Parquet needs the optional dependency pyarrow: {PARQUET_HINT}"
-        ) from None
-    try:
-        tbl = pq.read_table(path)
-    except (OSError, pa.ArrowException) as exc:
-        raise DataSourceError(f"{src}: cannot read Parquet file: {exc}") from None
-    names = list(tbl.column_names)
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
-        raise DataSourceError(f"{src}: Parquet file has column {dup!r} more than once")
-    cols: dict[str, Any] = {}
-    unsupported: dict[str, str] = {}
-    for name in names:
-        col = tbl.column(name)
-        t = col.type
-        if pat.is_dictionary(t):
-            col = col.cast(t.value_type)
-            t = col.type
-        if pat.is_integer(t) or pat.is_floating(t) or pat.is_boolean(t) or pat.is_decimal(t):
-            cols[name] = np.asarray(
-                col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
-            )
-        elif pat.is_string(t) or pat.is_large_string(t):
-            cols[name] = col.to_pylist()
-        else:
-            unsupported[name] = f"has Parquet type {t}, which is neither numeric nor text"
-    return Table(cols, source=src, unsupported=unsupported, fmt="parquet", n_rows=tbl.num_rows)
-
-
 def load_table(
     path: str | os.PathLike[str],
     fmt: str | None = None,
     *,
-    delimiter: str = ",",
+    delimiter: str | None = None,
+    encoding: str | None = None,
+    decimal: str = ".",
 ) -> Table:
     """Load a party's local table from ``path``.
 
-    ``fmt`` is ``"csv"`` or ``"parquet"`` (default: from the suffix). ``delimiter`` applies to
-    CSV. Raises :class:`DataSourceError` for a missing file, an unknown format, a malformed file
-    or, for Parquet, a missing ``pyarrow``.
+    ``fmt`` is ``"csv"`` or ``"parquet"`` (default: from the suffix). ``delimiter``,
+    ``encoding`` and ``decimal`` apply to CSV (:func:`parties.data.csvfile.load_csv`: the
+    delimiter and the encoding are detected when not given). Raises :class:`DataSourceError`
+    for a missing file, an unknown format, a malformed file or, for Parquet, a missing
+    ``pyarrow``.
     """
     p = Path(path)
     fmt = infer_format(p) if fmt is None else fmt
@@ -511,4 +486,10 @@ def load_table(
         raise DataSourceError(f"{p}: unknown format {fmt!r} (expected csv or parquet)")
     if not p.is_file():
         raise DataSourceError(f"{p}: data file not found")
-    return _load_csv(p, delimiter) if fmt == "csv" else _load_parquet(p)
+    if fmt == "csv":
+        from parties.data.csvfile import load_csv
+
+        return load_csv(p, delimiter=delimiter, encoding=encoding, decimal=decimal)
+    from parties.data.parquetfile import load_parquet
+
+    return load_parquet(p)

@@ -175,7 +175,9 @@ class PartyNode:
     def __init__(self, cfg: PartyConfig, table: Table | None = None,
                  network: Network | None = None) -> None:
         self.cfg = cfg
-        self.table = table if table is not None else load_table(cfg.data.path, cfg.data.format)
+        self.table = table if table is not None else load_table(
+            cfg.data.path, cfg.data.format, delimiter=cfg.data.delimiter,
+            encoding=cfg.data.encoding, decimal=cfg.data.decimal)
         self.guard = PrivacyGuard(cfg)
         self.policy: PolicyGate = self.guard.gate
         self.key = load_at_rest_key(cfg, create=True)

@@ -241,8 +241,9 @@ def test_parquet_round_trip(tmp_path: Path) -> None:
     assert sel.n_dropped == 2
     with pytest.raises(DataSourceError, match="missing value"):
         t.matrix(["age"])
-    with pytest.raises(DataSourceError, match="column 'seen' has Parquet type timestamp"):
-        t.column("seen")
+    # issue 13: a timestamp is a date column (days since 1970-01-01 UTC), no longer refused
+    np.testing.assert_array_equal(t.column("seen"), np.array([1, 2, 3, 4]) / 86400.0)
+    assert t.is_date("seen") and not t.is_numeric("seen")
     with pytest.raises(DataSourceError, match="row 1 of column 'sex' is not a number"):
         t.column("sex")
     with pytest.raises(DataSourceError, match="numeric, not text"):
