@@ -485,9 +485,9 @@ _NOT_DELIMITERS = frozenset("\"'\r\n.-+:_ ")
 def _delimiter(r: _Reader) -> Callable[[Any, str], str]:
     def conv(v: Any, fld: str) -> str:
         if not isinstance(v, str) or len(v) != 1 or v.isalnum() or v in _NOT_DELIMITERS:
-            raise r.error(fld, "must be one character that is not a letter, a digit, a quote, "
-                          f"a space or one of . - + : _ (e.g. \",\" \";\" \"\\t\" \"|\"), "
-                          f"got {_got(v)}")
+            raise r.error(fld, "must be one character such as ',' ';' '|' or a tab, not a "
+                          "letter, a digit, a quote, a space, '.', '-', '+', ':' or '_', got "
+                          f"{_got(v)}")
         return v
 
     return conv

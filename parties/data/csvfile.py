@@ -60,9 +60,11 @@ def text_encoding(name: str) -> str:
     byte-order mark is never part of the first column's name); ``ValueError`` if unknown."""
     try:
         info = codecs.lookup(name)
-        b"".decode(info.name)  # rot13, base64... are not text encodings
+        "a".encode(info.name)  # str <-> bytes: base64, zlib... raise LookupError here
     except LookupError:
         raise ValueError(f"{name!r} is not a known text encoding") from None
+    if not getattr(info, "_is_text_encoding", True):  # rot13 (str -> str)
+        raise ValueError(f"{name!r} is not a text encoding")
     return "utf-8-sig" if info.name == "utf-8" else info.name
 
 

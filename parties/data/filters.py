@@ -24,6 +24,14 @@ Rules and guarantees:
   ``max_depth`` (parentheses and ``not``) is refused before it can exhaust anything.
 * Each comparison involves at least one column. Strings compare only with ``==`` / ``!=``, and
   only with text columns; numbers only with numeric columns.
+* **Dates.** A date column (:meth:`parties.data.sources.Table.is_date`: ISO 8601 dates in CSV,
+  date or timestamp in Parquet) compares with a date literal written as a string,
+  ``'YYYY-MM-DD'`` or ``'YYYY-MM-DDThh:mm[:ss]'`` (with ``Z`` or an offset; without one, UTC):
+  all six operators, e.g. ``visit >= '2024-01-01' and visit < '2025-01-01'``. Both sides are
+  compared as days since 1970-01-01 00:00 UTC (:mod:`parties.data.dates`), so a date literal is
+  its midnight: a timestamp ``2024-01-01T10:00`` is ``> '2024-01-01'`` and not ``==`` it. A date
+  column compares with another date column, never with a number; a string that is not a valid
+  date is refused with a date column, and only a date literal may use ``<`` ``<=`` ``>`` ``>=``.
 * Errors carry no data: a filter that cannot be evaluated over a table (a number compared with
   a text column, a string with a numeric one) is refused with the column, its position in the
   expression and at most a row number -- never a cell's text or value, never the file's path
@@ -47,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from parties.data.dates import days_since_epoch, looks_like_date
 from parties.data.sources import DataSourceError, Table
 from smpc.errors import InputError
 
@@ -453,10 +462,11 @@ class _Parser:
                 f"the comparison at position {start} has no column; one side must name a column",
                 start,
             )
-        if (isinstance(left, String) or isinstance(right, String)) and op not in ("==", "!="):
+        if op not in ("==", "!=") and any(
+                isinstance(x, String) and not looks_like_date(x.value) for x in (left, right)):
             raise FilterError(
                 f"the comparison at position {start} uses {op!r} with a string; strings can only "
-                "be compared with '==' or '!='",
+                "be compared with '==' or '!=' (dates, written 'YYYY-MM-DD', with any operator)",
                 start,
             )
         return Compare(left, op, right, start)
@@ -512,6 +522,9 @@ def _numeric(table: Table, col: Column) -> np.ndarray:
         return table.column(col.name)
     except DataSourceError as exc:
         what = exc.public
+        if exc.kind == "not-a-date":
+            raise FilterError(f"column {col.name!r} at position {col.pos} cannot be compared: "
+                              f"{what}", col.pos) from None
         if exc.kind == "not-a-number" and exc.row is not None:
             what = (f"it holds text (row {exc.row} is not a number); a filter compares a text "
                     "column only with a 'string', using '==' or '!='")
@@ -521,9 +534,47 @@ def _numeric(table: Table, col: Column) -> np.ndarray:
         ) from None
 
 
+def _date_operands(c: Compare, table: Table) -> dict[int, float] | None:
+    """For a comparison involving a date column or a date literal: the days of each literal
+    (by operand index), after checking the rule of the module docstring; ``None`` otherwise."""
+    ops = (c.left, c.right)
+    cols = [x for x in ops if isinstance(x, Column)]
+    if c.op not in ("==", "!=") and any(isinstance(x, String) for x in ops):
+        for column in cols:  # a date column with a bad cell: the table's error, by row
+            try:
+                table.column(column.name)
+            except DataSourceError as exc:
+                if exc.kind == "not-a-date":
+                    _numeric(table, column)
+    dated = [x for x in cols if table.is_date(x.name)]
+    if not dated:
+        if c.op in ("==", "!=") or not any(isinstance(x, String) for x in ops):
+            return None
+        col = cols[0]
+        raise FilterError(
+            f"column {col.name!r} at position {col.pos} is not a date column; only a date "
+            f"column compares with a date using {c.op!r}", col.pos)
+    days: dict[int, float] = {}
+    for i, x in enumerate(ops):
+        if isinstance(x, String):
+            d = days_since_epoch(x.value)
+            if d is None:
+                raise FilterError(
+                    f"column {dated[0].name!r} at position {dated[0].pos} holds dates; compare "
+                    f"it with a date such as '2024-01-01' (ISO 8601), not {x}", dated[0].pos)
+            days[i] = d
+        elif not (isinstance(x, Column) and table.is_date(x.name)):
+            raise FilterError(
+                f"column {dated[0].name!r} at position {dated[0].pos} holds dates; compare it "
+                "with a date such as '2024-01-01' or another date column, not a number",
+                dated[0].pos)
+    return days
+
+
 def _compare(c: Compare, table: Table) -> tuple[np.ndarray, np.ndarray]:
     n = table.n_rows
-    if isinstance(c.left, String) or isinstance(c.right, String):
+    dates = _date_operands(c, table)
+    if dates is None and (isinstance(c.left, String) or isinstance(c.right, String)):
         col, lit = (c.left, c.right) if isinstance(c.left, Column) else (c.right, c.left)
         assert isinstance(col, Column) and isinstance(lit, String)
         if table.is_numeric(col.name):
@@ -538,13 +589,15 @@ def _compare(c: Compare, table: Table) -> tuple[np.ndarray, np.ndarray]:
         res = eq if c.op == "==" else ~eq
         return res & known, ~res & known
 
-    def values(x: Operand) -> np.ndarray | float:
+    def values(i: int, x: Operand) -> np.ndarray | float:
         if isinstance(x, Column):
             return _numeric(table, x)
-        assert isinstance(x, Number)
+        if isinstance(x, String):
+            assert dates is not None
+            return dates[i]
         return x.value
 
-    a, b = values(c.left), values(c.right)
+    a, b = values(0, c.left), values(1, c.right)
     known = ~(np.isnan(a) | np.isnan(b))
     known = np.broadcast_to(known, (n,))
     with np.errstate(invalid="ignore"):

@@ -600,3 +600,60 @@ def test_file_level_errors(tmp_path: Path) -> None:
         with pytest.raises(C.ConfigError) as err:
             C.load_config(write(bad, data))
         _assert_one_sentence(err.value, bad, expected)
+
+
+# ------------------------------------------------------------- data: delimiter, encoding, decimal
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    ({"delimiter": ";;"}, "field 'data.delimiter' must be one character such as ',' ';' '|'"),
+    ({"delimiter": "a"}, "field 'data.delimiter' must be one character"),
+    ({"delimiter": '"'}, "field 'data.delimiter' must be one character"),
+    ({"delimiter": "."}, "field 'data.delimiter' must be one character"),
+    ({"delimiter": 4}, "field 'data.delimiter' must be one character"),
+    ({"encoding": "klingon-8"}, "field 'data.encoding' must be the name of a text encoding"),
+    ({"encoding": "rot13"}, "field 'data.encoding' must be the name of a text encoding"),
+    ({"encoding": 8}, "field 'data.encoding' must be the name of a text encoding"),
+    ({"decimal": ";"}, "field 'data.decimal' must be one of ., ,, got ';'"),
+    ({"decimal": ",", "delimiter": ","}, "field 'data.delimiter' must differ from data.decimal"),
+    ({"separator": ";"}, "field 'data.separator' is not a known field"),
+])
+def test_data_dialect_errors(fed_dir: Path, data: dict[str, Any], expected: str) -> None:
+    """Each bad delimiter / encoding / decimal is one sentence naming the field (a wrong
+    validator would let a value through to fail, or silently misread, at node start)."""
+    d = party_dict()
+    d["data"].update(data)
+    p = write(fed_dir / "party.json", d)
+    with pytest.raises(C.ConfigError) as err:
+        C.load_party_config(p)
+    _assert_one_sentence(err.value, p, expected)
+
+
+def test_data_dialect_applies_only_to_csv(fed_dir: Path) -> None:
+    (fed_dir / "data.parquet").write_bytes(b"PAR1")
+    for key, value in (("delimiter", ";"), ("encoding", "cp1252"), ("decimal", ",")):
+        d = party_dict()
+        d["data"] = {"path": "data.parquet", key: value}
+        p = write(fed_dir / "party.json", d)
+        with pytest.raises(C.ConfigError) as err:
+            C.load_party_config(p)
+        _assert_one_sentence(err.value, p, f"field 'data.{key}' applies only to CSV files")
+
+
+def test_data_dialect_loads_and_round_trips(fed_dir: Path) -> None:
+    """Given keys are kept and saved (a writer dropping them would make a saved config read a
+    ';' / cp1252 export with detection instead); absent keys mean "detect" and "."."""
+    d = party_dict()
+    d["data"].update({"delimiter": "\t", "encoding": "latin-1", "decimal": ","})
+    cfg = C.load_party_config(write(fed_dir / "party.json", d))
+    assert (cfg.data.delimiter, cfg.data.encoding, cfg.data.decimal) == ("\t", "latin-1", ",")
+    C.save_config(cfg, fed_dir / "party2.json")
+    saved = json.loads((fed_dir / "party2.json").read_text())
+    assert saved["data"] == {"path": "data.csv", "format": "csv", "delimiter": "\t",
+                             "encoding": "latin-1", "decimal": ","}
+    assert C.load_party_config(fed_dir / "party2.json") == cfg
+    plain = C.load_party_config(write(fed_dir / "party.json", party_dict()))
+    assert (plain.data.delimiter, plain.data.encoding, plain.data.decimal) == (None, None, ".")
+    C.save_config(plain, fed_dir / "party3.json")
+    assert json.loads((fed_dir / "party3.json").read_text())["data"] == {
+        "path": "data.csv", "format": "csv"}
