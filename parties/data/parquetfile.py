@@ -61,7 +61,8 @@ def _convert(col: Any, pa: Any, pc: Any, pat: Any) -> tuple[str, Any]:
         ticks, per_day = col.cast(pa.int64()), _PER_DAY[t.unit]
     else:
         return "unsupported", _unsupported(t)
-    raw = ticks.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    # nanosecond ticks exceed 2^53: rounded to float64 (below a microsecond) before dividing
+    raw = ticks.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False)
     return "date", np.asarray(raw, dtype=np.float64) / per_day
 
 

@@ -349,7 +349,10 @@ class Table:
 
     def is_numeric(self, name: str) -> bool:
         """True when every present value of ``name`` is a finite number (unknown -> error);
-        false for a date column (whose :meth:`column` is nevertheless its days since 1970)."""
+        false for a date column (whose :meth:`column` is nevertheless its days since 1970) and
+        an unsupported one."""
+        if name in self._unsupported:
+            return False
         self._require(name)
         try:
             self.column(name)
@@ -360,6 +363,8 @@ class Table:
     def is_date(self, name: str) -> bool:
         """True when ``name`` is a date column: every present value a date or a timestamp
         (:meth:`column` gives days since 1970-01-01 00:00 UTC); unknown -> error."""
+        if name in self._unsupported:
+            return False
         self._require(name)
         try:
             self.column(name)
