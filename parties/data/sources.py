@@ -42,7 +42,8 @@ with a missing value depends on the filter, i.e. on other columns). Only an
 error about the file itself (``"file"``: cannot be opened, malformed, no header) names its
 path; it is raised when the table is loaded, on the party's own host, and leaves the party only
 as "its data file cannot be read". :attr:`DataSourceError.log_text` is what the party's own log
-records: the same, plus the CSV line number.
+records: the same, plus the CSV line number and, when the cell's shape suggests the wrong decimal
+separator, a hint (:attr:`DataSourceError.hint`: it describes the cell, so it stays there).
 """
 
 from __future__ import annotations
