@@ -22,7 +22,8 @@ Rules (:func:`load_csv`):
   spreadsheet usually needs ``decimal = ","``; when a number does not parse, the party's log
   (not the analyst) suggests it.
 * The choice -- delimiter, encoding, decimal, and which were detected -- is logged on the
-  party's host (logger ``smpc.data``) and kept in :attr:`Table.dialect`.
+  party's host (logger ``smpc.data``, without the file's path) and kept in
+  :attr:`Table.dialect`.
 
 Header and row rules, and what errors say, are :mod:`parties.data.sources`'s.
 """
@@ -173,7 +174,8 @@ def load_csv(path: Path, *, delimiter: str | None = None, encoding: str | None =
         delim_how = "detected"
     dialect = {"delimiter": delimiter, "delimiter_chosen": delim_how, "encoding": enc,
                "encoding_chosen": enc_how, "decimal": decimal}
-    log.info("%s: read as CSV with delimiter %r (%s), encoding %s (%s), decimal %r", src,
+    # no path: a node's log names no file on its host (SECURITY.md, "Errors carry no data")
+    log.info("data file read as CSV with delimiter %r (%s), encoding %s (%s), decimal %r",
              delimiter, delim_how, enc, enc_how, decimal)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:

@@ -110,8 +110,9 @@ def test_a_node_on_a_semicolon_cp1252_export_answers_over_grpc(tmp_path):
     finally:
         federation.down(directory)
     log = lay.log("clinique-a").read_text(errors="replace")
-    assert "read as CSV with delimiter ';' (detected), encoding cp1252 (detected: not valid " \
-           "UTF-8), decimal ','" in log
+    assert "data file read as CSV with delimiter ';' (detected), encoding cp1252 (detected: " \
+           "not valid UTF-8), decimal ','" in log
+    assert str(files[0]) not in log and "clinique-a.csv" not in log
     # the party's own log has the row and the physical line (comments span lines), no cell
     line = 1 + sum(1 + data["clinique-a"]["commentaire"][i].count("\n") for i in range(BAD_ROW))
     assert f"row {BAD_ROW} of column 'cholestérol' is not a number (line {line} of the " \
