@@ -373,3 +373,18 @@ def test_parquet_odd_columns_do_not_break_the_file(tmp_path: Path) -> None:
         assert not t.is_numeric(name)
     sel = t.select(["chol", "seen", "at"])
     assert sel.values.shape == (n, 3)
+
+
+def test_utf16_bom_and_bytes_undefined_in_cp1252(tmp_path: Path) -> None:
+    """A UTF-16 byte-order mark decides the encoding; a byte Windows-1252 leaves undefined
+    (0x81) makes the fallback Latin-1, which decodes every byte -- the text is then what
+    Latin-1 says (a wrong order of fallbacks would raise instead)."""
+    p = tmp_path / "u16.csv"
+    p.write_text("âge;poids\n41;72,5\n", encoding="utf-16")
+    t = load_table(p, decimal=",")
+    assert t.dialect["encoding"] == "utf-16" and t.columns == ["âge", "poids"]
+    np.testing.assert_array_equal(t.column("poids"), [72.5])
+    p.write_bytes(b"nom,x\nA\x81\xe9,1\n")
+    t = load_table(p)
+    assert t.dialect["encoding"] == "latin-1"
+    assert list(t.text("nom")) == [b"A\x81\xe9".decode("latin-1")]
