@@ -24,10 +24,13 @@ import grpc
 import numpy as np
 import pytest
 
+from parties.coordinator.requests import StatisticRequest
+from parties.coordinator.statistic import StatisticProtocol
 from parties.errors import NodeBlamed, PermissionDenied
 from parties.federation.inprocess import InProcessFederation
 from parties.federation.local import init_federation
 from parties.privacy.ledger import Ledger
+from parties.transport.requests import statistic_request
 from smpc import dp
 from smpc.stats import StatSpec
 
@@ -176,3 +179,21 @@ def test_unreachable_party_is_not_skipped(world):
             assert err.value.declines == {}
     finally:
         control.parties["clinic-b"] = gone
+
+
+def test_a_coordinator_cannot_drop_the_decliner_on_its_own(world):
+    """A deviating coordinator reruns the analyst's signed request (which names all four
+    parties) over the three that accepted: each of them refuses, since the session's parties
+    are not the ones the analyst signed -- only the analyst's client can ask without a
+    decliner (catches: a member-set check that accepts a subset)."""
+    fed, _ = world
+    spec = StatSpec("mean", ("age",))
+    everyone = tuple(sorted(fed.parties))
+    signed = fed.sign(statistic_request(spec, WHERE, everyone), "statistic")
+    rest = ("clinic-a", "clinic-b", "clinic-c")
+    coord = fed.coordinator
+    with pytest.raises(NodeBlamed) as err:
+        coord.execute(StatisticProtocol(coord, fed.analyst,
+                                        StatisticRequest(spec, rest, WHERE, 30.0, signed)))
+    assert set(err.value.declines) == set(rest)
+    assert all("not the ones the analyst signed" in why for why in err.value.declines.values())
