@@ -272,3 +272,9 @@ def test_proceed_without_a_declining_small_clinic(cli_fed):
     sel = pooled[pooled[:, col("age")] >= t, col("age")]
     assert doc["n"] == len(sel)
     assert_within(doc["value"], [sel.mean()], Moments(sel, Backend("ss", 3)).mean_tol, "mean")
+    # the Python API, likewise
+    with Federation.open(fed_dir, allow_partial=True) as api:
+        assert_within(api.mean("age", where=f"age >= {t}"), sel.mean(),
+                      Moments(sel, Backend("ss", 3)).mean_tol[0], "mean")
+        assert api.last_result.details["parties"] == HOSPITALS
+        assert list(api.last_result.details["declined"]) == ["cardio-lab"]
