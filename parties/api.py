@@ -67,18 +67,23 @@ def _one(values: Any, single: bool) -> Any:
 class Federation:
     """An analyst's handle on a federation (see the module docstring)."""
 
-    def __init__(self, client: Client, parties: Sequence[str] | None = None) -> None:
+    def __init__(self, client: Client, parties: Sequence[str] | None = None, *,
+                 allow_partial: bool = False) -> None:
         self.client = client
         self.parties = list(parties) if parties else None
+        #: proceed without the parties that decline a statistic (their policies refuse it);
+        #: ``last_result.details["parties"]`` / ``["declined"]`` say who took part and who not
+        self.allow_partial = bool(allow_partial)
         self.last_result: StatResult | None = None
 
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
     def open(cls, directory: str | os.PathLike[str], *, parties: Sequence[str] | None = None,
-             timeout: float = 120.0) -> Federation:
-        """Connect, as its analyst, to the running federation in ``directory``."""
-        return cls(Client(directory, timeout=timeout), parties)
+             timeout: float = 120.0, allow_partial: bool = False) -> Federation:
+        """Connect, as its analyst, to the running federation in ``directory``
+        (``allow_partial``: see :meth:`compute`)."""
+        return cls(Client(directory, timeout=timeout), parties, allow_partial=allow_partial)
 
     @classmethod
     @contextlib.contextmanager
@@ -113,9 +118,15 @@ class Federation:
 
     # -- the general call --------------------------------------------------------------------
 
-    def compute(self, spec: StatSpec, where: str | None = None) -> StatResult:
-        """Run any :class:`~smpc.stats.StatSpec`; returns the full result."""
-        self.last_result = self.client.compute(spec, where, parties=self.parties)
+    def compute(self, spec: StatSpec, where: str | None = None, *,
+                allow_partial: bool | None = None) -> StatResult:
+        """Run any :class:`~smpc.stats.StatSpec`; returns the full result.  ``allow_partial``
+        (default: the federation's): proceed without the parties that decline
+        (:meth:`parties.analyst.client.Client.compute`); the result's ``details["parties"]``
+        and ``details["declined"]`` name who took part and who declined."""
+        partial = self.allow_partial if allow_partial is None else allow_partial
+        self.last_result = self.client.compute(spec, where, parties=self.parties,
+                                               allow_partial=partial)
         return self.last_result
 
     def _stat(self, statistic: str, columns: Columns, *, backend: str, where: str | None,

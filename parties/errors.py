@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import logging
 import traceback
 from collections.abc import Callable, Iterator
@@ -59,6 +60,8 @@ import grpc
 from smpc.errors import InputError, PeerFailure, ProtocolError, SmpcError
 
 __all__ = [
+    "DECLINED_KEY",
+    "DECLINE_CODES",
     "FAILED_NODE_KEY",
     "STATUS_TABLE",
     "AuthError",
@@ -79,8 +82,11 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "abort",
+    "declines_of",
+    "error_document",
     "failed_node_of",
     "from_rpc_error",
+    "one_line",
     "rpc_errors",
     "safe_traceback",
     "status_of",
@@ -88,6 +94,15 @@ __all__ = [
 ]
 
 FAILED_NODE_KEY = "smpc-failed-node"
+#: Trailing metadata of a statistic refused only by parties' own policies: a JSON object
+#: ``{party: its one-sentence public reason}`` (see :data:`DECLINE_CODES`).
+DECLINED_KEY = "smpc-declined"
+#: The statuses of a *decline*: a party's own policy refusing a request at Prepare (analyst,
+#: columns, cohort, budget, limits: PERMISSION_DENIED; a column it does not have or allow, a
+#: filter or data it cannot use: INVALID_ARGUMENT).  Anything else -- unreachable, deadline,
+#: internal error, a ledger that cannot be used (FAILED_PRECONDITION), busy -- is a failure,
+#: which an analyst may not proceed without.
+DECLINE_CODES = frozenset({grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT})
 
 log = logging.getLogger("smpc.errors")
 
@@ -152,16 +167,19 @@ class NodeBlamed(SmpcError):
 
     ``code`` is the status to report to the analyst; ``primary`` is False when
     the failure was only reported by another node (e.g. "did not receive from X").
+    ``declines``: when the failure is only parties declining at Prepare, each decliner's
+    public reason (``{party: sentence}``); empty otherwise.
     """
 
     def __init__(
         self, node: str, message: str, code: grpc.StatusCode = grpc.StatusCode.ABORTED,
-        primary: bool = True,
+        primary: bool = True, declines: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.node = node
         self.code = code
         self.primary = primary
+        self.declines: dict[str, str] = dict(declines or {})
 
 
 class InternalFailure(SmpcError):
@@ -282,8 +300,12 @@ def rpc_errors(redactor: Callable[[BaseException, str], BaseException] | None = 
 def abort(context: grpc.ServicerContext, exc: BaseException, me: str = "") -> NoReturn:
     """End the current RPC with the status :func:`status_of` gives for ``exc``."""
     code, message, node = status_of(exc, me)
-    if node:
-        context.set_trailing_metadata(((FAILED_NODE_KEY, node),))
+    trailers: list[tuple[str, str]] = [(FAILED_NODE_KEY, node)] if node else []
+    declines = getattr(exc, "declines", None)
+    if declines and isinstance(exc, NodeBlamed):
+        trailers.append((DECLINED_KEY, json.dumps(declines, ensure_ascii=True)))
+    if trailers:
+        context.set_trailing_metadata(tuple(trailers))
     context.abort(code, message)
     raise AssertionError("unreachable")  # context.abort raises
 
@@ -293,13 +315,17 @@ def abort(context: grpc.ServicerContext, exc: BaseException, me: str = "") -> No
 
 class RemoteError(SmpcError):
     """An RPC failed. ``code``: gRPC status name; ``message``: the server's sentence;
-    ``node``: the node the failure is attributed to (or None)."""
+    ``node``: the node the failure is attributed to (or None); ``declines``: when parties
+    only declined (their policies refused at Prepare), ``{party: its public reason}`` --
+    what :meth:`parties.analyst.client.Client.compute` may proceed without."""
 
-    def __init__(self, message: str, code: str = "UNKNOWN", node: str | None = None) -> None:
+    def __init__(self, message: str, code: str = "UNKNOWN", node: str | None = None,
+                 declines: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.node = node
+        self.declines: dict[str, str] = dict(declines or {})
 
     def __str__(self) -> str:
         return self.message
@@ -347,6 +373,25 @@ _BY_CODE: dict[grpc.StatusCode, type[RemoteError]] = {
 }
 
 
+def declines_of(err: grpc.RpcError) -> dict[str, str]:
+    """The ``smpc-declined`` trailing metadata of a failed call (``{}`` if absent or
+    malformed)."""
+    try:
+        trailers: Any = err.trailing_metadata()
+    except Exception:  # not every RpcError carries metadata
+        return {}
+    for key, value in trailers or ():
+        if key != DECLINED_KEY:
+            continue
+        try:
+            doc = json.loads(value if isinstance(value, str) else value.decode())
+        except (ValueError, UnicodeDecodeError):
+            return {}
+        if isinstance(doc, dict):
+            return {str(k): str(v) for k, v in doc.items()}
+    return {}
+
+
 def failed_node_of(err: grpc.RpcError) -> str | None:
     """The ``smpc-failed-node`` trailing metadata of a failed call, if any."""
     try:
@@ -372,7 +417,29 @@ def from_rpc_error(err: grpc.RpcError, target: str = "") -> RemoteError:
         elif code == grpc.StatusCode.DEADLINE_EXCEEDED and details == "Deadline Exceeded":
             node = target or None
             message = f"{target or 'the node'} did not answer before the deadline"
-    return _BY_CODE.get(code, RemoteError)(message, code.name, node)
+    declines = declines_of(err) if node is not None else {}
+    return _BY_CODE.get(code, RemoteError)(message, code.name, node, declines)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (its type's name if it has none)."""
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
+
+
+def error_document(exc: BaseException) -> dict[str, Any]:
+    """The machine-readable form of an error (every ``--json`` command prints it on stdout):
+    ``{"error": <one line>, "code": <gRPC status name or null>, "node": <the node blamed or
+    null>, "declined": {<party>: <its public reason>}}`` -- ``declined`` is empty unless
+    parties declined a statistic (:class:`RemoteError` ``declines``)."""
+    code = getattr(exc, "code", None)
+    name = code if isinstance(code, str) else getattr(code, "name", None)
+    node = getattr(exc, "node", None)
+    declines = getattr(exc, "declines", None)
+    return {"error": one_line(exc), "code": name if isinstance(name, str) else None,
+            "node": node if isinstance(node, str) else None,
+            "declined": {str(k): str(v) for k, v in declines.items()}
+            if isinstance(declines, dict) else {}}
 
 
 def transport_detail(details: str | None) -> str:

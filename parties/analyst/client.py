@@ -59,6 +59,7 @@ import grpc
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.analyst.keyholder import run_keyholder
+from parties.analyst.partial import proceed_without_decliners
 from parties.config import FederationConfig, TLSFiles, load_federation
 from parties.data import filters
 from parties.errors import (
@@ -305,13 +306,22 @@ class Client:
     def compute(
         self, spec: StatSpec, where: str | None = None, *,
         parties: Sequence[str] | None = None, timeout: float | None = None,
+        allow_partial: bool = False,
     ) -> StatResult:
         """Run one joint statistic (``spec.backend``: ss or ckks) over the parties' rows
         that satisfy ``where``; ``parties`` defaults to the client's ``parties``,
         else every party of the federation.
 
-        Returns the :class:`smpc.stats.StatResult`; reveals to the analyst only
-        what the statistic reveals (see :mod:`smpc.stats`).
+        ``allow_partial``: when parties *decline* (their own policies refuse at Prepare:
+        cohort, columns, budget, limits), ask again -- a freshly signed request -- without
+        them, as long as at least two parties remain (:mod:`parties.analyst.partial`); a
+        party that is unreachable or fails is never skipped.  Without it a decline fails the
+        computation, naming every decliner (``declines`` of the :class:`PermissionDenied`).
+
+        Returns the :class:`smpc.stats.StatResult`, whose ``details["parties"]`` lists the
+        parties that took part and ``details["declined"]`` maps each decliner to its public
+        reason; reveals to the analyst only what the statistic reveals (see
+        :mod:`smpc.stats`).
         """
         timeout = self._timeout(timeout)
         names = list(parties or self.parties or (n.name for n in self.federation.parties))
@@ -319,6 +329,13 @@ class Client:
             raise InputError("a party is named twice")
         if where and where.strip():
             filters.parse(where)  # a filter that cannot be signed and sent is refused here
+        return proceed_without_decliners(
+            lambda chosen: self._compute_once(spec, where or "", chosen, timeout), names,
+            allow=allow_partial)
+
+    def _compute_once(self, spec: StatSpec, where: str, names: list[str], timeout: float
+                      ) -> StatResult:
+        """One attempt over exactly ``names``, with its own signed request (fresh nonce)."""
         body = statistic_request(spec, where or "", names)
         request = pb.StatRequest(spec_json=json.dumps(spec.to_json()), where=where or "",
                                  parties=names, timeout_seconds=timeout)

@@ -10,10 +10,14 @@ ledger, see :mod:`parties.privacy`)::
 
     smpc audit show   --config PARTY.json [--limit N] [--since SEQ|ISO-TIME] [--json]
     smpc audit verify --config PARTY.json [--head FILE] [--chain-only] [--witness FILE ...]
-    smpc audit head   --config PARTY.json
-    smpc audit witnesses --config PARTY.json [--of PEER]
-    smpc audit budget --config PARTY.json
-    smpc outputs read --config PARTY.json SESSION [--output FILE]
+                      [--json]
+    smpc audit head   --config PARTY.json [--json]
+    smpc audit witnesses --config PARTY.json [--of PEER] [--json]
+    smpc audit budget --config PARTY.json [--json]
+    smpc outputs read --config PARTY.json SESSION [--output FILE] [--json]
+
+With ``--json`` each prints one JSON document on stdout (README, "JSON output"), an error
+as :func:`parties.errors.error_document`.
 
 Exit status: 0 success; 1 ``audit verify`` found tampering (one line on stdout naming the
 records: edited, deleted, reordered, ...); 2 an error (one line on stderr, never a traceback).
@@ -31,6 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from parties.cli.output import fail, print_json
 from smpc.errors import SmpcError
 
 __all__ = ["add_audit_parser", "cmd_audit_budget", "cmd_audit_head", "cmd_audit_show",
@@ -67,14 +72,14 @@ def _since(text: str | None) -> int | str | None:
 
 
 def _guard(fn: Any) -> Any:
-    """Errors become one line on stderr and exit status 2."""
+    """Errors become one line on stderr and exit status 2 (with ``--json``, also the error
+    document on stdout: :func:`parties.cli.output.fail`)."""
 
     def run(args: argparse.Namespace) -> int:
         try:
             return int(fn(args))
         except (SmpcError, ValueError, OSError) as exc:
-            print(f"smpc: error: {' '.join(str(exc).split())}", file=sys.stderr)
-            return EXIT_ERROR
+            return fail(exc, bool(getattr(args, "json", False)))
 
     run.__name__ = fn.__name__
     run.__doc__ = fn.__doc__
@@ -86,11 +91,13 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
     """Print the audit records (the last ``--limit``; with ``--since`` the first after it)."""
     log = _audit_log(_party_config(args.config), chain_only=True)
     limit = None if args.limit == 0 else args.limit
-    for rec in log.records(limit=limit, since=_since(args.since)):
-        if args.json:
-            print(json.dumps({"seq": rec.seq, **rec.event, "hash": rec.hash}, sort_keys=True))
-        else:
-            print(rec.line())
+    records = log.records(limit=limit, since=_since(args.since))
+    if args.json:  # one document: {"records": [{"seq", <the event's fields>, "hash"}, ...]}
+        print_json({"records": [{"seq": rec.seq, **rec.event, "hash": rec.hash}
+                                for rec in records]})
+        return EXIT_OK
+    for rec in records:
+        print(rec.line())
     return EXIT_OK
 
 
@@ -108,19 +115,30 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             raise AuditCliError(f"cannot read the exported head {args.head}: "
                                 f"{exc.strerror}") from None
     report = log.verify(anchor)
-    print(" ".join(report.message.split()))
+    doc: dict[str, Any] = {"ok": report.ok, "message": " ".join(report.message.split()),
+                           "witnesses": None}
+    if not args.json:
+        print(doc["message"])
     ok = report.ok
     if args.witness:
-        contradicted = _check_witnesses(_party_config(args.config), log, args.witness)
-        for sentence in contradicted:
-            print(sentence)
+        checked, contradicted = _check_witnesses(_party_config(args.config), log, args.witness,
+                                                 quiet=args.json)
+        doc["witnesses"] = {"checked": checked, "contradicted": contradicted}
+        if not args.json:
+            for sentence in contradicted:
+                print(sentence)
         ok = ok and not contradicted
+    doc["ok"] = ok
+    if args.json:
+        print_json(doc)
     return EXIT_OK if ok else EXIT_TAMPERED
 
 
-def _check_witnesses(cfg: Any, log: Any, files: Sequence[str]) -> list[str]:
-    """The sentences of :func:`parties.privacy.witness.check` for the heads in ``files``
-    (exported from peers with ``smpc audit witnesses``); an invalid head is an error."""
+def _check_witnesses(cfg: Any, log: Any, files: Sequence[str], *, quiet: bool = False
+                     ) -> tuple[int, list[str]]:
+    """How many heads ``files`` hold (exported from peers with ``smpc audit witnesses``) and
+    the sentences of :func:`parties.privacy.witness.check` for them; an invalid head is an
+    error.  Prints a summary line unless ``quiet``."""
     from parties.pki.certs import load_certificate
     from parties.privacy.witness import WitnessError, check, verify_head
 
@@ -139,9 +157,10 @@ def _check_witnesses(cfg: Any, log: Any, files: Sequence[str]) -> list[str]:
                 raise AuditCliError(f"{name}: head {n} is not a valid witness of "
                                     f"{cfg.name}: {exc}") from None
     problems = check(log, heads)
-    print(f"{len(heads)} witnessed head(s) checked: "
-          f"{'all agree' if not problems else f'{len(problems)} contradicted'}.")
-    return problems
+    if not quiet:
+        print(f"{len(heads)} witnessed head(s) checked: "
+              f"{'all agree' if not problems else f'{len(problems)} contradicted'}.")
+    return len(heads), problems
 
 
 @_guard
@@ -152,7 +171,11 @@ def cmd_audit_witnesses(args: argparse.Namespace) -> int:
     cfg = _party_config(args.config)
     if not Path(cfg.database).is_file():
         raise AuditCliError(f"there is no database at {cfg.database} (has the party started?)")
-    for envelope in WitnessStore(cfg.database).envelopes(args.of):
+    envelopes = WitnessStore(cfg.database).envelopes(args.of)
+    if args.json:  # one document: {"heads": [<each signed head, parsed>]}
+        print_json({"heads": [json.loads(e) for e in envelopes]})
+        return EXIT_OK
+    for envelope in envelopes:
         print(envelope.decode())
     return EXIT_OK
 
@@ -161,7 +184,7 @@ def cmd_audit_witnesses(args: argparse.Namespace) -> int:
 def cmd_audit_head(args: argparse.Namespace) -> int:
     """Print the current head (one JSON line) -- keep it off the host, verify against it."""
     print(_audit_log(_party_config(args.config), chain_only=True).head().to_json())
-    return EXIT_OK
+    return EXIT_OK  # already one JSON document, with or without --json
 
 
 @_guard
@@ -174,11 +197,19 @@ def cmd_audit_budget(args: argparse.Namespace) -> int:
     if not Path(cfg.database).is_file():
         raise AuditCliError(f"there is no ledger at {cfg.database} (has the party started?)")
     delta = cfg.policy.delta
+    rows = []
     for b in Ledger(cfg.database).budgets():
         eps = dp.epsilon_from_rho(b.remaining, delta) if b.remaining > 0 else 0.0
+        rows.append({"analyst": b.analyst, "dataset": b.dataset, "total_rho": b.total,
+                     "spent_rho": b.spent, "pending_rho": b.pending,
+                     "remaining_rho": b.remaining, "remaining_epsilon": eps, "delta": delta})
+        if args.json:
+            continue
         print(f"analyst={b.analyst} dataset={b.dataset} total_rho={b.total:.6g} "
               f"spent_rho={b.spent:.6g} pending_rho={b.pending:.6g} "
               f"remaining_rho={b.remaining:.6g} remaining_epsilon={eps:.4g} at delta={delta:g}")
+    if args.json:
+        print_json({"budgets": rows})
     return EXIT_OK
 
 
@@ -196,6 +227,10 @@ def cmd_outputs_read(args: argparse.Namespace) -> int:
             raise AuditCliError(f"{args.output} already exists; refusing to replace it") from None
         print(f"wrote {args.output} (mode 0600, plaintext: delete it when done)",
               file=sys.stderr)
+        if args.json:
+            print_json({"session": args.session, "output": args.output, "csv": None})
+    elif args.json:  # the CSV's text in the document (it is the operator's own plaintext)
+        print_json({"session": args.session, "output": None, "csv": data.decode("utf-8")})
     else:
         sys.stdout.write(data.decode("utf-8"))
         sys.stdout.flush()
@@ -227,7 +262,8 @@ def add_audit_parser(subparsers: Any) -> None:
     show.add_argument("--since", metavar="SEQ|TIME",
                       help="records after this seq number, or at/after this ISO 8601 time "
                            "with a timezone (e.g. 2025-01-31T00:00:00+00:00)")
-    show.add_argument("--json", action="store_true", help="one JSON object per record")
+    show.add_argument("--json", action="store_true",
+                      help='one document {"records": [...]} on stdout')
     show.set_defaults(func=cmd_audit_show)
 
     verify = asub.add_parser("verify", help="detect edited, deleted or reordered records "
@@ -242,20 +278,25 @@ def add_audit_parser(subparsers: Any) -> None:
                         help="signed heads of this party's log held by its peers (exported "
                              "with 'smpc audit witnesses --of NAME' on each peer): a chain "
                              "rewritten after a head went out is contradicted")
+    verify.add_argument("--json", action="store_true",
+                        help='{"ok", "message", "witnesses"} on stdout')
     verify.set_defaults(func=cmd_audit_verify)
 
     wit = asub.add_parser("witnesses", help="print the signed audit heads this party holds "
                                             "about its peers (one JSON line each)")
     wit.add_argument("--config", required=True, help=config_help)
     wit.add_argument("--of", metavar="PARTY", help="only the heads of this party")
+    wit.add_argument("--json", action="store_true", help='{"heads": [...]} on stdout')
     wit.set_defaults(func=cmd_audit_witnesses)
 
     head = asub.add_parser("head", help="print the current head as one JSON line (export it)")
     head.add_argument("--config", required=True, help=config_help)
+    head.add_argument("--json", action="store_true", help="(the head is JSON already)")
     head.set_defaults(func=cmd_audit_head)
 
     budget = asub.add_parser("budget", help="privacy budget per analyst: spent and remaining")
     budget.add_argument("--config", required=True, help=config_help)
+    budget.add_argument("--json", action="store_true", help='{"budgets": [...]} on stdout')
     budget.set_defaults(func=cmd_audit_budget)
 
     outputs = subparsers.add_parser("outputs", help="a data owner's encrypted predictions",
@@ -266,6 +307,8 @@ def add_audit_parser(subparsers: Any) -> None:
     read.add_argument("session", help="the session id (or the output path the analyst got)")
     read.add_argument("--output", metavar="FILE",
                       help="write the CSV here (0600, never replacing a file) instead of stdout")
+    read.add_argument("--json", action="store_true",
+                      help='{"session", "output", "csv"} on stdout')
     read.set_defaults(func=cmd_outputs_read)
 
 

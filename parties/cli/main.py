@@ -3,29 +3,40 @@
 Every error a person can cause -- bad arguments, an unknown column, an
 unreachable federation, out-of-range values, a refusal by a party's policy --
 ends the command with one line on stderr and a non-zero exit status, never a
-traceback.  ``--json`` prints machine-readable results on stdout, and an error
-as ``{"error": <the same line>, "code": <gRPC status or null>, "node": <node
-blamed or null>}`` on stdout as well.  What an error line may contain is in
-SECURITY.md ("Errors carry no data"): a party's refusal names columns, rows
-and limits, never a cell, a value or a path on its host.
+traceback.  Every command takes ``--json``: it then prints on stdout exactly one
+JSON document, its result (one schema per command, README "JSON output") or,
+on any error -- argument errors included -- ``{"error": <the same line>,
+"code": <gRPC status name or null>, "node": <node blamed or null>, "declined":
+{<party>: <its reason>}}`` (:mod:`parties.cli.output`).  What an error line may
+contain is in SECURITY.md ("Errors carry no data"): a party's refusal names
+columns, rows and limits, never a cell, a value or a path on its host.
+
+Commands: ``demo``, ``federation init|up|down|status|pin|revoke``, ``party|coordinator|dealer
+start``, ``certs ca|issue|request|sign`` (:mod:`.certs`), ``run``, ``predict``, ``audit
+show|verify|witnesses|head|budget`` and ``outputs read`` (:mod:`.audit`), ``bench``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from parties.pki.certs import (
-    create_ca,
-    issue_node_certificate,
-    load_ca,
-    save_ca,
-    save_node_credentials,
+from parties.cli.certs import add_certs_parser
+from parties.cli.output import (
+    EXIT_ERROR,
+    JsonParser,
+    UsageError,
+    fail,
+    format_result,
+    print_json,
+    wants_json,
 )
+from parties.cli.output import emit as _emit
 from parties.pki.identity import fingerprint, normalize_fingerprint
 from smpc.errors import SmpcError
 from smpc.names import Backend
@@ -88,7 +99,7 @@ def _version() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = JsonParser(
         prog="smpc", description="Secure multi-party and homomorphic joint computation.")
     parser.add_argument("--version", action="version", version=f"smpc {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -100,6 +111,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--simulated", action="store_true",
                       help="run the protocols among parties simulated in this process "
                            "instead of real nodes")
+    demo.add_argument("--json", action="store_true",
+                      help="the tour's table on stderr, its rows as JSON on stdout")
     demo.set_defaults(func=_cmd_demo)
 
     fed = sub.add_parser("federation", help="create, start and stop a local federation")
@@ -128,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--separate-dealer", action="store_true",
                       help="run the dealer as its own node instead of the coordinator")
     init.add_argument("--force", action="store_true", help="replace an existing federation")
+    init.add_argument("--json", action="store_true")
     init.set_defaults(func=_cmd_federation_init)
     for action, helptext, func in (("up", "start every node in the background", _cmd_up),
                                    ("down", "stop every node", _cmd_down),
@@ -166,52 +180,11 @@ def _parser() -> argparse.ArgumentParser:
         start = rsub.add_parser("start", help="in the foreground (for real deployments)")
         start.add_argument("--config", required=True, type=Path)
         start.add_argument("--log-level", default="INFO")
+        start.add_argument("--json", action="store_true",
+                           help="a JSON document on stdout once serving (or the error)")
         start.set_defaults(func=_cmd_start_node, role=role)
 
-    certs = sub.add_parser("certs", help="a federation CA and node certificates")
-    csub = certs.add_subparsers(dest="action", required=True, metavar="ACTION")
-    ca = csub.add_parser("ca", help="create a federation CA (key written 0600)")
-    ca.add_argument("directory", type=Path)
-    ca.add_argument("--federation", required=True, help="the federation's name")
-    ca.add_argument("--days", type=int, default=3650)
-    ca.set_defaults(func=_cmd_certs_ca)
-    issue = csub.add_parser("issue", help="issue a node or analyst certificate from the CA")
-    issue.add_argument("directory", type=Path, help="the CA's directory (ca.pem, ca.key)")
-    issue.add_argument("--name", required=True)
-    issue.add_argument("--role", required=True,
-                       choices=("party", "coordinator", "dealer", "analyst"))
-    issue.add_argument("--address", action="append", default=[], help="IP address (repeat)")
-    issue.add_argument("--dns", action="append", default=[], help="DNS name (repeat)")
-    issue.add_argument("--days", type=int, default=365)
-    issue.add_argument("--out", type=Path, help="output directory (default: the CA's)")
-    issue.set_defaults(func=_cmd_certs_issue)
-    request = csub.add_parser("request", help="on a node's own host: its key (0600, never "
-                                              "leaves) and a certificate request for the CA")
-    request.add_argument("--name", required=True)
-    request.add_argument("--role", required=True,
-                         choices=("party", "coordinator", "dealer", "analyst"))
-    request.add_argument("--federation", required=True, help="the federation's name")
-    request.add_argument("--address", action="append", default=[], help="IP address (repeat)")
-    request.add_argument("--dns", action="append", default=[], help="DNS name (repeat)")
-    request.add_argument("--out", type=Path, default=Path("."),
-                         help="the node's directory: key.pem (stays) and NAME.csr (to send); "
-                              "default: here")
-    request.add_argument("--force", action="store_true", help="replace an existing key")
-    request.add_argument("--json", action="store_true")
-    request.set_defaults(func=_cmd_certs_request)
-    sign = csub.add_parser("sign", help="on the CA's host: sign a certificate request "
-                                        "(the node's key is never seen)")
-    sign.add_argument("--ca-dir", required=True, type=Path, help="the CA's directory "
-                                                                  "(ca.pem, ca.key)")
-    sign.add_argument("--csr", required=True, type=Path, help="the node's request")
-    sign.add_argument("--name", help="refuse a request for another name")
-    sign.add_argument("--role", choices=("party", "coordinator", "dealer", "analyst"),
-                      help="refuse a request for another role")
-    sign.add_argument("--days", type=int, default=365)
-    sign.add_argument("--out", type=Path, help="the certificate (default: NAME.pem beside "
-                                               "the request)")
-    sign.add_argument("--json", action="store_true")
-    sign.set_defaults(func=_cmd_certs_sign)
+    add_certs_parser(sub)
 
     run = sub.add_parser("run", help="a joint statistic, as the federation's analyst")
     run.add_argument("statistic", choices=STATISTICS)
@@ -231,6 +204,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--frac-bits", type=int, default=16, help="ss fixed-point bits")
     run.add_argument("--timeout", type=_seconds, default=120.0)
     run.add_argument("--json", action="store_true", help="machine-readable output")
+    run.add_argument("--proceed-without-declining", "--partial", dest="partial",
+                     action="store_true",
+                     help="if parties decline (their policies refuse: cohort, columns, "
+                          "budget), ask again without them (at least two must remain); the "
+                          "answer names who took part and who declined, with their reasons")
     _add_privacy_options(run)
     run.set_defaults(func=_cmd_run)
 
@@ -262,7 +240,7 @@ def _add_optional_commands(sub: Any) -> None:
     else:
         add_audit_parser(sub)
     sub.add_parser("bench", help="benchmarks of the ciphertext math and the protocols "
-                                 "(smpc bench --help)")
+                                 "(smpc bench --help; --json: a JSON document on stdout)")
 
 
 # ------------------------------------------------------------------------------ commands
@@ -271,8 +249,13 @@ def _add_optional_commands(sub: Any) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from parties.federation import demo
 
-    rows = demo.simulated_demo(args.data) if args.simulated else demo.federation_demo(args.data)
-    return 0 if all(r["within_tolerance"] for r in rows) else 1
+    out = sys.stderr if args.json else sys.stdout  # with --json stdout holds the document only
+    rows = (demo.simulated_demo(args.data, out=out) if args.simulated
+            else demo.federation_demo(args.data, out=out))
+    ok = all(r["within_tolerance"] for r in rows)
+    if args.json:
+        print_json({"simulated": bool(args.simulated), "within_tolerance": ok, "rows": rows})
+    return 0 if ok else 1
 
 
 def _cmd_federation_init(args: argparse.Namespace) -> int:
@@ -292,6 +275,12 @@ def _cmd_federation_init(args: argparse.Namespace) -> int:
         exact_safeguards={"min_cell_size": args.min_cell_size})
     parties = lay.parties()
     exact = parties if allow is True else [p for p in parties if p in (allow or [])]
+    if args.json:
+        print_json({"federation": args.name, "directory": str(lay.directory),
+                    "parties": parties, "exact": exact, "epsilon": args.epsilon,
+                    "delta": args.delta, "min_cohort": args.min_cohort,
+                    "min_cell_size": args.min_cell_size})
+        return 0
     print(f"federation {args.name!r} created in {lay.directory}: "
           f"{len(parties)} parties ({', '.join(parties)}); "
           f"start it with: smpc federation up {args.directory}")
@@ -342,66 +331,8 @@ def _cmd_start_node(args: argparse.Namespace) -> int:
     module = {"party": "parties.node.party", "coordinator": "parties.coordinator.node",
               "dealer": "parties.dealer.node"}[args.role]
     return int(importlib.import_module(module).main(
-        ["--config", str(args.config), "--log-level", args.log_level]))
-
-
-def _cmd_certs_ca(args: argparse.Namespace) -> int:
-
-    args.directory.mkdir(parents=True, exist_ok=True)
-    ca = create_ca(args.federation, valid_days=args.days)
-    save_ca(ca, args.directory / "ca.pem", args.directory / "ca.key")
-    print(f"CA of federation {args.federation!r}: {args.directory / 'ca.pem'} "
-          f"(key {args.directory / 'ca.key'}, mode 0600: keep it offline)")
-    return 0
-
-
-def _cmd_certs_issue(args: argparse.Namespace) -> int:
-
-    ca = load_ca(args.directory / "ca.pem", args.directory / "ca.key")
-    cert, key = issue_node_certificate(ca, args.name, args.role, addresses=args.address,
-                                           dns_names=args.dns, valid_days=args.days)
-    out = args.out or args.directory
-    out.mkdir(parents=True, exist_ok=True)
-    save_node_credentials(cert, key, out / f"{args.name}.pem", out / f"{args.name}.key")
-    print(f"{args.role} {args.name!r}: {out / (args.name + '.pem')} "
-          f"(fingerprint {fingerprint(cert)})")
-    return 0
-
-
-def _cmd_certs_request(args: argparse.Namespace) -> int:
-    from parties.pki.requests import create_request, key_id, save_request
-
-    csr, key = create_request(args.name, args.role, args.federation, addresses=args.address,
-                              dns_names=args.dns)
-    if not args.out.is_dir():
-        args.out.mkdir(mode=0o700, parents=True)
-    key_path, csr_path = args.out / "key.pem", args.out / f"{args.name}.csr"
-    save_request(key, csr, key_path, csr_path, overwrite=args.force)
-    kid = key_id(key.public_key())
-    _emit(args, {"name": args.name, "role": args.role, "federation": args.federation,
-                 "key": str(key_path), "request": str(csr_path), "key_id": kid},
-          f"{args.role} {args.name!r}: key {key_path} (0600: it never leaves this host), "
-          f"request {csr_path} (send it to the CA operator; key id {kid})")
-    return 0
-
-
-def _cmd_certs_sign(args: argparse.Namespace) -> int:
-    from parties.pki.files import write_certificate
-    from parties.pki.requests import load_request, read_request, sign_request
-
-    ca = load_ca(args.ca_dir / "ca.pem", args.ca_dir / "ca.key")
-    csr = load_request(args.csr)
-    info = read_request(csr)
-    cert = sign_request(ca, csr, name=args.name, role=args.role, valid_days=args.days)
-    out = args.out or args.csr.with_name(f"{info.name}.pem")
-    write_certificate(out, cert)
-    fp = fingerprint(cert)
-    _emit(args, {"name": info.name, "role": info.role, "federation": info.federation,
-                 "certificate": str(out), "fingerprint": fp, "key_id": info.key_id,
-                 "not_after": cert.not_valid_after_utc.isoformat()},
-          f"signed {info.role} {info.name!r} of federation {info.federation!r}: {out} "
-          f"(fingerprint {fp}; key id {info.key_id} -- check it with the node's operator)")
-    return 0
+        ["--config", str(args.config), "--log-level", args.log_level]
+        + (["--json"] if args.json else [])))
 
 
 def _federation_file(path: Path) -> Path:
@@ -475,9 +406,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     spec = _spec_from_args(args)
     with Client(args.federation, timeout=args.timeout) as client:
-        result = client.compute(spec, args.where, parties=args.parties)
+        result = client.compute(spec, args.where, parties=args.parties,
+                                allow_partial=args.partial)
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        print_json(result.to_json())
     else:
         print(format_result(result))
     return 0
@@ -499,69 +431,36 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _bench(argv: list[str]) -> int:
+    """``smpc bench ...`` (the suite parses its own arguments).  With ``--json`` its own
+    output goes to stderr and stdout holds ``{"status", "out", "lines"}`` (README)."""
+    as_json = "--json" in argv
+    argv = [a for a in argv if a != "--json"]
     try:
         from smpc_bench.cli import main as bench_main
     except ImportError:
-        print("smpc: error: the benchmark suite is not installed with this copy of smpc "
-              "(install from a source checkout: pip install -e '.[bench]')", file=sys.stderr)
-        return 2
+        return fail(CliError("the benchmark suite is not installed with this copy of smpc "
+                             "(install from a source checkout: pip install -e '.[bench]')"),
+                    as_json)
+    captured = io.StringIO()
     try:
-        return int(bench_main(argv))
+        with contextlib.redirect_stdout(captured if as_json else sys.stdout):
+            status = int(bench_main(argv))
+    except SystemExit as exc:  # its argument parser's usage errors (already on stderr)
+        if exc.code in (0, None):
+            status = 0
+        else:
+            return fail(UsageError("smpc bench: invalid arguments (see smpc bench --help)"),
+                        as_json)
     except (SmpcError, ValueError, OSError) as exc:
-        print(f"smpc: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-
-
-# ------------------------------------------------------------------------------ output
-
-
-def _emit(args: argparse.Namespace, doc: Any, text: str) -> None:
-    print(json.dumps(doc, indent=2) if getattr(args, "json", False) else text)
-
-
-def _num(v: Any) -> str:
-    return f"{v:.6g}" if isinstance(v, float) else str(v)
-
-
-def format_result(result: Any) -> str:
-    """A statistic's result as a few readable lines."""
-    lines = [f"{result.statistic} over {_num(result.n)} rows ({result.backend})"]
-    cols = result.columns
-    value = result.value
-    if result.statistic == "count":
-        lines.append(f"  count = {value}")
-    elif result.statistic in ("sum", "mean", "var", "std"):
-        lines += [f"  {c} = {_num(v)}" for c, v in zip(cols, value, strict=True)]
-    elif result.statistic in ("cov", "corr"):
-        width = max(len(c) for c in cols)
-        lines.append(" " * (width + 2) + "  ".join(f"{c:>12}" for c in cols))
-        lines += [f"  {c:>{width}}" + "".join(f"  {_num(v):>12}" for v in row)
-                  for c, row in zip(cols, value, strict=True)]
-    elif result.statistic == "histogram":
-        edges = result.details["edges"]
-        for c, counts, below, above in zip(cols, value, result.details["below"],
-                                           result.details["above"], strict=True):
-            lines.append(f"  {c}: below {edges[0]:g}: {below}, above {edges[-1]:g}: {above}")
-            lines += [f"    [{lo:g}, {hi:g}): {n}"
-                      for lo, hi, n in zip(edges, edges[1:], counts, strict=False)]
-    elif result.statistic == "quantiles":
-        probs = result.details["probabilities"]
-        for c, qs in zip(cols, value, strict=True):
-            lines.append(f"  {c}: " + ", ".join(f"q{p:g}={_num(q)}"
-                                                for p, q in zip(probs, qs, strict=True)))
-        lines.append(f"  (resolution {result.details['resolution']:.4g})")
-    elif result.statistic == "linreg":
-        lines.append(f"  {result.details.get('target')} = {_num(value['intercept'])}" + "".join(
-            f" {'+' if b >= 0 else '-'} {abs(b):.6g}*{c}"
-            for c, b in zip(cols, value["coefficients"], strict=True)))
-        lines.append(f"  R^2 = {_num(result.details.get('r2'))}")
-    privacy = result.details.get("privacy")
-    if privacy:
-        cost = privacy.get("cost", {})
-        lines.append(f"  differential privacy: rho={_num(cost.get('rho'))}"
-                     + (f", epsilon={_num(cost.get('epsilon'))} at delta={_num(cost['delta'])}"
-                        if cost.get("delta") else ""))
-    return "\n".join(lines)
+        return fail(exc, as_json)
+    finally:
+        if as_json:
+            sys.stderr.write(captured.getvalue())
+    if as_json:
+        out = next((argv[k + 1] for k, a in enumerate(argv[:-1]) if a == "--out"),
+                   "bench-results")
+        print_json({"status": status, "out": out, "lines": captured.getvalue().splitlines()})
+    return status
 
 
 # ------------------------------------------------------------------------------ main
@@ -571,26 +470,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # the benchmark suite parses its own arguments
         return _bench(argv[1:])
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:  # argparse's message, as argparse prints it; or a document
+        if wants_json(None, argv):
+            return fail(exc, True)
+        refusing = exc.parser or parser
+        refusing.print_usage(sys.stderr)
+        print(f"{refusing.prog}: error: {exc.detail}", file=sys.stderr)
+        return EXIT_ERROR
     try:
         return int(args.func(args))
     except (SmpcError, ValueError, OSError, OverflowError) as exc:
-        print(f"smpc: error: {_one_line(exc)}", file=sys.stderr)
-        if getattr(args, "json", False):  # machine-readable too: {"error": ...} on stdout
-            code = getattr(exc, "code", None)
-            doc = {"error": _one_line(exc),
-                   "code": code if isinstance(code, str) else getattr(code, "name", None),
-                   "node": getattr(exc, "node", None)}
-            print(json.dumps(doc))
-        return 2
+        return fail(exc, wants_json(args))
     except KeyboardInterrupt:
         print("smpc: interrupted", file=sys.stderr)
         return 130
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import grpc
 
 from parties.config import FederationConfig
 from parties.coordinator.state import STAGE_METHODS, Protocol, SessionState, Stage
-from parties.errors import NodeBlamed
+from parties.errors import DECLINE_CODES, NodeBlamed
 from parties.transport.channels import Network
 from parties.transport.control import (
     ControlPlane,
@@ -71,6 +71,14 @@ def blame_local(name: str, exc: BaseException) -> NodeBlamed:
         return NodeBlamed(name, _prefixed(name, str(exc)), grpc.StatusCode.INVALID_ARGUMENT)
     log.error("%s failed", name, exc_info=exc)
     return NodeBlamed(name, f"{name} failed: {exc}", grpc.StatusCode.INTERNAL)
+
+
+def is_decline(failure: NodeBlamed, asked: Mapping[str, Any]) -> bool:
+    """Whether a Prepare ``failure`` is a *decline*: a party asked (in ``asked``) refused by
+    its own policy, itself (primary, blamed on itself, a status of
+    :data:`~parties.errors.DECLINE_CODES`).  An unreachable party, a deadline, an internal
+    or storage error, or a failure blamed on another node is not."""
+    return (failure.primary and failure.node in asked and failure.code in DECLINE_CODES)
 
 
 class Coordinator:
@@ -133,6 +141,10 @@ class Coordinator:
 
     def prepare(self, st: SessionState, requests: Mapping[str, Prepare]
                 ) -> dict[str, Prepared]:
+        """Every node's Prepare, in parallel, all answered before anything is raised.  If
+        parties only *declined* (:func:`is_decline`), the error carries every decliner's
+        reason (``declines``) -- the analyst may ask again without them; any other failure is
+        raised alone (nobody may be skipped)."""
         timeout = min(st.remaining(), CONTROL_TIMEOUT)
 
         def call(node: str, req: Prepare) -> Prepared:
@@ -140,7 +152,26 @@ class Coordinator:
             st.prepared.append(node)
             return answer
 
-        return self.fan_out({n: functools.partial(call, n, r) for n, r in requests.items()})
+        calls = {n: functools.partial(call, n, r) for n, r in requests.items()}
+        futs = {node: self.pool.submit(fn) for node, fn in calls.items()}
+        results: dict[str, Prepared] = {}
+        failures: list[NodeBlamed] = []
+        for node, fut in futs.items():
+            try:
+                results[node] = fut.result()
+            except NodeBlamed as exc:
+                failures.append(exc)
+        if not failures:
+            return results
+        declined = {f.node: str(f) for f in failures if is_decline(f, requests)}
+        if len(declined) < len(failures):  # a failure, not only declines: none is skippable
+            primary = [f for f in failures if f.primary and f.node not in declined] \
+                or [f for f in failures if f.node not in declined]
+            raise primary[0]
+        first = failures[0]
+        message = str(first) if len(declined) == 1 else (
+            f"{len(declined)} parties declined: " + "; ".join(declined.values()))
+        raise NodeBlamed(first.node, message, first.code, declines=declined)
 
     def run(self, st: SessionState) -> None:
         timeout = min(st.remaining(), CONTROL_TIMEOUT)

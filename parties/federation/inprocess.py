@@ -31,6 +31,7 @@ import grpc
 import numpy as np
 
 from parties.analyst.keyholder import run_keyholder
+from parties.analyst.partial import proceed_without_decliners
 from parties.config import load_coordinator_config, load_dealer_config, load_party_config
 from parties.config.layout import Layout
 from parties.coordinator.core import Coordinator
@@ -276,9 +277,17 @@ class InProcessFederation:
         self.coordinator.close()
 
     def compute(self, spec: StatSpec, where: str = "", *, parties: Sequence[str] = (),
-                timeout: float = 60.0) -> StatResult:
-        """One joint statistic, as the analyst's client would run it (ckks: with its key)."""
-        names = tuple(sorted(parties or self.parties))
+                timeout: float = 60.0, allow_partial: bool = False) -> StatResult:
+        """One joint statistic, as the analyst's client would run it (ckks: with its key;
+        ``allow_partial``: without the parties that decline, as
+        :meth:`parties.analyst.client.Client.compute`)."""
+        names = sorted(parties or self.parties)
+        return proceed_without_decliners(
+            lambda chosen: self._compute_once(spec, where, tuple(chosen), timeout), names,
+            allow=allow_partial)
+
+    def _compute_once(self, spec: StatSpec, where: str, names: tuple[str, ...],
+                      timeout: float) -> StatResult:
         body = statistic_request(spec, where, names)
         coord = self.coordinator
         if spec.backend == Backend.SS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -10,7 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from parties.errors import SafeFormatter
+from parties.errors import SafeFormatter, error_document
 from smpc.errors import SmpcError
 
 log = logging.getLogger("smpc.node")
@@ -43,12 +44,16 @@ def run_in_foreground(role: str, argv: list[str] | None, load: Callable[[str], A
 
     Loads the config, starts the node and serves until SIGTERM / SIGINT.  A
     start-up problem (config, certificate, data file, port in use) is one line
-    on stderr prefixed ``smpc <role>:`` and exit status 2.
+    on stderr prefixed ``smpc <role>:`` and exit status 2.  With ``--json`` the node also
+    prints one JSON document on stdout: ``{"role", "name", "address", "status": "serving"}``
+    once it serves, or the error document of :func:`parties.errors.error_document`.
     """
     ap = argparse.ArgumentParser(prog=f"smpc {role} start",
                                  description=f"Run an smpc {role} node in the foreground.")
     ap.add_argument("--config", required=True, help=f"the {role}'s JSON config file")
     ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("--json", action="store_true",
+                    help="print a JSON document on stdout once serving (or the error)")
     args = ap.parse_args(argv)
     setup_logging(args.log_level)
     try:
@@ -57,8 +62,14 @@ def run_in_foreground(role: str, argv: list[str] | None, load: Callable[[str], A
         port = node.start()
     except (SmpcError, OSError) as exc:
         print(f"smpc {role}: {exc}", file=sys.stderr)
+        if args.json:
+            print(json.dumps(error_document(exc)), flush=True)
         return 2
     log.info("%s", started(cfg, node, port))
+    if args.json:
+        print(json.dumps({"role": role, "name": cfg.name,
+                          "address": f"{getattr(cfg, 'host', '')}:{port}",
+                          "status": "serving"}), flush=True)
     serve_forever(threading.Event(), cfg.name)
     node.stop()
     return 0

@@ -203,3 +203,78 @@ def test_python_api_mirrors_statistics(cli_fed):
         assert fed.last_result is not None and fed.last_result.statistic == "quantiles"
         p = fed.predict("hospital-b", "cardio-lab", backend="ss")
         assert p.n_predictions == 310
+
+
+def _main_json(*argv: str) -> tuple[int, dict, str]:
+    """``smpc ... --json`` in this process (the analyst's client over real mTLS): exit status,
+    the one JSON document on stdout, stderr."""
+    import contextlib
+    import io
+
+    from parties.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main([*argv, "--json"])
+    return rc, json.loads(out.getvalue()), err.getvalue()
+
+
+def test_json_documents_of_commands_needing_running_nodes(cli_fed):
+    """``run``, ``predict``, ``federation status`` and ``up`` (already running) print one
+    document of their README schema (:mod:`tests.cli_schemas`) over real nodes."""
+    from tests.cli_schemas import SCHEMAS, check
+
+    fed_dir, pooled, *_ = cli_fed
+    rc, doc, _ = _main_json("run", "count", "age", "--federation", str(fed_dir), "--parties",
+                            *HOSPITALS)
+    assert rc == 0
+    check(doc, SCHEMAS["run"])
+    assert doc["value"] == len(pooled) and doc["details"]["parties"] == HOSPITALS
+    rc, doc, _ = _main_json("predict", "--federation", str(fed_dir), "--data-owner",
+                            "hospital-a", "--model-owner", "cardio-lab")
+    assert rc == 0
+    check(doc, SCHEMAS["predict"])
+    rc, doc, _ = _main_json("federation", "status", str(fed_dir))
+    assert rc == 0
+    check(doc, SCHEMAS["federation status"])
+    rc, doc, _ = _main_json("federation", "up", str(fed_dir))
+    assert rc == 0 and doc == {"started": []}
+    check(doc, SCHEMAS["federation up"])
+
+
+def test_proceed_without_a_declining_small_clinic(cli_fed):
+    """``cardio-lab`` (120 rows) has fewer than the minimum cohort (5) of rows with ``age >=
+    t`` while every hospital has more: without ``--partial`` the query fails naming it
+    (PERMISSION_DENIED; its reason crosses the coordinator's gRPC edge in the
+    ``smpc-declined`` trailer); with it the mean comes from the three hospitals -- numpy on
+    their pooled rows, within the ss mean bound of :mod:`tests.tolerances` -- and the answer
+    names them and the decliner with its reason."""
+    from tests.cli_schemas import ERROR, SCHEMAS, check
+
+    fed_dir, pooled, files, _ = cli_fed
+    ages = [load_table(f).matrix(["age"])[:, 0] for f in files]
+    assert len(ages) == 4  # three hospitals, then cardio-lab
+    t = next(t for t in range(60, 100)
+             if (ages[3] >= t).sum() < 5 and all((a >= t).sum() >= 5 for a in ages[:3]))
+    rc, doc, err = _main_json("run", "mean", "age", "--where", f"age >= {t}",
+                              "--federation", str(fed_dir))
+    assert rc == 2
+    check(doc, ERROR)
+    assert doc["code"] == "PERMISSION_DENIED" and doc["node"] == "cardio-lab"
+    assert list(doc["declined"]) == ["cardio-lab"] and "cohort" in doc["declined"]["cardio-lab"]
+    assert "cardio-lab" in err
+    rc, doc, _ = _main_json("run", "mean", "age", "--where", f"age >= {t}", "--partial",
+                            "--federation", str(fed_dir))
+    assert rc == 0
+    check(doc, SCHEMAS["run"])
+    assert doc["details"]["parties"] == HOSPITALS
+    assert list(doc["details"]["declined"]) == ["cardio-lab"]
+    sel = pooled[pooled[:, col("age")] >= t, col("age")]
+    assert doc["n"] == len(sel)
+    assert_within(doc["value"], [sel.mean()], Moments(sel, Backend("ss", 3)).mean_tol, "mean")
+    # the Python API, likewise
+    with Federation.open(fed_dir, allow_partial=True) as api:
+        assert_within(api.mean("age", where=f"age >= {t}"), sel.mean(),
+                      Moments(sel, Backend("ss", 3)).mean_tol[0], "mean")
+        assert api.last_result.details["parties"] == HOSPITALS
+        assert list(api.last_result.details["declined"]) == ["cardio-lab"]
