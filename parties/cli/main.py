@@ -228,6 +228,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resolution", type=int, default=1024, help="quantiles: bins")
     run.add_argument("--parties", nargs="+", help="parties taking part (default: all)")
     run.add_argument("--ddof", type=int, default=1, choices=(0, 1))
+    run.add_argument("--missing", choices=("skip", "error"), default="skip",
+                     help="missing values: leave them out and count them, like pandas "
+                          "(skip, the default) or refuse them (error)")
     run.add_argument("--frac-bits", type=int, default=16, help="ss fixed-point bits")
     run.add_argument("--timeout", type=_seconds, default=120.0)
     run.add_argument("--json", action="store_true", help="machine-readable output")
@@ -467,7 +470,7 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
         extra.update(probabilities=tuple(args.probs), resolution=args.resolution,
                      bounds=tuple(args.bounds) if args.bounds else None)
     return StatSpec(args.statistic, tuple(args.columns), backend=args.backend, ddof=args.ddof,
-                    frac_bits=args.frac_bits, dp=_privacy(args), **extra)
+                    frac_bits=args.frac_bits, dp=_privacy(args), missing=args.missing, **extra)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -476,6 +479,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     spec = _spec_from_args(args)
     with Client(args.federation, timeout=args.timeout) as client:
         result = client.compute(spec, args.where, parties=args.parties)
+    for warning in result.details.get("warnings", ()):
+        print(f"smpc: warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
@@ -550,11 +555,19 @@ def format_result(result: Any) -> str:
             lines.append(f"  {c}: " + ", ".join(f"q{p:g}={_num(q)}"
                                                 for p, q in zip(probs, qs, strict=True)))
         lines.append(f"  (resolution {result.details['resolution']:.4g})")
+        lo, hi = result.details["bounds"]
+        lines += [f"  {c}: below {lo:g}: {b}, above {hi:g}: {a}" for c, b, a in zip(
+            cols, result.details["below"], result.details["above"], strict=True)]
     elif result.statistic == "linreg":
         lines.append(f"  {result.details.get('target')} = {_num(value['intercept'])}" + "".join(
             f" {'+' if b >= 0 else '-'} {abs(b):.6g}*{c}"
             for c, b in zip(cols, value["coefficients"], strict=True)))
         lines.append(f"  R^2 = {_num(result.details.get('r2'))}")
+    if "missing" in result.details:
+        per_column = result.details.get("n", {})
+        lines.append("  missing values left out: " + ", ".join(
+            f"{c} {m}" + (f" (used {per_column[c]})" if c in per_column else "")
+            for c, m in result.details["missing"].items()))
     privacy = result.details.get("privacy")
     if privacy:
         cost = privacy.get("cost", {})
