@@ -226,12 +226,23 @@ class StatSpec:
 
 @dataclass
 class StatResult:
-    """The outcome of a joint statistic, as the recipient sees it."""
+    """The outcome of a joint statistic, as the recipient sees it.
+
+    ``n`` is an ``int`` for every statistic: the number of rows used (the rows complete in
+    every column for ``cov`` / ``corr`` / ``linreg``; for the other statistics the values each
+    column used when they are as many, else the rows selected, with each column's own count
+    in ``details["n"]``).  Under DP it is the noisy count rounded (post-processing, free).
+    With ``missing="skip"`` ``details["missing"]`` maps each column to its number of missing
+    values (noisy under DP).  ``quantiles`` and ``histogram`` report ``details["below"]`` /
+    ``["above"]``, the values outside the bounds / edges; a quantile that lies outside the
+    bounds is reported as the bound, flagged in ``details["clamped"]`` (``-1`` below, ``+1``
+    above) and explained in ``details["warnings"]``.
+    """
 
     statistic: str
     columns: list[str]
     value: Any
-    n: float
+    n: int
     backend: str
     details: dict[str, Any] = field(default_factory=dict)
 
