@@ -160,6 +160,10 @@ def finish(
                           spec.backend, details)
     assert summed2 is not None and shift is not None
     d, cov = _moments(spec, summed2, n, counts)
+    if spec.skips_missing and not spec.complete_rows:
+        # var / std: each column over its own rows; the cross moments mix row sets and must
+        # not move the variances in the projection below
+        cov = np.diag(np.diag(cov))
     if dp_applied:
         cov = dp.postprocess_covariance(cov)  # post-processing: costs no privacy
     mean = shift + d
