@@ -67,6 +67,11 @@ def _one(values: Any, single: bool) -> Any:
 class Federation:
     """An analyst's handle on a federation (see the module docstring)."""
 
+    #: What the statistic methods do with missing values: ``"skip"`` (like pandas: each
+    #: column's missing values are left out, ``cov`` / ``corr`` / ``linreg`` use complete rows;
+    #: the counts are in ``last_result.details["missing"]``) or ``"error"`` (refused).
+    missing: str = "skip"
+
     def __init__(self, client: Client, parties: Sequence[str] | None = None, *,
                  allow_partial: bool = False) -> None:
         self.client = client
@@ -134,14 +139,15 @@ class Federation:
         cols, single = _cols(columns)
         request = privacy.request() if privacy is not None else None
         spec = StatSpec(Statistic(statistic), cols, backend=_backend(backend), dp=request,
-                        **extra)
+                        missing=self.missing, **extra)
         return self.compute(spec, where), single
 
     # -- statistics ----------------------------------------------------------------------------
 
     def count(self, column: str, *, backend: str = "ss", where: str | None = None,
               privacy: Privacy | None = None) -> int:
-        """Number of rows (matching ``where``) over all parties."""
+        """Number of present values of ``column`` in the rows matching ``where``, over all
+        parties (with :attr:`missing` ``"error"``: of rows)."""
         result, _ = self._stat("count", column, backend=backend, where=where, privacy=privacy)
         return int(result.value)
 
@@ -204,7 +210,7 @@ class Federation:
         """Least-squares fit of ``target`` on ``features`` (with an intercept)."""
         cols, _ = _cols(features)
         result = self.compute(StatSpec(Statistic.LINREG, cols, target=target,
-                                       backend=_backend(backend),
+                                       backend=_backend(backend), missing=self.missing,
                                        dp=privacy.request() if privacy else None), where)
         return LinearRegression(result.value["coefficients"], result.value["intercept"],
                                 result.details.get("r2", float("nan")))

@@ -201,6 +201,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resolution", type=int, default=1024, help="quantiles: bins")
     run.add_argument("--parties", nargs="+", help="parties taking part (default: all)")
     run.add_argument("--ddof", type=int, default=1, choices=(0, 1))
+    run.add_argument("--missing", choices=("skip", "error"), default="skip",
+                     help="missing values: leave them out and count them, like pandas "
+                          "(skip, the default) or refuse them (error)")
     run.add_argument("--frac-bits", type=int, default=16, help="ss fixed-point bits")
     run.add_argument("--timeout", type=_seconds, default=120.0)
     run.add_argument("--json", action="store_true", help="machine-readable output")
@@ -398,7 +401,7 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
         extra.update(probabilities=tuple(args.probs), resolution=args.resolution,
                      bounds=tuple(args.bounds) if args.bounds else None)
     return StatSpec(args.statistic, tuple(args.columns), backend=args.backend, ddof=args.ddof,
-                    frac_bits=args.frac_bits, dp=_privacy(args), **extra)
+                    frac_bits=args.frac_bits, dp=_privacy(args), missing=args.missing, **extra)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -408,6 +411,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     with Client(args.federation, timeout=args.timeout) as client:
         result = client.compute(spec, args.where, parties=args.parties,
                                 allow_partial=args.partial)
+    for warning in result.details.get("warnings", ()):
+        print(f"smpc: warning: {warning}", file=sys.stderr)
     if args.json:
         print_json(result.to_json())
     else:

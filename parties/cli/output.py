@@ -119,11 +119,19 @@ def format_result(result: Any) -> str:
             lines.append(f"  {c}: " + ", ".join(f"q{p:g}={_num(q)}"
                                                 for p, q in zip(probs, qs, strict=True)))
         lines.append(f"  (resolution {result.details['resolution']:.4g})")
+        lo, hi = result.details["bounds"]
+        lines += [f"  {c}: below {lo:g}: {b}, above {hi:g}: {a}" for c, b, a in zip(
+            cols, result.details["below"], result.details["above"], strict=True)]
     elif result.statistic == "linreg":
         lines.append(f"  {result.details.get('target')} = {_num(value['intercept'])}" + "".join(
             f" {'+' if b >= 0 else '-'} {abs(b):.6g}*{c}"
             for c, b in zip(cols, value["coefficients"], strict=True)))
         lines.append(f"  R^2 = {_num(result.details.get('r2'))}")
+    if "missing" in result.details:
+        per_column = result.details.get("n", {})
+        lines.append("  missing values left out: " + ", ".join(
+            f"{c} {m}" + (f" (used {per_column[c]})" if c in per_column else "")
+            for c, m in result.details["missing"].items()))
     privacy = result.details.get("privacy")
     if privacy:
         cost = privacy.get("cost", {})

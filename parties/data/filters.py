@@ -5,7 +5,8 @@ comparison)::
 
     expr       := and_expr ("or" and_expr)*
     and_expr   := not_expr ("and" not_expr)*
-    not_expr   := "not" not_expr | "(" expr ")" | comparison
+    not_expr   := "not" not_expr | "(" expr ")" | nulltest | comparison
+    nulltest   := ("isnull" | "notnull") "(" column ")"
     comparison := operand ("<" | "<=" | ">" | ">=" | "==" | "!=") operand
     operand    := column | ["+" | "-"] number | string
     column     := identifier | '"' characters '"'        e.g.  age   "blood pressure"
@@ -18,10 +19,11 @@ are ASCII ``[A-Za-z_][A-Za-z0-9_]*``; any other column name must be double-quote
 Rules and guarantees:
 
 * The text is tokenised and parsed by hand into an immutable AST (:class:`Compare`, :class:`And`,
-  :class:`Or`, :class:`Not`); nothing is ever passed to ``eval``, ``exec``, ``compile``, SQL or a
-  shell. Every malformed input raises :class:`FilterError` (a ``ValueError``) with one sentence and
-  the 1-based character position; input longer than ``max_len`` characters or nested deeper than
-  ``max_depth`` (parentheses and ``not``) is refused before it can exhaust anything.
+  :class:`Or`, :class:`Not`, :class:`IsNull`); nothing is ever passed to ``eval``, ``exec``,
+  ``compile``, SQL or a shell. Every malformed input raises :class:`FilterError` (a
+  ``ValueError``) with one sentence and the 1-based character position; input longer than
+  ``max_len`` characters or nested deeper than ``max_depth`` (parentheses and ``not``) is
+  refused before it can exhaust anything.
 * Each comparison involves at least one column. Strings compare only with ``==`` / ``!=``, and
   only with text columns; numbers only with numeric columns.
 * **Dates.** A date column (:meth:`parties.data.sources.Table.is_date`: ISO 8601 dates in CSV,
@@ -36,6 +38,10 @@ Rules and guarantees:
   a text column, a string with a numeric one) is refused with the column, its position in the
   expression and at most a row number -- never a cell's text or value, never the file's path
   (:class:`parties.data.sources.DataSourceError`). Parse errors quote only the expression.
+* ``isnull(col)`` is true where ``col``'s value is missing (an empty cell, a missing marker such
+  as ``NA``, a Parquet null or NaN) and false elsewhere, ``notnull(col)`` the opposite: never
+  unknown (SQL's ``IS NULL``; pandas ``isnull``).  ``isnull`` / ``notnull`` are functions only
+  when followed by ``(``: a column of that name still compares (``isnull > 3``).
 * Missing values (NaN, empty cells) follow SQL's three-valued logic: a comparison with a missing
   value is *unknown*, ``not unknown`` is unknown, ``false and unknown`` is false,
   ``true or unknown`` is true, and a row is selected only when the whole expression is *true*. So
@@ -66,6 +72,7 @@ __all__ = [
     "Compare",
     "Expr",
     "FilterError",
+    "IsNull",
     "Not",
     "Number",
     "Or",
@@ -171,6 +178,26 @@ class Compare(Expr):
 
     def __str__(self) -> str:
         return f"{self.left} {self.op} {self.right}"
+
+
+@dataclass(frozen=True)
+class IsNull(Expr):
+    """``isnull(column)`` (``negated``: ``notnull(column)``): whether the value is missing."""
+
+    column: Column
+    negated: bool = False
+
+    def _column_refs(self) -> list[Column]:
+        return [self.column]
+
+    def columns(self) -> set[str]:
+        return {self.column.name}
+
+    def __str__(self) -> str:
+        return f"{'notnull' if self.negated else 'isnull'}({self.column})"
+
+
+_NULL_TESTS = {"isnull": False, "notnull": True}
 
 
 @dataclass(frozen=True)
@@ -427,7 +454,22 @@ class _Parser:
             self.advance()
             self.depth -= 1
             return e
+        if (t.kind == "ident" and t.text.lower() in _NULL_TESTS
+                and self.toks[self.i + 1].kind == "lparen"):
+            return self.null_test()
         return self.comparison()
+
+    def null_test(self) -> IsNull:
+        name = self.advance()
+        self.advance()  # "("
+        col = self.tok
+        if col.kind not in ("ident", "qident"):
+            raise self.fail(f"a column name inside {name.text.lower()}(...)")
+        self.advance()
+        if self.tok.kind != "rparen":
+            raise self.fail(f"')' to close the '(' of {name.text.lower()}")
+        self.advance()
+        return IsNull(Column(col.text, col.pos), _NULL_TESTS[name.text.lower()])
 
     def operand(self, first: bool) -> Operand:
         t = self.tok
@@ -570,10 +612,30 @@ def _compare(c: Compare, table: Table) -> tuple[np.ndarray, np.ndarray]:
     return res & known, ~res & known
 
 
+def _is_null(e: IsNull, table: Table) -> tuple[np.ndarray, np.ndarray]:
+    """``isnull`` / ``notnull``: never unknown.  A numeric column's missing values are its NaN,
+    a text column's its missing cells; the error of a column that is neither names only the
+    column and its position."""
+    name, pos = e.column.name, e.column.pos
+    try:
+        if table.is_numeric(name):
+            null = np.isnan(table.column(name))
+        else:
+            null = np.fromiter((v is None for v in table.text(name)), dtype=bool,
+                               count=table.n_rows)
+    except DataSourceError as exc:
+        raise FilterError(f"column {name!r} at position {pos} cannot be tested for missing "
+                          f"values: {exc.public}", pos) from None
+    res = ~null if e.negated else null
+    return res, ~res
+
+
 def _eval(e: Expr, table: Table) -> tuple[np.ndarray, np.ndarray]:
     """(definitely true, definitely false) masks; rows in neither are unknown."""
     if isinstance(e, Compare):
         return _compare(e, table)
+    if isinstance(e, IsNull):
+        return _is_null(e, table)
     if isinstance(e, Not):
         t, f = _eval(e.operand, table)
         return f, t

@@ -51,29 +51,54 @@ class Executor(Protocol):
     def predict(self, model: linear.LinearModel, backend: str) -> np.ndarray: ...
 
 
+def _rows(table: Table, columns: Sequence[str]) -> np.ndarray:
+    """The table's ``columns`` (n x k), NaN where a value is missing."""
+    return np.column_stack([table.column(c) for c in columns]).reshape(table.n_rows,
+                                                                        len(columns))
+
+
 def _pooled(tables: Sequence[Table], columns: Sequence[str]) -> np.ndarray:
-    return np.vstack([t.matrix(list(columns)) for t in tables])
+    return np.vstack([_rows(t, columns) for t in tables])
+
+
+def _complete(x: np.ndarray) -> np.ndarray:
+    """The rows of ``x`` without a missing value (pandas ``dropna``)."""
+    return x[~np.isnan(x).any(axis=1)]
+
+
+def _quantiles(col: np.ndarray, probs: Sequence[float]) -> np.ndarray:
+    return np.quantile(col[~np.isnan(col)], probs, method="inverted_cdf")
 
 
 def default_steps(columns: Sequence[str]) -> list[StatStep]:
-    """The tour for tables that have the sample hospital columns (or any numeric ones)."""
+    """The tour for tables that have the sample hospital columns (or any numeric ones).
+
+    Missing values are left out like pandas does (``missing="skip"``): the plaintext side
+    skips each column's missing values (``nanmean`` ...) for the per-column statistics and
+    uses the complete rows for ``corr`` and ``linreg``."""
     a, b, c = (list(columns) * 3)[:3]
     q_probs = (0.1, 0.5, 0.9)
+    skip = {"missing": "skip"}
+
+    def linreg(x: np.ndarray) -> np.ndarray:
+        x = _complete(x)
+        return np.linalg.lstsq(np.column_stack([np.ones(len(x)), x[:, :2]]), x[:, 2],
+                               rcond=None)[0]
+
     return [
-        StatStep("count", {"statistic": "count", "columns": (a,)}, lambda x: len(x)),
-        StatStep(f"mean {a}, {b}", {"statistic": "mean", "columns": (a, b)},
-                 lambda x: x.mean(axis=0)),
-        StatStep(f"std {a}, {b}", {"statistic": "std", "columns": (a, b)},
-                 lambda x: x.std(axis=0, ddof=1)),
-        StatStep(f"corr {a}, {b}, {c}", {"statistic": "corr", "columns": (a, b, c)},
-                 lambda x: np.corrcoef(x, rowvar=False)),
+        StatStep("count", {"statistic": "count", "columns": (a,), **skip},
+                 lambda x: np.count_nonzero(~np.isnan(x[:, 0]))),
+        StatStep(f"mean {a}, {b}", {"statistic": "mean", "columns": (a, b), **skip},
+                 lambda x: np.nanmean(x, axis=0)),
+        StatStep(f"std {a}, {b}", {"statistic": "std", "columns": (a, b), **skip},
+                 lambda x: np.nanstd(x, axis=0, ddof=1)),
+        StatStep(f"corr {a}, {b}, {c}", {"statistic": "corr", "columns": (a, b, c), **skip},
+                 lambda x: np.corrcoef(_complete(x), rowvar=False)),
         StatStep(f"linreg {c} ~ {a} + {b}",
-                 {"statistic": "linreg", "columns": (a, b), "target": c},
-                 lambda x: np.linalg.lstsq(np.column_stack([np.ones(len(x)), x[:, :2]]),
-                                           x[:, 2], rcond=None)[0]),
+                 {"statistic": "linreg", "columns": (a, b), "target": c, **skip}, linreg),
         StatStep(f"quantiles {a} (10/50/90%)",
-                 {"statistic": "quantiles", "columns": (a,), "probabilities": q_probs},
-                 lambda x: np.quantile(x[:, 0], q_probs, method="inverted_cdf")),
+                 {"statistic": "quantiles", "columns": (a,), "probabilities": q_probs, **skip},
+                 lambda x: _quantiles(x[:, 0], q_probs)),
     ]
 
 
@@ -127,7 +152,7 @@ class SimulatedExecutor:
         self.data_owner = data_owner
 
     def statistic(self, spec: stats.StatSpec) -> stats.StatResult:
-        rows = [t.matrix(list(spec.value_columns)) for t in self.tables]
+        rows = [_rows(t, spec.value_columns) for t in self.tables]
         result, _ = stats.simulate(spec, rows)
         return result
 
@@ -161,8 +186,8 @@ def run_tour(executor: Executor, tables: Sequence[Table], model: linear.LinearMo
             if kwargs["statistic"] == "quantiles":
                 col = kwargs["columns"][0]
                 pooled_col = _pooled(tables, [col])
-                kwargs["bounds"] = (float(np.floor(pooled_col.min())) - 1.0,
-                                    float(np.ceil(pooled_col.max())) + 1.0)
+                kwargs["bounds"] = (float(np.floor(np.nanmin(pooled_col))) - 1.0,
+                                    float(np.ceil(np.nanmax(pooled_col))) + 1.0)
             spec = stats.StatSpec(**kwargs)
             result = executor.statistic(spec)
             secure = _flat(result)

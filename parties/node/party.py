@@ -113,6 +113,7 @@ from parties.transport.sessions import Session, SessionRegistry, Status
 from smpc import cost, linear
 from smpc.errors import InputError, PeerFailure, SmpcError
 from smpc.names import Backend
+from smpc.stats import StatSpec
 
 __all__ = ["PartyNode", "main"]
 
@@ -300,6 +301,26 @@ class PartyNode:
         row_numbers = np.flatnonzero(sel.rows) + 1
         return sel.values, row_numbers, replace(req, n_rows=sel.n_rows)
 
+    def _read_with_gaps(self, r: Prepare, spec: StatSpec, req: PolicyRequest
+                        ) -> tuple[np.ndarray, np.ndarray, PolicyRequest]:
+        """``missing="skip"``, exact mode: the filtered rows of the spec's columns with NaN
+        where a value is missing; the row numbers complete in every column (for the
+        differencing history: two answers whose column-``j`` rows differ by ``d`` rows have
+        complete rows differing by at most ``d``, so a pair the history admits differs by at
+        least its threshold in every column); and the request with ``n_rows`` the fewest
+        values any column's statistic uses (the cohort checked: the complete rows for
+        ``cov`` / ``corr`` / ``linreg``)."""
+        columns = list(spec.value_columns)
+        mask, _ = self._rows(r, columns, req)
+        index = np.arange(self.table.n_rows) if mask is None else np.flatnonzero(mask)
+        values = np.empty((index.size, len(columns)), dtype=np.float64)
+        for j, name in enumerate(columns):
+            values[:, j] = self.table.column(name)[index]
+        present = ~np.isnan(values)
+        complete = present.all(axis=1)
+        fewest = int(complete.sum()) if spec.complete_rows else int(present.sum(axis=0).min())
+        return values, index[complete] + 1, replace(req, n_rows=fewest)
+
     def prepare(self, r: Prepare, ident: Identity | None = None) -> Prepared:
         """Apply the policy to a (parsed, validated) request, select the rows, reserve its
         privacy cost, register the session; every outcome is audited."""
@@ -421,9 +442,12 @@ class PartyNode:
         self.guard.precheck_budget(req)             # no budget: refuse before reading rows
         row_cap = None
         if spec.dp is None:
-            rows, numbers, req = self._read(r, list(spec.value_columns), req)
+            if spec.skips_missing:
+                rows, numbers, req = self._read_with_gaps(r, spec, req)
+            else:
+                rows, numbers, req = self._read(r, list(spec.value_columns), req)
             trail.append(req)
-            self.policy.check_cohort(req)
+            self.policy.check_cohort(req)           # on the rows actually used
             # exact mode: refuse a differencing pair (parties.privacy.exact)
             pol = self.cfg.policy
             self.exact_history.admit(
@@ -434,7 +458,8 @@ class PartyNode:
             row_cap = self.table.n_rows
             dp_outputs.check_statistic_range(spec, len(parties), row_cap)
             mask, _ = self._rows(r, list(spec.value_columns), req)
-            rows = dp_outputs.statistic_rows(self.table, spec.value_columns, mask)
+            rows = dp_outputs.statistic_rows(self.table, spec.value_columns, mask,
+                                             keep_missing=spec.skips_missing)
         job = StatisticJob(r.tag, spec=spec, rows=rows, parties=parties, hub=hub,
                            context_sha256=signed.context_sha256, row_cap=row_cap,
                            min_cell_size=exact.cell_floor(self.cfg.policy, spec))

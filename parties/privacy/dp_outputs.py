@@ -24,11 +24,15 @@ refused requests.  Under DP the party always contributes.  We chose this over a 
 An empty or tiny cohort is therefore answered with noise (a count near 0, a mean near the
 clipping box's midpoint ...), never with a refusal.  In exact mode the cohort refusal stays.
 
-**Missing values (statistics and inferences): a public rule, no disclosure.**  A row with a
-missing value (an empty cell, ``NA``, NaN ...) or an infinite one in any requested column is
-dropped before anything is computed; how many were dropped is not disclosed (not in the answer,
-not in an error; the party's own log and audit log do not record it either).  In exact mode the
-party refuses with the column, the count and the first row.  The rule is applied row by row
+**Missing values (statistics and inferences): a public rule, no exact disclosure.**  With the
+spec's ``missing="skip"`` (the CLI's default) a statistic leaves each missing value out inside
+the secure sum and releases each column's missing count with noise, charged to the budget
+(:mod:`smpc.dp.planning`, block ``missing``).  Otherwise (``missing="error"``, and inferences) a
+row with a missing value (an empty cell, ``NA``, NaN ...) or an infinite one in any requested
+column is dropped before anything is computed; how many were dropped is not disclosed (not in
+the answer, not in an error; the party's own log and audit log do not record it either).  In
+exact mode the party refuses with the column (``missing="error"``) or leaves the missing values
+out and releases their exact count (``"skip"``).  The rule is applied row by row
 (a row is kept as it is or dropped), so two neighbouring tables stay neighbouring or become
 equal: the statistic's guarantee carries over unchanged.
 
@@ -94,6 +98,11 @@ class Table(Protocol):
     def select(self, names: list[str], *, rows: np.ndarray | None = ...,
                missing: Literal["error", "drop"] = ...) -> _Selection: ...
 
+    def column(self, name: str) -> np.ndarray: ...
+
+    @property
+    def n_rows(self) -> int: ...
+
 
 def check_statistic_range(spec: StatSpec, parties: int, table_rows: int) -> None:
     """Refuse (EncodingRangeError, no value named) a DP statistic whose pass 1 could leave the
@@ -108,9 +117,22 @@ def _complete(values: np.ndarray) -> np.ndarray:
     return np.isfinite(values).all(axis=1) if values.size else np.ones(values.shape[0], bool)
 
 
-def statistic_rows(table: Table, columns: Sequence[str], mask: np.ndarray | None) -> np.ndarray:
+def statistic_rows(table: Table, columns: Sequence[str], mask: np.ndarray | None, *,
+                   keep_missing: bool = False) -> np.ndarray:
     """The rows of ``columns`` that ``mask`` keeps, minus every row with a missing or infinite
-    value in them (dropped by the public rule; the count is returned to nobody)."""
+    value in them (dropped by the public rule; the count is returned to nobody).
+
+    ``keep_missing`` (the spec's ``missing="skip"``): rows with a missing value are kept, with
+    NaN there; the statistic leaves each NaN out and counts it inside the secure sum, with
+    noise charged to the budget (:mod:`smpc.stats.local`), so the count is released only
+    noisy.  The rule is still row by row (neighbouring tables stay neighbouring)."""
+    if keep_missing:
+        index = slice(None) if mask is None else np.flatnonzero(mask)
+        out = np.empty((table.n_rows if mask is None else int(np.count_nonzero(mask)),
+                        len(columns)), dtype=np.float64)
+        for j, name in enumerate(columns):
+            out[:, j] = table.column(name)[index]
+        return out
     values = table.select(list(columns), rows=mask, missing="drop").values
     keep = _complete(values)
     return values if keep.all() else values[keep]

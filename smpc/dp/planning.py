@@ -27,6 +27,15 @@ histogram           ``[n, per column: bins,       ``sqrt(1 + k)`` (one row moves
 quantiles           ``[n, per column: bins]``     ``sqrt(1 + k)``
 ==================  ============================  =================================
 
+With ``missing="skip"`` (the default) pass 1 of count ... linreg also releases
+``[m_1 .. m_k]``, the number of missing values of each column (block ``missing``, L2
+sensitivity ``sqrt(k)``: one row is missing in at most every column), and each column's sum is
+over its present values (a missing value adds 0: the sums' sensitivity is unchanged); for
+``cov``, ``corr``, ``linreg`` the count and sums are over the rows complete in every column.
+Histogram / quantile cells gain a missing cell per column (one row still moves one cell per
+column: the sensitivity stays ``sqrt(1 + k)``), and quantiles count the values below / above
+``bounds`` in two cells per column instead of clipping them into the end bins.
+
 The blocks of one pass are maximised by the same row (a corner of the
 clipping box), so the per-block costs ``Delta_b^2 / (2 sigma_b^2)`` add up
 exactly (no slack).  Under DP, ``count`` releases ``[n]`` only (the column
@@ -42,6 +51,10 @@ mean                     n 0.25, sums 0.75
 var std cov corr linreg  n 0.10, sums 0.05 (they only place the shift);
                          first moments 0.10, second moments 0.75
 histogram, quantiles     all counts 1.0 (one block, equal sensitivities)
+count, missing="skip"    n 0.5, missing 0.5
+sum, missing="skip"      n 0.1, sums 0.8, missing 0.1
+mean, missing="skip"     n 0.2, sums 0.7, missing 0.1
+var ... linreg, "skip"   n 0.05, sums 0.05, missing 0.05; pass 2 as above
 =======================  =============================================
 
 For the two-pass statistics the second moments dominate the error, the
@@ -90,6 +103,12 @@ SPLITS: dict[str, dict[int, tuple[tuple[str, float], ...]]] = {
     "mean": {1: (("count", 0.25), ("sums", 0.75))},
     "two_pass": {1: (("count", 0.10), ("sums", 0.05)), 2: (("first", 0.10), ("second", 0.75))},
     "counts": {1: (("counts", 1.0),)},
+    # missing="skip": the missing-value counts are one more block of pass 1
+    "count+missing": {1: (("count", 0.5), ("missing", 0.5))},
+    "sum+missing": {1: (("count", 0.1), ("sums", 0.8), ("missing", 0.1))},
+    "mean+missing": {1: (("count", 0.2), ("sums", 0.7), ("missing", 0.1))},
+    "two_pass+missing": {1: (("count", 0.05), ("sums", 0.05), ("missing", 0.05)),
+                         2: (("first", 0.10), ("second", 0.75))},
 }
 """Fraction of the request's rho spent on each released block (see module notes)."""
 
@@ -99,7 +118,9 @@ _RELEASED = {
     "sums": "column sums of the clipped rows",
     "first": "centred first moments sum(x - s) / D",
     "second": "centred second moments sum((x - s)_i (x - s)_j), i <= j, / D",
-    "counts": "row count and bin counts",
+    "counts": "row count and bin counts (with the counts below / above the bins and, with "
+              "missing='skip', of missing values)",
+    "missing": "number of missing values of each column",
 }
 
 
@@ -358,6 +379,7 @@ def plan(spec: StatSpec, request: DPRequest, parties: int) -> NoisePlan:
     rho = cost.rho
     stat = parse(Statistic, spec.statistic)
     k = len(spec.value_columns)
+    skips = spec.missing == "skip"
 
     if backend == Backend.SS:
         bits1, bits2 = spec.codec.frac_bits, spec.moment_codec.frac_bits
@@ -373,9 +395,12 @@ def plan(spec: StatSpec, request: DPRequest, parties: int) -> NoisePlan:
     if stat is not None and stat.bin_counts:
         if stat == Statistic.HISTOGRAM:
             assert spec.edges is not None  # a validated StatSpec's histogram has its edges
-            per_column = len(spec.edges) + 1
+            bins = len(spec.edges) - 1
         else:
-            per_column = spec.resolution
+            bins = spec.resolution
+        # bins, below, above, and with missing="skip" the missing cell: one row moves n and
+        # exactly one cell per column, so the sensitivity stays sqrt(1 + k)
+        per_column = bins + 2 + (1 if skips else 0)
         length = 1 + k * per_column
         sens = {"counts": math.sqrt(1 + k)}
         layout: dict[int, list[tuple[str, int]]] = {1: [("counts", length)]}
@@ -385,15 +410,18 @@ def plan(spec: StatSpec, request: DPRequest, parties: int) -> NoisePlan:
         mags = np.max(np.abs(np.asarray(bounds)), axis=1)
         first, second = pass2_sensitivities(bounds)
         sens = {"count": 1.0, "sums": float(np.sqrt(np.sum(mags**2))),
-                "first": first, "second": second}
+                "first": first, "second": second, "missing": math.sqrt(k)}
+        extra = [("missing", k)] if skips else []
+        suffix = "+missing" if skips else ""
         if stat == Statistic.COUNT:
-            layout, split = {1: [("count", 1)]}, SPLITS["count"]
+            layout, split = {1: [("count", 1), *extra]}, SPLITS["count" + suffix]
         elif stat in (Statistic.SUM, Statistic.MEAN):
-            layout, split = {1: [("count", 1), ("sums", k)]}, SPLITS[stat]
+            layout = {1: [("count", 1), ("sums", k), *extra]}
+            split = SPLITS[f"{stat.value}{suffix}"]
         elif stat is not None and stat.two_pass:
-            layout = {1: [("count", 1), ("sums", k)],
+            layout = {1: [("count", 1), ("sums", k), *extra],
                       2: [("first", k), ("second", k * (k + 1) // 2)]}
-            split = SPLITS["two_pass"]
+            split = SPLITS["two_pass" + suffix]
         else:
             raise InputError(f"no differential-privacy plan for statistic {spec.statistic!r}")
 
@@ -403,7 +431,7 @@ def plan(spec: StatSpec, request: DPRequest, parties: int) -> NoisePlan:
         blocks, start = [], 0
         for name, size in layout[index]:
             blocks.append(Block(name, start, size, sens[name], rho * fractions[name],
-                                integral=name in ("count", "counts")))
+                                integral=name in ("count", "counts", "missing")))
             start += size
         passes.append(PassPlan(index, start, tuple(blocks), bits1 if index == 1 else bits2))
     result = NoisePlan(stat, backend, parties, m, cost, tuple(passes), bounds, flood)

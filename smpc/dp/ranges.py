@@ -40,7 +40,7 @@ def pass_bounds(plan: NoisePlan, pass_index: int, row_cap: int, *, divisor: floa
     """Largest magnitude of each coordinate of one party's local aggregate, in real units,
     over every table of at most ``row_cap`` rows clipped to the plan's bounds.
 
-    Pass 1: counts (and bin counts) at most ``row_cap``; the sum of column ``j`` at most
+    Pass 1: counts (bin counts, missing counts) at most ``row_cap``; the sum of column ``j`` at most
     ``row_cap * max(|lo_j|, |hi_j|)``.  Pass 2 (divided by ``divisor``): centred first
     moments ``row_cap * W_j / D``, second moments ``row_cap * W_i W_j / D``.
     """
@@ -51,7 +51,7 @@ def pass_bounds(plan: NoisePlan, pass_index: int, row_cap: int, *, divisor: floa
     cap = float(row_cap)
     for block in pp.blocks:
         part = out[block.start:block.start + block.length]
-        if block.name in ("count", "counts"):
+        if block.name in ("count", "counts", "missing"):
             part[:] = cap
         elif block.name == "sums":
             assert plan.bounds is not None

@@ -7,8 +7,9 @@ recipient finishes the statistic in the clear from the summed aggregates.
 
 Passes
 ------
-1. every statistic: ``[n, sum(x_1) .. sum(x_k)]`` -- or, for ``histogram`` /
-   ``quantiles``, the bin counts;
+1. every statistic: ``[n, sum(x_1) .. sum(x_k)]`` (with ``missing="skip"``
+   followed by each column's missing count) -- or, for ``histogram`` /
+   ``quantiles``, the bin counts with the counts below / above (and missing);
 2. ``var``, ``std``, ``cov``, ``corr``, ``linreg`` only: with the pass-1 mean
    ``s`` (rounded to the fixed-point grid) and total count ``N`` made public to
    the parties as a *shift*, each party contributes the centred moments
@@ -49,7 +50,16 @@ Quantiles are read off a fine histogram over public bounds ``[lo, hi]``
 with ``resolution`` bins: the reported value lies in the bin that contains the
 inverted-CDF quantile (numpy ``method="inverted_cdf"``), so it is within one
 bin width ``(hi - lo) / resolution`` of it.  Values outside the bounds are
-clipped into the end bins (the bounds are public clipping bounds).
+counted below / above them (not clipped into the end bins); a quantile whose
+rank falls among them is reported as the bound, flagged ``clamped`` and
+explained in ``details["warnings"]`` (:func:`quantiles_with_tails`).
+
+Missing values (``spec.missing``): with ``"skip"`` each party leaves NaN out
+and counts it -- per column for ``count`` ... ``quantiles`` (pandas
+``skipna``), over the rows complete in every column for ``cov``, ``corr``,
+``linreg`` (pandas ``dropna``) -- and the missing counts are summed securely
+with pass 1 (:func:`local_pass1` gives the layout), so the recipient learns
+the pooled count per column only; ``"error"`` refuses NaN.
 
 The parts
 ---------
@@ -67,12 +77,16 @@ Everything public is importable from :mod:`smpc.stats` itself.
 from __future__ import annotations
 
 from smpc.stats.finishing import (
+    column_counts,
     correlation_from_cov,
     finish,
+    missing_counts,
     quantiles_from_histogram,
+    quantiles_with_tails,
     shift_from_pass1,
 )
 from smpc.stats.local import (
+    cells_per_column,
     local_pass1,
     local_pass2,
     moment_divisor,
@@ -91,6 +105,7 @@ from smpc.stats.spec import (
     DEFAULT_QUANTILE_RESOLUTION,
     MAX_BINS,
     MAX_COLUMNS,
+    MISSING_POLICIES,
     STATISTICS,
     StatResult,
     StatSpec,
@@ -100,17 +115,22 @@ __all__ = [
     "DEFAULT_QUANTILE_RESOLUTION",
     "MAX_BINS",
     "MAX_COLUMNS",
+    "MISSING_POLICIES",
     "STATISTICS",
     "StatResult",
     "StatSpec",
+    "cells_per_column",
+    "column_counts",
     "correlation_from_cov",
     "finish",
     "local_pass1",
     "local_pass2",
+    "missing_counts",
     "moment_divisor",
     "pass1_length",
     "pass2_length",
     "quantiles_from_histogram",
+    "quantiles_with_tails",
     "run_aggregator_ckks",
     "run_keyholder_ckks",
     "run_party",

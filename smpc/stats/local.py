@@ -1,9 +1,11 @@
 """Local aggregates: what each party computes on its own rows (pure numpy).
 
 Guarantees: the aggregates of all parties add up to the pooled aggregates (counts, column sums,
-bin counts; pass 2: centred moments divided by :func:`moment_divisor`), and a table of the wrong
-shape or with NaN / infinity is refused.  Reveals nothing by itself: a local aggregate is only
-ever sent inside the secure sum (:mod:`smpc.aggregate`).
+bin counts, missing counts; pass 2: centred moments divided by :func:`moment_divisor`), and a
+table of the wrong shape or with infinity is refused, as is NaN (a missing value) with
+``missing="error"``; with ``missing="skip"`` NaN is left out and counted (:func:`local_pass1`).
+Reveals nothing by itself: a local aggregate is only ever sent inside the secure sum
+(:mod:`smpc.aggregate`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from smpc.errors import InputError
 from smpc.names import Backend, Statistic
 from smpc.stats.spec import StatSpec
 
-__all__ = ["local_pass1", "local_pass2", "moment_divisor", "pass1_length", "pass2_length",
-           "suppress_small_cells"]
+__all__ = ["cells_per_column", "local_pass1", "local_pass2", "moment_divisor", "pass1_length",
+           "pass2_length", "suppress_small_cells"]
 
 
 def _check_rows(spec: StatSpec, rows: np.ndarray) -> np.ndarray:
@@ -27,8 +29,14 @@ def _check_rows(spec: StatSpec, rows: np.ndarray) -> np.ndarray:
             f"expected a table with {len(spec.value_columns)} column(s) "
             f"({', '.join(spec.value_columns)}), got shape {rows.shape}"
         )
-    if not np.isfinite(rows).all():
-        raise InputError("the data contain NaN or infinite values in the requested columns")
+    if np.isinf(rows).any():
+        raise InputError("the data contain infinite values in the requested columns")
+    if not spec.skips_missing:
+        gaps = np.isnan(rows).any(axis=0)
+        if gaps.any():
+            name = spec.value_columns[int(np.flatnonzero(gaps)[0])]
+            raise InputError(f"column {name!r} has missing values (NaN) in the selected rows "
+                             "(missing='error'); leave them out with missing='skip'")
     return rows
 
 
@@ -37,25 +45,55 @@ def _fine_edges(spec: StatSpec) -> np.ndarray:
     return np.linspace(spec.bounds[0], spec.bounds[1], spec.resolution + 1)
 
 
-def local_pass1(spec: StatSpec, rows: np.ndarray) -> np.ndarray:
-    """Pass-1 aggregate of one party's rows (what it contributes to the secure sum)."""
-    rows = _check_rows(spec, rows)
+def cells_per_column(spec: StatSpec) -> int:
+    """Pass-1 cells per column of ``histogram`` / ``quantiles``: the bins, then the counts below
+    and above the bins (the first / last edge, or ``bounds``), then (``missing="skip"``) the
+    count of missing values."""
     if spec.statistic == Statistic.HISTOGRAM:
-        edges = np.asarray(spec.edges)
-        out = []
-        for j in range(rows.shape[1]):
-            col = rows[:, j]
-            counts, _ = np.histogram(col, bins=edges)
-            out.append(np.concatenate([counts, [np.sum(col < edges[0]), np.sum(col > edges[-1])]]))
-        return np.concatenate([[rows.shape[0]], *out]).astype(np.float64)
-    if spec.statistic == Statistic.QUANTILES:
-        edges = _fine_edges(spec)
-        clipped = np.clip(rows, edges[0], edges[-1])
-        out = [np.histogram(clipped[:, j], bins=edges)[0] for j in range(rows.shape[1])]
+        assert spec.edges is not None
+        bins = len(spec.edges) - 1
+    else:
+        bins = spec.resolution
+    return bins + 2 + (1 if spec.skips_missing else 0)
+
+
+def _bin_cells(spec: StatSpec, col: np.ndarray) -> np.ndarray:
+    """One column's cells (:func:`cells_per_column`); a missing value (NaN) lands in the
+    missing cell only, a value outside the edges in ``below`` / ``above`` only."""
+    edges = np.asarray(spec.edges) if spec.statistic == Statistic.HISTOGRAM else _fine_edges(spec)
+    gap = np.isnan(col)
+    present = col[~gap]
+    below, above = present < edges[0], present > edges[-1]
+    counts, _ = np.histogram(present[~below & ~above], bins=edges)
+    tail = [np.sum(below), np.sum(above)] + ([np.sum(gap)] if spec.skips_missing else [])
+    return np.concatenate([counts, tail])
+
+
+def local_pass1(spec: StatSpec, rows: np.ndarray) -> np.ndarray:
+    """Pass-1 aggregate of one party's rows (what it contributes to the secure sum).
+
+    Layout (``k`` value columns; ``m_j`` the number of missing values of column ``j`` among the
+    party's rows, present only with ``missing="skip"``):
+
+    * ``count``: ``[n, m_1 .. m_k]``;
+    * ``sum``, ``mean``, ``var``, ``std``: ``[n, sum_1 .. sum_k, m_1 .. m_k]``, each column's
+      sum over its present values (pandas ``skipna``), ``n`` the party's rows;
+    * ``cov``, ``corr``, ``linreg``: ``[n_c, sum_1 .. sum_k, m_1 .. m_k]`` over the ``n_c`` rows
+      complete in every column (pandas ``dropna``); ``m_j`` over all the party's rows;
+    * ``histogram``, ``quantiles``: ``[n, per column: cells]`` (:func:`cells_per_column`).
+    """
+    rows = _check_rows(spec, rows)
+    gap = np.isnan(rows)
+    missing = gap.sum(axis=0).astype(np.float64) if spec.skips_missing else np.empty(0)
+    if spec.statistic.bin_counts:
+        out = [_bin_cells(spec, rows[:, j]) for j in range(rows.shape[1])]
         return np.concatenate([[rows.shape[0]], *out]).astype(np.float64)
     if spec.statistic == Statistic.COUNT:
-        return np.array([float(rows.shape[0])])
-    return np.concatenate([[rows.shape[0]], rows.sum(axis=0)])
+        return np.concatenate([[float(rows.shape[0])], missing])
+    if spec.complete_rows:
+        used = rows[~gap.any(axis=1)]
+        return np.concatenate([[used.shape[0]], used.sum(axis=0), missing])
+    return np.concatenate([[rows.shape[0]], np.where(gap, 0.0, rows).sum(axis=0), missing])
 
 
 def suppress_small_cells(spec: StatSpec, values: np.ndarray, min_cell_size: int) -> np.ndarray:
@@ -79,15 +117,14 @@ def suppress_small_cells(spec: StatSpec, values: np.ndarray, min_cell_size: int)
 
 
 def pass1_length(spec: StatSpec) -> int:
+    """Length of the pass-1 vector (:func:`local_pass1`'s layout)."""
     k = len(spec.value_columns)
+    missing = k if spec.skips_missing else 0
     if spec.statistic == Statistic.COUNT:
-        return 1
-    if spec.statistic == Statistic.HISTOGRAM:
-        assert spec.edges is not None
-        return 1 + k * (len(spec.edges) + 1)
-    if spec.statistic == Statistic.QUANTILES:
-        return 1 + k * spec.resolution
-    return 1 + k
+        return 1 + missing
+    if spec.statistic.bin_counts:
+        return 1 + k * cells_per_column(spec)
+    return 1 + k + missing
 
 
 def moment_divisor(spec: StatSpec, total: float) -> float:
@@ -105,10 +142,16 @@ def local_pass2(spec: StatSpec, rows: np.ndarray, shift: np.ndarray, total: floa
     """Pass-2 aggregate: centred first and second moments, divided by :func:`moment_divisor`.
 
     Returns ``[sum(x - s) / D  (k values), upper triangle of sum (x-s)(x-s)^T / D]``.
+    Missing values (``missing="skip"``): ``cov`` / ``corr`` / ``linreg`` use the rows complete in
+    every column; the other statistics count a missing value's centred value as 0, so each
+    column's moments are over its present values (the cross moments of two columns, unused by
+    ``var`` / ``std``, then mix row sets).
     """
     rows = _check_rows(spec, rows)
+    if spec.complete_rows:
+        rows = rows[~np.isnan(rows).any(axis=1)]
     divisor = moment_divisor(spec, total)
-    centred = rows - shift[None, :]
+    centred = np.nan_to_num(rows - shift[None, :], nan=0.0)
     first = centred.sum(axis=0) / divisor
     second = (centred.T @ centred) / divisor
     iu = np.triu_indices(rows.shape[1])

@@ -134,7 +134,7 @@ def _contribute(
 
 def _public_shift(spec: StatSpec, plan: dp.NoisePlan | None, summed1: np.ndarray
                   ) -> tuple[np.ndarray, float]:
-    shift, n = shift_from_pass1(spec, summed1)
+    shift, n = shift_from_pass1(spec, summed1, dp_applied=plan is not None)
     if plan is not None:
         grid = spec.codec.resolution
         shift = np.round(dp.postprocess_shift(plan, shift) / grid) * grid

@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_QUANTILE_RESOLUTION",
     "MAX_BINS",
     "MAX_COLUMNS",
+    "MISSING_POLICIES",
     "STATISTICS",
     "StatResult",
     "StatSpec",
@@ -33,6 +34,13 @@ STATISTICS: tuple[str, ...] = tuple(s.value for s in Statistic)
 DEFAULT_QUANTILE_RESOLUTION = 1024
 MAX_BINS = 1 << 16
 MAX_COLUMNS = 256
+MISSING_POLICIES: tuple[str, ...] = ("skip", "error")
+"""``missing="skip"`` (the default of the CLI, the API and the demo): like pandas' ``skipna``,
+per-column statistics leave out each column's missing values separately; ``cov``, ``corr`` and
+``linreg`` use the rows complete in every requested column (pandas ``dropna``, statsmodels
+``missing='drop'``).  ``"error"``: a missing value in a requested column is refused (exact mode;
+see :mod:`smpc.stats`).  A spec without the field means ``"error"``: today's layout and noise
+plan, so a request signed by an older client keeps its meaning."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,9 @@ class StatSpec:
     ``quantiles`` (``probabilities`` in [0, 1]).  ``statistic`` and ``backend`` may be
     given as strings; they are normalised to :class:`~smpc.names.Statistic` and
     :class:`~smpc.names.Backend` (:meth:`to_json` writes the strings).
+    ``missing`` (:data:`MISSING_POLICIES`) says what a missing value (NaN) in a requested column
+    does: ``"skip"`` leaves it out and counts it, ``"error"`` refuses it; it is part of the
+    public spec, so of what the analyst signs.
     """
 
     statistic: Statistic
@@ -60,6 +71,7 @@ class StatSpec:
     moment_frac_bits: int | None = None
     ckks_preset: str = "aggregate"
     dp: DPRequest | None = None
+    missing: str = "error"
 
     def __post_init__(self) -> None:
         try:
@@ -141,6 +153,8 @@ class StatSpec:
                 raise InputError("quantile bounds must be finite with lo < hi")
             if not 2 <= self.resolution <= MAX_BINS:
                 raise InputError(f"quantile resolution must be between 2 and {MAX_BINS} bins")
+        if self.missing not in MISSING_POLICIES:
+            raise InputError(f"missing must be one of {', '.join(MISSING_POLICIES)}")
         if self.ddof not in (0, 1):
             raise InputError("ddof must be 0 (population) or 1 (sample)")
         FixedPoint(self.frac_bits)  # validates the bit count
@@ -150,6 +164,18 @@ class StatSpec:
     def value_columns(self) -> tuple[str, ...]:
         """All columns a party must read, in order (features then target)."""
         return self.columns + ((self.target,) if self.target else ())
+
+    @property
+    def skips_missing(self) -> bool:
+        """Whether missing values are left out and counted (``missing="skip"``)."""
+        return self.missing == "skip"
+
+    @property
+    def complete_rows(self) -> bool:
+        """Whether the statistic uses only rows complete in every requested column
+        (``cov``, ``corr``, ``linreg``; pandas ``dropna``) rather than each column's own
+        present values (every other statistic; pandas ``skipna``)."""
+        return self.statistic in (Statistic.COV, Statistic.CORR, Statistic.LINREG)
 
     @property
     def passes(self) -> int:
@@ -200,12 +226,23 @@ class StatSpec:
 
 @dataclass
 class StatResult:
-    """The outcome of a joint statistic, as the recipient sees it."""
+    """The outcome of a joint statistic, as the recipient sees it.
+
+    ``n`` is an ``int`` for every statistic: the number of rows used (the rows complete in
+    every column for ``cov`` / ``corr`` / ``linreg``; for the other statistics the values each
+    column used when they are as many, else the rows selected, with each column's own count
+    in ``details["n"]``).  Under DP it is the noisy count rounded (post-processing, free).
+    With ``missing="skip"`` ``details["missing"]`` maps each column to its number of missing
+    values (noisy under DP).  ``quantiles`` and ``histogram`` report ``details["below"]`` /
+    ``["above"]``, the values outside the bounds / edges; a quantile that lies outside the
+    bounds is reported as the bound, flagged in ``details["clamped"]`` (``-1`` below, ``+1``
+    above) and explained in ``details["warnings"]``.
+    """
 
     statistic: str
     columns: list[str]
     value: Any
-    n: float
+    n: int
     backend: str
     details: dict[str, Any] = field(default_factory=dict)
 

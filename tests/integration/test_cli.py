@@ -8,6 +8,7 @@ predictions the logit bounds of smpc.linear (a quarter of them for probabilities
 
 from __future__ import annotations
 
+import csv
 import json
 import statistics
 import subprocess
@@ -46,10 +47,26 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     return proc.stderr
 
 
+def add_column_with_gaps(path: Path, seed: int) -> None:
+    """Append ``hba1c`` (about 15% blank cells, some ``NA``) to a hospital's CSV; the other
+    columns are untouched (the other tests read only those)."""
+    rng = np.random.default_rng(seed)
+    with path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    rows[0].append("hba1c")
+    for row in rows[1:]:
+        u = rng.random()
+        row.append("" if u < 0.1 else "NA" if u < 0.15 else repr(round(rng.normal(6, 1), 2)))
+    with path.open("w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+
+
 @pytest.fixture(scope="module")
 def cli_fed(tmp_path_factory):
     root = tmp_path_factory.mktemp("clifed")
     files, model = sampledata.write_sample_federation_data(root / "data", with_model_owner=True)
+    for i, f in enumerate(files[:3]):
+        add_column_with_gaps(f, seed=70 + i)
     fed_dir = root / "fed"
     # exact answers (opted in) compared with numpy; a 3,000-bin quantile of a few hundred
     # rows needs its cells unsuppressed (cell suppression: tests/unit/test_exact_safeguards.py)
@@ -278,3 +295,32 @@ def test_proceed_without_a_declining_small_clinic(cli_fed):
                       Moments(sel, Backend("ss", 3)).mean_tol[0], "mean")
         assert api.last_result.details["parties"] == HOSPITALS
         assert list(api.last_result.details["declined"]) == ["cardio-lab"]
+
+
+def test_missing_values_over_the_cli(cli_fed):
+    """Blank cells through real nodes (mutual TLS) and the CLI: ``--missing skip`` (the
+    default) gives pandas' ``skipna`` mean and the exact missing count; ``--missing error``
+    is one line naming the column, no value; a median above ``--bounds`` is reported clamped
+    with a warning on stderr, and the count above is exact.  Tolerance: the ss mean bound of
+    :class:`tests.tolerances.Moments` on the present values."""
+    fed_dir, _pooled, files, _ = cli_fed
+    hba1c = np.concatenate([load_table(f).column("hba1c") for f in files[:3]])
+    present = hba1c[~np.isnan(hba1c)]
+    doc = run_json(fed_dir, "mean", "hba1c")
+    assert doc["details"]["missing"] == {"hba1c": int(np.isnan(hba1c).sum())}
+    assert doc["n"] == present.size and isinstance(doc["n"], int)
+    assert_within(doc["value"], [present.mean()], Moments(present, Backend("ss", 3)).mean_tol,
+                  "mean hba1c")
+    proc = smpc("run", "mean", "hba1c", "--missing", "error", "--federation", str(fed_dir),
+                "--parties", *HOSPITALS)
+    err = one_line_error(proc)
+    assert "'hba1c'" in err and "missing" in err
+    assert not any(repr(float(v)) in err for v in present)
+    proc = smpc("run", "quantiles", "hba1c", "--probs", "0.5", "--bounds", "0", "4",
+                "--federation", str(fed_dir), "--parties", *HOSPITALS, "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["details"]["above"] == [int(np.sum(present > 4))]
+    assert doc["value"] == [[4.0]] and doc["details"]["clamped"] == [[1]]
+    assert "smpc: warning: the 0.5 quantile of 'hba1c' lies above the upper bound 4" in \
+        proc.stderr

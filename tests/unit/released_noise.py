@@ -77,7 +77,8 @@ def expected_blocks(spec: stats.StatSpec, rho: float, pass_index: int,
     k = len(spec.value_columns)
     stat = spec.statistic
     if stat in ("histogram", "quantiles"):
-        per = len(spec.edges) + 1 if stat == "histogram" else spec.resolution
+        # quantiles: the fine bins, then the counts below / above the bounds (issue 13)
+        per = len(spec.edges) + 1 if stat == "histogram" else spec.resolution + 2
         layout = [("counts", 1 + k * per, math.sqrt(1 + k), True)]
         split = SPLIT["counts"]
     else:
@@ -207,7 +208,8 @@ def exact_pass1(spec: stats.StatSpec, pooled: np.ndarray) -> np.ndarray:
     if spec.statistic == "quantiles":
         lo, hi = spec.bounds
         e = np.linspace(lo, hi, spec.resolution + 1)
-        parts = [np.histogram(np.clip(c, lo, hi), e)[0] for c in x.T]
+        parts = [np.concatenate([np.histogram(c[(c >= lo) & (c <= hi)], e)[0],
+                                 [np.sum(c < lo), np.sum(c > hi)]]) for c in x.T]
         return np.concatenate([[n], *parts]).astype(np.float64)
     b = np.array([spec.dp.bounds[c] for c in spec.value_columns])
     x = np.clip(x, b[:, 0], b[:, 1])

@@ -353,7 +353,7 @@ def test_suppression_leaves_n_and_other_statistics_alone():
     assert suppress_small_cells(total, local_pass1(total, rows), 10).tolist() == [26, 213.0]
     quant = StatSpec("quantiles", ("x",), probabilities=(0.5,), bounds=(0.0, 125.0),
                      resolution=2500)
-    summed = np.zeros(1 + 2500)
+    summed = np.zeros(1 + 2500 + 2)  # n, the fine bins, below and above the bounds
     summed[0] = 90
     with pytest.raises(InputError, match="lower resolution"):
         finish(quant, summed, None, None)
