@@ -261,6 +261,9 @@ def _add_optional_commands(sub: Any) -> None:
         pass
     else:
         add_audit_parser(sub)
+    from parties.cli.model import add_model_parser
+
+    add_model_parser(sub)
     sub.add_parser("bench", help="benchmarks of the ciphertext math and the protocols "
                                  "(smpc bench --help)")
 
