@@ -140,8 +140,12 @@ class PredictionProtocol(Protocol):
             signed_request=self._envelope)
         answer = self.coord.prepare(st, {r.data_owner: data_req})[r.data_owner]
         spec = answer.spec
+        # the data owner fills in the feature bound its policy declares when the analyst gave
+        # none (parties.node.inference); the model owner's check of it is on the owners' channel
+        bound = r.feature_bound or (spec.feature_bound
+                                    if isinstance(spec, linear.InferenceSpec) else 0.0)
         if not isinstance(spec, linear.InferenceSpec) or \
-                spec != replace(draft, n_samples=spec.n_samples):
+                spec != replace(draft, n_samples=spec.n_samples, feature_bound=bound):
             raise NodeBlamed(r.data_owner, f"{r.data_owner} returned an inconsistent spec",
                              grpc.StatusCode.ABORTED)
         self.spec = spec
