@@ -253,6 +253,9 @@ def _parser() -> argparse.ArgumentParser:
     pred.add_argument("--key", help="the data owner's column written beside the predictions "
                                     "(one its policy declares under prediction-key; default: "
                                     "the one it declares)")
+    pred.add_argument("--rows", type=int, help="the public size of the inference at a data "
+                                               "owner under differential privacy (default: "
+                                               "its table size rounded up to a power of two)")
     pred.add_argument("--timeout", type=_seconds, default=120.0)
     pred.add_argument("--json", action="store_true")
     pred.set_defaults(func=_cmd_predict)
@@ -501,7 +504,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         p = client.predict(args.data_owner, args.model_owner, model=args.model,
                            where=args.where, backend=args.backend, output=args.output,
                            feature_bound=args.feature_bound, missing=args.missing,
-                           key=args.key)
+                           key=args.key, rows=args.rows)
     doc = {"session_id": p.session_id, "data_owner": p.data_owner,
            "n_predictions": p.n_predictions, "output_path": p.output_path, "kind": p.kind,
            "backend": p.backend}

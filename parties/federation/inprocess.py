@@ -333,7 +333,7 @@ class InProcessFederation:
         """One inference (``options``: the fields of :class:`PredictionRequest`, and ``missing``
         and ``key``, which only the signed request carries)."""
         fields = {"timeout": 60.0, **options}
-        signed_only = {k: fields.pop(k) for k in ("missing", "key") if k in fields}
+        signed_only = {k: fields.pop(k) for k in ("missing", "key", "rows") if k in fields}
         body = prediction_request(data_owner=data_owner, model_owner=model_owner, **{
             k: v for k, v in fields.items() if k != "timeout"}, **signed_only)
         request = PredictionRequest(data_owner=data_owner, model_owner=model_owner,

@@ -501,7 +501,8 @@ class PartyNode:
                 raise PolicyError(f"{me} answers under differential privacy: a row with a "
                                   "missing feature is left out, never refused (ask with "
                                   "missing='drop')")
-            job, prepared = self._prepare_padded(r, req, draft, columns, mask, trail)
+            job, prepared = self._prepare_padded(r, req, draft, columns, mask, trail,
+                                                 asked.rows)
             assert isinstance(job, DataOwnerJob)
             job.key_column = key
             return job, prepared
@@ -530,11 +531,15 @@ class PartyNode:
 
     def _prepare_padded(self, r: PrepareDataOwner, req: PolicyRequest,
                         draft: linear.InferenceSpec, columns: list[str],
-                        mask: np.ndarray | None, trail: list[PolicyRequest]
+                        mask: np.ndarray | None, trail: list[PolicyRequest], rows: int = 0
                         ) -> tuple[Job, Prepared]:
         """The data owner under a DP policy: the inference runs on a public number of rows (the
-        selected ones, then dummies); no cohort or feature refusal (:mod:`.dp_outputs`)."""
-        size = dp_outputs.padded_rows(self.table.n_rows, self.cfg.policy.max_inference_rows)
+        selected ones, then dummies); no cohort or feature refusal (:mod:`.dp_outputs`).  The
+        size is ``rows`` when the analyst chose one (issue 13: a model owner's
+        ``max_rows_per_request`` below the padded size refused every inference), else the padded
+        size of the table; extra usable rows get no prediction."""
+        size = rows or dp_outputs.padded_rows(self.table.n_rows,
+                                              self.cfg.policy.max_inference_rows)
         self.policy.check_cost(req, cost.inference_cost(draft, rows=size), rows_public=True)
         padded = dp_outputs.pad_features(self.table, columns, mask, size, draft.feature_bound)
         spec = replace(draft, n_samples=size)

@@ -41,14 +41,15 @@ def prediction_request(*, data_owner: str, model_owner: str, model: str = "", wh
                        backend: str = "ss", output: str = "prediction",
                        feature_bound: float = 0.0, frac_bits: int = 0,
                        ckks_preset: str = "", missing: str = "drop",
-                       key: str = "") -> dict[str, Any]:
+                       key: str = "", rows: int = 0) -> dict[str, Any]:
     """The request body an analyst signs for a prediction (``missing``: ``drop`` or
     ``error``, for data-owner rows with a missing feature; ``key``: the data owner's column to
-    write beside its predictions, ``""`` for its policy's default)."""
+    write beside its predictions, ``""`` for its policy's default; ``rows``: the public size of
+    the inference at a data owner under DP, 0 for its padded table size)."""
     return {"data_owner": data_owner, "model_owner": model_owner, "model": model,
             "where": where.strip(), "backend": str(backend), "output": str(output),
             "feature_bound": float(feature_bound), "frac_bits": int(frac_bits),
-            "ckks_preset": ckks_preset, "missing": missing, "key": key}
+            "ckks_preset": ckks_preset, "missing": missing, "key": key, "rows": int(rows)}
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class SignedPrediction:
     ckks_preset: str
     missing: str = "drop"
     key: str = ""
+    rows: int = 0
 
 
 def _text(body: Mapping[str, Any], name: str) -> str:
@@ -123,6 +125,9 @@ def prediction_of(signed: Signed) -> SignedPrediction:
     key = body.get("key", "")
     if not isinstance(key, str) or len(key) > 256:
         raise InputError("the signed request's key column is malformed")
+    rows = body.get("rows", 0)
+    if isinstance(rows, bool) or not isinstance(rows, int) or not 0 <= rows <= 1 << 24:
+        raise InputError("the signed request's inference size is malformed")
     return SignedPrediction(signed, _text(body, "data_owner"), _text(body, "model_owner"),
                             _text(body, "model"), _text(body, "where"), backend, output,
-                            float(bound), bits, _text(body, "ckks_preset"), missing, key)
+                            float(bound), bits, _text(body, "ckks_preset"), missing, key, rows)

@@ -279,7 +279,7 @@ def test_predict_missing_and_out_of_bound_features_are_dummies(fed, neighbours, 
             exact_mode(fed, m)
             strict = {"missing": "error"} if np.isnan(bad["chol"]) else {}
             neighbours(True, **bad)
-            refused = _outcome(lambda s=strict: fed.predict(  # type: ignore[misc]
+            refused = _outcome(lambda s=strict: fed.predict(
                 OWNER, LAB, model="risk", where=where, feature_bound=1000.0, **s))
             assert refused[0] == "refused", bad
             if strict:  # left out by default: a row with a gap counts as no row at all

@@ -173,3 +173,58 @@ def test_a_bound_changed_on_the_way_to_the_model_owner_is_refused() -> None:
     with pytest.raises(PolicyError, match="was given another feature bound"):
         simulator.run({"data": data_owner, "model": model_owner(1024.0)})
     assert sent == []
+
+
+# ------------------------------------------------------- a DP data owner: the public size
+
+
+@pytest.fixture(scope="module")
+def dp_world(tmp_path_factory):
+    """``clinic-a`` under its default DP policy with 40 rows (padded size 64); ``clinic-c``'s
+    model allows 32 rows per request."""
+    from dataclasses import replace
+
+    from parties.config import ModelPolicy
+
+    d = tmp_path_factory.mktemp("infer-dp")
+    rng = np.random.default_rng(4040)
+    n = 40
+    _write(d / "clinic-a.csv", [f"P{k}" for k in range(n)], rng.normal(55, 12, n),
+           rng.normal(27, 4, n))
+    _write(d / "clinic-c.csv", [f"Q{k}" for k in range(n)], rng.normal(55, 12, n),
+           rng.normal(27, 4, n))
+    model = {"kind": "logistic", "features": ["age", "bmi"], "coefficients": [0.02, 0.05],
+             "intercept": -2.0}
+    (d / "risk.json").write_text(json.dumps(model))
+    init_federation(d / "fed", [d / "clinic-a.csv", d / "clinic-c.csv"],
+                    models={"clinic-c": d / "risk.json"})
+    path = Layout(d / "fed").config("clinic-c")
+    cfg = load_party_config(path)
+    cfg.policy.models = {"risk": replace(ModelPolicy(), max_rows_per_request=32)}
+    save_config(cfg, path)
+    with InProcessFederation.open(d / "fed") as fed:
+        yield fed, n
+
+
+def test_a_dp_data_owner_runs_at_the_size_the_analyst_chose(dp_world) -> None:
+    """The padded size (64) exceeds the model's 32 rows per request: refused, as before.  With
+    ``rows=32`` (public, chosen by the analyst) it runs: 32 predictions reported, and the file
+    holds the first 32 usable rows (table order); ``rows=16`` holds 16 -- never the filter's
+    count, which the analyst's number does not depend on."""
+    from parties.errors import LimitExceeded
+    from parties.privacy.dp_outputs import padded_rows
+
+    fed, n = dp_world
+    assert padded_rows(n, fed.parties["clinic-a"].cfg.policy.max_inference_rows) == 64
+    with pytest.raises((NodeBlamed, LimitExceeded), match="max_rows_per_request"):
+        fed.predict("clinic-a", "clinic-c")
+    for rows in (32, 16):
+        p = fed.predict("clinic-a", "clinic-c", rows=rows)
+        assert p.n_predictions == rows
+        got = rows_of(fed, p.output_path)
+        assert [int(r["row"]) for r in got] == list(range(1, rows + 1))
+        assert all(0.0 < float(r["prediction"]) < 1.0 for r in got)
+    p = fed.predict("clinic-a", "clinic-c", rows=32, where="age > 1000")
+    assert p.n_predictions == 32 and rows_of(fed, p.output_path) == []
+    with pytest.raises(NodeBlamed, match="missing feature is left out, never refused"):
+        fed.predict("clinic-a", "clinic-c", rows=32, missing="error")
