@@ -103,6 +103,11 @@ def test_rows_with_a_gap_are_left_out_and_the_file_carries_the_key(world) -> Non
     bound = logit_bound_to_probability(
         ss_logit_bound(folded.weights, folded.intercept, Xc) + float_gap(model, Xc))
     assert np.all(np.abs(got - pipe.predict_proba(Xc)[:, 1]) <= bound)
+    from parties.federation.demo import read_predictions  # the demo's reader: NaN for a gap
+
+    read = read_predictions(Path(p.output_path))
+    assert np.isnan(read).sum() == len(GAPS)
+    np.testing.assert_array_equal(read[~np.isnan(read)], got)
     log = AuditLog(fed.parties["clinic-a"].cfg.database)
     released = [r.event for r in log.records(limit=None)
                 if r.event.get("session_id") == p.session_id
