@@ -334,7 +334,7 @@ def check_features(spec: InferenceSpec, X: np.ndarray,
                          f"({spec.n_samples}, {spec.n_features})")
 
     def name(j: int) -> str:
-        return repr(str(names[j])) if names is not None and j < len(names) else f"#{j + 1}"
+        return repr(str(names[j])) if names is not None else f"#{j + 1}"
 
     finite = np.isfinite(X).all(axis=0)
     if not finite.all():

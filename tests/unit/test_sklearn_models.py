@@ -221,23 +221,24 @@ def test_the_checks_apply_to_the_folded_model_in_raw_units() -> None:
 
 def test_feature_refusals_name_the_feature_never_the_value() -> None:
     """The data owner's checks name the column (or its 1-based position when no names are
-    given) of the first bad feature; only the private message (its own log) has the largest
-    value, the public one never."""
-    spec = linear.InferenceSpec("linear", 2, 3, feature_bound=10.0)
-    gap = np.array([[1.0, 2.0, 3.0], [1.0, np.nan, np.inf]])
+    given) of the first bad feature -- the bad cells sit in a row whose number differs from
+    their column's, so a check per row instead of per column names the wrong one; only the
+    private message (its own log) has the largest value, the public one never."""
+    spec = linear.InferenceSpec("linear", 3, 3, feature_bound=10.0)
+    gap = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [1.0, np.nan, np.inf]])
     with pytest.raises(InputError, match=r"^feature 'bmi' has NaN or infinite values$"):
         linear.check_features(spec, gap, ("age", "bmi", "chol"))
     with pytest.raises(InputError, match=r"^feature #2 has NaN or infinite values$"):
         linear.check_features(spec, gap)
-    big = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, -12.5]])
-    big[0, 0] = 11.25
+    big = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [11.25, 2.0, 3.0]])
+    big[1, 2] = -12.5
     with pytest.raises(EncodingRangeError) as ei:
         linear.check_features(spec, big)
     assert ei.value.public == ("a feature value exceeds the declared feature bound 10 in "
                                "feature #1; raise the bound (--feature-bound) or scale the "
                                "feature")
     assert str(ei.value) == ei.value.public + " (largest: 11.25)"
-    big[0, 0] = 10.0  # at the bound: accepted; the third column is next
+    big[2, 0] = 10.0  # at the bound: accepted; the third column is next
     with pytest.raises(EncodingRangeError) as ei:
         linear.check_features(spec, big, ("age", "bmi", "chol"))
     assert "feature 'chol'" in ei.value.public and "12.5" not in ei.value.public
