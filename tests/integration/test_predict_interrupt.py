@@ -9,8 +9,8 @@ after the analyst left and the data owner wrote ``outputs/<session>.csv.enc``; n
 coordinator sees the analyst's call closed before the release and aborts the session: the data
 owner drops its predictions unwritten.  The command exits 130 ("interrupted").
 
-Cost: one two-party federation (the parties, then the coordinator with the fault) and a stall
-of a few seconds.
+Cost: one two-party federation (the parties and the coordinator with the fault started side by
+side) and a stall of a few seconds.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from smpc.linear import LinearModel
 from .conftest import write_csv
 from .conftest_hardening import active_sessions, wait_for
 
-STALL = 4.0  # seconds the coordinator sleeps at mid-run: ample time to interrupt the client
+STALL = 3.0  # seconds the coordinator sleeps at mid-run: ample time to interrupt the client
 
 
 def test_ctrl_c_in_smpc_predict_leaves_no_output_file(tmp_path):
@@ -46,9 +47,14 @@ def test_ctrl_c_in_smpc_predict_leaves_no_output_file(tmp_path):
     layout = federation.Layout(directory)
     outputs = layout.outputs("org-a")
     try:
-        federation.up(directory, timeout=90, nodes=["org-a", "org-c"])
-        federation.up(directory, timeout=90, nodes=["coordinator"],
-                      env={"SMPC_FAULT": f"stall:mid-run:{STALL}"})
+        # the parties and the coordinator (with the fault) start side by side
+        with ThreadPoolExecutor(2) as pool:
+            started = [pool.submit(federation.up, directory, timeout=90,
+                                   nodes=["org-a", "org-c"]),
+                       pool.submit(federation.up, directory, timeout=90, nodes=["coordinator"],
+                                   env={"SMPC_FAULT": f"stall:mid-run:{STALL}"})]
+            for f in started:
+                f.result()
         proc = subprocess.Popen(
             [sys.executable, "-m", "parties.cli", "predict", "--federation", str(directory),
              "--data-owner", "org-a", "--model-owner", "org-c", "--timeout", "60"],
