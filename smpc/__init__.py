@@ -35,6 +35,8 @@ _CORE: dict[str, str] = {
     "PrivacyCost": "smpc.dp",
     "LinearModel": "smpc.linear",
     "InferenceSpec": "smpc.linear",
+    "Scaler": "smpc.linear",
+    "model_from_sklearn": "smpc.sklearn_models",
     "Backend": "smpc.names",
     "Statistic": "smpc.names",
     "ModelKind": "smpc.names",

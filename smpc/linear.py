@@ -29,8 +29,16 @@ a logistic model).
     of its own (so that the decryption noise cannot carry information about
     ``w`` beyond ``X w + b``), and returns the logits.  The data owner decrypts
     and applies the exact sigmoid; ``output="encrypted-sigmoid"`` has the model
-    owner evaluate a degree-3 approximation under encryption instead (see
-    :func:`smpc.ckks.sigmoid_poly3` for its input range and error).
+    owner evaluate a degree-3 approximation under encryption instead (the
+    ``sigmoid`` preset): within 0.0608 of the sigmoid on logits in [-5, 5] (plus
+    the CKKS error and the flood), and refused by the model owner whenever
+    ``||w||_1 feature_bound + |b|`` could leave that range (:func:`check_model`).
+
+Scaler
+    A model may carry the standardisation it was trained after (:class:`Scaler`).
+    The model owner folds it into its weights before anything runs
+    (:meth:`LinearModel.folded`), so the protocols, the data owner's checks (in
+    its raw units) and the model owner's noise are those of a plain linear model.
 
 What each party learns
     The model owner learns ``m`` and ``d`` (public sizes) and nothing else: it
@@ -55,7 +63,7 @@ Cancellation
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -83,16 +91,64 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Scaler:
+    """A per-feature standardisation ``(x - mean) / scale`` the model was trained after
+    (scikit-learn's ``StandardScaler``: ``mean_`` and ``scale_``).
+
+    Checked when made: as many entries as the model has features, every one finite, every
+    scale positive.  It is the model owner's (part of its model file, never sent): the owner
+    folds it into the weights (:meth:`LinearModel.folded`), so the protocol and what the data
+    owner sends -- its raw features -- are unchanged.
+    """
+
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+            object.__setattr__(self, "scale", tuple(float(v) for v in self.scale))
+        except (TypeError, ValueError):
+            raise InputError("the model's scaler mean and scale must be lists of numbers"
+                             ) from None
+        if len(self.mean) != len(self.scale):
+            raise InputError(f"the model's scaler has {len(self.mean)} means and "
+                             f"{len(self.scale)} scales")
+        if not all(math.isfinite(v) for v in (*self.mean, *self.scale)):
+            raise InputError("the model's scaler mean and scale must be finite")
+        bad = [j for j, v in enumerate(self.scale) if not v > 0]
+        if bad:
+            raise InputError(f"the model's scaler scale must be positive (entry {bad[0]} "
+                             "is not)")
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {"mean": list(self.mean), "scale": list(self.scale)}
+
+    @classmethod
+    def from_json(cls, doc: Any) -> Scaler:
+        if not isinstance(doc, dict) or set(doc) != {"mean", "scale"}:
+            raise InputError('the model\'s scaler is {"mean": [...], "scale": [...]}')
+        if not isinstance(doc["mean"], list) or not isinstance(doc["scale"], list):
+            raise InputError("the model's scaler mean and scale must be lists of numbers")
+        return cls(tuple(doc["mean"]), tuple(doc["scale"]))
+
+
+@dataclass(frozen=True)
 class LinearModel:
-    """A linear or logistic model: ``kind``, feature names, coefficients, intercept.
+    """A linear or logistic model: ``kind``, feature names, coefficients, intercept, and
+    optionally the :class:`Scaler` its coefficients apply after.
 
     ``kind`` may be given as a string; it is normalised to :class:`~smpc.names.ModelKind`.
+    With a scaler the model computes ``sum_j w_j (x_j - mean_j) / scale_j + b`` on the raw
+    features ``x``; :meth:`folded` is the same model without a scaler (what the protocols
+    run), so the data owner's feature bounds and checks stay in its raw units.
     """
 
     kind: ModelKind
     features: tuple[str, ...]
     coefficients: tuple[float, ...]
     intercept: float = 0.0
+    scaler: Scaler | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(str(f) for f in self.features))
@@ -118,19 +174,50 @@ class LinearModel:
             )
         if not all(math.isfinite(c) for c in (*self.coefficients, self.intercept)):
             raise InputError("model coefficients and intercept must be finite")
+        if self.scaler is not None:
+            if not isinstance(self.scaler, Scaler):
+                raise InputError("the model's scaler must be a Scaler")
+            if len(self.scaler.mean) != len(self.features):
+                raise InputError(f"the model names {len(self.features)} features but its "
+                                 f"scaler has {len(self.scaler.mean)} entries")
+            self.folded()  # refuses a scaler whose folded weights are not finite
 
     @property
     def weights(self) -> np.ndarray:
+        """The coefficients as an array (after the scaler, if the model has one)."""
         return np.asarray(self.coefficients, dtype=np.float64)
 
+    def folded(self) -> LinearModel:
+        """The same model on raw features, without a scaler: ``w'_j = w_j / scale_j`` and
+        ``b' = b - sum_j w_j mean_j / scale_j`` (the model itself if it has no scaler).
+
+        Exact up to float64 rounding (relative ``2^-53`` per weight, ``gamma(d+1)`` of
+        ``|b| + sum_j |w_j mean_j / scale_j|`` on the intercept).  This is what the model owner
+        runs: the protocol, its range checks, the flood and the prediction noise (on the logit,
+        which folding does not change) see the folded model."""
+        if self.scaler is None:
+            return self
+        with np.errstate(over="ignore", invalid="ignore"):
+            w = self.weights / np.asarray(self.scaler.scale)
+            b = self.intercept - float(np.dot(w, np.asarray(self.scaler.mean)))
+        if not (np.isfinite(w).all() and math.isfinite(b)):
+            raise InputError("the model's scaler folds into weights that are not finite "
+                             "(a scale is too small)")
+        return LinearModel(self.kind, self.features, tuple(w.tolist()), b)
+
     def predict_plain(self, X: np.ndarray) -> np.ndarray:
-        """Plaintext reference: what the secure protocols must reproduce."""
-        z = np.asarray(X, dtype=np.float64) @ self.weights + self.intercept
+        """Plaintext reference: what the secure protocols must reproduce (on raw features)."""
+        m = self.folded()
+        z = np.asarray(X, dtype=np.float64) @ m.weights + m.intercept
         return sigmoid(z) if self.kind == ModelKind.LOGISTIC else z
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": str(self.kind), "features": list(self.features),
-                "coefficients": list(self.coefficients), "intercept": self.intercept}
+        doc: dict[str, Any] = {"kind": str(self.kind), "features": list(self.features),
+                               "coefficients": list(self.coefficients),
+                               "intercept": self.intercept}
+        if self.scaler is not None:
+            doc["scaler"] = self.scaler.to_json()
+        return doc
 
     @classmethod
     def from_json(cls, doc: Any) -> LinearModel:
@@ -139,13 +226,14 @@ class LinearModel:
         missing = {"kind", "features", "coefficients"} - set(doc)
         if missing:
             raise InputError(f"the model is missing {', '.join(sorted(missing))}")
-        unknown = set(doc) - {"kind", "features", "coefficients", "intercept"}
+        unknown = set(doc) - {"kind", "features", "coefficients", "intercept", "scaler"}
         if unknown:
             raise InputError(f"unknown model field(s): {', '.join(sorted(unknown))}")
         if not isinstance(doc["features"], list) or not isinstance(doc["coefficients"], list):
             raise InputError("model features and coefficients must be lists")
+        scaler = None if doc.get("scaler") is None else Scaler.from_json(doc["scaler"])
         return cls(doc["kind"], tuple(doc["features"]), tuple(doc["coefficients"]),
-                   doc.get("intercept", 0.0))
+                   doc.get("intercept", 0.0), scaler)
 
 
 @dataclass(frozen=True)
@@ -154,7 +242,9 @@ class InferenceSpec:
 
     ``feature_bound`` is a public bound on ``|x|`` that the data owner checks
     and the model owner relies on (``ss`` range guarantee, and the input range
-    of the encrypted sigmoid).  ``kind``, ``backend`` and ``output`` may be given
+    of the encrypted sigmoid).  ``ckks_preset`` left empty is ``"sigmoid"`` for
+    ``output="encrypted-sigmoid"`` (the only output that needs its depth) and
+    ``"aggregate"`` otherwise.  ``kind``, ``backend`` and ``output`` may be given
     as strings; they are normalised to :class:`~smpc.names.ModelKind`,
     :class:`~smpc.names.Backend` and :class:`~smpc.names.InferenceOutput`
     (:meth:`to_json` writes the strings).
@@ -167,7 +257,7 @@ class InferenceSpec:
     feature_bound: float = 1024.0
     frac_bits: int = DEFAULT_FRAC_BITS
     output: InferenceOutput = InferenceOutput.PREDICTION
-    ckks_preset: str = "aggregate"
+    ckks_preset: str = ""
     flood_bits: int = 16
 
     def __post_init__(self) -> None:
@@ -199,6 +289,12 @@ class InferenceSpec:
         if output == InferenceOutput.ENCRYPTED_SIGMOID and (backend != Backend.CKKS
                                                             or kind != ModelKind.LOGISTIC):
             raise InputError("an encrypted sigmoid needs a logistic model on the ckks backend")
+        if not isinstance(self.ckks_preset, str):
+            raise InputError("the CKKS preset must be a name")
+        if not self.ckks_preset:  # the preset with the depth the output needs
+            object.__setattr__(self, "ckks_preset",
+                               "sigmoid" if output == InferenceOutput.ENCRYPTED_SIGMOID
+                               else "aggregate")
         if not 0 <= self.flood_bits <= 30:
             raise InputError("flood_bits must be between 0 (no flooding) and 30")
         FixedPoint(self.frac_bits)
@@ -225,20 +321,32 @@ class InferenceSpec:
             raise InputError(f"malformed inference spec: {exc}") from None
 
 
-def check_features(spec: InferenceSpec, X: np.ndarray) -> np.ndarray:
-    """The data owner's local checks: shape, finiteness and the public bound."""
+def check_features(spec: InferenceSpec, X: np.ndarray,
+                   names: Sequence[str] | None = None) -> np.ndarray:
+    """The data owner's local checks: shape, finiteness and the public bound.
+
+    A refusal names the feature (``names[j]``, or its 1-based position) and the public bound;
+    only the message the data owner keeps (``str``, its own log) names the largest value, the
+    one it may send (``public``) does not."""
     X = np.asarray(X, dtype=np.float64)
     if X.shape != (spec.n_samples, spec.n_features):
         raise InputError(f"features have shape {X.shape}, the request says "
                          f"({spec.n_samples}, {spec.n_features})")
-    if not np.isfinite(X).all():
-        raise InputError("the features contain NaN or infinite values")
-    worst = float(np.abs(X).max())
-    if worst > spec.feature_bound:
-        advice = f"the declared feature bound {spec.feature_bound:g}; raise the bound or " \
-            "scale the feature"
-        raise EncodingRangeError(f"a feature value {worst:.6g} exceeds {advice}",
-                                 public=f"a feature value exceeds {advice}")
+
+    def name(j: int) -> str:
+        return repr(str(names[j])) if names is not None else f"#{j + 1}"
+
+    finite = np.isfinite(X).all(axis=0)
+    if not finite.all():
+        raise InputError(f"feature {name(int(np.argmin(finite)))} has NaN or infinite values")
+    within = (np.abs(X) <= spec.feature_bound).all(axis=0) if X.size else finite
+    if not within.all():
+        j = int(np.argmin(within))
+        head = "a feature value exceeds the declared feature bound"
+        advice = f"{spec.feature_bound:g} in feature {name(j)}; raise the bound " \
+            "(--feature-bound) or scale the feature"
+        raise EncodingRangeError(f"{head} {advice} (largest: {np.abs(X[:, j]).max():.6g})",
+                                 public=f"{head} {advice}")
     return X
 
 
@@ -250,7 +358,15 @@ NOISE_TAIL_SIGMAS = 12.0
 def check_model(spec: InferenceSpec, model: LinearModel, *, noise_std: float = 0.0) -> None:
     """The model owner's local checks: agreement with the spec and the output range (with
     ``noise_std``, the std of the noise it adds to the logits, :data:`NOISE_TAIL_SIGMAS` of it
-    included)."""
+    included).  A model with a scaler is checked folded (:meth:`LinearModel.folded`), in the
+    data owner's raw units.
+
+    For ``output="encrypted-sigmoid"`` the logits must stay in the cubic's input range
+    ``[-SIGMOID_BOUND, SIGMOID_BOUND]`` = [-5, 5], where its error is at most 0.0608 (plus the
+    preset's CKKS error and the flood): refused when ``||w||_1 feature_bound + |b|`` could
+    leave it (outside it the cubic is not a sigmoid: -8 to 621 at logits of +-30).  The
+    public message names no weight."""
+    model = model.folded()
     if model.kind != spec.kind:
         raise InputError(f"the request says a {spec.kind} model, the model is {model.kind}")
     if len(model.features) != spec.n_features:
@@ -269,6 +385,14 @@ def check_model(spec: InferenceSpec, model: LinearModel, *, noise_std: float = 0
                 f"a prediction could reach {worst:.6g}, beyond the fixed-point bound "
                 f"{limit:.6g} {advice}",
                 public=f"a prediction could exceed the fixed-point bound {advice}")
+    if spec.output == InferenceOutput.ENCRYPTED_SIGMOID:
+        reach = float(np.abs(model.weights).sum() * spec.feature_bound + abs(model.intercept))
+        if not reach <= ckks.SIGMOID_BOUND:
+            advice = f"the encrypted sigmoid is accurate only for logits in " \
+                f"[-{ckks.SIGMOID_BOUND:g}, {ckks.SIGMOID_BOUND:g}]; lower the feature bound " \
+                "or ask for output=prediction (the exact sigmoid, applied by the data owner)"
+            raise EncodingRangeError(f"a logit could reach {reach:.6g}: {advice}",
+                                     public=f"a logit could leave that range: {advice}")
 
 
 # ---------------------------------------------------------------------------
@@ -331,6 +455,7 @@ def run_model_owner_ss(t: Transport, spec: InferenceSpec, model: LinearModel, *,
     (:func:`prediction_noise_ulps`): the data owner learns ``X w + b + noise``."""
     t.check_cancelled()  # pragma: no mutate (liveness only)
     check_model(spec, model, noise_std=noise_std)
+    model = model.folded()
     codec = spec.codec
     parties = [data_owner, t.me]
     shared_w = sharing.share_with_seeds(codec.encode(model.weights, what="coefficient"), 1,
@@ -430,6 +555,7 @@ def run_model_owner_ckks(t: Transport, spec: InferenceSpec, model: LinearModel, 
     noise: a flood at least that large serves as both)."""
     t.check_cancelled()  # pragma: no mutate (liveness only)
     check_model(spec, model)
+    model = model.folded()
     data = t.recv_bytes(data_owner, f"{tag}/ctx", max_len=ckks.MAX_CONTEXT_BYTES)
     try:
         ctx = ckks.load_context(data)

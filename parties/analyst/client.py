@@ -423,12 +423,25 @@ class Client:
         where: str | None = None, backend: str = "ss", output: str = "prediction",
         feature_bound: float | None = None, frac_bits: int | None = None,
         ckks_preset: str | None = None, timeout: float | None = None,
+        missing: str = "drop", key: str | None = None, rows: int | None = None,
     ) -> Prediction:
         """Apply ``model_owner``'s model to ``data_owner``'s rows matching ``where``.
 
         Only the data owner learns the predictions (written to a CSV on its
-        host); the analyst gets the count and that path.
+        host); the analyst gets the count and that path.  ``missing``: a row with a
+        missing feature is left out (``"drop"``: no prediction, an empty cell in the file) or
+        refuses the inference (``"error"``); ``key``: the data owner's column written beside
+        the predictions (it must be one its policy declares, ``prediction-key``; default: the
+        one it declares, if any).  ``feature_bound`` left out: the data owner's declared
+        ``bounds`` of the features, else 1024.  ``rows``: the public size of the inference at
+        a data owner under DP (default: its table's size rounded up to a power of two); an
+        exact data owner predicts its selected rows whatever it says.
         """
+        if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int)
+                                 or not 1 <= rows <= 1 << 24):
+            raise InputError(f"rows must be a whole number from 1 to {1 << 24}, not {rows!r}")
+        if missing not in ("drop", "error"):
+            raise InputError(f"missing must be 'drop' or 'error', not {missing!r}")
         req = pb.PredictRequest(
             data_owner=data_owner, model_owner=model_owner, model=model or "",
             where=where or "", backend=backend, output=output,
@@ -443,7 +456,8 @@ class Client:
             data_owner=data_owner, model_owner=model_owner, model=model or "",
             where=where or "", backend=backend, output=output,
             feature_bound=float(feature_bound or 0.0), frac_bits=int(frac_bits or 0),
-            ckks_preset=ckks_preset or ""), "prediction")
+            ckks_preset=ckks_preset or "", missing=missing, key=key or "",
+            rows=rows or 0), "prediction")
         try:
             r = self._stub.Predict(req, timeout=self._timeout(timeout) + 10.0)
         except grpc.RpcError as err:

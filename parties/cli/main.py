@@ -225,7 +225,18 @@ def _parser() -> argparse.ArgumentParser:
     pred.add_argument("--where")
     pred.add_argument("--output", choices=("prediction", "logit", "encrypted-sigmoid"),
                       default="prediction")
-    pred.add_argument("--feature-bound", type=float, help="public bound on |feature|")
+    pred.add_argument("--feature-bound", type=float,
+                      help="public bound on |feature| (default: the data owner's declared "
+                           "bounds of the features, else 1024)")
+    pred.add_argument("--missing", choices=("drop", "error"), default="drop",
+                      help="a row with a missing feature: left out (no prediction, an empty "
+                           "cell in the file) or an error")
+    pred.add_argument("--key", help="the data owner's column written beside the predictions "
+                                    "(one its policy declares under prediction-key; default: "
+                                    "the one it declares)")
+    pred.add_argument("--rows", type=int, help="the public size of the inference at a data "
+                                               "owner under differential privacy (default: "
+                                               "its table size rounded up to a power of two)")
     pred.add_argument("--timeout", type=_seconds, default=120.0)
     pred.add_argument("--json", action="store_true")
     pred.set_defaults(func=_cmd_predict)
@@ -242,6 +253,9 @@ def _add_optional_commands(sub: Any) -> None:
         pass
     else:
         add_audit_parser(sub)
+    from parties.cli.model import add_model_parser
+
+    add_model_parser(sub)
     sub.add_parser("bench", help="benchmarks of the ciphertext math and the protocols "
                                  "(smpc bench --help; --json: a JSON document on stdout)")
 
@@ -426,7 +440,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     with Client(args.federation, timeout=args.timeout) as client:
         p = client.predict(args.data_owner, args.model_owner, model=args.model,
                            where=args.where, backend=args.backend, output=args.output,
-                           feature_bound=args.feature_bound)
+                           feature_bound=args.feature_bound, missing=args.missing,
+                           key=args.key, rows=args.rows)
     doc = {"session_id": p.session_id, "data_owner": p.data_owner,
            "n_predictions": p.n_predictions, "output_path": p.output_path, "kind": p.kind,
            "backend": p.backend}

@@ -441,4 +441,4 @@ AnyConfig = FederationConfig | PartyConfig | CoordinatorConfig | DealerConfig
 #: The computations a policy can name in ``columns_by_computation``: every statistic of
 #: :mod:`smpc.stats`, and ``predict`` (the features of an inference run on the party's rows).
 POLICY_COMPUTATIONS = ("count", "sum", "mean", "var", "std", "cov", "corr", "histogram",
-                       "quantiles", "linreg", "predict")
+                       "quantiles", "linreg", "predict", "prediction-key")

@@ -9,7 +9,12 @@ data owner writes its predictions) -> DONE.
 RELEASE: the data owner answers the first ``Await`` with ``ready`` and keeps its predictions
 in memory; only once every other participant finished does the coordinator ``Await`` it
 again, and only then does it write them (:mod:`parties.node`).  A failure anywhere before that
--- or a coordinator that dies -- leaves nothing written.
+-- or a coordinator that dies -- leaves nothing written.  Nor does an analyst that went away
+(Ctrl-C in ``smpc predict``, a killed process, a lost connection): the coordinator checks that
+the analyst's call is still open (``analyst_present``) before it lets the data owner write, and
+aborts the session everywhere otherwise -- the data owner drops its predictions unwritten.  The
+one window left is the data owner's final write itself: an analyst that leaves during it (after
+the check) finds the file written and its own call failed.
 
 What the coordinator learns: the sizes of the inference and where the predictions are stored;
 never a feature, a weight, an opened Beaver value or a prediction.  As the default dealer it also
@@ -19,6 +24,7 @@ owner); it never chooses a mask, and a wrong correction fails the owners' check,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -64,9 +70,11 @@ class PredictionProtocol(Protocol):
     name: ClassVar[str] = "prediction"
     stages: ClassVar[tuple[Stage, ...]] = (Stage.PREPARE, Stage.RUN, Stage.AWAIT, Stage.RELEASE)
 
-    def __init__(self, coord: Coordinator, analyst: str, request: PredictionRequest) -> None:
+    def __init__(self, coord: Coordinator, analyst: str, request: PredictionRequest,
+                 analyst_present: Callable[[], bool] | None = None) -> None:
         self.coord = coord
         self.analyst = analyst
+        self.analyst_present = analyst_present
         self.request = r = request
         members = {r.data_owner: SessionRole.DATA_OWNER, r.model_owner: SessionRole.MODEL_OWNER}
         self.dealer: str | None = None
@@ -132,8 +140,12 @@ class PredictionProtocol(Protocol):
             signed_request=self._envelope)
         answer = self.coord.prepare(st, {r.data_owner: data_req})[r.data_owner]
         spec = answer.spec
+        # the data owner fills in the feature bound its policy declares when the analyst gave
+        # none (parties.node.inference); the model owner's check of it is on the owners' channel
+        bound = r.feature_bound or (spec.feature_bound
+                                    if isinstance(spec, linear.InferenceSpec) else 0.0)
         if not isinstance(spec, linear.InferenceSpec) or \
-                spec != replace(draft, n_samples=spec.n_samples):
+                spec != replace(draft, n_samples=spec.n_samples, feature_bound=bound):
             raise NodeBlamed(r.data_owner, f"{r.data_owner} returned an inconsistent spec",
                              grpc.StatusCode.ABORTED)
         self.spec = spec
@@ -167,6 +179,10 @@ class PredictionProtocol(Protocol):
     def release(self) -> None:
         """Everyone finished: the data owner may write its predictions now."""
         assert self.outcome is not None
+        if self.analyst_present is not None and not self.analyst_present():
+            raise NodeBlamed(self.analyst, f"the analyst {self.analyst} went away before the "
+                             "predictions were released: nothing was written",
+                             grpc.StatusCode.CANCELLED)
         if self.outcome.status == "ready":
             owner = self.request.data_owner
             self.outcome = self.coord.control.await_(owner, self.state.id,

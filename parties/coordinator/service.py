@@ -261,7 +261,9 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         coord = self.node.coordinator
         typed = prediction_request(request, self.node.cfg.federation,
                                    caller=caller(context).name, ca_cert=self.node.ca_cert)
-        p = coord.execute(PredictionProtocol(coord, caller(context).name, typed))
+        # an analyst that went away (Ctrl-C, a lost connection) gets nothing written
+        p = coord.execute(PredictionProtocol(coord, caller(context).name, typed,
+                                             analyst_present=context.is_active))
         return pb.PredictResponse(session_id=p.session_id, data_owner=p.data_owner,
                                   n_predictions=p.n_predictions, output_path=p.output_path,
                                   kind=p.kind, backend=p.backend)

@@ -130,18 +130,23 @@ class FederationExecutor:
 
 
 def read_predictions(path: Path) -> np.ndarray:
-    """The predictions a data owner's node stored for one session (in row order).
+    """The predictions a data owner's node stored for one session (in row order; NaN for a
+    selected row left out for a missing feature).
 
     The file is encrypted at rest; it is decrypted with the data owner's
     at-rest key, found through its config next to the outputs directory of a
     local federation (``nodes/<party>/config.json``).
     """
+    import csv
+
     from parties.privacy.outputs import read_output
 
     config = Path(path).parents[1] / "config.json"
     text = read_output(config, path).decode()
-    rows = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, ndmin=2)
-    return rows[np.argsort(rows[:, 0]), 1]
+    rows = sorted(csv.DictReader(io.StringIO(text)), key=lambda r: int(r["row"]))
+    # the file may carry the data owner's key column, and rows left out for a missing
+    # feature (an empty prediction: NaN here)
+    return np.array([float(r["prediction"]) if r["prediction"] else np.nan for r in rows])
 
 
 class SimulatedExecutor:

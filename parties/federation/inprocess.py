@@ -339,10 +339,12 @@ class InProcessFederation:
         return outcome["result"]
 
     def predict(self, data_owner: str, model_owner: str, **options: Any) -> Predicted:
-        """One inference (``options``: the fields of :class:`PredictionRequest`)."""
+        """One inference (``options``: the fields of :class:`PredictionRequest`, and ``missing``
+        and ``key``, which only the signed request carries)."""
         fields = {"timeout": 60.0, **options}
+        signed_only = {k: fields.pop(k) for k in ("missing", "key", "rows") if k in fields}
         body = prediction_request(data_owner=data_owner, model_owner=model_owner, **{
-            k: v for k, v in fields.items() if k != "timeout"})
+            k: v for k, v in fields.items() if k != "timeout"}, **signed_only)
         request = PredictionRequest(data_owner=data_owner, model_owner=model_owner,
                                     signed=self.sign(body, "prediction"), **fields)
         coord = self.coordinator

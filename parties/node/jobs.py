@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from parties.errors import PolicyError
 from parties.pki.signed import context_hash
 from parties.privacy.models import (
     MAX_REQUIREMENTS_BYTES,
@@ -126,6 +127,8 @@ class DataOwnerJob(Job):
 
     features: tuple[str, ...] = ()   # the columns of ``rows``, as the coordinator named them
     me: str = ""
+    key_column: str | None = None    # written beside the predictions (parties.node.inference)
+    left_out: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # row numbers
 
     def run(self, t: Transport) -> tuple[Ready, str]:
         numbers = np.asarray(self.row_numbers)
@@ -136,6 +139,10 @@ class DataOwnerJob(Job):
                            max_len=MAX_REQUIREMENTS_BYTES)
         needs = Requirements.from_bytes(raw, self.model_owner)
         me, rows = self.me or t.me, self.rows
+        if needs.feature_bound != self.spec.feature_bound:
+            raise PolicyError(f"{me} refuses: the model owner {self.model_owner} was given "
+                              "another feature bound than the one this data owner checked "
+                              "its rows against (the coordinator changed the request)")
         if self.public_count is None:
             check_plausible(needs, self.features, rows, me=me, owner=self.model_owner)
         else:  # under DP: a row outside the bounds becomes a dummy, nothing is refused

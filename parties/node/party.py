@@ -82,6 +82,7 @@ from parties.config import PartyConfig, load_party_config
 from parties.data import filters
 from parties.data.sources import Table, load_table
 from parties.errors import ColumnRefused, LimitExceeded, PolicyError, SessionError
+from parties.node import inference
 from parties.node.jobs import DataOwnerJob, Job, ModelOwnerJob, Outcome, Ready, StatisticJob
 from parties.node.redact import redact
 from parties.pki.certs import load_certificate, load_private_key
@@ -481,6 +482,9 @@ class PartyNode:
         options: dict[str, Any] = {}
         if asked.feature_bound:
             options["feature_bound"] = asked.feature_bound
+        elif role is SessionRole.MODEL_OWNER:  # the data owner's choice (inference.py): the
+            # data owner checks on the owners' own channel that this is the bound it chose
+            options["feature_bound"] = r.inference.feature_bound
         if asked.frac_bits:
             options["frac_bits"] = asked.frac_bits
         if asked.ckks_preset:
@@ -504,9 +508,13 @@ class PartyNode:
         me, fed = self.cfg.name, self.cfg.federation
         if r.members[me] is not SessionRole.DATA_OWNER:
             raise InputError(f"{me} is not the data owner of this inference")
-        self._check_prediction(r, signed, SessionRole.DATA_OWNER)
+        asked = self._check_prediction(r, signed, SessionRole.DATA_OWNER)
         draft = r.inference
         columns = list(r.features)
+        if not asked.feature_bound:  # the bound its policy declares for these features
+            declared = inference.declared_feature_bound(self.cfg.policy, columns)
+            if declared is not None:
+                draft = replace(draft, feature_bound=declared)
         req = replace(trail[-1], computation=f"predict-{draft.kind}", backend=draft.backend,
                       columns=tuple(columns), recipient=f"{me} (data owner)")
         trail.append(req)
@@ -514,37 +522,55 @@ class PartyNode:
         trail.append(req)
         self.policy.check_access(req)
         mask, n_rows = self._rows(r, columns, req)  # nothing selected yet
+        key = inference.prediction_key(self.cfg.policy, self.table, asked.key, me)
         if dp_outputs.hides_inference_size(self.cfg.policy):
-            return self._prepare_padded(r, req, draft, columns, mask, trail)
+            if asked.missing == "error":  # a refusal would depend on the rows
+                raise PolicyError(f"{me} answers under differential privacy: a row with a "
+                                  "missing feature is left out, never refused (ask with "
+                                  "missing='drop')")
+            job, prepared = self._prepare_padded(r, req, draft, columns, mask, trail,
+                                                 asked.rows)
+            assert isinstance(job, DataOwnerJob)
+            job.key_column = key
+            return job, prepared
         # the row count is public (the model owner learns it): the estimates may be quoted
         self.policy.check_cost(req, cost.inference_cost(draft, rows=n_rows), rows_public=True)
-        X, numbers, req = self._select(columns, req, mask)
+        sel = self.table.select(columns, rows=mask,
+                                missing="error" if asked.missing == "error" else "drop")
+        X, numbers = sel.values, np.flatnonzero(sel.rows) + 1
+        chosen = np.ones(self.table.n_rows, dtype=bool) if mask is None else mask
+        left_out = np.flatnonzero(chosen & ~sel.rows) + 1  # selected, a feature missing
+        req = replace(req, n_rows=sel.n_rows)
         trail.append(req)
         self.policy.check_cohort(req)
         if X.shape[0] == 0:
             raise InputError(f"no rows of {me} match the filter")
         spec = replace(draft, n_samples=int(X.shape[0]))
-        linear.check_features(spec, X)
+        linear.check_features(spec, X, columns)
         model_owner = r.one(SessionRole.MODEL_OWNER, "model owner")
         dealer = r.optional(SessionRole.DEALER)
         _check_node_role(fed, model_owner, ("party",), "model owner")
         _check_node_role(fed, dealer, ("dealer", "coordinator"), "dealer")
         job = DataOwnerJob(r.tag, spec=spec, rows=X, row_numbers=numbers,
                            model_owner=model_owner, dealer=dealer, features=tuple(columns),
-                           me=me)
+                           me=me, key_column=key, left_out=left_out)
         return job, Prepared(spec=spec, n_samples=int(X.shape[0]))
 
     def _prepare_padded(self, r: PrepareDataOwner, req: PolicyRequest,
                         draft: linear.InferenceSpec, columns: list[str],
-                        mask: np.ndarray | None, trail: list[PolicyRequest]
+                        mask: np.ndarray | None, trail: list[PolicyRequest], rows: int = 0
                         ) -> tuple[Job, Prepared]:
         """The data owner under a DP policy: the inference runs on a public number of rows (the
-        selected ones, then dummies); no cohort or feature refusal (:mod:`.dp_outputs`)."""
-        size = dp_outputs.padded_rows(self.table.n_rows, self.cfg.policy.max_inference_rows)
+        selected ones, then dummies); no cohort or feature refusal (:mod:`.dp_outputs`).  The
+        size is ``rows`` when the analyst chose one (issue 13: a model owner's
+        ``max_rows_per_request`` below the padded size refused every inference), else the padded
+        size of the table; extra usable rows get no prediction."""
+        size = rows or dp_outputs.padded_rows(self.table.n_rows,
+                                              self.cfg.policy.max_inference_rows)
         self.policy.check_cost(req, cost.inference_cost(draft, rows=size), rows_public=True)
         padded = dp_outputs.pad_features(self.table, columns, mask, size, draft.feature_bound)
         spec = replace(draft, n_samples=size)
-        linear.check_features(spec, padded.features)
+        linear.check_features(spec, padded.features, columns)
         model_owner = r.one(SessionRole.MODEL_OWNER, "model owner")
         dealer = r.optional(SessionRole.DEALER)
         _check_node_role(self.cfg.federation, model_owner, ("party",), "model owner")
@@ -591,7 +617,8 @@ class PartyNode:
         _check_node_role(fed, dealer, ("dealer", "coordinator"), "dealer")
         job = ModelOwnerJob(r.tag, spec=spec, model=model, data_owner=data_owner,
                             dealer=dealer, model_name=name, noise_std=mp.prediction_noise_std,
-                            requirements=Requirements.of(name, model.features, mp).to_bytes())
+                            requirements=Requirements.of(name, model.features, mp,
+                                                         spec.feature_bound).to_bytes())
         return job, Prepared()
 
     def run(self, session_id: str) -> None:
@@ -678,10 +705,17 @@ class PartyNode:
         if self.registry.free(s.id, "done") is None:  # an Abort won the race: nothing written
             raise SessionError(f"session {s.id} was aborted on {self.cfg.name}",
                                grpc.StatusCode.ABORTED)
-        path = write_predictions(self.cfg, self.key, s.id, ready.row_numbers, ready.predictions)
+        left_out = job.left_out if isinstance(job, DataOwnerJob) else np.zeros(0, np.int64)
+        key = job.key_column if isinstance(job, DataOwnerJob) else None
+        keys = None if key is None else inference.key_values(
+            self.table, key, np.concatenate([ready.row_numbers, left_out]))
+        path = write_predictions(self.cfg, self.key, s.id, ready.row_numbers, ready.predictions,
+                                 key_column=key, keys=keys, left_out=left_out)
         if job is not None:
+            gaps = f", {left_out.size} selected rows left out for a missing feature" \
+                if left_out.size else ""
             self._audit_outcome(job, "released", f"{len(ready.predictions)} predictions "
-                                f"written encrypted to outputs/{path.name}")
+                                f"written encrypted to outputs/{path.name}{gaps}")
             self._witness(s)
         return Outcome(n_predictions=ready.reported, output_path=str(path))
 

@@ -172,7 +172,9 @@ def pad_features(table: Table, columns: Sequence[str], mask: np.ndarray | None, 
                  feature_bound: float) -> PaddedFeatures:
     """The selected rows of ``columns`` padded with zero rows to ``size`` (public): a row with
     a missing or non-finite value, or one above ``feature_bound`` in magnitude, becomes a
-    dummy (no prediction) instead of a refusal."""
+    dummy (no prediction) instead of a refusal.  With a size the analyst chose smaller than the
+    usable rows, only the first ``size`` of them (table order) are predicted -- a rule applied
+    row by row, whose outcome only the data owner sees."""
     sel = table.select(list(columns), rows=mask, missing="drop")
     values = sel.values
     numbers = np.flatnonzero(sel.rows) + 1
@@ -181,9 +183,7 @@ def pad_features(table: Table, columns: Sequence[str], mask: np.ndarray | None, 
         with np.errstate(invalid="ignore"):
             keep &= (np.abs(np.where(np.isfinite(values), values, 0.0)) <= feature_bound
                      ).all(axis=1)
-    usable, numbers = values[keep], numbers[keep]
-    if usable.shape[0] > size:  # cannot happen: size >= the table's rows
-        raise AssertionError("more selected rows than the padded size")
+    usable, numbers = values[keep][:size], numbers[keep][:size]
     out = np.zeros((size, len(columns)), dtype=np.float64)
     out[:usable.shape[0]] = usable
     return PaddedFeatures(out, numbers)

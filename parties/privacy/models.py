@@ -110,19 +110,25 @@ class Requirements:
     feature_bounds: tuple[tuple[float, float] | None, ...]
     min_distinct_rows: int
     max_sparse_row_fraction: float
+    feature_bound: float = 0.0   # the public bound of the model owner's spec (0: not sent)
 
     @classmethod
-    def of(cls, name: str, features: Sequence[str], mp: ModelPolicy) -> Requirements:
+    def of(cls, name: str, features: Sequence[str], mp: ModelPolicy,
+           feature_bound: float = 0.0) -> Requirements:
+        """``feature_bound``: the bound of the spec the model owner runs with; the data owner
+        refuses to go on if it is not the one it checked its rows against (the coordinator
+        carries the spec between them)."""
         return cls(name, tuple(features),
                    tuple(mp.feature_bounds.get(f) for f in features),
-                   mp.min_distinct_rows, mp.max_sparse_row_fraction)
+                   mp.min_distinct_rows, mp.max_sparse_row_fraction, float(feature_bound))
 
     def to_bytes(self) -> bytes:
         return json.dumps({
             "model": self.model, "features": list(self.features),
             "feature_bounds": [None if b is None else list(b) for b in self.feature_bounds],
             "min_distinct_rows": self.min_distinct_rows,
-            "max_sparse_row_fraction": self.max_sparse_row_fraction}).encode()
+            "max_sparse_row_fraction": self.max_sparse_row_fraction,
+            "feature_bound": self.feature_bound}).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes, sender: str) -> Requirements:
@@ -133,7 +139,8 @@ class Requirements:
             bounds = tuple(None if b is None else (float(b[0]), float(b[1]))
                            for b in doc["feature_bounds"])
             req = cls(str(doc["model"]), features, bounds, int(doc["min_distinct_rows"]),
-                      float(doc["max_sparse_row_fraction"]))
+                      float(doc["max_sparse_row_fraction"]),
+                      float(doc.get("feature_bound", 0.0)))
         except (ValueError, KeyError, TypeError, IndexError):
             raise PolicyError(f"{sender} sent malformed model requirements") from None
         if len(bounds) != len(features):

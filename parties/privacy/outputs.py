@@ -2,9 +2,11 @@
 (:mod:`parties.privacy.atrest`) under its at-rest key file (``at_rest_key`` in its config, default
 ``<database>.atrest-key``, created 0600 at first start):
 
-* ``outputs/<session>.csv.enc`` -- predictions it receives as a data owner (columns ``row`` and
-  ``prediction``), bound to purpose ``predictions:<party>:<session>``; read them with
-  :func:`read_output` or ``smpc outputs read --config PARTY.json SESSION``;
+* ``outputs/<session>.csv.enc`` -- predictions it receives as a data owner (columns ``row``, its
+  key column if its policy declares one (``prediction-key``), and ``prediction``: empty for a
+  selected row left out for a missing feature), bound to purpose
+  ``predictions:<party>:<session>``; read them with :func:`read_output` or
+  ``smpc outputs read --config PARTY.json SESSION``;
 * ``models/<name>.json.enc`` -- models it owns, bound to ``model:<party>:<name>``
   (:func:`write_model`); a plaintext ``models/<name>.json`` an operator drops in is still read.
 
@@ -15,6 +17,8 @@ keys or seeds) in the SQLite file ``database``; the audit log's MAC key is
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import os
@@ -77,14 +81,32 @@ def _output_purpose(party: str, session_id: str) -> str:
 
 def write_predictions(cfg: PartyConfig, key: atrest.KeyFileKey, session_id: str,
                       row_numbers: Sequence[int] | np.ndarray,
-                      predictions: Sequence[float] | np.ndarray) -> Path:
+                      predictions: Sequence[float] | np.ndarray, *,
+                      key_column: str | None = None, keys: Sequence[str] | None = None,
+                      left_out: Sequence[int] | np.ndarray = ()) -> Path:
     """Encrypt a data owner's predictions to ``outputs/<session>.csv.enc`` (0600, atomic,
-    never replacing a file): CSV with ``row`` (1-based row of its table) and ``prediction``."""
+    never replacing a file): CSV with ``row`` (1-based row of its table), the key column
+    ``key_column`` when given (``keys``: one cell per predicted row, then one per ``left_out``
+    row) and ``prediction``; the ``left_out`` rows (selected, a feature missing) have an empty
+    prediction.  Rows in table order."""
     path = output_path(cfg, session_id)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    lines = ["row,prediction"] + [f"{int(i)},{float(v)!r}" for i, v in
-                                  zip(row_numbers, predictions, strict=True)]
-    data = ("\n".join(lines) + "\n").encode()
+    numbers = [int(i) for i in row_numbers]
+    cells = [repr(float(v)) for v in predictions]
+    if len(cells) != len(numbers):
+        raise ValueError("one prediction per row number")
+    gaps = [int(i) for i in left_out]
+    numbers, cells = numbers + gaps, cells + [""] * len(gaps)
+    if key_column is not None and (keys is None or len(keys) != len(numbers)):
+        raise ValueError("one key per row (predicted, then left out)")
+    key_cells = list(keys) if key_column is not None and keys is not None else None
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["row", key_column, "prediction"] if key_column else ["row", "prediction"])
+    for k in sorted(range(len(numbers)), key=numbers.__getitem__):
+        writer.writerow([numbers[k], key_cells[k], cells[k]] if key_cells is not None
+                        else [numbers[k], cells[k]])
+    data = out.getvalue().encode()
     return atrest.encrypt_file(path, data, key, purpose=_output_purpose(cfg.name, session_id),
                                overwrite=False)
 

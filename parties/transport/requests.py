@@ -40,12 +40,16 @@ def statistic_request(spec: StatSpec, where: str, parties: Sequence[str]) -> dic
 def prediction_request(*, data_owner: str, model_owner: str, model: str = "", where: str = "",
                        backend: str = "ss", output: str = "prediction",
                        feature_bound: float = 0.0, frac_bits: int = 0,
-                       ckks_preset: str = "") -> dict[str, Any]:
-    """The request body an analyst signs for a prediction."""
+                       ckks_preset: str = "", missing: str = "drop",
+                       key: str = "", rows: int = 0) -> dict[str, Any]:
+    """The request body an analyst signs for a prediction (``missing``: ``drop`` or
+    ``error``, for data-owner rows with a missing feature; ``key``: the data owner's column to
+    write beside its predictions, ``""`` for its policy's default; ``rows``: the public size of
+    the inference at a data owner under DP, 0 for its padded table size)."""
     return {"data_owner": data_owner, "model_owner": model_owner, "model": model,
             "where": where.strip(), "backend": str(backend), "output": str(output),
             "feature_bound": float(feature_bound), "frac_bits": int(frac_bits),
-            "ckks_preset": ckks_preset}
+            "ckks_preset": ckks_preset, "missing": missing, "key": key, "rows": int(rows)}
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,9 @@ class SignedPrediction:
     feature_bound: float
     frac_bits: int
     ckks_preset: str
+    missing: str = "drop"
+    key: str = ""
+    rows: int = 0
 
 
 def _text(body: Mapping[str, Any], name: str) -> str:
@@ -112,6 +119,15 @@ def prediction_of(signed: Signed) -> SignedPrediction:
         raise InputError("the signed request's feature bound is malformed")
     if isinstance(bits, bool) or not isinstance(bits, int) or bits < 0:
         raise InputError("the signed request's fractional bits are malformed")
+    missing = body.get("missing", "drop")  # absent from requests signed before it existed
+    if missing not in ("drop", "error"):
+        raise InputError("the signed request's missing-value rule is not 'drop' or 'error'")
+    key = body.get("key", "")
+    if not isinstance(key, str) or len(key) > 256:
+        raise InputError("the signed request's key column is malformed")
+    rows = body.get("rows", 0)
+    if isinstance(rows, bool) or not isinstance(rows, int) or not 0 <= rows <= 1 << 24:
+        raise InputError("the signed request's inference size is malformed")
     return SignedPrediction(signed, _text(body, "data_owner"), _text(body, "model_owner"),
                             _text(body, "model"), _text(body, "where"), backend, output,
-                            float(bound), bits, _text(body, "ckks_preset"))
+                            float(bound), bits, _text(body, "ckks_preset"), missing, key, rows)

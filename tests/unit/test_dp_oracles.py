@@ -261,8 +261,10 @@ def test_predict_missing_and_out_of_bound_features_are_dummies(fed, neighbours, 
     refusal nor a prediction: the feature matrix the data owner computes on (recorded
     at the core's ``run_data_owner``) is the same array with the target row as without it, so
     every output of the inference is identically distributed.  Control: exact mode refuses
-    (the free bit).  (An infinite cell is refused by the data layer for every request on its
-    column, whatever the filter: a broken table, not a per-query answer; SECURITY.md.)"""
+    (the free bit) -- for a missing feature with ``missing="error"``; by default (issue 13) exact
+    mode leaves such a row out, and reports the count of a table without it.
+    (An infinite cell is refused by the data layer for every request on its column, whatever
+    the filter: a broken table, not a per-query answer; SECURITY.md.)"""
     seen: list[np.ndarray] = []
     original = jobs_module.linear.run_data_owner
 
@@ -275,10 +277,18 @@ def test_predict_missing_and_out_of_bound_features_are_dummies(fed, neighbours, 
     for bad in ({"chol": float("nan")}, {"chol": 5000.0}):
         with monkeypatch.context() as m:
             exact_mode(fed, m)
+            strict = {"missing": "error"} if np.isnan(bad["chol"]) else {}
             neighbours(True, **bad)
-            refused = _outcome(lambda: fed.predict(OWNER, LAB, model="risk", where=where,
-                                                   feature_bound=1000.0))
+            refused = _outcome(lambda s=strict: fed.predict(
+                OWNER, LAB, model="risk", where=where, feature_bound=1000.0, **s))
             assert refused[0] == "refused", bad
+            if strict:  # left out by default: a row with a gap counts as no row at all
+                counts = []
+                for present in (True, False):
+                    neighbours(present, **bad)
+                    counts.append(fed.predict(OWNER, LAB, model="risk", where=where,
+                                              feature_bound=1000.0).n_predictions)
+                assert counts[0] == counts[1], counts
         outputs = {}
         for present in (True, False):
             neighbours(present, **bad)

@@ -95,12 +95,13 @@ def test_ckks_samples_beyond_one_ciphertext():
 
 
 def sigmoid_case(m=4096, d=4, seed=8):
-    """Logits spread over [-4.9, 4.9] (inside the cubic's range [-5, 5], covering it)."""
+    """Logits inside the cubic's range [-5, 5] for *every* row within the feature bound 1
+    (``||w||_1 + |b| = 4.9``, what the model owner's range check requires), covering most of
+    it."""
     rng = np.random.default_rng(seed)
     X = rng.uniform(-1, 1, (m, d))
     w = rng.normal(0, 1, d)
-    z = X @ w - 0.25
-    w *= 4.9 / np.abs(z).max()
+    w *= (4.9 - 0.25) / np.abs(w).sum()
     model = linear.LinearModel("logistic", tuple(f"f{i}" for i in range(d)), tuple(w), -0.25)
     return X, model, X @ model.weights + model.intercept
 
@@ -130,7 +131,7 @@ def test_encrypted_sigmoid_within_documented_error():
     assert np.abs(np.polyval(line, z) - sigmoid(z)).max() > tol  # a line would fail
 
     spec = linear.InferenceSpec("logistic", *X.shape, backend="ckks", output="encrypted-sigmoid",
-                                ckks_preset="sigmoid", flood_bits=0)
+                                ckks_preset="sigmoid", flood_bits=0, feature_bound=1.0)
     got = run(spec, X, model).results["data"]
     assert np.abs(got - sigmoid(z)).max() <= tol
 
@@ -145,7 +146,7 @@ def test_encrypted_sigmoid_is_flooded_by_the_model_owner():
     """
     X, model, z = sigmoid_case(seed=9)
     spec = linear.InferenceSpec("logistic", *X.shape, backend="ckks", output="encrypted-sigmoid",
-                                ckks_preset="sigmoid")
+                                ckks_preset="sigmoid", feature_bound=1.0)
     sigma = linear.model_flood_std(spec, model.weights)
     assert sigma == 2.0**16 * 2.0**-21
     got = run(spec, X, model).results["data"]

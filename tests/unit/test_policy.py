@@ -468,8 +468,8 @@ def test_a_range_error_with_a_public_sentence_leaves_it_without_the_value(
     with caplog.at_level(logging.DEBUG):
         out = redact(ei.value, "org-a")
     assert str(out) == ("org-a refuses: a feature value exceeds the declared feature bound "
-                        "1000; raise the bound or scale the feature (the value is not "
-                        "disclosed)")
+                        "1000 in feature #2; raise the bound (--feature-bound) or scale the "
+                        "feature (the value is not disclosed)")
     spec = InferenceSpec(kind="linear", n_samples=2, n_features=2, feature_bound=1e9)
     with pytest.raises(EncodingRangeError) as ei:
         check_model(spec, LinearModel("linear", ("a", "b"), (31415.9265, 2.0), 0.0))
