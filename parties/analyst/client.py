@@ -423,13 +423,13 @@ class Client:
         where: str | None = None, backend: str = "ss", output: str = "prediction",
         feature_bound: float | None = None, frac_bits: int | None = None,
         ckks_preset: str | None = None, timeout: float | None = None,
-        missing: str = "drop", key: str | None = None, rows: int | None = None,
+        missing: str = "skip", key: str | None = None, rows: int | None = None,
     ) -> Prediction:
         """Apply ``model_owner``'s model to ``data_owner``'s rows matching ``where``.
 
         Only the data owner learns the predictions (written to a CSV on its
         host); the analyst gets the count and that path.  ``missing``: a row with a
-        missing feature is left out (``"drop"``: no prediction, an empty cell in the file) or
+        missing feature is left out (``"skip"``: no prediction, an empty cell in the file) or
         refuses the inference (``"error"``); ``key``: the data owner's column written beside
         the predictions (it must be one its policy declares, ``prediction-key``; default: the
         one it declares, if any).  ``feature_bound`` left out: the data owner's declared
@@ -440,8 +440,10 @@ class Client:
         if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int)
                                  or not 1 <= rows <= 1 << 24):
             raise InputError(f"rows must be a whole number from 1 to {1 << 24}, not {rows!r}")
+        # "skip" is the word statistics use too; the signed request's field says "drop"
+        missing = {"skip": "drop"}.get(missing, missing)
         if missing not in ("drop", "error"):
-            raise InputError(f"missing must be 'drop' or 'error', not {missing!r}")
+            raise InputError(f"missing must be 'skip' or 'error', not {missing!r}")
         req = pb.PredictRequest(
             data_owner=data_owner, model_owner=model_owner, model=model or "",
             where=where or "", backend=backend, output=output,

@@ -228,7 +228,7 @@ def _parser() -> argparse.ArgumentParser:
     pred.add_argument("--feature-bound", type=float,
                       help="public bound on |feature| (default: the data owner's declared "
                            "bounds of the features, else 1024)")
-    pred.add_argument("--missing", choices=("drop", "error"), default="drop",
+    pred.add_argument("--missing", choices=("skip", "error"), default="skip",
                       help="a row with a missing feature: left out (no prediction, an empty "
                            "cell in the file) or an error")
     pred.add_argument("--key", help="the data owner's column written beside the predictions "

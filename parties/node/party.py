@@ -527,7 +527,7 @@ class PartyNode:
             if asked.missing == "error":  # a refusal would depend on the rows
                 raise PolicyError(f"{me} answers under differential privacy: a row with a "
                                   "missing feature is left out, never refused (ask with "
-                                  "missing='drop')")
+                                  "missing='skip')")
             job, prepared = self._prepare_padded(r, req, draft, columns, mask, trail,
                                                  asked.rows)
             assert isinstance(job, DataOwnerJob)
