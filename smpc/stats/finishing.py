@@ -33,15 +33,21 @@ def shift_from_pass1(spec: StatSpec, summed: np.ndarray) -> tuple[np.ndarray, fl
     return np.round(mean / grid) * grid, n
 
 
-def _moments(spec: StatSpec, summed2: np.ndarray, n: float) -> tuple[np.ndarray, np.ndarray]:
-    """Mean offset d and covariance matrix from the pass-2 sums (shift already applied)."""
+def _moments(spec: StatSpec, summed2: np.ndarray, n: float, scale: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Mean offset d and covariance matrix from the moment-pass sums (shift already applied).
+
+    ``scale``: the public per-column powers of two the centred values were divided by
+    (:func:`smpc.stats.bounds.choose_scale`; None: 1).
+    """
     k = len(spec.value_columns)
+    c = np.ones(k) if scale is None else np.asarray(scale, dtype=np.float64)
     per_row = moment_divisor(spec, n) / n
-    d = summed2[:k] * per_row
+    d = summed2[:k] * per_row * c
     second = np.zeros((k, k))
     iu = np.triu_indices(k)
     second[iu] = summed2[k:] * per_row
-    second = second + np.triu(second, 1).T
+    second = (second + np.triu(second, 1).T) * np.outer(c, c)
     population = second - np.outer(d, d)
     cov = population * (n / (n - spec.ddof))
     return d, cov
@@ -49,9 +55,12 @@ def _moments(spec: StatSpec, summed2: np.ndarray, n: float) -> tuple[np.ndarray,
 
 def finish(
     spec: StatSpec, summed1: np.ndarray, summed2: np.ndarray | None, shift: np.ndarray | None,
-    *, dp_applied: bool = False,
+    *, dp_applied: bool = False, scale: np.ndarray | None = None,
 ) -> StatResult:
-    """Compute the statistic from the summed aggregates."""
+    """Compute the statistic from the summed aggregates.
+
+    ``summed2``: the moment pass's sums, of ``(x - shift) / scale`` (``scale`` None: 1).
+    """
     cols = list(spec.columns)
     n = float(summed1[0])
     if spec.statistic == Statistic.COUNT:
@@ -90,7 +99,7 @@ def finish(
         }
         return StatResult(Statistic.QUANTILES, cols, value, n, spec.backend, details)
     assert summed2 is not None and shift is not None
-    d, cov = _moments(spec, summed2, n)
+    d, cov = _moments(spec, summed2, n, scale)
     if dp_applied:
         cov = dp.postprocess_covariance(cov)  # post-processing: costs no privacy
     mean = shift + d
@@ -122,12 +131,15 @@ def correlation_from_cov(cov: np.ndarray) -> np.ndarray:
 def _linreg(spec: StatSpec, cov: np.ndarray, mean: np.ndarray, n: float) -> StatResult:
     kx = len(spec.columns)
     sxx, sxy, syy = cov[:kx, :kx], cov[:kx, kx], cov[kx, kx]
-    if np.linalg.matrix_rank(sxx) < kx:
+    # on the features' correlation matrix: the rank test and the solve do not depend on the
+    # features' units (a feature of std 1e-4 next to one of 1e6 is not "collinear")
+    sd = np.sqrt(np.clip(np.diag(sxx), 0.0, None))
+    if not np.all(sd > 0) or np.linalg.matrix_rank(sxx / np.outer(sd, sd)) < kx:
         raise InputError(
             "the features are collinear or constant in the pooled data: "
             "the least-squares fit is not unique"
         )
-    beta = np.linalg.solve(sxx, sxy)
+    beta = np.linalg.solve(sxx / np.outer(sd, sd), sxy / sd) / sd
     intercept = float(mean[kx] - mean[:kx] @ beta)
     residual = float(syy - sxy @ beta)
     r2 = float(1.0 - residual / syy) if syy > 0 else float("nan")

@@ -8,14 +8,16 @@ ever sent inside the secure sum (:mod:`smpc.aggregate`).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from smpc.errors import InputError
 from smpc.names import Backend, Statistic
 from smpc.stats.spec import StatSpec
 
-__all__ = ["local_pass1", "local_pass2", "moment_divisor", "pass1_length", "pass2_length",
-           "suppress_small_cells"]
+__all__ = ["local_pass1", "local_pass2", "local_spread", "moment_divisor", "pass1_length",
+           "pass2_length", "suppress_small_cells"]
 
 
 def _check_rows(spec: StatSpec, rows: np.ndarray) -> np.ndarray:
@@ -55,7 +57,9 @@ def local_pass1(spec: StatSpec, rows: np.ndarray) -> np.ndarray:
         return np.concatenate([[rows.shape[0]], *out]).astype(np.float64)
     if spec.statistic == Statistic.COUNT:
         return np.array([float(rows.shape[0])])
-    return np.concatenate([[rows.shape[0]], rows.sum(axis=0)])
+    # correctly rounded column sums: the float error is at most half an ulp of the sum
+    # (smpc.stats.bounds), not log2(n) ulps of sum |x| as numpy's pairwise sum
+    return np.concatenate([[rows.shape[0]], [math.fsum(col) for col in rows.T]])
 
 
 def suppress_small_cells(spec: StatSpec, values: np.ndarray, min_cell_size: int) -> np.ndarray:
@@ -101,14 +105,30 @@ def moment_divisor(spec: StatSpec, total: float) -> float:
     return total if spec.backend == Backend.SS else 1.0
 
 
-def local_pass2(spec: StatSpec, rows: np.ndarray, shift: np.ndarray, total: float) -> np.ndarray:
-    """Pass-2 aggregate: centred first and second moments, divided by :func:`moment_divisor`.
+def local_spread(spec: StatSpec, rows: np.ndarray, shift: np.ndarray, total: float
+                 ) -> np.ndarray:
+    """Spread-pass aggregate (exact answers): ``sum (x_j - s_j)^2 / D`` per column.
 
-    Returns ``[sum(x - s) / D  (k values), upper triangle of sum (x-s)(x-s)^T / D]``.
+    Its pooled sum picks the public scale of the moment pass
+    (:func:`smpc.stats.bounds.choose_scale`).
+    """
+    rows = _check_rows(spec, rows)
+    centred = rows - shift[None, :]
+    return np.einsum("ij,ij->j", centred, centred) / moment_divisor(spec, total)
+
+
+def local_pass2(spec: StatSpec, rows: np.ndarray, shift: np.ndarray, total: float,
+                scale: np.ndarray | None = None) -> np.ndarray:
+    """Moment-pass aggregate: centred first and second moments, divided by :func:`moment_divisor`.
+
+    Returns ``[sum(u) / D  (k values), upper triangle of sum u u^T / D]`` with
+    ``u = (x - s) / scale`` (``scale``: public powers of two, None: 1).
     """
     rows = _check_rows(spec, rows)
     divisor = moment_divisor(spec, total)
     centred = rows - shift[None, :]
+    if scale is not None:
+        centred = centred / np.asarray(scale, dtype=np.float64)[None, :]
     first = centred.sum(axis=0) / divisor
     second = (centred.T @ centred) / divisor
     iu = np.triu_indices(rows.shape[1])
