@@ -10,6 +10,10 @@ error and the key holder's release flood and rounding (``ckks``), and float64 ro
 from differential-privacy noise, which is reported separately under DP as
 ``details["dp_noise_std"]`` (the noise's standard deviation propagated to the value, first
 order; ``None`` where it has no closed form, e.g. quantiles: see ``details["privacy"]``).
+Nor does it count deliberate changes made for privacy in exact mode: small cells a party
+sends as 0 (:func:`~smpc.stats.local.suppress_small_cells`, a stated bias of up to
+``P (min_cell_size - 1)`` rows per cell).  Quantiles assume the values lie within the public
+bounds (values outside are clipped into the end bins).
 ``details["error_bound_confidence"]`` says how sure the bound is: 1 on ``ss`` (deterministic),
 ``1 - 2e-9`` per released value on ``ckks`` (the release's Gaussian flood taken at
 :data:`Z` = 6 standard deviations, as in ``tests/tolerances.py``).
@@ -29,10 +33,11 @@ from the centred sums, bounded term by term; a standard deviation over the inter
 variance; a correlation over the 8 corners of the box of its covariance and two variances
 (exact: it is monotone in each); regression coefficients by the Neumann-series bound of the
 perturbed normal equations (rigorous while ``rho < 1``, see :func:`_linreg_bound`).  Float64:
-each party's column sums are correctly rounded (``math.fsum``), so a sum is off by at most
-``u |S_p|`` per party -- bounded here by ``P u |S|`` (exact when the parties' column sums
-share a sign, as for data far from zero; otherwise below the encoding term as long as a
-party's column sum stays under ``2^(52-b)``); the centred moments by ``2 gamma(n+2)`` times
+each party sums a column contiguously (numpy's pairwise summation: blocks of 128 in 8
+accumulators, then halving), off by at most ``gamma(log2 n + 24) sum |x|`` -- bounded here by
+``gamma(log2 N + 24) |S|`` for the pooled sum ``S`` (exact when every row of a column has the
+same sign, as for data far from zero; otherwise the encoding term dominates as long as
+``sum |x|`` stays under about ``2^(46-b)``); the centred moments by ``2 gamma(n+2)`` times
 their Cauchy-Schwarz bound (Higham 3.5); the finishing arithmetic by a few ``u``.  Quantiles:
 one fine-histogram bin (the inverted-CDF quantile's bin, values inside the bounds).
 
@@ -305,7 +310,7 @@ def attach(spec: StatSpec, result: StatResult, rel: Released, *, dp_applied: boo
             dp_std = float(rel.sig1[0])
     elif stat in (Statistic.SUM, Statistic.MEAN):
         sums = rel.summed1[1:]
-        e = rel.e1 + rel.parties * U * np.abs(sums)
+        e = rel.e1 + _gamma(math.ceil(math.log2(max(n, 2))) + 24) * np.abs(sums)
         bound = (e if stat == Statistic.SUM else e / n + U * np.abs(sums / n)).tolist()
         if rel.sig1 is not None:
             s_n, s_s = float(rel.sig1[0]), rel.sig1[1:]
