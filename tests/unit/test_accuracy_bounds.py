@@ -169,3 +169,18 @@ def test_dp_results_carry_the_noise_std_apart_from_the_bound() -> None:
         assert abs(r.value[0] - want) <= bound + 6 * std
         if stat == "sum":
             assert std == pytest.approx(spec.noise_plan(3).sigmas(1)[1], rel=1e-12)
+
+
+def test_the_cli_and_json_show_the_bound() -> None:
+    """The bound reaches the user: in ``StatResult.to_json()`` (``--json``, the API) with the
+    value's shape, and in the CLI's text as its largest entry.  Catches a bound dropped on
+    the way out (e.g. ``details`` rebuilt without it) or a CLI that does not print it."""
+    from parties.cli.main import format_result
+
+    rng = np.random.default_rng(1303)
+    tables = [rng.normal(1e3, 1e-2, (n, 2)) for n in (40, 90, 60)]
+    r, _ = stats.simulate(stats.StatSpec("cov", ("a", "b")), tables)
+    doc = r.to_json()
+    bound = np.asarray(doc["details"]["error_bound"], dtype=float)
+    assert bound.shape == (2, 2) and np.all(bound > 0)
+    assert f"at most {bound.max():.3g} per value" in format_result(r)
