@@ -3,8 +3,10 @@
 Guarantees: each role runs the passes of :mod:`smpc.stats` over a
 :class:`~smpc.transport.Transport`; under DP every party clips and adds its noise share before
 anything is encoded or encrypted.  Reveals: to the recipient the summed aggregates of each pass;
-to the parties (two-pass statistics) the public shift and count; nothing about one party's rows
-(:mod:`smpc.aggregate` states the backend assumptions).
+to the parties (two-pass statistics) the public shift and count and, for exact answers, the
+public scale of the moment pass (:mod:`smpc.stats.bounds`: a power of two per column after a
+spread pass; none under DP); nothing about one party's rows (:mod:`smpc.aggregate` states the
+backend assumptions).  Every result carries its error bound (:func:`smpc.stats.bounds.attach`).
 """
 
 from __future__ import annotations
