@@ -152,7 +152,10 @@ def choose_scale(spec: StatSpec, spread: np.ndarray, error: float) -> np.ndarray
 
 def check_scale(scale: Any, k: int) -> np.ndarray:
     """A party's check of a public scale: ``k`` powers of two in the allowed range."""
-    arr = np.asarray(scale, dtype=np.float64)
+    try:
+        arr = np.asarray(scale, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError("the public scale must be numbers, one per column") from None
     if arr.shape != (k,) or not np.isfinite(arr).all() or (arr <= 0).any():
         raise InputError("the public scale must be positive finite numbers, one per column")
     mant, exp = np.frexp(arr)

@@ -184,3 +184,16 @@ def test_the_cli_and_json_show_the_bound() -> None:
     bound = np.asarray(doc["details"]["error_bound"], dtype=float)
     assert bound.shape == (2, 2) and np.all(bound > 0)
     assert f"at most {bound.max():.3g} per value" in format_result(r)
+
+
+@pytest.mark.parametrize("scale", [[3.0, 1.0], [0.5], [0.0, 1.0], [float("inf"), 1.0],
+                                   [2.0**-201, 1.0], [2.0**201, 1.0], "x"])
+def test_a_party_accepts_only_powers_of_two_as_the_public_scale(scale) -> None:
+    """The scale a party receives is checked before use: one power of two per column within
+    2^-200 .. 2^200 (so dividing by it is exact and it carries nothing but an exponent).
+    Catches a party that would divide by whatever the recipient sends."""
+    from smpc.stats.bounds import check_scale
+
+    assert np.array_equal(check_scale([0.25, 2.0**-30], 2), [0.25, 2.0**-30])
+    with pytest.raises(InputError, match="public scale"):
+        check_scale(scale, 2)
