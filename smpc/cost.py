@@ -74,7 +74,10 @@ class Cost:
 
 
 def released_lengths(spec: StatSpec) -> tuple[int, ...]:
-    """The number of values each pass of ``spec`` releases."""
+    """The number of values each pass of ``spec`` releases (exact two-pass statistics: pass 1,
+    the spread pass of ``k`` values, the moment pass; :mod:`smpc.stats.bounds`)."""
+    if spec.passes == 2 and spec.dp is None:
+        return pass1_length(spec), len(spec.value_columns), pass2_length(spec)
     if spec.passes == 2:
         return pass1_length(spec), pass2_length(spec)
     return (pass1_length(spec),)
@@ -86,7 +89,7 @@ def statistic_cost(spec: StatSpec, rows: int) -> Cost:
     released = sum(lengths)
     draws = released if spec.dp is not None else 0
     cells = max(int(rows), 0) * len(spec.value_columns)
-    cpu = draws * SECONDS_PER_NOISE_DRAW + cells * spec.passes * SECONDS_PER_ROW_CELL
+    cpu = draws * SECONDS_PER_NOISE_DRAW + cells * len(lengths) * SECONDS_PER_ROW_CELL
     memory = cells * BYTES_PER_ROW_CELL + max(lengths) * BYTES_PER_RELEASED_VALUE
     if spec.backend == Backend.CKKS:
         cpu += released * SECONDS_PER_CKKS_VALUE + CKKS_FIXED_SECONDS

@@ -19,7 +19,8 @@ a loose constant.  The building blocks, each with where it is stated:
   = 2.0e-9 per value for ``Z = 6`` (a union bound over the values of a test gives its false
   failure rate: below 1e-5 for every test here).  On ``ckks`` the parties send plain centred
   sums in pass 2 (:func:`smpc.stats.moment_divisor` is 1), so a moment per row is within that
-  bound divided by ``N``.
+  bound divided by ``N``, times the public scales of its columns (exact answers scale the
+  centred values by powers of two chosen from a spread pass: :mod:`smpc.stats.bounds`).
 * **statistics from aggregates** (:class:`Moments`): the mean is the pass-1 sum over ``N``;
   a variance / covariance is ``(S2/N - d d^T) N / (N - ddof)`` with ``S2`` the centred second
   moments and ``d`` the centred first moments of pass 2 around the public shift ``s`` (the
@@ -45,6 +46,8 @@ import numpy as np
 
 from smpc import ckks
 from smpc.encoding import DEFAULT_FRAC_BITS
+from smpc.names import Backend as SmpcBackend
+from smpc.stats.bounds import TARGET
 
 U = 2.0**-53
 """Unit roundoff of float64."""
@@ -150,11 +153,28 @@ class Backend:
         return self.release.bound
 
     def pass2_per_row(self, n: int) -> float:
-        """A pass-2 centred moment as the finisher uses it (divided by N): |error| bound."""
+        """A pass-2 centred moment as the finisher uses it (divided by N): |error| bound, per
+        unit of the public scale (:meth:`moment_scale`)."""
         if self.name == "ss":
             moment_bits = min(self.frac_bits + 8, 30)  # StatSpec.moment_codec
             return self.parties * 2.0 ** -(moment_bits + 1)
         return self.release.bound / n
+
+    def moment_scale(self, X: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Upper bound of the public scale ``c_j`` of the moment pass (exact answers).
+
+        :func:`smpc.stats.bounds.choose_scale`: ``c_j = 2^ceil(log2 sqrt(U_j / T))``, ``U_j`` =
+        released spread + its bound, so ``U_j <= S_j + 2 e`` with ``S_j = sum (x_j - s_j)^2 / D
+        <= (sum (x_j - mean_j)^2 + n t_j^2) (1 + 2 gamma(n)) / D`` and ``e`` the pass-1 bound.
+        A pass-2 error of ``e2`` per scaled moment is ``e2 c_i c_j`` in the data's units.  On
+        ``ss`` ``c_j <= 1`` (kept at 1 here: the unscaled bound still holds).
+        """
+        if self.name == "ss":
+            return np.ones(X.shape[1])
+        n = X.shape[0]
+        spread = (((X - X.mean(axis=0)) ** 2).sum(axis=0) + n * t**2) * (1 + 2 * gamma(n))
+        upper = spread * (1 + 1e-9) + 2 * self.pass1()
+        return np.exp2(np.ceil(0.5 * np.log2(upper / TARGET[SmpcBackend.CKKS])))
 
     def count_exact(self) -> bool:
         """Counts are exact: ss encodes whole numbers; ckks rounds, exact while bound < 1/2."""
@@ -178,9 +198,10 @@ class Moments:
         # |mean - shift|: the released mean rounded to the 2^-f grid
         self.t = self.mean_tol + 2.0 ** -(backend.frac_bits + 1)
         dev = np.abs(self.X - self.X.mean(axis=0)).max(axis=0) + self.t  # max |x - s|
+        c = backend.moment_scale(self.X, self.t)
         e2 = backend.pass2_per_row(n)
-        self.e1 = e2 + 2 * gamma(n + 1) * dev
-        self.e2 = e2 + 2 * gamma(n + 2) * np.outer(dev, dev)
+        self.e1 = e2 * c + 2 * gamma(n + 1) * dev
+        self.e2 = e2 * np.outer(c, c) + 2 * gamma(n + 2) * np.outer(dev, dev)
         t, e1 = self.t, self.e1
         self.cov_tol = (self.e2 + np.outer(e1, t) + np.outer(t, e1) + np.outer(e1, e1)) \
             * n / (n - ddof)

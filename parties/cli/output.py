@@ -127,6 +127,9 @@ def format_result(result: Any) -> str:
             f" {'+' if b >= 0 else '-'} {abs(b):.6g}*{c}"
             for c, b in zip(cols, value["coefficients"], strict=True)))
         lines.append(f"  R^2 = {_num(result.details.get('r2'))}")
+    from smpc.stats.bounds import summary_lines
+
+    lines += summary_lines(result.details)
     if "missing" in result.details:
         per_column = result.details.get("n", {})
         lines.append("  missing values left out: " + ", ".join(

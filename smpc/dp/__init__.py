@@ -52,7 +52,9 @@ adds the charges (:class:`PrivacyCost`).
 
 * a data party: its own rows and its own noise share (to be discarded, never
   sent), the public plan (bounds, sigmas), and for the two-pass statistics
-  the pass-2 shift and count -- post-processed pass-1 *noisy* output;
+  the pass-2 shift and count -- post-processed pass-1 *noisy* output (exact
+  answers add a spread pass and a public scale, :mod:`smpc.stats.bounds`;
+  under DP neither runs: the moments are sent unscaled);
 * the ``ss`` recipient (coordinator): each pass's noisy sum, nothing else
   (the shares it adds are uniform);
 * the ``ckks`` aggregator: ciphertexts only; the key holder: each pass's

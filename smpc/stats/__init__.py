@@ -18,23 +18,36 @@ Passes
    gives the exact result (the formula corrects for ``s`` differing from the
    mean), and a shift near the mean keeps the numbers small: this is the
    numerically stable two-pass form, not raw ``sum x^2`` on large values.
+   Exact answers run a cheap *spread pass* first (``sum (x - s)^2 / D`` per
+   column) and divide the centred values by a public power of two per column
+   (the *scale*), so that the moments' precision is relative to the column's
+   spread, not its magnitude (:mod:`.bounds`); under DP the moments are sent
+   unscaled and there is no spread pass.
 
 What is revealed
 ----------------
 * to the recipient: the summed aggregates of each pass (count, column sums,
   centred second moments / bin counts), from which it computes the result;
 * to the parties (pass 2 only): the rounded mean and the total count, used
-  as the shift;
+  as the shift, and for exact answers the scale: per column a power of two,
+  the order of magnitude (within a factor of 2) of its pooled spread; the
+  recipient also learns the summed spreads;
 * nothing about any single party's aggregate or rows (see
   :mod:`smpc.aggregate` for the backend assumptions).
+
+Every :class:`StatResult` carries ``details["error_bound"]``, a derived bound on
+its error against the exact pooled statistic, and under DP
+``details["dp_noise_std"]`` (:mod:`.bounds`); the figures below are the
+per-aggregate terms it starts from.
 
 Precision and range (``ss``, ``P`` parties).  Pass 1 encodes counts and
 column sums with ``f`` fractional bits (16 by default): each sum is exact to
 ``P * 2^-(f+1)`` and must stay below ``2^(63-f) / P`` (4.7e13 for f=16, P=3).
 Pass 2 encodes the normalised moments with ``f + 8`` fractional bits
-(``moment_frac_bits``; 24 by default): each variance / covariance is exact to
-``P * 2^-25`` (9e-8 for P=3) and must stay below ``2^39 / P`` (1.8e11, i.e. a
-standard deviation up to about 4e5).  Beyond either bound the party refuses
+(``moment_frac_bits``; 24 by default): each scaled variance / covariance is
+exact to ``P * 2^-25`` (9e-8 for P=3), times ``c_i c_j`` in the data's units,
+and must stay below ``2^39 / P`` (1.8e11, i.e. a standard deviation up to
+about 4e5).  Beyond either bound the party refuses
 with an :class:`~smpc.encoding.EncodingRangeError` naming the value; lower the
 fractional bits to widen the range.  Histogram and quantile counts
 are exact on ``ss``.
@@ -44,7 +57,9 @@ adds Gaussian flooding noise of std ``sigma = 2^16 E`` (``E`` the preset's
 error bound; ``sigma = 2^-7 ~ 0.0078`` for the ``aggregate`` preset) to every
 summed aggregate and rounds it to a grid of ``2^-7``.  So a sum is within
 about ``6 sigma`` (0.05), a mean within ``0.05 / N``, a variance or covariance
-within about ``0.1 / (N - 1)``; counts are rounded to whole numbers (exact).
+within about ``0.1 c_i c_j / (N - 1)`` with the public scale ``c`` (so that
+``sum u^2 <= 2^26``: relative to the spread); counts are rounded to whole
+numbers (exact).
 
 Quantiles are read off a fine histogram over public bounds ``[lo, hi]``
 with ``resolution`` bins: the reported value lies in the bin that contains the
@@ -68,6 +83,7 @@ The parts
 :mod:`.spec`           :class:`StatSpec` (the public request) and :class:`StatResult`
 :mod:`.local`          each party's local aggregates, pass 1 and pass 2
 :mod:`.finishing`      the recipient's finish from the summed aggregates
+:mod:`.bounds`         every result's error bound, the moment pass's scale, refusals
 :mod:`.roles`          the protocol roles over a transport, and :func:`simulate`
 =====================  ==================================================================
 
@@ -89,6 +105,7 @@ from smpc.stats.local import (
     cells_per_column,
     local_pass1,
     local_pass2,
+    local_spread,
     moment_divisor,
     pass1_length,
     pass2_length,
@@ -125,6 +142,7 @@ __all__ = [
     "finish",
     "local_pass1",
     "local_pass2",
+    "local_spread",
     "missing_counts",
     "moment_divisor",
     "pass1_length",

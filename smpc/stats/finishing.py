@@ -85,17 +85,22 @@ def shift_from_pass1(spec: StatSpec, summed: np.ndarray, *, dp_applied: bool = F
     return np.round(mean / grid) * grid, n
 
 
-def _moments(spec: StatSpec, summed2: np.ndarray, n: float, counts: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """Mean offset d and covariance matrix from the pass-2 sums (shift already applied);
-    ``counts``: each column's number of values (all ``n`` for complete rows)."""
+def _moments(spec: StatSpec, summed2: np.ndarray, n: float, counts: np.ndarray,
+             scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean offset d and covariance matrix from the moment-pass sums (shift already applied).
+
+    ``counts``: each column's number of values (all ``n`` for complete rows); ``scale``: the
+    public per-column powers of two the centred values were divided by
+    (:func:`smpc.stats.bounds.choose_scale`; None: 1).
+    """
     k = len(spec.value_columns)
+    c = np.ones(k) if scale is None else np.asarray(scale, dtype=np.float64)
     divisor = moment_divisor(spec, n)
-    d = summed2[:k] * divisor / counts
+    d = summed2[:k] * divisor / counts * c
     second = np.zeros((k, k))
     iu = np.triu_indices(k)
     second[iu] = summed2[k:] * divisor
-    second = second + np.triu(second, 1).T
+    second = (second + np.triu(second, 1).T) * np.outer(c, c)
     pair = np.sqrt(np.outer(counts, counts))  # n_j on the diagonal; unused off it unless equal
     population = second / pair - np.outer(d, d)
     cov = population * (pair / (pair - spec.ddof))
@@ -127,12 +132,13 @@ def _missing_details(spec: StatSpec, summed1: np.ndarray, counts: np.ndarray,
 
 def finish(
     spec: StatSpec, summed1: np.ndarray, summed2: np.ndarray | None, shift: np.ndarray | None,
-    *, dp_applied: bool = False,
+    *, dp_applied: bool = False, scale: np.ndarray | None = None,
 ) -> StatResult:
     """Compute the statistic from the summed aggregates.
 
     ``n`` is an ``int`` for every statistic (under DP the rounded noisy count: rounding is
-    free post-processing).
+    free post-processing).  ``summed2``: the moment pass's sums, of ``(x - shift) / scale``
+    (``scale`` None: 1).
     """
     cols = list(spec.columns)
     n = float(summed1[0])
@@ -159,7 +165,7 @@ def finish(
         return StatResult(Statistic.MEAN, cols, (summed1[1:1 + k] / counts).tolist(), n_out,
                           spec.backend, details)
     assert summed2 is not None and shift is not None
-    d, cov = _moments(spec, summed2, n, counts)
+    d, cov = _moments(spec, summed2, n, counts, scale)
     if spec.skips_missing and not spec.complete_rows:
         # var / std: each column over its own rows; the cross moments mix row sets and must
         # not move the variances in the projection below
@@ -248,12 +254,15 @@ def _linreg(spec: StatSpec, cov: np.ndarray, mean: np.ndarray, n: int,
             details: dict[str, Any]) -> StatResult:
     kx = len(spec.columns)
     sxx, sxy, syy = cov[:kx, :kx], cov[:kx, kx], cov[kx, kx]
-    if np.linalg.matrix_rank(sxx) < kx:
+    # on the features' correlation matrix: the rank test and the solve do not depend on the
+    # features' units (a feature of std 1e-4 next to one of 1e6 is not "collinear")
+    sd = np.sqrt(np.clip(np.diag(sxx), 0.0, None))
+    if not np.all(sd > 0) or np.linalg.matrix_rank(sxx / np.outer(sd, sd)) < kx:
         raise InputError(
             "the features are collinear or constant in the pooled data: "
             "the least-squares fit is not unique"
         )
-    beta = np.linalg.solve(sxx, sxy)
+    beta = np.linalg.solve(sxx / np.outer(sd, sd), sxy / sd) / sd
     intercept = float(mean[kx] - mean[:kx] @ beta)
     residual = float(syy - sxy @ beta)
     r2 = float(1.0 - residual / syy) if syy > 0 else float("nan")

@@ -16,7 +16,8 @@ from smpc.errors import InputError
 from smpc.names import Backend, Statistic
 from smpc.stats.spec import StatSpec
 
-__all__ = ["cells_per_column", "local_pass1", "local_pass2", "moment_divisor", "pass1_length",
+__all__ = ["cells_per_column", "local_pass1", "local_pass2", "local_spread", "moment_divisor",
+           "pass1_length",
            "pass2_length", "suppress_small_cells"]
 
 
@@ -90,10 +91,14 @@ def local_pass1(spec: StatSpec, rows: np.ndarray) -> np.ndarray:
         return np.concatenate([[rows.shape[0]], *out]).astype(np.float64)
     if spec.statistic == Statistic.COUNT:
         return np.concatenate([[float(rows.shape[0])], missing])
+    # each column summed contiguously: numpy's pairwise summation, float error within
+    # gamma(log2(n) + 24) sum |x| (smpc.stats.bounds), not gamma(n) as row by row
     if spec.complete_rows:
         used = rows[~gap.any(axis=1)]
-        return np.concatenate([[used.shape[0]], used.sum(axis=0), missing])
-    return np.concatenate([[rows.shape[0]], np.where(gap, 0.0, rows).sum(axis=0), missing])
+        return np.concatenate([[used.shape[0]], np.ascontiguousarray(used.T).sum(axis=1),
+                               missing])
+    return np.concatenate([[rows.shape[0]],
+                           np.ascontiguousarray(np.where(gap, 0.0, rows).T).sum(axis=1), missing])
 
 
 def suppress_small_cells(spec: StatSpec, values: np.ndarray, min_cell_size: int) -> np.ndarray:
@@ -138,10 +143,26 @@ def moment_divisor(spec: StatSpec, total: float) -> float:
     return total if spec.backend == Backend.SS else 1.0
 
 
-def local_pass2(spec: StatSpec, rows: np.ndarray, shift: np.ndarray, total: float) -> np.ndarray:
-    """Pass-2 aggregate: centred first and second moments, divided by :func:`moment_divisor`.
+def local_spread(spec: StatSpec, rows: np.ndarray, shift: np.ndarray, total: float
+                 ) -> np.ndarray:
+    """Spread-pass aggregate (exact answers): ``sum (x_j - s_j)^2 / D`` per column.
 
-    Returns ``[sum(x - s) / D  (k values), upper triangle of sum (x-s)(x-s)^T / D]``.
+    Its pooled sum picks the public scale of the moment pass
+    (:func:`smpc.stats.bounds.choose_scale`).
+    """
+    rows = _check_rows(spec, rows)
+    if spec.complete_rows:
+        rows = rows[~np.isnan(rows).any(axis=1)]
+    centred = np.nan_to_num(rows - shift[None, :], nan=0.0)
+    return np.einsum("ij,ij->j", centred, centred) / moment_divisor(spec, total)
+
+
+def local_pass2(spec: StatSpec, rows: np.ndarray, shift: np.ndarray, total: float,
+                scale: np.ndarray | None = None) -> np.ndarray:
+    """Moment-pass aggregate: centred first and second moments, divided by :func:`moment_divisor`.
+
+    Returns ``[sum(u) / D  (k values), upper triangle of sum u u^T / D]`` with
+    ``u = (x - s) / scale`` (``scale``: public powers of two, None: 1).
     Missing values (``missing="skip"``): ``cov`` / ``corr`` / ``linreg`` use the rows complete in
     every column; the other statistics count a missing value's centred value as 0, so each
     column's moments are over its present values (the cross moments of two columns, unused by
@@ -152,6 +173,8 @@ def local_pass2(spec: StatSpec, rows: np.ndarray, shift: np.ndarray, total: floa
         rows = rows[~np.isnan(rows).any(axis=1)]
     divisor = moment_divisor(spec, total)
     centred = np.nan_to_num(rows - shift[None, :], nan=0.0)
+    if scale is not None:
+        centred = centred / np.asarray(scale, dtype=np.float64)[None, :]
     first = centred.sum(axis=0) / divisor
     second = (centred.T @ centred) / divisor
     iu = np.triu_indices(rows.shape[1])

@@ -3,8 +3,10 @@
 Guarantees: each role runs the passes of :mod:`smpc.stats` over a
 :class:`~smpc.transport.Transport`; under DP every party clips and adds its noise share before
 anything is encoded or encrypted.  Reveals: to the recipient the summed aggregates of each pass;
-to the parties (two-pass statistics) the public shift and count; nothing about one party's rows
-(:mod:`smpc.aggregate` states the backend assumptions).
+to the parties (two-pass statistics) the public shift and count and, for exact answers, the
+public scale of the moment pass (:mod:`smpc.stats.bounds`: a power of two per column after a
+spread pass; none under DP); nothing about one party's rows (:mod:`smpc.aggregate` states the
+backend assumptions).  Every result carries its error bound (:func:`smpc.stats.bounds.attach`).
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from smpc.ckks import KeyHolder
 from smpc.encoding import FixedPoint
 from smpc.errors import InputError
 from smpc.names import Backend
+from smpc.stats import bounds
 from smpc.stats.finishing import finish, shift_from_pass1
 from smpc.stats.local import (
     _check_rows,
     local_pass1,
     local_pass2,
+    local_spread,
     moment_divisor,
     pass1_length,
     pass2_length,
@@ -108,7 +112,15 @@ def run_party(
             dp.check_pass_range(plan, 2, row_cap, frac_bits=spec.moment_codec.frac_bits,
                                 divisor=moment_divisor(spec, total), shift=shift)
         t.check_cancelled()  # pragma: no mutate (liveness only)
-        values = local_pass2(spec, rows, shift, total)
+        scale = None
+        if plan is None:  # exact answers: the spread pass picks the public scale
+            _contribute(t, spec, local_spread(spec, rows, shift, total), None, None, 1,
+                        parties, recipient, f"{tag}/spread", public_context, spec.codec)
+            doc = unpack_json(t.recv(recipient, f"{tag}/scale"))
+            scale = bounds.check_scale(doc.get("scale") if isinstance(doc, dict) else None,
+                                       len(spec.value_columns))
+        t.check_cancelled()  # pragma: no mutate (liveness only)
+        values = local_pass2(spec, rows, shift, total, scale)
         t.check_cancelled()  # pragma: no mutate (liveness only)
         noise = None if plan is None else dp.party_noise(
             plan, 2, values.size, spec.backend, divisor=moment_divisor(spec, total), shift=shift,
@@ -144,26 +156,57 @@ def _public_shift(spec: StatSpec, plan: dp.NoisePlan | None, summed1: np.ndarray
 def run_recipient_ss(
     t: Transport, spec: StatSpec, *, parties: Sequence[str], tag: str
 ) -> StatResult:
-    """The ``ss`` recipient (coordinator): reconstructs each pass's sum and finishes."""
+    """The ``ss`` recipient (coordinator): reconstructs each pass's sum and finishes.
+
+    Exact two-pass statistics: after the shift it collects the spread pass and broadcasts
+    the public scale (:mod:`smpc.stats.bounds`).  The result carries its error bound.
+    """
     plan = spec.noise_plan(len(parties))
     summed1 = aggregate.ss_collect(t, parties=parties, shape=(pass1_length(spec),),
                                    codec=spec.codec, tag=f"{tag}/p1")
     if plan is not None:
         summed1 = dp.postprocess_pass1(plan, summed1, spec.ddof)
+    rel = bounds.Released(len(parties), summed1,
+                          bounds.pass_error(spec, len(parties), spec.codec.frac_bits),
+                          sig1=_sigmas(plan, 1))
     if spec.passes == 1:
-        return _with_privacy(finish(spec, summed1, None, None), plan)
+        return _finished(spec, finish(spec, summed1, None, None), rel, plan)
     shift, n = _public_shift(spec, plan, summed1)
     t.broadcast(parties, f"{tag}/shift", pack_json({"shift": shift.tolist(), "n": n}))
+    scale = None
+    if plan is None:
+        spread = aggregate.ss_collect(t, parties=parties, shape=(len(spec.value_columns),),
+                                      codec=spec.codec, tag=f"{tag}/spread")
+        scale = bounds.choose_scale(spec, spread, rel.e1)
+        t.broadcast(parties, f"{tag}/scale", pack_json({"scale": scale.tolist()}))
     summed2 = aggregate.ss_collect(t, parties=parties, shape=(pass2_length(spec),),
                                    codec=spec.moment_codec, tag=f"{tag}/p2")
-    return _with_privacy(finish(spec, summed1, summed2, shift, dp_applied=plan is not None),
-                         plan)
+    divisor = moment_divisor(spec, n)
+    rel.summed2, rel.shift, rel.scale, rel.divisor = summed2, shift, scale, divisor
+    rel.e2 = bounds.pass_error(spec, len(parties), spec.moment_codec.frac_bits)
+    rel.sig2 = _sigmas(plan, 2, divisor=divisor, shift=shift)
+    result = finish(spec, summed1, summed2, shift, dp_applied=plan is not None, scale=scale)
+    return _finished(spec, result, rel, plan)
+
+
+def _sigmas(plan: dp.NoisePlan | None, pass_index: int, **kwargs: Any) -> np.ndarray | None:
+    """Per-coordinate DP noise std of a released pass (None without DP)."""
+    if plan is None:
+        return None
+    pp = plan.pass_plan(pass_index)
+    return bounds.block_sigmas([b.length for b in pp.blocks],
+                               plan.sigmas(pass_index, **kwargs))
 
 
 def _with_privacy(result: StatResult, plan: dp.NoisePlan | None) -> StatResult:
     if plan is not None:
         result.details["privacy"] = plan.to_json()
     return result
+
+
+def _finished(spec: StatSpec, result: StatResult, rel: bounds.Released,
+              plan: dp.NoisePlan | None) -> StatResult:
+    return _with_privacy(bounds.attach(spec, result, rel, dp_applied=plan is not None), plan)
 
 
 def run_aggregator_ckks(
@@ -181,6 +224,10 @@ def run_aggregator_ckks(
     if spec.passes == 2:
         shift_doc = t.recv(keyholder, f"{tag}/shift")
         t.broadcast(parties, f"{tag}/shift", shift_doc)
+        if spec.dp is None:  # exact answers: the spread pass and the public scale
+            aggregate.ckks_aggregate(t, parties=parties, keyholder=keyholder,
+                                     public_context=public_context, tag=f"{tag}/spread")
+            t.broadcast(parties, f"{tag}/scale", t.recv(keyholder, f"{tag}/scale"))
         aggregate.ckks_aggregate(t, parties=parties, keyholder=keyholder,
                                  public_context=public_context, tag=f"{tag}/p2")
 
@@ -206,16 +253,31 @@ def run_keyholder_ckks(
     summed1[0] = float(round(summed1[0]))  # a count is a whole number
     if plan is not None:
         summed1 = dp.postprocess_pass1(plan, summed1, spec.ddof)
+    rel = bounds.Released(parties, summed1, bounds.pass_error(
+        spec, parties, 0, dp_noise_std=None if plan is None else std1,
+        dp_rounding=plan is not None), sig1=_sigmas(plan, 1))
     if spec.passes == 1:
-        return _with_privacy(finish(spec, summed1, None, None), plan)
+        return _finished(spec, finish(spec, summed1, None, None), rel, plan)
     shift, n = _public_shift(spec, plan, summed1)
     t.send(aggregator, f"{tag}/shift", pack_json({"shift": shift.tolist(), "n": n}))
+    scale = None
+    if plan is None:
+        spread = aggregate.ckks_collect(t, aggregator=aggregator, keyholder=keyholder,
+                                        length=len(spec.value_columns), tag=f"{tag}/spread",
+                                        summands=parties)
+        scale = bounds.choose_scale(spec, spread, rel.e1)
+        t.send(aggregator, f"{tag}/scale", pack_json({"scale": scale.tolist()}))
     std2 = 0.0 if plan is None else plan.release_noise_std(2, shift=shift)
     summed2 = aggregate.ckks_collect(t, aggregator=aggregator, keyholder=keyholder,
                                      length=pass2_length(spec), tag=f"{tag}/p2",
                                      dp_noise_std=std2, summands=parties)
-    return _with_privacy(finish(spec, summed1, summed2, shift, dp_applied=plan is not None),
-                         plan)
+    rel.summed2, rel.shift, rel.scale = summed2, shift, scale
+    rel.divisor = moment_divisor(spec, n)
+    rel.e2 = bounds.pass_error(spec, parties, 0, dp_noise_std=None if plan is None else std2,
+                               dp_rounding=plan is not None)
+    rel.sig2 = _sigmas(plan, 2, divisor=rel.divisor, shift=shift)
+    result = finish(spec, summed1, summed2, shift, dp_applied=plan is not None, scale=scale)
+    return _finished(spec, result, rel, plan)
 
 
 def simulate(

@@ -10,8 +10,11 @@ Tolerances (3 parties, ~375 rows, values 15-250), all from :mod:`tests.tolerance
 * ``ckks`` (aggregate preset): every released sum is within E + 6 sigma + g / 2 = 0.051
   (sigma = g = 2^-7, E = 2^-23: smpc.ckks.KeyHolder.release) except with probability 2e-9
   per value; means within that / N (1.4e-4), (co)variances within about that / (N - 1)
-  (1.4e-4; pass 2 sends plain centred sums), the rest propagated as on ss; counts are exact
-  after rounding (0.051 < 1/2).
+  (1.4e-4; pass 2 sends plain centred sums, times the public scale of the moment pass:
+  :meth:`tests.tolerances.Backend.moment_scale`), the rest propagated as on ss; counts are
+  exact after rounding (0.051 < 1/2).
+* every result's own ``details["error_bound"]`` (:mod:`smpc.stats.bounds`) holds against
+  numpy too, over the runtime's real messages (the spread pass and the scale included).
 * quantiles: within one bin width ((hi - lo) / resolution) of numpy's
   inverted-CDF quantile on both backends (ckks bin counts are exact after rounding).
 * inference: ``ss`` within the encoding bound of smpc.linear
@@ -92,8 +95,10 @@ def test_cov_and_corr(fed, backend):
     m = moments(X, backend)
     r = fed.client.compute(StatSpec("cov", cols, backend=backend))
     assert_within(r.value, np.cov(X.T, ddof=1), m.cov_tol, "cov")
+    assert_within(r.value, np.cov(X.T, ddof=1), r.details["error_bound"], "cov's own bound")
     r = fed.client.compute(StatSpec("corr", cols, backend=backend))
     assert_within(r.value, np.corrcoef(X.T), m.corr_tol, "corr")
+    assert_within(r.value, np.corrcoef(X.T), r.details["error_bound"], "corr's own bound")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -23,9 +23,10 @@ predictions (float64), which only the data owner may hold.
 Statistics never send rows, so the raw-value search alone would miss a party
 that sends its *aggregate* unmasked.  Hence also: no party's own pass-1
 aggregate (``[n, sum x_j]``, histogram counts) of any statistic the fixture
-runs, nor its pass-2 centred moments (var on ss: divided by the pooled count
-``N``; cov on ckks: undivided), computed here with numpy from the party's rows
-and the shift the run broadcast (read from the capture), appears in float64,
+runs, nor its spread-pass sums of squares, nor its pass-2 centred moments of
+``(x - s) / c`` (var on ss: divided by the pooled count ``N``; cov on ckks:
+undivided), computed here with numpy from the party's rows and the shift and
+scale the run broadcast (read from the capture), appears in float64,
 fixed point at 16 or 24 bits (= the raw ring element) or text
 (``tests/unit/leakscan.py``: element-wise where the word has at least four
 significant bytes, and every vector as a whole).
@@ -209,7 +210,8 @@ def pass1(spec: StatSpec, X: np.ndarray) -> np.ndarray:
                  for i, (lo, hi) in enumerate(itertools.pairwise(e))]
         return np.array([n, *inner, np.count_nonzero(x < e[0]), np.count_nonzero(x > e[-1])],
                         dtype=np.float64)
-    return np.concatenate([[n], X.sum(axis=0)])
+    # each column summed contiguously (pairwise), as a party does: bit-for-bit the same words
+    return np.concatenate([[n], np.ascontiguousarray(X.T).sum(axis=1)])
 
 
 def pass2(X: np.ndarray, shift: np.ndarray, divisor: float) -> np.ndarray:
@@ -225,6 +227,12 @@ def broadcast_shifts(blob: bytes) -> dict[float, np.ndarray]:
     docs = set(re.findall(rb'\{"n":[-0-9.eE+]+,"shift":\[[^\]]*\]\}', blob))
     return {float(d["n"]): np.asarray(d["shift"], dtype=np.float64)
             for d in (json.loads(m) for m in docs)}
+
+
+def broadcast_scales(blob: bytes) -> list[np.ndarray]:
+    """Every public scale document of the moment pass in the capture (exact two-pass runs)."""
+    docs = set(re.findall(rb'\{"scale":\[[^\]]*\]\}', blob))
+    return [np.asarray(json.loads(d)["scale"], dtype=np.float64) for d in docs]
 
 
 def aggregate_references(fed, blob: bytes) -> dict[str, np.ndarray]:
@@ -243,8 +251,13 @@ def aggregate_references(fed, blob: bytes) -> dict[str, np.ndarray]:
                 bound = GRID / 2 + 3 * 2.0**-17 / n
                 assert np.all(np.abs(shift - pooled.mean(axis=0)) <= bound)
             divisor = n if spec.backend == "ss" else 1.0
+            # exact answers: the spread pass, then the moments of (x - s) / c for the public
+            # scale c (smpc.stats.bounds); every scale in the capture is tried for every run
             for o in ORGS:
-                refs[f"{key} {o} pass-2"] = pass2(rows[o], shift, divisor)
+                refs[f"{key} {o} spread"] = ((rows[o] - shift) ** 2).sum(axis=0) / divisor
+                for i, c in enumerate(broadcast_scales(blob)):
+                    refs[f"{key} {o} pass-2 scale-{i}"] = pass2((rows[o] - shift) / c,
+                                                                np.zeros_like(shift), divisor)
     return refs
 
 
@@ -261,7 +274,8 @@ def test_no_party_aggregate_crosses_the_wire(captured):
     fed, _results, _preds, blobs = captured
     blob = b"".join(blobs.values())
     refs = aggregate_references(fed, blob)
-    assert len(refs) == 3 * 5 + 3 * 2
+    assert len(broadcast_scales(blob)) == 2  # one per exact two-pass run (var-ss, cov-ckks)
+    assert len(refs) == 3 * 5 + 2 * 3 * (1 + 2)  # pass 1; spread and pass 2 (x 2 scales)
     for label, values in refs.items():
         searchable = leakscan.searched_elements(values, FRAC_BITS)
         assert searchable == values.size or (label.startswith("hist") and searchable >= 2), label

@@ -138,7 +138,8 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Releases:
         rec.release_std[kw["tag"]] = kw["dp_noise_std"]
         return out
 
-    def lp2(spec, rows, shift, total):
+    def lp2(spec, rows, shift, total, scale=None):
+        assert scale is None  # under DP the moments are never scaled (smpc.stats.bounds)
         rec.shifts.append((tuple(np.asarray(shift, dtype=np.float64)), float(total)))
         return local_pass2(spec, rows, shift, total)
 

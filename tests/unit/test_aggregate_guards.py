@@ -144,8 +144,8 @@ def test_a_party_refuses_a_malformed_pass2_shift(doc):
 
 def test_a_party_accepts_a_count_of_exactly_one():
     """The boundary of the refusal above: a count of 1 (one row in all, ``ddof = 0``) is a
-    valid pass-2 divisor, so both parties send their pass-2 shares and the recipient gets
-    them (the variance of one row is 0)."""
+    valid pass-2 divisor, so both parties send their spread-pass and pass-2 shares and the
+    recipient gets them (the variance of one row is 0)."""
     spec = stats.StatSpec("var", ("a",), ddof=0)
     parties = ["p0", "p1"]
 
@@ -153,6 +153,9 @@ def test_a_party_accepts_a_count_of_exactly_one():
         for p in parties:
             t.recv(p, "s/p1/sum-share")
         t.broadcast(parties, "s/shift", pack_json({"shift": [7.0], "n": 1.0}))
+        for p in parties:  # the spread pass, then the public scale (smpc.stats.bounds)
+            t.recv(p, "s/spread/sum-share")
+        t.broadcast(parties, "s/scale", pack_json({"scale": [1.0]}))
         return len([t.recv(p, "s/p2/sum-share") for p in parties])
 
     def party(rows):

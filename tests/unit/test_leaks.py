@@ -7,7 +7,8 @@ both backends, and in both inference protocols, and then check what a
 curious node could read off the wire:
 
 * no message contains any party's own pass-1 aggregate (``[n, sum x_j]``,
-  histogram / quantile bin counts) or pass-2 centred moments, in float64,
+  histogram / quantile bin counts), spread-pass sums of squares or moment-pass centred
+  (scaled) moments, in float64,
   fixed point at 16 or 24 fractional bits (the raw ring element) or text --
   the references are computed here with numpy from the party's rows and the
   public shift the run broadcast, never by calling ``smpc.stats``;
@@ -123,7 +124,8 @@ def reference_pass1(spec: StatSpec, rows: np.ndarray) -> np.ndarray:
                           spec.resolution - 1)
         return np.concatenate([[n], np.bincount(cell, minlength=spec.resolution)]).astype(
             np.float64)
-    return np.concatenate([[n], rows.sum(axis=0)])
+    # each column summed contiguously (pairwise), as a party does: bit-for-bit the same words
+    return np.concatenate([[n], np.ascontiguousarray(rows.T).sum(axis=1)])
 
 
 def reference_pass2(rows: np.ndarray, shift: np.ndarray, divisor: float) -> np.ndarray:
@@ -143,9 +145,21 @@ def broadcast_shift(messages: list[Message]) -> tuple[np.ndarray, float]:
     return np.asarray(doc["shift"], dtype=np.float64), float(doc["n"])
 
 
+def broadcast_scale(messages: list[Message]) -> np.ndarray:
+    """The public scale of the moment pass (exact two-pass statistics: one JSON document)."""
+    docs = {m.raw for m in leakscan.select(messages, suffix="/scale")
+            if m.sender == RECIPIENT and m.to in PARTIES}
+    assert len(docs) == 1, "every party gets the same scale"
+    return np.asarray(json.loads(docs.pop())["scale"], dtype=np.float64)
+
+
 def references(spec: StatSpec, messages: list[Message], tables: list[np.ndarray] = TABLES
                ) -> dict[str, np.ndarray]:
-    """Every party's pass-1 (and pass-2) aggregate, labelled."""
+    """Every party's pass-1, spread and moment-pass (pass-2) aggregate, labelled.
+
+    The spread pass sends ``sum (x - s)^2 / D`` per column; the moment pass the centred
+    moments of ``(x - s) / c`` with the public scale ``c`` (:mod:`smpc.stats.bounds`).
+    """
     refs = {}
     rows = [rows_for(spec, t) for t in tables]
     for p, r in zip(PARTIES, rows, strict=True):
@@ -157,8 +171,11 @@ def references(spec: StatSpec, messages: list[Message], tables: list[np.ndarray]
         if spec.backend == "ss":  # exact there: check it against the independent mean
             assert np.array_equal(shift, np.round(pooled.mean(axis=0) / GRID) * GRID)
         divisor = n if spec.backend == "ss" else 1.0  # ss divides the moments by N
+        scale = broadcast_scale(messages)
         for p, r in zip(PARTIES, rows, strict=True):
-            refs[f"{p} pass-2"] = reference_pass2(r, shift, divisor)
+            refs[f"{p} pass-s"] = ((r - shift) ** 2).sum(axis=0) / divisor
+            refs[f"{p} pass-2"] = reference_pass2((r - shift) / scale, np.zeros_like(shift),
+                                                  divisor)
     return refs
 
 
@@ -188,7 +205,7 @@ def test_no_party_aggregate_crosses_the_wire(name: str, backend: str,
     tags = {m.tag for m in messages}
     assert ("stat/p1/sum-share" if backend == "ss" else "stat/p1/ct/0") in tags
     refs = references(spec, messages)
-    assert len(refs) == 3 * spec.passes
+    assert len(refs) == 3 * (1 if spec.passes == 1 else 3)  # pass 1, spread, moments
     for label, values in refs.items():  # no element is too short to search on its own
         assert leakscan.searched_elements(values, FRAC_BITS) == values.size, label
     leaks = leakscan.scan(messages, wanted(refs))
@@ -237,8 +254,9 @@ def test_aggregation_seeds_are_distinct_per_peer_pass_and_session() -> None:
     Catches ``share_with_seeds`` giving every peer the same seed (then the
     recipient and one peer unmask a third party, see the next test) and seeds
     that repeat across sessions with the same inputs and tag (a deterministic,
-    derived or cached seed).  Four sessions of a two-pass statistic, three
-    parties: 4 * 2 * 3 * 2 = 48 seeds of 16 bytes, all different.
+    derived or cached seed).  Four sessions of a two-pass statistic (three secure sums:
+    pass 1, the spread pass, the moment pass), three parties: 4 * 3 * 3 * 2 = 72 seeds of
+    16 bytes, all different.
     """
     spec = spec_for("var", "ss")
     seeds = []
@@ -246,7 +264,7 @@ def test_aggregation_seeds_are_distinct_per_peer_pass_and_session() -> None:
         for m in leakscan.select(run_stat(spec), suffix="/seed"):
             assert len(m.raw) == 16
             seeds.append(m.raw)
-    assert len(seeds) == 48
+    assert len(seeds) == 72
     assert len(set(seeds)) == len(seeds), "a seed was reused"
 
 
@@ -269,7 +287,7 @@ def test_recipient_and_one_party_cannot_unmask_a_third() -> None:
     messages = run_stat(spec)
     refs = references(spec, messages)
     n = len(PARTIES)
-    for pass_tag, codec_bits in (("stat/p1", 16), ("stat/p2", 24)):
+    for pass_tag, codec_bits in (("stat/p1", 16), ("stat/spread", 16), ("stat/p2", 24)):
         seed = {(m.sender, m.to): m.raw
                 for m in leakscan.select(messages, suffix=f"{pass_tag}/seed")}
         shares = {m.sender: m.payload
@@ -285,7 +303,8 @@ def test_recipient_and_one_party_cannot_unmask_a_third() -> None:
             for m in PARTIES:
                 if m not in (j, k):
                     guess = guess - e(seed[(m, j)], m)
-            secret = FixedPoint(codec_bits).encode(refs[f"{k} pass-{pass_tag[-1]}"])
+            ref = refs[f"{k} pass-{'s' if pass_tag.endswith('spread') else pass_tag[-1]}"]
+            secret = FixedPoint(codec_bits).encode(ref)
             assert not np.any(guess == secret), f"{j} and the recipient unmasked {k}"
 
 

@@ -39,13 +39,13 @@ from . import leakscan
 from .leakscan import PARTIES, RECIPIENT
 from .uniformity import assert_jointly_uniform, assert_uniform
 
-K = 16  # columns of the covariance: pass 1 has 1 + K words, pass 2 K + K(K+1)/2
+K = 16  # covariance columns: pass 1 has 1 + K words, the spread pass K, pass 2 K + K(K+1)/2
 
 SPECS = {
     # one pass, 2049 words per party and session
     "quantiles": (StatSpec("quantiles", ("v",), probabilities=(0.5,), bounds=(0.0, 1.0),
                            resolution=2048), 4),
-    # two passes, 169 words per party and session
+    # two passes and the spread pass, 185 words per party and session
     "cov": (StatSpec("cov", tuple(f"c{j}" for j in range(K))), 32),
 }
 
@@ -65,7 +65,8 @@ def _sum_shares(name: str) -> dict[str, np.ndarray]:
         for p in PARTIES:
             parts = [m.payload for m in leakscan.select(messages, sender=p, to=RECIPIENT,
                                                         suffix="/sum-share")]
-            assert len(parts) == spec.passes
+            # exact two-pass statistics: pass 1, the spread pass, the moment pass
+            assert len(parts) == (1 if spec.passes == 1 else 3)
             out[p].append(np.concatenate(parts))
     return {p: np.vstack(v) for p, v in out.items()}
 
