@@ -169,11 +169,9 @@ class Coordinator:
                 or [f for f in failures if f.node not in declined]
             raise primary[0]
         first = failures[0]
-        # the first refusal's own sentence first (a single decline reads as before), then the
-        # other decliners' sentences
-        others = [text for node, text in declined.items() if node != first.node]
-        message = str(first) + (f"; {len(others)} other part{'y' if len(others) == 1 else 'ies'} "
-                                "declined too: " + "; ".join(others) if others else "")
+        # the first refusal's own sentence (as when one party declines); every decliner's
+        # sentence travels in ``declines`` (the smpc-declined trailer)
+        message = str(first)
         raise NodeBlamed(first.node, message, first.code, declines=declined)
 
     def run(self, st: SessionState) -> None:

@@ -283,12 +283,15 @@ def _linreg_bound(cov: np.ndarray, dcov: np.ndarray, mean: np.ndarray, dmean: np
 
 def check_resolved(spec: StatSpec, cov: np.ndarray, dcov: np.ndarray) -> None:
     """Refuse (exact answers) a correlation or regression over a column whose variance is not
-    resolved (module notes).  A column whose variance came out exactly 0 (constant in every
-    party's rows on ``ss``) is left to the statistic: NaN correlations, the collinearity
-    refusal of ``linreg``.
+    resolved (module notes).  A column whose variance came out exactly 0 on ``ss`` (constant
+    in every party's rows) is left to the statistic: NaN correlations, the collinearity
+    refusal of ``linreg``; on ``ckks`` it is refused like any unresolved spread.
     """
     for j, col in enumerate(spec.value_columns):
-        if cov[j, j] != 0 and not cov[j, j] > 4 * dcov[j, j]:
+        # a variance of exactly 0 is a constant column only on ss (exact arithmetic); on ckks
+        # it is release noise cancelling, and is refused like any unresolved spread
+        exactly_constant = cov[j, j] == 0 and spec.backend == Backend.SS
+        if not exactly_constant and not cov[j, j] > 4 * dcov[j, j]:
             hint = ("raise --frac-bits or rescale the column (e.g. multiply it by a power of "
                     "ten)" if spec.backend == Backend.SS else
                     "rescale the column (e.g. multiply it by a power of ten) or use the ss "
