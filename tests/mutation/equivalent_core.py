@@ -31,6 +31,10 @@ _SIGMOID_FALLBACK = ("err_sigmoid_ckks or 1.0: the fallback is unreachable, erro
                      "sigmoid=True on a preset without err_sigmoid_ckks before this line, and "
                      "every preset with one has a positive value")
 
+_STRICT_SEEDS = ("ss_contribute's zip over the peers and their seeds without strict=True: "
+                 "share_with_seeds(encoded, len(others)) returns exactly len(others) seeds, so "
+                 "the two never differ in length and the check cannot fire (smpc/aggregate.py)")
+
 EQUIVALENT_CORE: dict[str, str] = {
     # randomness
     "29f60b49ec": "astype(np.uint64) without copy=True: copy=True is astype's default, so the "
@@ -112,6 +116,12 @@ EQUIVALENT_CORE: dict[str, str] = {
     "a2a973adb4": "ss_contribute dropping dtype=float64 on its values: they go only to "
                   "codec.encode, which converts them with np.asarray(values, dtype=np.float64) "
                   "itself (smpc/aggregate.py)",
+    "a4d1380177": _STRICT_SEEDS,
+    "d05adeab2c": _STRICT_SEEDS,
+    "5dc35af5f6": "ss_contribute's seed received without max_len=16: the transport checks max_len "
+                  "only after the whole message arrived, and the next line refuses every length "
+                  "but 16 with a ProtocolError naming the sender, so only the message's wording "
+                  "changes (test_aggregate_guards.py checks both)",
     "c764ecde76": "plan's unknown-backend refusal deleted: StatSpec (a frozen dataclass) already "
                   "refuses an unknown backend at construction and stores the parsed Backend, so "
                   "no StatSpec reaches plan with one (smpc/dp/planning.py)",

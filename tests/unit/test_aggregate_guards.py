@@ -22,7 +22,7 @@ exactly the messages under test.  Found by mutation testing (``python -m tests.m
 import numpy as np
 import pytest
 
-from smpc import aggregate, ckks, simulator, stats
+from smpc import aggregate, ckks, dp, simulator, stats
 from smpc.ckks.values import _slots
 from smpc.encoding import EncodingRangeError, FixedPoint
 from smpc.errors import InputError, ProtocolError
@@ -249,3 +249,85 @@ def test_the_key_holder_takes_1_to_4096_summed_ciphertexts(holder, announced, ac
         with pytest.raises(ProtocolError, match=f"announced {announced} summed") as info:
             simulator.run(roles, timeout=30)
         assert info.value.peer == "coordinator"
+
+
+@pytest.mark.parametrize("length", [0, 15, 17])
+def test_a_party_blames_a_peer_whose_seed_is_not_16_bytes(length):
+    """A seed stands for a whole share (AES-128-CTR under it): one of another length is the
+    sender's protocol violation, refused by the receiving party as a ProtocolError naming the
+    sender -- not an internal error of the key expansion -- before it sends any share of the
+    sum."""
+    codec = FixedPoint(16)
+    sent: list[str] = []
+
+    def honest(t: Transport) -> None:
+        send = t.send
+
+        def watched(to, tag, payload):
+            sent.append(tag)
+            return send(to, tag, payload)
+
+        t.send = watched  # type: ignore[method-assign]
+        aggregate.ss_contribute(t, parties=["p0", "p1"], recipient="c", values=np.ones(3),
+                                codec=codec, tag="s")
+
+    def liar(t: Transport) -> None:
+        t.send("p0", "s/seed", bytes(length))
+
+    roles = {"p0": honest, "p1": liar, "c": lambda t: None}
+    with pytest.raises(ProtocolError, match="p1 sent") as info:
+        simulator.run(roles, timeout=30)
+    assert info.value.peer == "p1"
+    assert "s/sum-share" not in sent
+
+
+def _histogram(min_cell_size: int, dp_request=None, copies: int = 1):
+    """p0 holds 3 rows in bin 0 and 1 in bin 1, p1 2 rows in bin 2 (edges 0, 10, 20, 30),
+    each row ``copies`` times; each party runs ``run_party`` with ``min_cell_size``, the
+    coordinator reconstructs."""
+    spec = stats.StatSpec("histogram", ("x",), edges=(0.0, 10.0, 20.0, 30.0), dp=dp_request)
+    parties = ["p0", "p1"]
+    tables = {"p0": np.repeat([[1.0], [2.0], [3.0], [15.0]], copies, axis=0),
+              "p1": np.repeat([[25.0], [26.0]], copies, axis=0)}
+    roles = {p: (lambda t, rows=tables[p]: stats.run_party(
+        t, spec, rows, parties=parties, recipient="coordinator", tag="s",
+        min_cell_size=min_cell_size)) for p in parties}
+    roles["coordinator"] = lambda t: stats.run_recipient_ss(t, spec, parties=parties, tag="s")
+    return simulator.run(roles, timeout=60).results["coordinator"]
+
+
+def test_exact_small_cells_are_suppressed_by_each_party_and_one_means_none():
+    """Exact mode, ``min_cell_size = 2``: p0's single row in bin 1 is sent as 0, every cell of
+    two or more rows is kept (the boundary), so the released counts are exactly [3, 0, 2];
+    with 1 (or the default 0) nothing is suppressed: [3, 1, 2]."""
+    assert _histogram(2).value == [[3, 0, 2]]
+    assert _histogram(1).value == [[3, 1, 2]]
+    assert _histogram(0).value == [[3, 1, 2]]
+
+
+def test_under_dp_small_cells_are_refused_not_suppressed():
+    """Suppression changes a cell by up to ``min_cell_size - 1`` rows depending on the data,
+    which would void the noise plan's sensitivity: a DP histogram with ``min_cell_size >= 2``
+    is refused (an InputError naming the rule); 1 (suppress nothing) is accepted and
+    released with its privacy record.  (600 rows: the noisy count, std 6.4 for this plan,
+    falls below 1 -- an empty cohort -- with probability Phi(-599 / 6.4) < 1e-1000.)"""
+    request = dp.DPRequest(epsilon=1.0, delta=1e-6, bounds={"x": (0.0, 30.0)})
+    with pytest.raises(InputError, match="suppressed in exact answers only, not under DP"):
+        _histogram(2, request, copies=100)
+    assert "privacy" in _histogram(1, request, copies=100).details
+    assert "privacy" in _histogram(0, request, copies=100).details
+
+
+def test_a_party_that_is_the_recipient_gets_the_sum_itself():
+    """``ss_contribute`` with one of the parties as recipient: that party adds the others'
+    shares of the sum to its own and returns the decoded sum; the others return None.  The
+    values are integers (exact on the 2^-16 grid), so the sum is exactly numpy's."""
+    codec = FixedPoint(16)
+    parties = ["p0", "p1", "p2"]
+    rng = np.random.default_rng(43)
+    values = {p: rng.integers(-1000, 1000, 5).astype(np.float64) for p in parties}
+    roles = {p: (lambda t, v=values[p]: aggregate.ss_contribute(
+        t, parties=parties, recipient="p0", values=v, codec=codec, tag="s")) for p in parties}
+    results = simulator.run(roles, timeout=30).results
+    assert np.array_equal(results["p0"], np.sum(list(values.values()), axis=0))
+    assert results["p1"] is None and results["p2"] is None
