@@ -106,3 +106,42 @@ def test_pass_two_is_refused_on_the_public_shift_and_count_before_any_moment(mon
     assert "pass 2" in str(e.value) and "fixed-point range" in str(e.value), str(e.value)
     simulator.run(roles(None), timeout=60)  # control: the old path, data that fit
     assert len(calls) == P
+
+
+def test_pass_one_is_refused_on_the_row_cap_before_anything_is_sent():
+    """A DP mean whose bound is one part in 10^9 above the threshold: with ``row_cap`` each
+    party refuses pass 1 (naming it) before it sends a seed or a share, whatever its rows --
+    here 5 small values, which would fit (the control without a row cap runs to the end and
+    sends).  An exact statistic has no noise plan: its ``row_cap`` is ignored."""
+    spec = mean_spec(threshold() * (1 + 1e-9))
+    parties = ["p0", "p1"]
+    tables = [np.arange(1.0, 6.0)[:, None], np.arange(6.0, 11.0)[:, None]]
+    sent: list[str] = []
+
+    def roles(spec, row_cap):
+        def party(rows):
+            def role(t):
+                send = t.send
+
+                def watched(to, tag, payload):
+                    sent.append(tag)
+                    return send(to, tag, payload)
+
+                t.send = watched
+                stat_roles.run_party(t, spec, rows, parties=parties, recipient="coordinator",
+                                     tag="s", row_cap=row_cap)
+            return role
+
+        r = {name: party(rows) for name, rows in zip(parties, tables, strict=True)}
+        r["coordinator"] = lambda t: stat_roles.run_recipient_ss(t, spec, parties=parties,
+                                                                 tag="s")
+        return r
+
+    with pytest.raises(EncodingRangeError, match="pass 1 of this mean request"):
+        simulator.run(roles(spec, ROW_CAP), timeout=60)
+    assert sent == []
+    simulator.run(roles(spec, None), timeout=60)  # control: the old path, data that fit
+    assert sent
+    exact = StatSpec("mean", ("x",))
+    result = simulator.run(roles(exact, ROW_CAP), timeout=60).results["coordinator"]
+    assert result.value == [5.5]
