@@ -331,3 +331,40 @@ def test_a_party_that_is_the_recipient_gets_the_sum_itself():
     results = simulator.run(roles, timeout=30).results
     assert np.array_equal(results["p0"], np.sum(list(values.values()), axis=0))
     assert results["p1"] is None and results["p2"] is None
+
+
+def test_the_noise_draws_of_both_passes_can_be_cancelled(monkeypatch):
+    """A party's noise draws can take long (one exact sample per value): ``run_party`` hands
+    its transport's ``check_cancelled`` to the sampler (which calls it between chunks,
+    ``test_dp.py``) on both passes, so an aborted session stops its party mid-draw.  Recorded
+    by wrapping ``smpc.dp.party_noise``: each of the two parties' checks is passed exactly
+    twice (pass 1 and pass 2 of a variance).  (600 rows: the noisy count, std 14.3 for this
+    plan, falls below 1 -- an empty cohort -- with probability Phi(-599 / 14.3) < 1e-300.)"""
+    spec = stats.StatSpec("var", ("x",), dp=dp.DPRequest(epsilon=1.0, delta=1e-6,
+                                                         bounds={"x": (0.0, 100.0)}))
+    real = dp.party_noise
+    seen: list[object] = []
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("check"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dp, "party_noise", recording)
+    parties = ["p0", "p1"]
+    checks: dict[str, object] = {}
+    rng = np.random.default_rng(45)
+    tables = {p: rng.uniform(0, 100, (300, 1)) for p in parties}
+
+    def party(name):
+        def role(t: Transport) -> None:
+            checks[name] = t.check_cancelled
+            stats.run_party(t, spec, tables[name], parties=parties, recipient="coordinator",
+                            tag="s")
+        return role
+
+    roles = {p: party(p) for p in parties}
+    roles["coordinator"] = lambda t: stats.run_recipient_ss(t, spec, parties=parties, tag="s")
+    simulator.run(roles, timeout=60)
+    assert len(seen) == 4
+    for p in parties:
+        assert sum(1 for c in seen if c == checks[p]) == 2
