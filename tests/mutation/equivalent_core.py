@@ -35,6 +35,10 @@ _STRICT_SEEDS = ("ss_contribute's zip over the peers and their seeds without str
                  "share_with_seeds(encoded, len(others)) returns exactly len(others) seeds, so "
                  "the two never differ in length and the check cannot fire (smpc/aggregate.py)")
 
+_COUNT_DTYPE = ("a ciphertext count sent as np.array([n]) without dtype=np.int64: numpy's default "
+                "integer is int64 under numpy 2 on every platform and under numpy 1 on every "
+                "64-bit one but Windows, so the same int64 message is sent (smpc/aggregate.py)")
+
 EQUIVALENT_CORE: dict[str, str] = {
     # randomness
     "29f60b49ec": "astype(np.uint64) without copy=True: copy=True is astype's default, so the "
@@ -118,6 +122,10 @@ EQUIVALENT_CORE: dict[str, str] = {
                   "itself (smpc/aggregate.py)",
     "a4d1380177": _STRICT_SEEDS,
     "d05adeab2c": _STRICT_SEEDS,
+    "bf4a81ad38": "ckks_contribute dropping dtype=float64 on its values: encrypt_public_stream "
+                  "converts them with np.asarray(values, dtype=np.float64) itself (_as_vector), "
+                  "and every caller passes a float64 aggregate (smpc/aggregate.py)",
+    "c9eb83e070": _COUNT_DTYPE,
     "5dc35af5f6": "ss_contribute's seed received without max_len=16: the transport checks max_len "
                   "only after the whole message arrived, and the next line refuses every length "
                   "but 16 with a ProtocolError naming the sender, so only the message's wording "

@@ -368,3 +368,18 @@ def test_the_noise_draws_of_both_passes_can_be_cancelled(monkeypatch):
     assert len(seen) == 4
     for p in parties:
         assert sum(1 for c in seen if c == checks[p]) == 2
+
+
+def test_the_aggregator_takes_up_to_4096_ciphertexts_per_party(public):
+    """The boundary of the refusal above: a party announcing exactly 4,096 ciphertexts is
+    accepted and all of them are read (here one-byte fakes from both parties, which the
+    ciphertext arithmetic then refuses as not being ciphertexts -- not the count)."""
+    def fake(t: Transport) -> None:
+        t.send("coordinator", "s/n-ct", np.array([4096], dtype=np.int64))
+        for k in range(4096):
+            t.send("coordinator", f"s/ct/{k}", b"x")
+
+    roles = {"p0": fake, "p1": fake, "coordinator": _aggregator(public, ["p0", "p1"]),
+             "analyst": lambda t: None}
+    with pytest.raises(InputError, match="not an smpc CKKS ciphertext"):
+        simulator.run(roles, timeout=60)
