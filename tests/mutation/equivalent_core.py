@@ -126,10 +126,19 @@ EQUIVALENT_CORE: dict[str, str] = {
                   "converts them with np.asarray(values, dtype=np.float64) itself (_as_vector), "
                   "and every caller passes a float64 aggregate (smpc/aggregate.py)",
     "c9eb83e070": _COUNT_DTYPE,
+    "f76ec3e7cc": _COUNT_DTYPE,
+    "bc041d3dbc": "ckks_collect's default summands 1 -> 2: Preset.error_bound rounds E up to a "
+                  "power of two and never below release_error_bound, which for 1 and 2 "
+                  "independent summands is the same E on every preset (checked for aggregate, "
+                  "rotate, sigmoid, long), so the same flood (smpc/aggregate.py)",
     "5dc35af5f6": "ss_contribute's seed received without max_len=16: the transport checks max_len "
                   "only after the whole message arrived, and the next line refuses every length "
                   "but 16 with a ProtocolError naming the sender, so only the message's wording "
                   "changes (test_aggregate_guards.py checks both)",
+    "118237f31f": "run_party's default min_cell_size 0 -> 1: both of its uses treat every value "
+                  "<= 1 alike (the DP refusal needs > 1, suppress_small_cells returns the values "
+                  "unchanged for <= 1), so the default suppresses nothing either way "
+                  "(smpc/stats/roles.py)",
     "c764ecde76": "plan's unknown-backend refusal deleted: StatSpec (a frozen dataclass) already "
                   "refuses an unknown backend at construction and stores the parsed Backend, so "
                   "no StatSpec reaches plan with one (smpc/dp/planning.py)",

@@ -383,3 +383,22 @@ def test_the_aggregator_takes_up_to_4096_ciphertexts_per_party(public):
              "analyst": lambda t: None}
     with pytest.raises(InputError, match="not an smpc CKKS ciphertext"):
         simulator.run(roles, timeout=60)
+
+
+def test_by_default_the_key_holder_floods_a_sum_of_one(holder, public):
+    """``ckks_collect``'s defaults -- no DP noise, one summand -- release one party's
+    encrypted vector flooded for the error of one fresh encryption: of its 1,000 grid-valued
+    values each stays on its exact value with probability P(|N(0, 1)| < 1/2) = 0.38 (flood
+    std = grid), so an unflooded release (a default DP noise that would cover the flood)
+    passes with probability 0.38^1000 < 1e-400; a default of no summands is refused.  Each
+    value stays within 40 flood stds of its exact value (beyond: probability < 1e-340 each;
+    the rounding adds at most half a grid step = half a flood std)."""
+    params = holder.release_parameters(error_bound=holder.preset.error_bound(independent=True))
+    values = np.random.default_rng(46).integers(-1000, 1000, 1000) * params.grid
+    roles = {"p0": _honest(public, values), "coordinator": _aggregator(public, ["p0"]),
+             "analyst": lambda t: aggregate.ckks_collect(t, aggregator="coordinator",
+                                                         keyholder=holder, length=1000,
+                                                         tag="s")}
+    released = simulator.run(roles, timeout=60).results["analyst"]
+    assert not np.array_equal(released, values)
+    assert np.max(np.abs(released - values)) < 40 * params.flood_std
