@@ -19,8 +19,11 @@ exactly the messages under test.  Found by mutation testing (``python -m tests.m
 * a range error names the aggregate and the fixed-point resolution the operator can change.
 """
 
+import math
+
 import numpy as np
 import pytest
+from scipy.stats import norm
 
 from smpc import aggregate, ckks, dp, simulator, stats
 from smpc.ckks.values import _slots
@@ -402,3 +405,33 @@ def test_by_default_the_key_holder_floods_a_sum_of_one(holder, public):
     released = simulator.run(roles, timeout=60).results["analyst"]
     assert not np.array_equal(released, values)
     assert np.max(np.abs(released - values)) < 40 * params.flood_std
+
+
+def test_the_flood_is_sized_for_the_number_of_independent_summands(holder, public):
+    """17 parties: their independent fresh errors add up to ``3 err sqrt(17)``, which rounds
+    up to twice the error bound of one (``Preset.error_bound``), so the flood std is 2^-6,
+    not the 2^-7 of a single summand nor the 2^-4 of the worst case for 17 (errors that could
+    all align).  The release minus the exact grid-valued sum is the flood rounded to its own
+    grid g = sigma: ``round(Z) g`` with ``Z ~ N(0, 1)``, whose std ``tau`` is computed exactly
+    below (about 1.04 g; the CKKS error, < 1e-6, is far below g / 2).  Over 1,000 values the
+    sample std is within 15% of tau: its relative sd is about 1 / sqrt(2000) = 2.2%, so a
+    false alarm needs a 6.7-sd deviation (probability < 1e-10); a flood sized for one summand
+    (std / 2) or for the worst case (std x 4) falls outside with probability ~1."""
+    parties = [f"p{i}" for i in range(17)]
+    bound = holder.preset.error_bound(summands=len(parties), independent=True)
+    assert bound == 2 * holder.preset.error_bound(summands=1, independent=True)
+    params = holder.release_parameters(error_bound=bound)
+    assert params.flood_std == params.grid == 2.0**-6
+    rng = np.random.default_rng(47)
+    values = [rng.integers(-50, 50, 1000) * params.grid for _ in parties]
+    roles = {p: _honest(public, v) for p, v in zip(parties, values, strict=True)}
+    roles["coordinator"] = _aggregator(public, parties)
+    roles["analyst"] = lambda t: aggregate.ckks_collect(
+        t, aggregator="coordinator", keyholder=holder, length=1000, tag="s",
+        summands=len(parties))
+    released = simulator.run(roles, timeout=120).results["analyst"]
+    k = np.arange(-40, 41)
+    p_k = norm.cdf(k + 0.5) - norm.cdf(k - 0.5)
+    tau = params.grid * math.sqrt(float(np.sum(p_k * k**2)))
+    s = float(np.std(released - np.sum(values, axis=0)))
+    assert abs(s / tau - 1) < 0.15, (s, tau)
