@@ -149,6 +149,24 @@ def _check_node_role(federation: object, name: str | None, allowed: tuple[str, .
                          f"not {name!r}")
 
 
+def _check_party_count(me: str, min_parties: int, count: int) -> None:
+    """A statistic needs at least ``max(2, min_parties)`` data parties (``policy.min_parties``):
+    a party never contributes a "joint" statistic alone, whatever its policy says."""
+    fewest = max(2, min_parties)
+    if count < fewest:
+        raise PolicyError(f"{me} refuses: a statistic needs at least {fewest} data parties "
+                          f"by its policy (policy.min_parties); this one has {count}")
+
+
+def _check_flood_bits(me: str, least: int, backend: Backend, flood_bits: int) -> None:
+    """A model owner floods the ckks logits it returns with at least ``least`` bits
+    (``policy.min_flood_bits``), whatever the request asks (``ss`` returns no CKKS error)."""
+    if backend == Backend.CKKS and flood_bits < least:
+        raise PolicyError(f"{me} refuses: its policy floods the logits it returns with at "
+                          f"least {least} bits (policy.min_flood_bits); the request asks "
+                          f"for {flood_bits}")
+
+
 def _without_frames(exc: BaseException) -> BaseException:
     """``exc`` with the tracebacks of its chain dropped: they would keep the role's frames --
     its rows, noise and shares -- alive for as long as the session holds the error."""
@@ -407,11 +425,7 @@ class PartyNode:
         if set(asked.parties) != set(r.roles(SessionRole.PARTY)):
             raise PolicyError(f"{me} refuses: the session's parties are not the ones the "
                               "analyst signed")
-        fewest = max(2, self.cfg.policy.min_parties)
-        if len(asked.parties) < fewest:
-            raise PolicyError(f"{me} refuses: a statistic needs at least {fewest} data parties "
-                              f"by its policy (policy.min_parties); this one has "
-                              f"{len(asked.parties)}")
+        _check_party_count(me, self.cfg.policy.min_parties, len(asked.parties))
         if spec.backend == Backend.CKKS and signed.context_sha256 is None:
             raise PolicyError(f"{me} refuses: a ckks statistic must be signed with the "
                               "analyst's public key")
@@ -590,11 +604,8 @@ class PartyNode:
         if asked.model not in ("", r.model):
             raise PolicyError(f"{me} refuses: the model it is asked to apply is not the one "
                               "the analyst signed")
-        least = self.cfg.policy.min_flood_bits
-        if r.inference.backend == Backend.CKKS and r.inference.flood_bits < least:
-            raise PolicyError(f"{me} refuses: its policy floods the logits it returns with at "
-                              f"least {least} bits (policy.min_flood_bits); the request asks "
-                              f"for {r.inference.flood_bits}")
+        _check_flood_bits(me, self.cfg.policy.min_flood_bits, r.inference.backend,
+                          r.inference.flood_bits)
         self.policy.check_access(trail[-1])
         # the size the request declares: refused before the model is even loaded
         self.policy.check_cost(trail[-1], cost.inference_cost(r.inference), rows_public=True)

@@ -31,6 +31,14 @@ _SIGMOID_FALLBACK = ("err_sigmoid_ckks or 1.0: the fallback is unreachable, erro
                      "sigmoid=True on a preset without err_sigmoid_ckks before this line, and "
                      "every preset with one has a positive value")
 
+_STRICT_SEEDS = ("ss_contribute's zip over the peers and their seeds without strict=True: "
+                 "share_with_seeds(encoded, len(others)) returns exactly len(others) seeds, so "
+                 "the two never differ in length and the check cannot fire (smpc/aggregate.py)")
+
+_COUNT_DTYPE = ("a ciphertext count sent as np.array([n]) without dtype=np.int64: numpy's default "
+                "integer is int64 under numpy 2 on every platform and under numpy 1 on every "
+                "64-bit one but Windows, so the same int64 message is sent (smpc/aggregate.py)")
+
 EQUIVALENT_CORE: dict[str, str] = {
     # randomness
     "29f60b49ec": "astype(np.uint64) without copy=True: copy=True is astype's default, so the "
@@ -112,6 +120,25 @@ EQUIVALENT_CORE: dict[str, str] = {
     "a2a973adb4": "ss_contribute dropping dtype=float64 on its values: they go only to "
                   "codec.encode, which converts them with np.asarray(values, dtype=np.float64) "
                   "itself (smpc/aggregate.py)",
+    "a4d1380177": _STRICT_SEEDS,
+    "d05adeab2c": _STRICT_SEEDS,
+    "bf4a81ad38": "ckks_contribute dropping dtype=float64 on its values: encrypt_public_stream "
+                  "converts them with np.asarray(values, dtype=np.float64) itself (_as_vector), "
+                  "and every caller passes a float64 aggregate (smpc/aggregate.py)",
+    "c9eb83e070": _COUNT_DTYPE,
+    "f76ec3e7cc": _COUNT_DTYPE,
+    "bc041d3dbc": "ckks_collect's default summands 1 -> 2: Preset.error_bound rounds E up to a "
+                  "power of two and never below release_error_bound, which for 1 and 2 "
+                  "independent summands is the same E on every preset (checked for aggregate, "
+                  "rotate, sigmoid, long), so the same flood (smpc/aggregate.py)",
+    "5dc35af5f6": "ss_contribute's seed received without max_len=16: the transport checks max_len "
+                  "only after the whole message arrived, and the next line refuses every length "
+                  "but 16 with a ProtocolError naming the sender, so only the message's wording "
+                  "changes (test_aggregate_guards.py checks both)",
+    "118237f31f": "run_party's default min_cell_size 0 -> 1: both of its uses treat every value "
+                  "<= 1 alike (the DP refusal needs > 1, suppress_small_cells returns the values "
+                  "unchanged for <= 1), so the default suppresses nothing either way "
+                  "(smpc/stats/roles.py)",
     "c764ecde76": "plan's unknown-backend refusal deleted: StatSpec (a frozen dataclass) already "
                   "refuses an unknown backend at construction and stores the parsed Backend, so "
                   "no StatSpec reaches plan with one (smpc/dp/planning.py)",

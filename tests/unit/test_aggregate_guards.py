@@ -19,10 +19,13 @@ exactly the messages under test.  Found by mutation testing (``python -m tests.m
 * a range error names the aggregate and the fixed-point resolution the operator can change.
 """
 
+import math
+
 import numpy as np
 import pytest
+from scipy.stats import norm
 
-from smpc import aggregate, ckks, simulator, stats
+from smpc import aggregate, ckks, dp, simulator, stats
 from smpc.ckks.values import _slots
 from smpc.encoding import EncodingRangeError, FixedPoint
 from smpc.errors import InputError, ProtocolError
@@ -252,3 +255,186 @@ def test_the_key_holder_takes_1_to_4096_summed_ciphertexts(holder, announced, ac
         with pytest.raises(ProtocolError, match=f"announced {announced} summed") as info:
             simulator.run(roles, timeout=30)
         assert info.value.peer == "coordinator"
+
+
+@pytest.mark.parametrize("length", [0, 15, 17])
+def test_a_party_blames_a_peer_whose_seed_is_not_16_bytes(length):
+    """A seed stands for a whole share (AES-128-CTR under it): one of another length is the
+    sender's protocol violation, refused by the receiving party as a ProtocolError naming the
+    sender -- not an internal error of the key expansion -- before it sends any share of the
+    sum."""
+    codec = FixedPoint(16)
+    sent: list[str] = []
+
+    def honest(t: Transport) -> None:
+        send = t.send
+
+        def watched(to, tag, payload):
+            sent.append(tag)
+            return send(to, tag, payload)
+
+        t.send = watched  # type: ignore[method-assign]
+        aggregate.ss_contribute(t, parties=["p0", "p1"], recipient="c", values=np.ones(3),
+                                codec=codec, tag="s")
+
+    def liar(t: Transport) -> None:
+        t.send("p0", "s/seed", bytes(length))
+
+    roles = {"p0": honest, "p1": liar, "c": lambda t: None}
+    with pytest.raises(ProtocolError, match="p1 sent") as info:
+        simulator.run(roles, timeout=30)
+    assert info.value.peer == "p1"
+    assert "s/sum-share" not in sent
+
+
+def _histogram(min_cell_size: int, dp_request=None, copies: int = 1):
+    """p0 holds 3 rows in bin 0 and 1 in bin 1, p1 2 rows in bin 2 (edges 0, 10, 20, 30),
+    each row ``copies`` times; each party runs ``run_party`` with ``min_cell_size``, the
+    coordinator reconstructs."""
+    spec = stats.StatSpec("histogram", ("x",), edges=(0.0, 10.0, 20.0, 30.0), dp=dp_request)
+    parties = ["p0", "p1"]
+    tables = {"p0": np.repeat([[1.0], [2.0], [3.0], [15.0]], copies, axis=0),
+              "p1": np.repeat([[25.0], [26.0]], copies, axis=0)}
+    roles = {p: (lambda t, rows=tables[p]: stats.run_party(
+        t, spec, rows, parties=parties, recipient="coordinator", tag="s",
+        min_cell_size=min_cell_size)) for p in parties}
+    roles["coordinator"] = lambda t: stats.run_recipient_ss(t, spec, parties=parties, tag="s")
+    return simulator.run(roles, timeout=60).results["coordinator"]
+
+
+def test_exact_small_cells_are_suppressed_by_each_party_and_one_means_none():
+    """Exact mode, ``min_cell_size = 2``: p0's single row in bin 1 is sent as 0, every cell of
+    two or more rows is kept (the boundary), so the released counts are exactly [3, 0, 2];
+    with 1 (or the default 0) nothing is suppressed: [3, 1, 2]."""
+    assert _histogram(2).value == [[3, 0, 2]]
+    assert _histogram(1).value == [[3, 1, 2]]
+    assert _histogram(0).value == [[3, 1, 2]]
+
+
+def test_under_dp_small_cells_are_refused_not_suppressed():
+    """Suppression changes a cell by up to ``min_cell_size - 1`` rows depending on the data,
+    which would void the noise plan's sensitivity: a DP histogram with ``min_cell_size >= 2``
+    is refused (an InputError naming the rule); 1 (suppress nothing) is accepted and
+    released with its privacy record.  (600 rows: the noisy count, std 6.4 for this plan,
+    falls below 1 -- an empty cohort -- with probability Phi(-599 / 6.4) < 1e-1000.)"""
+    request = dp.DPRequest(epsilon=1.0, delta=1e-6, bounds={"x": (0.0, 30.0)})
+    with pytest.raises(InputError, match="suppressed in exact answers only, not under DP"):
+        _histogram(2, request, copies=100)
+    assert "privacy" in _histogram(1, request, copies=100).details
+    assert "privacy" in _histogram(0, request, copies=100).details
+
+
+def test_a_party_that_is_the_recipient_gets_the_sum_itself():
+    """``ss_contribute`` with one of the parties as recipient: that party adds the others'
+    shares of the sum to its own and returns the decoded sum; the others return None.  The
+    values are integers (exact on the 2^-16 grid), so the sum is exactly numpy's."""
+    codec = FixedPoint(16)
+    parties = ["p0", "p1", "p2"]
+    rng = np.random.default_rng(43)
+    values = {p: rng.integers(-1000, 1000, 5).astype(np.float64) for p in parties}
+    roles = {p: (lambda t, v=values[p]: aggregate.ss_contribute(
+        t, parties=parties, recipient="p0", values=v, codec=codec, tag="s")) for p in parties}
+    results = simulator.run(roles, timeout=30).results
+    assert np.array_equal(results["p0"], np.sum(list(values.values()), axis=0))
+    assert results["p1"] is None and results["p2"] is None
+
+
+def test_the_noise_draws_of_both_passes_can_be_cancelled(monkeypatch):
+    """A party's noise draws can take long (one exact sample per value): ``run_party`` hands
+    its transport's ``check_cancelled`` to the sampler (which calls it between chunks,
+    ``test_dp.py``) on both passes, so an aborted session stops its party mid-draw.  Recorded
+    by wrapping ``smpc.dp.party_noise``: each of the two parties' checks is passed exactly
+    twice (pass 1 and pass 2 of a variance).  (600 rows: the noisy count, std 14.3 for this
+    plan, falls below 1 -- an empty cohort -- with probability Phi(-599 / 14.3) < 1e-300.)"""
+    spec = stats.StatSpec("var", ("x",), dp=dp.DPRequest(epsilon=1.0, delta=1e-6,
+                                                         bounds={"x": (0.0, 100.0)}))
+    real = dp.party_noise
+    seen: list[object] = []
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("check"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dp, "party_noise", recording)
+    parties = ["p0", "p1"]
+    checks: dict[str, object] = {}
+    rng = np.random.default_rng(45)
+    tables = {p: rng.uniform(0, 100, (300, 1)) for p in parties}
+
+    def party(name):
+        def role(t: Transport) -> None:
+            checks[name] = t.check_cancelled
+            stats.run_party(t, spec, tables[name], parties=parties, recipient="coordinator",
+                            tag="s")
+        return role
+
+    roles = {p: party(p) for p in parties}
+    roles["coordinator"] = lambda t: stats.run_recipient_ss(t, spec, parties=parties, tag="s")
+    simulator.run(roles, timeout=60)
+    assert len(seen) == 4
+    for p in parties:
+        assert sum(1 for c in seen if c == checks[p]) == 2
+
+
+def test_the_aggregator_takes_up_to_4096_ciphertexts_per_party(public):
+    """The boundary of the refusal above: a party announcing exactly 4,096 ciphertexts is
+    accepted and all of them are read (here one-byte fakes from both parties, which the
+    ciphertext arithmetic then refuses as not being ciphertexts -- not the count)."""
+    def fake(t: Transport) -> None:
+        t.send("coordinator", "s/n-ct", np.array([4096], dtype=np.int64))
+        for k in range(4096):
+            t.send("coordinator", f"s/ct/{k}", b"x")
+
+    roles = {"p0": fake, "p1": fake, "coordinator": _aggregator(public, ["p0", "p1"]),
+             "analyst": lambda t: None}
+    with pytest.raises(InputError, match="not an smpc CKKS ciphertext"):
+        simulator.run(roles, timeout=60)
+
+
+def test_by_default_the_key_holder_floods_a_sum_of_one(holder, public):
+    """``ckks_collect``'s defaults -- no DP noise, one summand -- release one party's
+    encrypted vector flooded for the error of one fresh encryption: of its 1,000 grid-valued
+    values each stays on its exact value with probability P(|N(0, 1)| < 1/2) = 0.38 (flood
+    std = grid), so an unflooded release (a default DP noise that would cover the flood)
+    passes with probability 0.38^1000 < 1e-400; a default of no summands is refused.  Each
+    value stays within 40 flood stds of its exact value (beyond: probability < 1e-340 each;
+    the rounding adds at most half a grid step = half a flood std)."""
+    params = holder.release_parameters(error_bound=holder.preset.error_bound(independent=True))
+    values = np.random.default_rng(46).integers(-1000, 1000, 1000) * params.grid
+    roles = {"p0": _honest(public, values), "coordinator": _aggregator(public, ["p0"]),
+             "analyst": lambda t: aggregate.ckks_collect(t, aggregator="coordinator",
+                                                         keyholder=holder, length=1000,
+                                                         tag="s")}
+    released = simulator.run(roles, timeout=60).results["analyst"]
+    assert not np.array_equal(released, values)
+    assert np.max(np.abs(released - values)) < 40 * params.flood_std
+
+
+def test_the_flood_is_sized_for_the_number_of_independent_summands(holder, public):
+    """17 parties: their independent fresh errors add up to ``3 err sqrt(17)``, which rounds
+    up to twice the error bound of one (``Preset.error_bound``), so the flood std is 2^-6,
+    not the 2^-7 of a single summand nor the 2^-4 of the worst case for 17 (errors that could
+    all align).  The release minus the exact grid-valued sum is the flood rounded to its own
+    grid g = sigma: ``round(Z) g`` with ``Z ~ N(0, 1)``, whose std ``tau`` is computed exactly
+    below (about 1.04 g; the CKKS error, < 1e-6, is far below g / 2).  Over 1,000 values the
+    sample std is within 15% of tau: its relative sd is about 1 / sqrt(2000) = 2.2%, so a
+    false alarm needs a 6.7-sd deviation (probability < 1e-10); a flood sized for one summand
+    (std / 2) or for the worst case (std x 4) falls outside with probability ~1."""
+    parties = [f"p{i}" for i in range(17)]
+    bound = holder.preset.error_bound(summands=len(parties), independent=True)
+    assert bound == 2 * holder.preset.error_bound(summands=1, independent=True)
+    params = holder.release_parameters(error_bound=bound)
+    assert params.flood_std == params.grid == 2.0**-6
+    rng = np.random.default_rng(47)
+    values = [rng.integers(-50, 50, 1000) * params.grid for _ in parties]
+    roles = {p: _honest(public, v) for p, v in zip(parties, values, strict=True)}
+    roles["coordinator"] = _aggregator(public, parties)
+    roles["analyst"] = lambda t: aggregate.ckks_collect(
+        t, aggregator="coordinator", keyholder=holder, length=1000, tag="s",
+        summands=len(parties))
+    released = simulator.run(roles, timeout=120).results["analyst"]
+    k = np.arange(-40, 41)
+    p_k = norm.cdf(k + 0.5) - norm.cdf(k - 0.5)
+    tau = params.grid * math.sqrt(float(np.sum(p_k * k**2)))
+    s = float(np.std(released - np.sum(values, axis=0)))
+    assert abs(s / tau - 1) < 0.15, (s, tau)

@@ -106,3 +106,73 @@ def test_pass_two_is_refused_on_the_public_shift_and_count_before_any_moment(mon
     assert "pass 2" in str(e.value) and "fixed-point range" in str(e.value), str(e.value)
     simulator.run(roles(None), timeout=60)  # control: the old path, data that fit
     assert len(calls) == P
+
+
+def test_pass_one_is_refused_on_the_row_cap_before_anything_is_sent():
+    """A DP mean whose bound is one part in 10^9 above the threshold: with ``row_cap`` each
+    party refuses pass 1 (naming it) before it sends a seed or a share, whatever its rows --
+    here 5 small values, which would fit (the control without a row cap runs to the end and
+    sends).  An exact statistic has no noise plan: its ``row_cap`` is ignored."""
+    spec = mean_spec(threshold() * (1 + 1e-9))
+    parties = ["p0", "p1"]
+    tables = [np.arange(1.0, 6.0)[:, None], np.arange(6.0, 11.0)[:, None]]
+    sent: list[str] = []
+
+    def roles(spec, row_cap):
+        def party(rows):
+            def role(t):
+                send = t.send
+
+                def watched(to, tag, payload):
+                    sent.append(tag)
+                    return send(to, tag, payload)
+
+                t.send = watched
+                stat_roles.run_party(t, spec, rows, parties=parties, recipient="coordinator",
+                                     tag="s", row_cap=row_cap)
+            return role
+
+        r = {name: party(rows) for name, rows in zip(parties, tables, strict=True)}
+        r["coordinator"] = lambda t: stat_roles.run_recipient_ss(t, spec, parties=parties,
+                                                                 tag="s")
+        return r
+
+    with pytest.raises(EncodingRangeError, match="pass 1 of this mean request"):
+        simulator.run(roles(spec, ROW_CAP), timeout=60)
+    assert sent == []
+    simulator.run(roles(spec, None), timeout=60)  # control: the old path, data that fit
+    assert sent
+    exact = StatSpec("mean", ("x",))
+    result = simulator.run(roles(exact, ROW_CAP), timeout=60).results["coordinator"]
+    assert result.value == [5.5]
+
+
+def test_pass_two_is_checked_with_the_public_divisor_and_shift():
+    """The pass-2 check must use the public count ``D`` (the divisor) and the public shift: a
+    DP variance with bounds (0, W), W = 5.2e5, rows near W/2, 600 rows in all, ``row_cap``
+    1000.  With ``D ~ 600`` and ``s ~ W/2`` the centred moments fit and the party serves pass 2;
+    checked with ``D = 1`` or without the shift (widths ``W`` instead of ``W/2``) the same
+    request would be refused -- asserted below on the check itself, so this test fails for a
+    party that passes either wrongly.  Margins (found by bisection on ``check_pass_range``):
+    it accepts for every ``D >= 570`` and ``s`` in ``[0.4 W, 0.6 W]`` up to W = 6.5e5, and
+    refuses without the shift for every ``D <= 630`` above W = 4.1e5.  The public count's noise
+    has std 2.24 (``|D - 600| < 30`` fails with probability < 1e-38) and the shift's about
+    1.64e6 / 600 = 2.7e3 = 0.005 W (out of ``[0.4 W, 0.6 W]`` with probability < 1e-70)."""
+    w = 5.2e5
+    spec = StatSpec("var", ("x",), dp=dp.DPRequest(rho=RHO, bounds={"x": (0.0, w)}))
+    plan = spec.noise_plan(P)
+    frac = spec.moment_codec.frac_bits
+    half = np.array([w / 2])
+    for wrong in ({"divisor": 1.0, "shift": half}, {"divisor": 600.0, "shift": None}):
+        with pytest.raises(EncodingRangeError, match="pass 2"):
+            dp.check_pass_range(plan, 2, ROW_CAP, frac_bits=frac, **wrong)
+    rng = np.random.default_rng(44)
+    tables = [w / 2 + rng.uniform(-1000.0, 1000.0, (300, 1)) for _ in range(P)]
+    parties = ["p0", "p1"]
+    roles = {name: (lambda t, rows=rows: stat_roles.run_party(
+        t, spec, rows, parties=parties, recipient="coordinator", tag="s", row_cap=ROW_CAP))
+        for name, rows in zip(parties, tables, strict=True)}
+    roles["coordinator"] = lambda t: stat_roles.run_recipient_ss(t, spec, parties=parties,
+                                                                 tag="s")
+    result = simulator.run(roles, timeout=60).results["coordinator"]
+    assert "privacy" in result.details

@@ -1,0 +1,71 @@
+"""What the ckks key holder of a joint statistic tells its release, pass by pass.
+
+``run_keyholder_ckks`` decrypts each pass's sum through :func:`smpc.aggregate.ckks_collect`,
+whose release floods the CKKS error unless differential-privacy noise the key holder does not
+know already covers it (``dp_noise_std``), sized for the CKKS error of ``summands`` fresh
+encryptions (the number of parties).  What each release floods is tested in
+``test_aggregate_guards.py`` and ``test_dp_released_noise.py``; here, recorded by wrapping
+``ckks_collect`` (the real one runs), what the role passes it: for an exact statistic no DP
+noise on either pass (so the release floods -- the key holder must never see raw CKKS error
+it could solve for the key with); under DP the plan's ``release_noise_std`` of each pass,
+pass 2 at the public shift the key holder computed; and the number of parties as summands.
+Found by mutation testing (target ``stats-roles``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from smpc import aggregate, dp, stats
+from smpc.stats import roles as stat_roles
+
+PARTIES = 3
+
+
+def _record(monkeypatch, spec):
+    """Run ``spec`` over three parties on ckks; the keyword arguments of each ckks_collect
+    call and the public shift, in pass order."""
+    calls: list[dict] = []
+    shifts: list[np.ndarray] = []
+    real_collect, real_shift = aggregate.ckks_collect, stat_roles._public_shift
+
+    def collect(t, **kwargs):
+        calls.append(kwargs)
+        return real_collect(t, **kwargs)
+
+    def public_shift(*args):
+        shift, n = real_shift(*args)
+        shifts.append(shift)
+        return shift, n
+
+    monkeypatch.setattr(aggregate, "ckks_collect", collect)
+    monkeypatch.setattr(stat_roles, "_public_shift", public_shift)
+    rng = np.random.default_rng(48)
+    tables = [rng.uniform(0.0, 60.0, (200, 1)) for _ in range(PARTIES)]
+    stats.simulate(spec, tables)
+    return calls, shifts
+
+
+def test_an_exact_ckks_statistic_is_flooded_on_both_passes(monkeypatch):
+    """No DP noise is claimed on either pass (the release then floods), and the flood is
+    sized for the three parties' fresh encryptions."""
+    calls, _ = _record(monkeypatch, stats.StatSpec("var", ("x",), backend="ckks"))
+    assert [c["tag"].rsplit("/", 1)[-1] for c in calls] == ["p1", "p2"]
+    assert [c.get("dp_noise_std") for c in calls] == [0.0, 0.0]
+    assert [c.get("summands") for c in calls] == [PARTIES, PARTIES]
+
+
+def test_under_dp_each_release_is_told_its_passs_noise(monkeypatch):
+    """Bounds (0, 100) and data in (0, 60): the public shift (~30) narrows pass 2's widths
+    from 100 to ~70, so its noise differs from the shift-free one -- the key holder must
+    claim the noise at the shift it sent, not more."""
+    request = dp.DPRequest(epsilon=1.0, delta=1e-6, bounds={"x": (0.0, 100.0)})
+    spec = stats.StatSpec("var", ("x",), backend="ckks", dp=request)
+    calls, shifts = _record(monkeypatch, spec)
+    plan = spec.noise_plan(PARTIES)
+    assert len(shifts) == 1
+    expected = [plan.release_noise_std(1), plan.release_noise_std(2, shift=shifts[0])]
+    assert expected[1] != pytest.approx(plan.release_noise_std(2), rel=1e-3)
+    assert [c.get("dp_noise_std") for c in calls] == pytest.approx(expected, rel=1e-12)
+    assert [c.get("summands") for c in calls] == [PARTIES, PARTIES]
