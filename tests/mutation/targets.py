@@ -131,6 +131,7 @@ TARGETS: tuple[Target, ...] = (
            ("PartyNode._signed", "PartyNode._check_prediction", "_check_party_count",
             "_check_flood_bits"),
            ("tests/unit/test_party_minimums.py", "tests/unit/test_session_members.py",
+            "tests/unit/test_inference_data_owner.py",
             "tests/unit/test_deviating_coordinator.py")),
     Target("policy", "parties/privacy/policy.py",
            ("PolicyGate.check_access", "PolicyGate.check_dp", "PolicyGate.check_cohort",
