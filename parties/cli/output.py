@@ -82,10 +82,7 @@ def emit(args: argparse.Namespace, doc: Any, text: str) -> None:
 def fail(exc: BaseException, json_out: bool) -> int:
     """Report ``exc``: one line on stderr, and its error document on stdout with ``--json``;
     returns the exit status (2)."""
-    declines = getattr(exc, "declines", None) or {}
-    others = [name for name in declines if name != getattr(exc, "node", None)]
-    also = f" (also declined: {', '.join(others)})" if others else ""
-    print(f"smpc: error: {one_line(exc)}{also}", file=sys.stderr)
+    print(f"smpc: error: {one_line(exc)}", file=sys.stderr)
     if json_out:
         print_json(error_document(exc), indent=None)
     return EXIT_ERROR

@@ -33,7 +33,6 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,6 @@ from parties.data.sources import DataSourceError, Table
 
 __all__ = ["DELIMITERS", "SAMPLE_ROWS", "detect_delimiter", "load_csv", "text_encoding"]
 
-log = logging.getLogger("smpc.data")
 
 #: The delimiters tried when none is given, in this order.
 DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
@@ -174,9 +172,6 @@ def load_csv(path: Path, *, delimiter: str | None = None, encoding: str | None =
         delim_how = "detected"
     dialect = {"delimiter": delimiter, "delimiter_chosen": delim_how, "encoding": enc,
                "encoding_chosen": enc_how, "decimal": decimal}
-    # no path: a node's log names no file on its host (SECURITY.md, "Errors carry no data")
-    log.info("data file read as CSV with delimiter %r (%s), encoding %s (%s), decimal %r",
-             delimiter, delim_how, enc, enc_how, decimal)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         names, cols, lines = _rows(reader, src, delimiter)
@@ -232,3 +227,14 @@ def _rows(reader: Any, src: str, delimiter: str
         for j, v in enumerate(row):
             cols[j].append(v.strip())
     return names, cols, lines
+
+
+def describe_dialect(dialect: dict[str, str]) -> str:
+    """One line for the party's log saying how its CSV file was read (no path: a node's log
+    names no file on its host, SECURITY.md "Errors carry no data"); empty for other formats.
+    The node logs it once it listens, so that a start-up error stays one line on stderr."""
+    if "delimiter" not in dialect:
+        return ""
+    return (f"data file read as CSV with delimiter {dialect['delimiter']!r} "
+            f"({dialect['delimiter_chosen']}), encoding {dialect['encoding']} "
+            f"({dialect['encoding_chosen']}), decimal {dialect['decimal']!r}")

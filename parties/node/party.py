@@ -80,6 +80,7 @@ import numpy as np
 
 from parties.config import PartyConfig, load_party_config
 from parties.data import filters
+from parties.data.csvfile import describe_dialect
 from parties.data.sources import Table, load_table
 from parties.errors import ColumnRefused, LimitExceeded, PolicyError, SessionError
 from parties.node import inference
@@ -230,6 +231,9 @@ class PartyNode:
             from parties.node.service import serve as serve_grpc
 
             self.server, self.port = serve_grpc(self)
+        note = describe_dialect(self.table.dialect)
+        if note:  # how the data file was read, once the node is up (the operator's log)
+            logging.getLogger("smpc.data").info("%s", note)
         self.registry.start_reaper()
         self._sweeper = threading.Thread(target=self._sweep_loop, daemon=True,
                                          name=f"charges-{self.cfg.name}")

@@ -217,8 +217,9 @@ STAT_ATTACKS = {
 }
 PREDICT_ATTACKS = {
     "predict beyond the feature bound": (None, "hospital-a refuses: a feature value exceeds "
-                                               "the declared feature bound 1000; raise the "
-                                               "bound or scale the feature (the value is not "
+                                               "the declared feature bound 1000 in feature "
+                                               "'weight'; raise the bound (--feature-bound) or "
+                                               "scale the feature (the value is not "
                                                "disclosed)"),
     "predict name > 3": ("name > 3", f"column 'name' at position 1 cannot be compared with "
                                      f"numbers: {TEXT_HINT}"),
