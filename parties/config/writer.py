@@ -18,7 +18,8 @@ from parties.config.model import (
     ModelPolicy,
     PartyConfig,
 )
-from parties.config.reader import _PARSERS, _abs, _Reader
+from parties.config.reader import _PARSERS
+from parties.config.typed_reader import _abs, _Reader
 from parties.pki.files import atomic_write
 
 
