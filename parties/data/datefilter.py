@@ -1,13 +1,14 @@
 """Comparisons of date columns in filters (the rules: :mod:`parties.data.filters`, "Dates").
 
 Kept apart from the filter language's parser and evaluator so that each file has one job;
-:func:`parties.data.filters._compare` calls :func:`date_operands` for every comparison.
+:func:`parties.data.filter_eval._compare` calls :func:`date_operands` for every comparison.
 """
 
 from __future__ import annotations
 
 from parties.data.dates import days_since_epoch
-from parties.data.filters import Column, Compare, FilterError, String, _numeric
+from parties.data.filter_eval import _numeric
+from parties.data.filters import Column, Compare, FilterError, String
 from parties.data.sources import DataSourceError, Table
 
 __all__ = ["date_operands"]
