@@ -86,3 +86,12 @@ def test_a_shift_of_the_wrong_length_or_not_finite_is_refused(shift: list[float]
     # and a good shift gives the largest distance to a bound, per column
     np.testing.assert_array_equal(dp.pass2_widths([(0.0, 1.0), (0.0, 2.0)], np.array([0.25, 2.0])),
                                   [0.75, 2.0])
+
+
+@pytest.mark.parametrize("bounds", [[["x", [0, 1]]], "x=0:1", 3.0])
+def test_bounds_that_are_not_a_map_are_one_sentence(bounds: object) -> None:
+    """Clipping bounds must map column names to pairs: a list of pairs, a string or a number
+    is refused with one sentence, not an AttributeError from deep inside (catches the type
+    check deleted)."""
+    with pytest.raises(InputError, match="bounds must map each column name to"):
+        dp.DPRequest.from_json({"epsilon": 1.0, "delta": 1e-6, "bounds": bounds})
