@@ -106,6 +106,9 @@ EQUIVALENT_CORE: dict[str, str] = {
                   "every party computes the same -R, so the check's soundness (2^-kappa) and "
                   "what it opens are unchanged (smpc/beaver/checking.py)",
     # dp, aggregate
+    "5b608a4b54": "add_ring_noise's overflow test with z > 0 for z >= 0: the two differ only "
+                  "at z = 0, where the total is the encoded value itself, so 'the total's sign "
+                  "differs from the value's' is false either way and no overflow is flagged",
     "0ab63f726d": "_rho_from_epsilon's bisection starting from the Bun-Steinke inverse at "
                   "log(2/delta) instead of log(1/delta): a lower but still feasible start, and "
                   "the bisection still stops at the largest feasible rho within 1e-12 relative, "
