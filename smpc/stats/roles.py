@@ -264,7 +264,7 @@ def run_keyholder_ckks(
     if plan is None:
         spread = aggregate.ckks_collect(t, aggregator=aggregator, keyholder=keyholder,
                                         length=len(spec.value_columns), tag=f"{tag}/spread",
-                                        summands=parties)
+                                        dp_noise_std=0.0, summands=parties)  # exact: floods
         scale = bounds.choose_scale(spec, spread, rel.e1)
         t.send(aggregator, f"{tag}/scale", pack_json({"scale": scale.tolist()}))
     std2 = 0.0 if plan is None else plan.release_noise_std(2, shift=shift)

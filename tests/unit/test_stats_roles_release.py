@@ -48,12 +48,13 @@ def _record(monkeypatch, spec):
 
 
 def test_an_exact_ckks_statistic_is_flooded_on_both_passes(monkeypatch):
-    """No DP noise is claimed on either pass (the release then floods), and the flood is
-    sized for the three parties' fresh encryptions."""
+    """No DP noise is claimed on any pass -- pass 1, the spread pass of exact two-pass
+    statistics and the moment pass (the release then floods) -- and each flood is sized for
+    the three parties' fresh encryptions."""
     calls, _ = _record(monkeypatch, stats.StatSpec("var", ("x",), backend="ckks"))
-    assert [c["tag"].rsplit("/", 1)[-1] for c in calls] == ["p1", "p2"]
-    assert [c.get("dp_noise_std") for c in calls] == [0.0, 0.0]
-    assert [c.get("summands") for c in calls] == [PARTIES, PARTIES]
+    assert [c["tag"].rsplit("/", 1)[-1] for c in calls] == ["p1", "spread", "p2"]
+    assert [c.get("dp_noise_std") for c in calls] == [0.0, 0.0, 0.0]
+    assert [c.get("summands") for c in calls] == [PARTIES, PARTIES, PARTIES]
 
 
 def test_under_dp_each_release_is_told_its_passs_noise(monkeypatch):
