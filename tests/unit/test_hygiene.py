@@ -129,7 +129,7 @@ def test_synthetic_data_modules_say_they_are_not_secret():
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    command = ".venv/bin/python -m pytest -q"
+    command = ".venv/bin/python -m pytest -q -n auto --dist loadfile"
     assert command in readme and command in ci.splitlines()
 
 
