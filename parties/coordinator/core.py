@@ -124,8 +124,10 @@ class Coordinator:
 
     # ------------------------------------------------------------- control calls
 
-    def fan_out(self, calls: dict[str, Callable[[], Any]]) -> dict[str, Any]:
-        """Run the calls in parallel; the first failure (a primary one if any) is raised."""
+    def _gather(self, calls: dict[str, Callable[[], Any]]
+                ) -> tuple[dict[str, Any], list[NodeBlamed]]:
+        """Run the calls in parallel and wait for every one: the answers, and the failures in
+        the calls' order."""
         futs = {node: self.pool.submit(fn) for node, fn in calls.items()}
         results: dict[str, Any] = {}
         failures: list[NodeBlamed] = []
@@ -134,6 +136,11 @@ class Coordinator:
                 results[node] = fut.result()
             except NodeBlamed as exc:
                 failures.append(exc)
+        return results, failures
+
+    def fan_out(self, calls: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+        """Run the calls in parallel; the first failure (a primary one if any) is raised."""
+        results, failures = self._gather(calls)
         if failures:
             primary = [f for f in failures if f.primary] or failures
             raise primary[0]
@@ -152,15 +159,8 @@ class Coordinator:
             st.prepared.append(node)
             return answer
 
-        calls = {n: functools.partial(call, n, r) for n, r in requests.items()}
-        futs = {node: self.pool.submit(fn) for node, fn in calls.items()}
-        results: dict[str, Prepared] = {}
-        failures: list[NodeBlamed] = []
-        for node, fut in futs.items():
-            try:
-                results[node] = fut.result()
-            except NodeBlamed as exc:
-                failures.append(exc)
+        results, failures = self._gather(
+            {n: functools.partial(call, n, r) for n, r in requests.items()})
         if not failures:
             return results
         declined = {f.node: str(f) for f in failures if is_decline(f, requests)}
