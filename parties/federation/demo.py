@@ -210,7 +210,7 @@ def run_tour(executor: Executor, tables: Sequence[Table], model: linear.LinearMo
                                    secure, plain, tolerance("predict", backend, plain)))
     agree = sum(r["within_tolerance"] for r in rows)
     print(f"\n{agree} of {len(rows)} secure results agree with plaintext within the stated "
-          "tolerance (see parties/demo.py: tolerance).", file=out)
+          "tolerance (see parties/federation/demo.py: tolerance).", file=out)
     return rows
 
 

@@ -12,6 +12,7 @@ of smpc.linear, a quarter of them for probabilities).
 import csv
 import io
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,8 @@ from tests.tolerances import (
     quantile_tol,
     ss_logit_bound,
 )
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def smpc(*args, cwd=None, timeout=300):
@@ -127,6 +130,9 @@ def test_demo_on_a_real_federation_agrees_with_numpy(tmp_path, monkeypatch):
     assert len(rows) == 14 and "mutual TLS" in text and "federation stopped." in text
     # the demo's exact answers are an opt-in it states (a default federation is DP-only)
     assert demo.EXACT_NOTICE in text and "allow exact answers" in text
+    # the summary points the reader at the file that states the tolerances: it must exist
+    cited = re.search(r"see (\S+\.py): tolerance", text)
+    assert cited and (REPO / cited.group(1)).is_file()
     (ex,) = executors
     files, _ = sampledata.write_sample_federation_data(tmp_path, with_model_owner=True)
     check_tour(ex.stats, ex.predictions, files[:-1])  # the same generated data; lab: no stats
