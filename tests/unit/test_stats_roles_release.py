@@ -70,3 +70,35 @@ def test_under_dp_each_release_is_told_its_passs_noise(monkeypatch):
     assert expected[1] != pytest.approx(plan.release_noise_std(2), rel=1e-3)
     assert [c.get("dp_noise_std") for c in calls] == pytest.approx(expected, rel=1e-12)
     assert [c.get("summands") for c in calls] == [PARTIES, PARTIES]
+
+
+def test_under_dp_the_moment_pass_error_bound_has_no_flood_term(monkeypatch):
+    """Under DP the key holder's release skips the flood on both passes (the parties' DP noise,
+    at least the flood's std, already covers the CKKS error), so each pass's stated error is
+    the parties' rounding to the release grid alone: ``P * grid / 2``.  A role that forgot to
+    tell the bound of pass 2 its DP noise would add a flood that never happened (a 6-sigma
+    flood term plus the CKKS error): a looser error bound than the one the release has.
+    ``grid`` is the release's own (``ckks.release_parameters`` at the pass's noise)."""
+    from smpc import ckks
+    from smpc.stats import bounds
+
+    released: list[bounds.Released] = []
+    real_attach = bounds.attach
+
+    def attach(spec, result, rel, **kwargs):
+        released.append(rel)
+        return real_attach(spec, result, rel, **kwargs)
+
+    monkeypatch.setattr(bounds, "attach", attach)
+    request = dp.DPRequest(epsilon=1.0, delta=1e-6, bounds={"x": (0.0, 100.0)})
+    spec = stats.StatSpec("var", ("x",), backend="ckks", dp=request)
+    _, shifts = _record(monkeypatch, spec)
+    plan = spec.noise_plan(PARTIES)
+    preset = ckks.get_preset(spec.ckks_preset)
+    e = preset.error_bound(summands=PARTIES, independent=True)
+    stds = [plan.release_noise_std(1), plan.release_noise_std(2, shift=shifts[0])]
+    params = [ckks.release_parameters(preset, error_bound=e, dp_noise_std=s) for s in stds]
+    assert not any(p.flooded for p in params)
+    (rel,) = released
+    assert rel.e1 == pytest.approx(PARTIES * params[0].grid / 2, rel=1e-12)
+    assert rel.e2 == pytest.approx(PARTIES * params[1].grid / 2, rel=1e-12)
