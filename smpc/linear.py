@@ -63,9 +63,8 @@ Cancellation
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -526,9 +525,9 @@ def model_flood_std(spec: InferenceSpec, weights: np.ndarray) -> float:
     return 2.0**spec.flood_bits * e
 
 
-#: Columns encrypted ahead of the one being sent (worker threads: TenSEAL releases the GIL while
-#: it encrypts, so encryption overlaps the sends and runs on every core).
-ENCRYPT_AHEAD = 2
+#: Worker threads that encrypt and send the columns: TenSEAL releases the GIL while it encrypts
+#: and gRPC while it sends, so encryption runs on every core and overlaps the sends.
+ENCRYPT_WORKERS = 2
 
 
 def run_data_owner_ckks(t: Transport, spec: InferenceSpec, X: np.ndarray, *, model_owner: str,
@@ -537,9 +536,8 @@ def run_data_owner_ckks(t: Transport, spec: InferenceSpec, X: np.ndarray, *, mod
 
     ``holder``: a key pair kept across requests (:class:`smpc.ckks.KeyCache`, one per analyst
     and model owner); None makes a fresh one for this request.  The public context is sent
-    first, then the columns in order, each encrypted by a worker thread up to
-    :data:`ENCRYPT_AHEAD` columns ahead of the one being sent (the model owner accumulates them
-    as they arrive).  The predictions never leave this role (it is their only recipient).
+    first, then the columns, each encrypted and sent by one of :data:`ENCRYPT_WORKERS` threads
+    (:func:`_send_columns`; the model owner accumulates them as they arrive).  The predictions never leave this role (it is their only recipient).
     Under a fresh key the logits are decrypted as they are (the key dies with the request; the
     model owner's flood hides the evaluation noise that depends on its weights).  Under a kept
     key every decryption is released through :meth:`~smpc.ckks.KeyHolder.release` -- flooded
@@ -570,22 +568,25 @@ def run_data_owner_ckks(t: Transport, spec: InferenceSpec, X: np.ndarray, *, mod
 
 def _send_columns(t: Transport, holder: ckks.KeyHolder, X: np.ndarray, model_owner: str,
                   tag: str) -> None:
-    """Column ``j``'s ciphertexts under ``{tag}/x/{j}/{k}``, in order, encrypted by worker
-    threads :data:`ENCRYPT_AHEAD` columns ahead.  A cancelled role stops before its next
-    column (at most ``ENCRYPT_AHEAD`` encryptions already running are waited for)."""
-    d = X.shape[1]
-    columns = [np.ascontiguousarray(X[:, j]) for j in range(d)]
-    pool = ThreadPoolExecutor(max_workers=ENCRYPT_AHEAD, thread_name_prefix="ckks-encrypt")
-    try:
-        pending: deque[Future[list[bytes]]] = deque()
-        for j in range(d):
-            while len(pending) <= ENCRYPT_AHEAD and j + len(pending) < d:
-                t.check_cancelled()
-                pending.append(pool.submit(holder.encrypt, columns[j + len(pending)]))
-            for k, ct in enumerate(pending.popleft().result()):
-                t.send(model_owner, f"{tag}/x/{j}/{k}", ct)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    """Column ``j``'s ciphertexts under ``{tag}/x/{j}/{k}``, each column encrypted and sent by
+    one of :data:`ENCRYPT_WORKERS` threads as soon as it is ready, started in column order
+    (the tags, not the order of arrival, say which column a message is).  The first failure is
+    raised once every started column has finished; a cancelled role starts no more columns
+    (``t.send`` checks before each message)."""
+    def one(j: int) -> None:
+        t.check_cancelled()  # pragma: no mutate (liveness only)
+        for k, ct in enumerate(holder.encrypt(X[:, j])):
+            t.send(model_owner, f"{tag}/x/{j}/{k}", ct)
+
+    with ThreadPoolExecutor(max_workers=ENCRYPT_WORKERS,
+                            thread_name_prefix="ckks-columns") as pool:
+        futures = [pool.submit(one, j) for j in range(X.shape[1])]
+        try:
+            for f in futures:
+                f.result()
+        finally:
+            for f in futures:
+                f.cancel()
 
 
 def run_model_owner_ckks(t: Transport, spec: InferenceSpec, model: LinearModel, *,
