@@ -24,8 +24,11 @@ a logistic model).
 ``ckks`` (column packing, no rotations)
     The data owner is the key holder: it encrypts each feature column (samples
     across the slots) under its own key and sends the ciphertexts with a
-    public context that has no secret key and no Galois keys.  The model owner
-    computes ``sum_j w_j ct_j + b`` with plaintext scalars, adds flooding noise
+    public context that has no secret key and no Galois keys (a node keeps its
+    key pair per analyst and model owner, :mod:`smpc.ckks.keycache`, and then
+    floods its own decryptions; two worker threads encrypt and send the
+    columns).  The model owner computes ``sum_j w_j ct_j + b`` with plaintext
+    scalars, multiplying each column in as it arrives, adds flooding noise
     of its own (so that the decryption noise cannot carry information about
     ``w`` beyond ``X w + b``), and returns the logits.  The data owner decrypts
     and applies the exact sigmoid; ``output="encrypted-sigmoid"`` has the model
