@@ -540,7 +540,8 @@ def run_data_owner_ckks(t: Transport, spec: InferenceSpec, X: np.ndarray, *, mod
     ``holder``: a key pair kept across requests (:class:`smpc.ckks.KeyCache`, one per analyst
     and model owner); None makes a fresh one for this request.  The public context is sent
     first, then the columns, each encrypted and sent by one of :data:`ENCRYPT_WORKERS` threads
-    (:func:`_send_columns`; the model owner accumulates them as they arrive).  The predictions never leave this role (it is their only recipient).
+    (:func:`_send_columns`; the model owner accumulates them as they arrive).  The predictions
+    never leave this role (it is their only recipient).
     Under a fresh key the logits are decrypted as they are (the key dies with the request; the
     model owner's flood hides the evaluation noise that depends on its weights).  Under a kept
     key every decryption is released through :meth:`~smpc.ckks.KeyHolder.release` -- flooded

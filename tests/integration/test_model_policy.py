@@ -327,7 +327,7 @@ def test_predictions_stay_accurate_within_the_stated_noise(mfed, backend):
         # the evaluation's and the flood's CKKS errors (the flood's std is the policy's), and
         # the data owner's release under its kept key (tests.tolerances.ckks_kept_key_bound):
         # its flood adds in quadrature to the policy's noise, its rounding at most g / 2
-        rel = ckks.release_parameters(spec.ckks_preset)
+        rel = ckks.release_parameters(ckks.get_preset(spec.ckks_preset))
         sigma = math.hypot(LEGIT_SIGMA, rel.flood_std)
         bound = ckks_kept_key_bound(w, spec.ckks_preset, LEGIT_SIGMA) - Z * sigma
         slack = float(bound)
