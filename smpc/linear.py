@@ -24,8 +24,11 @@ a logistic model).
 ``ckks`` (column packing, no rotations)
     The data owner is the key holder: it encrypts each feature column (samples
     across the slots) under its own key and sends the ciphertexts with a
-    public context that has no secret key and no Galois keys.  The model owner
-    computes ``sum_j w_j ct_j + b`` with plaintext scalars, adds flooding noise
+    public context that has no secret key and no Galois keys (a node keeps its
+    key pair per analyst and model owner, :mod:`smpc.ckks.keycache`, and then
+    floods its own decryptions; two worker threads encrypt and send the
+    columns).  The model owner computes ``sum_j w_j ct_j + b`` with plaintext
+    scalars, multiplying each column in as it arrives, adds flooding noise
     of its own (so that the decryption noise cannot carry information about
     ``w`` beyond ``X w + b``), and returns the logits.  The data owner decrypts
     and applies the exact sigmoid; ``output="encrypted-sigmoid"`` has the model
@@ -64,6 +67,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -524,35 +528,77 @@ def model_flood_std(spec: InferenceSpec, weights: np.ndarray) -> float:
     return 2.0**spec.flood_bits * e
 
 
+#: Worker threads that encrypt and send the columns: TenSEAL releases the GIL while it encrypts
+#: and gRPC while it sends, so encryption runs on every core and overlaps the sends.
+ENCRYPT_WORKERS = 2
+
+
 def run_data_owner_ckks(t: Transport, spec: InferenceSpec, X: np.ndarray, *, model_owner: str,
-                        tag: str) -> np.ndarray:
+                        tag: str, holder: ckks.KeyHolder | None = None) -> np.ndarray:
     """The data owner as CKKS key holder: encrypts its columns, decrypts the logits.
 
-    The predictions never leave this role (it is their only recipient), so no
-    release step is applied here; the model owner's flooding already hides the
-    evaluation noise that depends on its weights.
+    ``holder``: a key pair kept across requests (:class:`smpc.ckks.KeyCache`, one per analyst
+    and model owner); None makes a fresh one for this request.  The public context is sent
+    first, then the columns, each encrypted and sent by one of :data:`ENCRYPT_WORKERS` threads
+    (:func:`_send_columns`; the model owner accumulates them as they arrive).  The predictions
+    never leave this role (it is their only recipient).
+    Under a fresh key the logits are decrypted as they are (the key dies with the request; the
+    model owner's flood hides the evaluation noise that depends on its weights).  Under a kept
+    key every decryption is released through :meth:`~smpc.ckks.KeyHolder.release` -- flooded
+    with this key holder's own CSPRNG noise, not trusting the model owner's -- because raw
+    decryptions of a ciphertext the model owner made would leak the key that also protects the
+    other requests' features (Li-Micciancio; :mod:`smpc.ckks.keycache`).
     """
     t.check_cancelled()  # pragma: no mutate (liveness only)
     X = check_features(spec, X)
-    holder = ckks.KeyHolder(spec.ckks_preset)
+    kept = holder is not None
+    if holder is None:
+        holder = ckks.KeyHolder(spec.ckks_preset)
+    elif holder.preset.name != ckks.get_preset(spec.ckks_preset).name:
+        raise InputError(f"the kept key pair is for the {holder.preset.name!r} preset, "
+                         f"not {spec.ckks_preset!r}")
     t.send(model_owner, f"{tag}/ctx", holder.public_context())
-    for j in range(spec.n_features):  # one column at a time: a cancelled role stops between
-        (column,) = ckks.pack_columns(holder, X[:, j:j + 1])
-        for k, ct in enumerate(column):
-            t.send(model_owner, f"{tag}/x/{j}/{k}", ct)
+    _send_columns(t, holder, X, model_owner, tag)
     logits_cts = [t.recv_bytes(model_owner, f"{tag}/z/{k}", max_len=ckks.MAX_CIPHERTEXT_BYTES)
                   for k in range(_chunks(spec))]
-    values = holder.decrypt(logits_cts, spec.n_samples)
+    if kept:
+        values = holder.decrypt_and_release(logits_cts, spec.n_samples)
+    else:
+        values = holder.decrypt(logits_cts, spec.n_samples)
     if spec.output == InferenceOutput.ENCRYPTED_SIGMOID:
         return np.asarray(values, dtype=np.float64)
     return finish_predictions(spec, values)
+
+
+def _send_columns(t: Transport, holder: ckks.KeyHolder, X: np.ndarray, model_owner: str,
+                  tag: str) -> None:
+    """Column ``j``'s ciphertexts under ``{tag}/x/{j}/{k}``, each column encrypted and sent by
+    one of :data:`ENCRYPT_WORKERS` threads as soon as it is ready, started in column order
+    (the tags, not the order of arrival, say which column a message is).  The first failure is
+    raised once every started column has finished; a cancelled role starts no more columns
+    (``t.send`` checks before each message)."""
+    def one(j: int) -> None:
+        t.check_cancelled()  # pragma: no mutate (liveness only)
+        for k, ct in enumerate(holder.encrypt(X[:, j])):
+            t.send(model_owner, f"{tag}/x/{j}/{k}", ct)
+
+    with ThreadPoolExecutor(max_workers=ENCRYPT_WORKERS,
+                            thread_name_prefix="ckks-columns") as pool:
+        futures = [pool.submit(one, j) for j in range(X.shape[1])]
+        try:
+            for f in futures:
+                f.result()
+        finally:
+            for f in futures:
+                f.cancel()
 
 
 def run_model_owner_ckks(t: Transport, spec: InferenceSpec, model: LinearModel, *,
                          data_owner: str, tag: str, noise_std: float = 0.0) -> None:
     """The model owner: ``sum_j w_j ct_j + b`` on ciphertexts, flooded, sent back.  The flood's
     std is the larger of :func:`model_flood_std` and ``noise_std`` (the owner's prediction
-    noise: a flood at least that large serves as both)."""
+    noise: a flood at least that large serves as both).  Each column is multiplied into the
+    running sum as it arrives (:class:`smpc.ckks.LinearAccumulator`)."""
     t.check_cancelled()  # pragma: no mutate (liveness only)
     check_model(spec, model)
     model = model.folded()
@@ -566,10 +612,12 @@ def run_model_owner_ckks(t: Transport, spec: InferenceSpec, model: LinearModel, 
         raise ProtocolError(f"{data_owner} sent a context that is not the "
                             f"{spec.ckks_preset!r} preset", peer=data_owner)
     chunks = _chunks(spec)
-    columns = [[t.recv_bytes(data_owner, f"{tag}/x/{j}/{k}", max_len=ckks.MAX_CIPHERTEXT_BYTES)
-                for k in range(chunks)] for j in range(spec.n_features)]
-    t.check_cancelled()  # pragma: no mutate (liveness only)
-    logits = ckks.linear_combination(ctx, columns, model.weights, model.intercept)
+    acc = ckks.LinearAccumulator(ctx, model.weights, model.intercept)
+    for j in range(spec.n_features):
+        acc.add([t.recv_bytes(data_owner, f"{tag}/x/{j}/{k}", max_len=ckks.MAX_CIPHERTEXT_BYTES)
+                 for k in range(chunks)])
+        t.check_cancelled()  # pragma: no mutate (liveness only)
+    logits = acc.finish()
     t.check_cancelled()  # pragma: no mutate (liveness only)
     if spec.output == InferenceOutput.ENCRYPTED_SIGMOID:
         logits = ckks.sigmoid_poly3(ctx, logits)
@@ -585,13 +633,16 @@ def run_model_owner_ckks(t: Transport, spec: InferenceSpec, model: LinearModel, 
 # ---------------------------------------------------------------------------
 
 def run_data_owner(t: Transport, spec: InferenceSpec, X: np.ndarray, *, model_owner: str,
-                   dealer: str | None, tag: str) -> np.ndarray:
-    """The data owner's role on either backend; returns its predictions."""
+                   dealer: str | None, tag: str,
+                   holder: ckks.KeyHolder | None = None) -> np.ndarray:
+    """The data owner's role on either backend; returns its predictions (``holder``: a kept
+    CKKS key pair, see :func:`run_data_owner_ckks`; ignored by ``ss``)."""
     if spec.backend == Backend.SS:
         if dealer is None:
             raise InputError("ss inference needs a dealer")
         return run_data_owner_ss(t, spec, X, model_owner=model_owner, dealer=dealer, tag=tag)
-    return run_data_owner_ckks(t, spec, X, model_owner=model_owner, tag=tag)
+    return run_data_owner_ckks(t, spec, X, model_owner=model_owner, tag=tag,
+                               holder=holder)
 
 
 def run_model_owner(t: Transport, spec: InferenceSpec, model: LinearModel, *, data_owner: str,

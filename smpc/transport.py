@@ -33,6 +33,7 @@ Payloads are numpy arrays (any numeric dtype and shape) or raw bytes
 from __future__ import annotations
 
 import json
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -71,22 +72,26 @@ def unpack_json(payload: Payload) -> Any:
 
 @dataclass
 class Traffic:
-    """What one node sent and received in a session."""
+    """What one node sent and received in a session (counted under a lock: a role may send
+    from several threads, e.g. :func:`smpc.linear.run_data_owner_ckks`)."""
 
     messages_sent: int = 0
     bytes_sent: int = 0
     messages_received: int = 0
     bytes_received: int = 0
     bytes_sent_to: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def record_send(self, to: str, nbytes: int) -> None:
-        self.messages_sent += 1
-        self.bytes_sent += nbytes
-        self.bytes_sent_to[to] = self.bytes_sent_to.get(to, 0) + nbytes
+        with self._lock:
+            self.messages_sent += 1
+            self.bytes_sent += nbytes
+            self.bytes_sent_to[to] = self.bytes_sent_to.get(to, 0) + nbytes
 
     def record_recv(self, nbytes: int) -> None:
-        self.messages_received += 1
-        self.bytes_received += nbytes
+        with self._lock:
+            self.messages_received += 1
+            self.bytes_received += nbytes
 
 
 class Transport(ABC):

@@ -107,6 +107,24 @@ def ckks_logit_bound(model_weights: np.ndarray, preset: str = "aggregate",
     return e + Z * flood_std
 
 
+def ckks_kept_key_bound(model_weights: np.ndarray, preset: str = "aggregate",
+                        flood_std: float = 0.0, sigmoid: bool = False) -> float:
+    """|logit - exact| on ``ckks`` inference run by party nodes, whose data owner keeps its key
+    pair (:mod:`smpc.ckks.keycache`) and so releases every decryption itself
+    (:meth:`smpc.ckks.KeyHolder.release` with the preset's defaults).
+
+    :func:`ckks_logit_bound`, with the model owner's flood (std ``flood_std``) and the data
+    owner's release flood (std ``sigma_r``) independent Gaussians: their sum is Gaussian with
+    std ``hypot(flood_std, sigma_r)``, within Z of it except with probability P_TAIL; the
+    release then rounds to its grid ``g``, which moves a value by at most ``g / 2``.
+    """
+    p = ckks.get_preset(preset)
+    rel = ckks.release_parameters(p)
+    l1 = float(np.abs(np.asarray(model_weights, dtype=float)).sum())
+    e = p.error_bound(weight_l1=l1, sigmoid=sigmoid) + (p.error_bound() if flood_std else 0.0)
+    return e + Z * math.hypot(flood_std, rel.flood_std) + rel.grid / 2
+
+
 def ss_logit_bound(model_weights: np.ndarray, intercept: float, X: np.ndarray,
                    frac_bits: int = DEFAULT_FRAC_BITS) -> np.ndarray:
     """Per-row |logit - exact| on ``ss`` inference (:mod:`smpc.linear`, README "Inference").

@@ -31,7 +31,7 @@ from parties.privacy.models import (
     rows_within_bounds,
 )
 from parties.privacy.policy import PolicyRequest
-from smpc import linear, stats
+from smpc import ckks, linear, stats
 from smpc.errors import ProtocolError
 from smpc.names import Backend
 from smpc.transport import Transport
@@ -129,6 +129,8 @@ class DataOwnerJob(Job):
     me: str = ""
     key_column: str | None = None    # written beside the predictions (parties.node.inference)
     left_out: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # row numbers
+    analyst: str = ""                # the verified signer: with the model owner, the key's scope
+    keys: ckks.KeyCache | None = None  # the node's kept CKKS key pairs (None: one per request)
 
     def run(self, t: Transport) -> tuple[Ready, str]:
         numbers = np.asarray(self.row_numbers)
@@ -152,9 +154,12 @@ class DataOwnerJob(Job):
                 rows = np.zeros_like(rows)
                 rows[:int(keep.sum())] = self.rows[:numbers.size][keep]
                 numbers = numbers[keep]
+        holder = None
+        if self.keys is not None and self.spec.backend == Backend.CKKS:
+            holder = self.keys.get((self.analyst, self.model_owner), self.spec.ckks_preset)
         preds = np.asarray(linear.run_data_owner(
             t, self.spec, rows, model_owner=self.model_owner, dealer=self.dealer,
-            tag=self.tag))
+            tag=self.tag, holder=holder))
         # audited when written (on release) or dropped (on abort)
         return Ready(preds[:numbers.size], numbers, self.public_count), ""
 

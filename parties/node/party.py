@@ -112,7 +112,7 @@ from parties.transport.faults import fault_point, fault_transport, install_fault
 from parties.transport.lifecycle import run_in_foreground
 from parties.transport.requests import SignedPrediction, prediction_of, statistic_of
 from parties.transport.sessions import Session, SessionRegistry, Status
-from smpc import cost, linear
+from smpc import ckks, cost, linear
 from smpc.errors import InputError, PeerFailure, SmpcError
 from smpc.names import Backend
 from smpc.stats import StatSpec
@@ -205,6 +205,9 @@ class PartyNode:
         self.registry = SessionRegistry(cfg.name)
         self.ca_cert = load_certificate(cfg.tls.ca)
         self.seen = SeenRequests(cfg.database)
+        # the data owner's CKKS key pairs, one per (analyst, model owner, preset), kept in this
+        # process's memory for bounded uses and age (smpc.ckks.keycache: the security argument)
+        self.ckks_keys = ckks.KeyCache()
         self.exact_history = exact.ExactHistory(cfg.database)
         self.witnesses = WitnessStore(cfg.database)
         self.models = ModelGate(cfg.name, cfg.policy, ModelUsage(cfg.database))
@@ -571,7 +574,8 @@ class PartyNode:
         _check_node_role(fed, dealer, ("dealer", "coordinator"), "dealer")
         job = DataOwnerJob(r.tag, spec=spec, rows=X, row_numbers=numbers,
                            model_owner=model_owner, dealer=dealer, features=tuple(columns),
-                           me=me, key_column=key, left_out=left_out)
+                           me=me, key_column=key, left_out=left_out, analyst=req.analyst,
+                           keys=self.ckks_keys)
         return job, Prepared(spec=spec, n_samples=int(X.shape[0]))
 
     def _prepare_padded(self, r: PrepareDataOwner, req: PolicyRequest,
@@ -596,7 +600,7 @@ class PartyNode:
         job = DataOwnerJob(r.tag, spec=spec, rows=padded.features,
                            row_numbers=padded.row_numbers, model_owner=model_owner,
                            dealer=dealer, public_count=size, features=tuple(columns),
-                           me=self.cfg.name)
+                           me=self.cfg.name, analyst=req.analyst, keys=self.ckks_keys)
         return job, Prepared(spec=spec, n_samples=size)
 
     def _prepare_model_owner(self, r: PrepareModelOwner, signed: Signed,

@@ -33,6 +33,7 @@ The parts
 :mod:`.sigmoid`        the encrypted degree-3 sigmoid
 :mod:`.release`        flooding and rounding parameters, the CSPRNG Gaussian
 :mod:`.keyholder`      :class:`KeyHolder`: the secret key, decryption, :meth:`KeyHolder.release`
+:mod:`.keycache`       :class:`KeyCache`: key holders reused per scope, bounded uses and age
 =====================  ==================================================================
 
 Everything public is importable from :mod:`smpc.ckks` itself.
@@ -72,8 +73,10 @@ from __future__ import annotations
 
 from smpc.ckks.context import MAX_CONTEXT_BYTES, context_preset, load_context
 from smpc.ckks.envelope import MAX_CIPHERTEXT_BYTES, ciphertext_length, levels_left
+from smpc.ckks.keycache import DEFAULT_KEY_MAX_AGE, DEFAULT_KEY_MAX_USES, KeyCache
 from smpc.ckks.keyholder import KeyHolder
 from smpc.ckks.ops import (
+    LinearAccumulator,
     add_ciphertexts,
     encrypt_public,
     encrypt_public_stream,
@@ -93,12 +96,16 @@ from smpc.ckks.sigmoid import SIGMOID_BOUND, sigmoid_coefficients, sigmoid_poly3
 
 __all__ = [
     "DEFAULT_FLOOD_BITS",
+    "DEFAULT_KEY_MAX_AGE",
+    "DEFAULT_KEY_MAX_USES",
     "MAX_CIPHERTEXT_BYTES",
     "MAX_CONTEXT_BYTES",
     "PRESETS",
     "SEAL_MAX_COEFF_BITS_128",
     "SIGMOID_BOUND",
+    "KeyCache",
     "KeyHolder",
+    "LinearAccumulator",
     "Preset",
     "ReleaseParameters",
     "add_ciphertexts",

@@ -85,6 +85,7 @@ def _proto_bytes_fields(buf: bytes) -> dict[int, bytes]:
 class _Ident:
     params_id: bytes
     key_id: bytes
+    slots: int = 0  # N / 2 of the context (looked up once: each lookup crosses pybind 4 times)
 
 
 _IDENT_ATTR = "_smpc_ckks_ident"
@@ -118,6 +119,7 @@ def _ident(ctx: ts.Context) -> _Ident:
     ident = _Ident(
         params_id=hashlib.sha256(b"smpc/ckks/params/v1" + params).digest()[:_PARAMS_ID_BYTES],
         key_id=hashlib.sha256(b"smpc/ckks/key/v1" + params + public_key).digest()[:_KEY_ID_BYTES],
+        slots=ctx.seal_context().data.key_context_data().parms().poly_modulus_degree() // 2,
     )
     setattr(ctx, _IDENT_ATTR, ident)
     return ident
@@ -154,8 +156,7 @@ def _unwrap(ctx: ts.Context, data: bytes, what: str = "ciphertext") -> ts.CKKSVe
         size = vec.size()
     except (ValueError, RuntimeError, TypeError) as exc:
         raise InputError(f"{what} is malformed: TenSEAL could not load it ({exc})") from None
-    slots = ctx.seal_context().data.key_context_data().parms().poly_modulus_degree() // 2
-    if n_ct != 1 or not 1 <= size <= slots:
+    if n_ct != 1 or not 1 <= size <= ident.slots:
         raise InputError(f"{what} is malformed: {n_ct} ciphertexts, {size} values")
     return vec
 

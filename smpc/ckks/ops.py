@@ -74,6 +74,7 @@ from smpc.ckks.values import _as_vector, _check_magnitude, _chunks, _slots
 from smpc.errors import InputError
 
 __all__ = [
+    "LinearAccumulator",
     "add_ciphertexts",
     "encrypt_public",
     "encrypt_public_stream",
@@ -262,50 +263,126 @@ def linear_combination(
     rescale (module docstring: 3x faster arithmetic than TenSEAL's rescale per
     product, and 300x-1600x smaller error thanks to the q_l / Delta
     correction); it falls back to one corrected rescale per product when the
-    columns are too deep for the Delta^3 intermediate or at mixed levels.
+    columns are too deep for the Delta^3 intermediate or at mixed levels, and
+    uses that (as cheap as TenSEAL's own ``mul``) when one weight is active.
+    The same as :class:`LinearAccumulator` fed every column.
     """
     if not isinstance(columns, Sequence) or len(columns) == 0:
         raise InputError("linear_combination needs at least one feature column")
-    w = _as_vector(weights, "weights")
-    if w.size != len(columns):
-        raise InputError(f"{w.size} weights for {len(columns)} feature columns")
-    try:
-        b = float(bias)
-    except (TypeError, ValueError):
-        raise InputError(f"bias must be a number, got {bias!r}") from None
-    if not math.isfinite(b):
-        raise InputError("bias must be finite")
-    cols = [_unwrap_list(ctx, c, f"columns[{j}]") for j, c in enumerate(columns)]
-    shape = [v.size() for v in cols[0]]
-    for j, c in enumerate(cols[1:], start=1):
-        if [v.size() for v in c] != shape:
-            raise InputError(f"columns[{j}] has chunk sizes {[v.size() for v in c]}, not {shape}")
-    for j, c in enumerate(cols):
-        if any(_level(ctx, v) < 1 for v in c):
-            raise InputError(f"columns[{j}] has no multiplicative level left")
-    scale = ctx.global_scale
-    active = [j for j in range(w.size) if not _encodes_to_zero(float(w[j]), scale)]
-    ident = _ident(ctx)
-    if not active:  # every weight is (numerically) zero: the result is the bias
-        return encrypt_public(ctx, np.full(sum(shape), b))
+    acc = LinearAccumulator(ctx, weights, bias, rescale_once=rescale_once)
+    if acc.n_columns != len(columns):
+        raise InputError(f"{acc.n_columns} weights for {len(columns)} feature columns")
+    for column in columns:
+        acc.add(column)
+    return acc.finish()
 
-    out: list[bytes] = []
-    with _EVAL_LOCK:
-        flags = (ctx.auto_rescale, ctx.auto_mod_switch, ctx.auto_relin)
+
+class LinearAccumulator:
+    """:func:`linear_combination` one column at a time, in order: ``add(column_j)`` for
+    ``j = 0 .. len(weights) - 1`` as the columns arrive, then :meth:`finish`.
+
+    Each column is checked when added (the checks of :func:`linear_combination`: envelopes
+    under ``ctx``, the chunk sizes of column 0, a multiplicative level left) and its products
+    ``w_j * ct_j`` (scale Delta^2, no rescale) are added to the running sums at once, so the
+    evaluator's work overlaps the sender's encryption of the next columns.  The result is
+    the same ciphertext arithmetic as :func:`linear_combination`, in the same order; it
+    reveals nothing more to whoever runs it.
+    """
+
+    def __init__(self, ctx: ts.Context, weights: np.ndarray, bias: float, *,
+                 rescale_once: bool = True) -> None:
+        w = _as_vector(weights, "weights")
         try:
-            ctx.auto_mod_switch = True
-            for k in range(len(shape)):
-                chunk = [cols[j][k] for j in active]
-                if rescale_once and _fits_delta_cubed(ctx, chunk):
-                    acc = _lincomb_once(ctx, chunk, w[active])
-                else:
-                    acc = _lincomb_each(ctx, chunk, w[active])
-                if b != 0.0:
-                    acc.add_(b)
-                out.append(_wrap(ident, acc))
-        finally:
-            ctx.auto_rescale, ctx.auto_mod_switch, ctx.auto_relin = flags
-    return out
+            b = float(bias)
+        except (TypeError, ValueError):
+            raise InputError(f"bias must be a number, got {bias!r}") from None
+        if not math.isfinite(b):
+            raise InputError("bias must be finite")
+        self.ctx, self.weights, self.bias = ctx, w, b
+        self.n_columns = int(w.size)
+        self._active = [not _encodes_to_zero(float(wj), ctx.global_scale) for wj in w]
+        self._ident = _ident(ctx)
+        self._shape: list[int] = []
+        self._chunks: list[list[ts.CKKSVector]] = []   # per chunk k: the active columns' k-th
+        self._weights: list[float] = []               # the active columns' weights
+        self._sums: list[ts.CKKSVector | None] = []   # per chunk: Delta^2 sum, None: fallback
+        self._once = sum(self._active) > 1 and rescale_once
+        self._count = 0
+
+    def add(self, column: Sequence[bytes]) -> None:
+        """Add the next column (the chunked ciphertext list of feature ``j``)."""
+        j = self._count
+        if j >= self.n_columns:
+            raise InputError(f"{self.n_columns} weights for more feature columns")
+        vecs = _unwrap_list(self.ctx, column, f"columns[{j}]")
+        shape = [v.size() for v in vecs]
+        if j == 0:
+            self._shape = shape
+            self._chunks = [[] for _ in shape]
+            self._sums = [None] * len(shape)
+        elif shape != self._shape:
+            raise InputError(f"columns[{j}] has chunk sizes {shape}, not {self._shape}")
+        if any(_level(self.ctx, v) < 1 for v in vecs):
+            raise InputError(f"columns[{j}] has no multiplicative level left")
+        self._count = j + 1
+        if not self._active[j]:
+            return
+        wj = float(self.weights[j])
+        self._weights.append(wj)
+        for k, v in enumerate(vecs):
+            first = len(self._chunks[k]) == 0
+            self._chunks[k].append(v)
+            if not self._once or (not first and self._sums[k] is None):
+                continue
+            if first and not _fits_delta_cubed(self.ctx, [v]):
+                continue
+            if not first and _level(self.ctx, v) != _level(self.ctx, self._chunks[k][0]):
+                self._sums[k] = None  # mixed levels: the per-product path at finish
+                continue
+            with _EVAL_LOCK:
+                flags = (self.ctx.auto_rescale, self.ctx.auto_mod_switch, self.ctx.auto_relin)
+                try:
+                    self.ctx.auto_mod_switch = True
+                    self.ctx.auto_rescale = False
+                    product = v.mul(wj * _last_prime_ratio(self.ctx, v))
+                    total = self._sums[k]
+                    if total is None:
+                        self._sums[k] = product
+                    else:
+                        total.add_(product)
+                finally:
+                    self.ctx.auto_rescale, self.ctx.auto_mod_switch, self.ctx.auto_relin = flags
+
+    def finish(self) -> list[bytes]:
+        """The encrypted ``sum_j w_j column_j + bias``, chunked like the columns (every
+        column must have been added)."""
+        if self._count != self.n_columns:
+            raise InputError(f"{self.n_columns} weights for {self._count} feature columns")
+        ctx = self.ctx
+        if not self._weights:  # every weight is (numerically) zero: the result is the bias
+            return encrypt_public(ctx, np.full(sum(self._shape), self.bias))
+        out: list[bytes] = []
+        with _EVAL_LOCK:
+            flags = (ctx.auto_rescale, ctx.auto_mod_switch, ctx.auto_relin)
+            try:
+                ctx.auto_mod_switch = True
+                for k, chunk in enumerate(self._chunks):
+                    total = self._sums[k]
+                    if total is not None and len(chunk) == len(self._weights):
+                        ctx.auto_rescale = True
+                        # 1/Delta at scale Delta encodes to the constant polynomial 1: the data
+                        # is unchanged, the label becomes Delta^3 and the flag rescales once;
+                        # TenSEAL then relabels the result Delta, which the ratio makes true.
+                        total.mul_(1.0 / ctx.global_scale)
+                        acc = total
+                    else:
+                        acc = _lincomb_each(ctx, chunk, np.asarray(self._weights))
+                    if self.bias != 0.0:
+                        acc.add_(self.bias)
+                    out.append(_wrap(self._ident, acc))
+            finally:
+                ctx.auto_rescale, ctx.auto_mod_switch, ctx.auto_relin = flags
+        return out
 
 
 def _fits_delta_cubed(ctx: ts.Context, chunk: list[ts.CKKSVector]) -> bool:
@@ -319,22 +396,6 @@ def _fits_delta_cubed(ctx: ts.Context, chunk: list[ts.CKKSVector]) -> bool:
         return False
     bits = _context_shape(ctx)[1]
     return 3 * math.log2(ctx.global_scale) + 1 < sum(bits[: level + 1])
-
-
-def _lincomb_once(ctx: ts.Context, chunk: list[ts.CKKSVector], w: np.ndarray) -> ts.CKKSVector:
-    # Products at scale Delta^2 (no rescale), summed, then one rescale.  The
-    # weights are pre-multiplied by q_l / Delta so the rescale is exact.
-    ratio = _last_prime_ratio(ctx, chunk[0])
-    ctx.auto_rescale = False
-    acc = chunk[0].mul(float(w[0]) * ratio)
-    for v, wj in zip(chunk[1:], w[1:], strict=True):
-        acc.add_(v.mul(float(wj) * ratio))
-    ctx.auto_rescale = True
-    # 1/Delta at scale Delta encodes to the constant polynomial 1: the data is
-    # unchanged, the label becomes Delta^3 and the flag rescales once; TenSEAL
-    # then relabels the result Delta, which the ratio above makes true.
-    acc.mul_(1.0 / ctx.global_scale)
-    return acc
 
 
 def _lincomb_each(ctx: ts.Context, chunk: list[ts.CKKSVector], w: np.ndarray) -> ts.CKKSVector:

@@ -26,7 +26,7 @@ from tests.tolerances import (
     Backend,
     Moments,
     assert_within,
-    ckks_logit_bound,
+    ckks_kept_key_bound,
     logit_bound_to_probability,
     quantile_tol,
     ss_logit_bound,
@@ -148,7 +148,7 @@ def test_predict_reveals_only_to_the_data_owner(cli_fed, backend):
     else:
         spec = InferenceSpec(model.kind, *X.shape, backend="ckks")
         flood = model_flood_std(spec, model.weights)
-        bound = ckks_logit_bound(model.weights, spec.ckks_preset, flood)
+        bound = ckks_kept_key_bound(model.weights, spec.ckks_preset, flood)  # node: kept key
     z = X @ model.weights + model.intercept
     assert model.kind == "logistic"
     assert_within(got, 1 / (1 + np.exp(-z)), logit_bound_to_probability(bound), "predictions")

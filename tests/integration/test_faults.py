@@ -93,7 +93,13 @@ from smpc import dp, linear
 from smpc.linear import LinearModel
 from smpc.stats import StatSpec
 from tests.integration.signing import signed_prediction
-from tests.tolerances import Backend, Moments, assert_within, ckks_logit_bound, ss_logit_bound
+from tests.tolerances import (
+    Backend,
+    Moments,
+    assert_within,
+    ckks_kept_key_bound,
+    ss_logit_bound,
+)
 
 from .conftest_hardening import (
     active_sessions,
@@ -219,7 +225,7 @@ def assert_serves(fed: FFed, protocol: str, backend: str) -> None:
         else:
             spec = linear.InferenceSpec("linear", len(X), 2, backend="ckks")
             flood = linear.model_flood_std(spec, MODEL.weights)
-            tol = ckks_logit_bound(MODEL.weights, spec.ckks_preset, flood)
+            tol = ckks_kept_key_bound(MODEL.weights, spec.ckks_preset, flood)  # kept key
         assert_within(got, X @ MODEL.weights + MODEL.intercept, tol, "predictions")
         return
     X = fed.pooled()

@@ -42,7 +42,7 @@ from tests.tolerances import (
     Backend,
     Moments,
     assert_within,
-    ckks_logit_bound,
+    ckks_kept_key_bound,
     logit_bound_to_probability,
     quantile_tol,
     ss_logit_bound,
@@ -194,7 +194,7 @@ def test_inference(fed, backend, model_name):
     else:
         spec = linear.InferenceSpec(model.kind, len(X), X.shape[1], backend="ckks")
         flood = linear.model_flood_std(spec, model.weights)
-        tol = ckks_logit_bound(model.weights, spec.ckks_preset, flood)
+        tol = ckks_kept_key_bound(model.weights, spec.ckks_preset, flood)  # node: kept key
     if model.kind == "logistic":
         tol = logit_bound_to_probability(tol)
     assert_within(preds, want, tol, "predictions")

@@ -110,7 +110,7 @@ TARGETS: tuple[Target, ...] = (
            ("tests/unit/test_dealer_attacks.py", "tests/unit/test_linear_checks.py",
             "tests/unit/test_leaks_inference.py",
             "tests/unit/test_linear.py", "tests/unit/test_encrypted_sigmoid_range.py",
-            "tests/unit/test_sklearn_models.py")),
+            "tests/unit/test_sklearn_models.py", "tests/unit/test_ckks_keycache.py")),
     Target("authorize", "parties/config/model.py",
            ("FederationConfig.authorize", "FederationConfig.check_caller",
             "FederationConfig.certificate_problem", "FederationConfig.is_revoked"),
