@@ -161,7 +161,7 @@ def _run(cfg: Config, res: Resources, cases: list[Case], args: argparse.Namespac
     doc["headline"] = report.headline(rows)
     paths = report.write(doc, Path(args.out), plots=not args.no_plots)
     hl = doc["headline"]
-    if hl:
+    if any(h["met"] is not None for h in hl):
         print(report._table(["id", "target", "measured", "met"],
                             [[h.get("id", ""), h["target"], h["measured"],
                               targets.met_label(h["met"])] for h in hl]))

@@ -64,7 +64,7 @@ def markdown(doc: dict[str, Any]) -> str:
              _load_line(doc) + "  ",
              f"Run time: {doc['duration_s']:.0f} s.  Command: `{doc['command']}`", ""]
     hl = doc.get("headline") or []
-    if hl:
+    if any(h["met"] is not None for h in hl):  # a run that measured no target has no table
         parts += ["## Targets", "", "Each a ratio (or rate) measured in this run; "
                   "\"not measured\": this run did not include the case or the peer.", "",
                   _table(["id", "target", "goal", "measured", "met", "setup"],
