@@ -117,12 +117,10 @@ def main(argv: list[str]) -> int:
         world, fn = 3, _task_sum
 
     @mpc.run_multiprocess(world_size=world)
-    def run() -> None:
-        crypten.init()
+    def run() -> None:  # each rank: CrypTen's launcher has called crypten.init()
         torch.set_num_threads(1)
         fn(out, size, reps)
 
-    crypten.init()
     run()
     return 0
 
