@@ -319,10 +319,12 @@ def _breakdown(e2e: float, sim: dict[str, Any], parties: list[str], local_s: flo
     }
 
 
-def _e2e(cfg: Config, fed: Fed, call: Callable[[], Any]) -> tuple[Any, dict[str, Any], Any]:
+def _e2e(cfg: Config, fed: Fed, call: Callable[[], Any], nodes: list[str] | None = None
+         ) -> tuple[Any, dict[str, Any], Any]:
     from smpc_bench import rss
 
-    pids = rss.party_pids(fed.directory)
+    pids = {n: pid for n, pid in rss.party_pids(fed.directory).items()
+            if n in (nodes or fed.parties)}  # the parties that take part in this case
     before = rss.reset_peaks(pids)  # the parties' peak RSS from here: this case's, on the table
     result = call()  # warm-up: caches parsed columns, opens channels
     offsets = _log_offsets(fed)
@@ -490,7 +492,7 @@ def _inference(cfg: Config, res: Resources, backend: str, kind: str, samples: in
     model = fed.models[model_name]
     where = f"idx < {samples}" if samples < fed.X.shape[0] else None
     t, logs, pred = _e2e(cfg, fed, lambda: fed.client.predict(
-        "do", "mo", model=model_name, backend=backend, where=where))
+        "do", "mo", model=model_name, backend=backend, where=where), nodes=["do", "mo"])
     X = fed.X[:samples]
     spec = linear.InferenceSpec(kind, samples, N_FEATURES, backend=backend)
     dealer = "coordinator" if backend == "ss" else None
