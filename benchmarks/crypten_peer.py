@@ -57,9 +57,18 @@ def run_crypten(task: str, size: int, reps: int, workdir: str, timeout: float = 
     return doc
 
 
-def _skip(case: str, op: str, params: dict[str, object]) -> list[Row]:
-    return [row(SUITE, case, op, params, {}, "skipped: crypten is not installed ("
-                + INSTALL_NOTE + ")")]
+def _skip(case: str, op: str, params: dict[str, object], why: str = "") -> list[Row]:
+    return [row(SUITE, case, op, params, {}, "skipped: " + (why or (
+        "crypten is not installed (" + INSTALL_NOTE + ")")))]
+
+
+def _try(task: str, size: int, cfg: Config) -> dict[str, object] | str:
+    """rank 0's document, or the reason (one line) why CrypTen did not run: an installed but
+    broken CrypTen (e.g. on a torch it cannot import) must not fail the bench either."""
+    try:
+        return run_crypten(task, size, cfg.pick(1, 3, 5), cfg.workdir)
+    except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
+        return " ".join(f"CrypTen failed: {exc}".split())[:300]
 
 
 def _sum(cfg: Config, length: int, case: str) -> list[Row]:
@@ -67,7 +76,9 @@ def _sum(cfg: Config, length: int, case: str) -> list[Row]:
                                  "size": length, "backend": "crypten"}
     if not crypten_available():
         return _skip(case, "crypten-vector-sum", params)
-    doc = run_crypten("sum", length, cfg.pick(1, 3, 5), cfg.workdir)
+    doc = _try("sum", length, cfg)
+    if isinstance(doc, str):
+        return _skip(case, "crypten-vector-sum", params, doc)
     s = float(doc["seconds"])  # type: ignore[arg-type]
     return [row(SUITE, case, "crypten-vector-sum", params,
                 {"seconds": s, "best_s": doc["best_s"], "repeats": doc["repeats"],
@@ -81,7 +92,9 @@ def _linear(cfg: Config, samples: int, case: str) -> list[Row]:
                                  "features": 30, "size": samples, "backend": "crypten"}
     if not crypten_available():
         return _skip(case, "crypten-linear-inference", params)
-    doc = run_crypten("linear", samples, cfg.pick(1, 3, 5), cfg.workdir)
+    doc = _try("linear", samples, cfg)
+    if isinstance(doc, str):
+        return _skip(case, "crypten-linear-inference", params, doc)
     s = float(doc["seconds"])  # type: ignore[arg-type]
     return [row(SUITE, case, "crypten-linear-inference", params,
                 {"seconds": s, "best_s": doc["best_s"], "repeats": doc["repeats"],
