@@ -30,10 +30,20 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from smpc_bench import report
-from smpc_bench.common import Case, Config, Progress, Resources, Row, machine_info, row
+from smpc_bench import report, targets
+from smpc_bench.common import (
+    Case,
+    Config,
+    Progress,
+    Resources,
+    Row,
+    git_commit,
+    load_averages,
+    machine_info,
+    row,
+)
 
-SUITES = ("sharing", "ciphertext", "protocols", "peers")
+SUITES = ("sharing", "ciphertext", "protocols", "peers", "crypten_peer", "scaling")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--from-json", metavar="FILE",
                    help="only re-render results.md and the plots from a results.json")
+    p.add_argument("--scaling-max-rows", metavar="N", type=int, default=10**7,
+                   help="largest rows per party of the scaling sweep (default 10^7)")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # the smoke test
     return p
 
@@ -93,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         print("wrote " + ", ".join(str(p) for p in paths))
         return 0
     work = tempfile.mkdtemp(prefix="smpc-bench-")
-    cfg = Config(quick=args.quick or args.tiny, tiny=args.tiny, workdir=work)
+    cfg = Config(quick=args.quick or args.tiny, tiny=args.tiny, workdir=work,
+                 scaling_max_rows=args.scaling_max_rows)
     res = Resources()
     try:
         cases = _collect(cfg, res)
@@ -115,6 +128,7 @@ def _run(cfg: Config, res: Resources, cases: list[Case], args: argparse.Namespac
         print("no benchmark case matches --only " + " ".join(args.only), file=sys.stderr)
         return 2
     start = time.perf_counter()
+    load_before = load_averages()
     rows: list[Row] = []
     errors: list[dict[str, Any]] = []
     progress = Progress(sum(c.weight for c in cases), enabled=not args.no_progress)
@@ -137,7 +151,9 @@ def _run(cfg: Config, res: Resources, cases: list[Case], args: argparse.Namespac
     doc = {
         "mode": cfg.mode,
         "command": "smpc bench " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": machine_info(),
+        "machine": {**machine_info(), "load_average_before": load_before,
+                    "load_average_after": load_averages()},
+        "source": git_commit(),
         "duration_s": time.perf_counter() - start,
         "rows": rows,
         "errors": errors,
@@ -145,10 +161,10 @@ def _run(cfg: Config, res: Resources, cases: list[Case], args: argparse.Namespac
     doc["headline"] = report.headline(rows)
     paths = report.write(doc, Path(args.out), plots=not args.no_plots)
     hl = doc["headline"]
-    if hl:
-        print(report._table(["target", "measured", "met"],
-                            [[h["target"], h["measured"], "yes" if h["met"] else "no"]
-                             for h in hl]))
+    if any(h["met"] is not None for h in hl):
+        print(report._table(["id", "target", "measured", "met"],
+                            [[h.get("id", ""), h["target"], h["measured"],
+                              targets.met_label(h["met"])] for h in hl]))
     for e in errors:
         print(f"ERROR in {e['case']}: {e['error']}\n{e['traceback']}", file=sys.stderr)
     print(f"{len(rows)} results in {doc['duration_s']:.0f} s; wrote "

@@ -38,6 +38,7 @@ class Config:
     workdir: str = ""            # scratch space (federations, data files)
     threads_all: int = field(default_factory=lambda: os.cpu_count() or 1)
     profile_dir: str = ""        # set by --profile: node processes run under cProfile
+    scaling_max_rows: int = 10**7  # the scaling sweep's largest rows per party
 
     def pick(self, tiny: Any, quick: Any, full: Any) -> Any:
         """The value for this run's size."""
@@ -156,6 +157,31 @@ def load_average() -> float | None:
         return None
 
 
+def load_averages() -> list[float] | None:
+    """The 1, 5 and 15-minute load averages (None where the OS has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def git_commit() -> dict[str, Any] | None:
+    """The commit of the checkout the suite runs from and whether it has local changes
+    (None outside a git checkout, e.g. an installed wheel)."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "-uno"],
+                               capture_output=True, text=True, timeout=10,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": head, "dirty": bool(dirty)}
+
+
 def finite_positive(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
@@ -238,7 +264,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": {d: _version(d) for d in (
             "smpc", "numpy", "tenseal", "grpcio", "protobuf", "cryptography", "mpyc",
-            "gmpy2", "matplotlib", "tqdm", "pyinstrument")},
+            "gmpy2", "matplotlib", "tqdm", "pyinstrument", "crypten", "torch")},
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "load_average_1min": load_average(),
     }

@@ -319,12 +319,18 @@ def _breakdown(e2e: float, sim: dict[str, Any], parties: list[str], local_s: flo
     }
 
 
-def _e2e(cfg: Config, fed: Fed, call: Callable[[], Any]) -> tuple[Any, dict[str, Any], Any]:
+def _e2e(cfg: Config, fed: Fed, call: Callable[[], Any], nodes: list[str] | None = None
+         ) -> tuple[Any, dict[str, Any], Any]:
+    from smpc_bench import rss
+
+    pids = {n: pid for n, pid in rss.party_pids(fed.directory).items()
+            if n in (nodes or fed.parties)}  # the parties that take part in this case
+    before = rss.reset_peaks(pids)  # the parties' peak RSS from here: this case's, on the table
     result = call()  # warm-up: caches parsed columns, opens channels
     offsets = _log_offsets(fed)
     t = measure(call, min_repeats=cfg.pick(1, 3, 5), min_time=0.0, max_repeats=cfg.pick(1, 3, 5))
     time.sleep(0.05)  # let the nodes flush their log lines
-    return t, _parse_logs(fed, offsets), result
+    return t, {**_parse_logs(fed, offsets), **rss.summary(before, rss.peaks(pids))}, result
 
 
 def _finish_row(case: str, op: str, params: dict[str, Any], t: Any, logs: dict[str, Any],
@@ -466,9 +472,14 @@ def _stat(cfg: Config, res: Resources, backend: str, statistic: str, rows: int,
     err = float(np.max(np.abs(np.asarray(result.value) - ref)))
     params = {"backend": backend, "parties": parties, "rows": rows, "columns": N_STAT_COLUMNS,
               "size": rows}
+    extra: dict[str, Any] = {"max_abs_error": err}
+    if "party_peak_rss_bytes" in logs:  # the data a party selects: its rows x the columns
+        extra["party_selected_bytes"] = rows * N_STAT_COLUMNS * 8
+        extra["peak_rss_per_selected"] = logs["party_peak_rss_bytes"] / (rows * N_STAT_COLUMNS
+                                                                          * 8)
     return [_finish_row(case, statistic, params, t, logs, bd, numpy_s, tls_s,
                         rows * parties, "rows", f"{N_STAT_COLUMNS} columns, rows per party",
-                        {"max_abs_error": err})]
+                        extra)]
 
 
 def _inference(cfg: Config, res: Resources, backend: str, kind: str, samples: int,
@@ -481,7 +492,7 @@ def _inference(cfg: Config, res: Resources, backend: str, kind: str, samples: in
     model = fed.models[model_name]
     where = f"idx < {samples}" if samples < fed.X.shape[0] else None
     t, logs, pred = _e2e(cfg, fed, lambda: fed.client.predict(
-        "do", "mo", model=model_name, backend=backend, where=where))
+        "do", "mo", model=model_name, backend=backend, where=where), nodes=["do", "mo"])
     X = fed.X[:samples]
     spec = linear.InferenceSpec(kind, samples, N_FEATURES, backend=backend)
     dealer = "coordinator" if backend == "ss" else None

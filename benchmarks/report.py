@@ -4,121 +4,21 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from pathlib import Path
 from typing import Any
 
+from smpc_bench import scaling, targets
 from smpc_bench.common import Row, human_bytes, human_rate, human_seconds, size_label
 
 # ----------------------------------------------------------------------------- headline
 
 
-def _find(rs: list[Row], suite: str, op: str | None = None, **params: Any) -> list[Row]:
-    out = []
-    for r in rs:
-        if r["suite"] != suite or (op is not None and r["op"] != op) or "skipped" in r["note"]:
-            continue
-        if "seconds" not in r["metrics"]:
-            continue
-        if all(r["params"].get(k) == v for k, v in params.items()):
-            out.append(r)
-    return out
-
-
-def _largest(rows: list[Row], key: str) -> Row | None:
-    return max(rows, key=lambda r: r["params"].get(key, 0)) if rows else None
-
-
 def headline(rows: list[Row]) -> list[dict[str, Any]]:
-    """The issue's targets, measured: each {target, goal, measured, met, setup}."""
-    out: list[dict[str, Any]] = []
+    """The targets, measured in this run (:mod:`smpc_bench.targets`)."""
+    return targets.headline(rows)
 
-    # 1. 3-party secure sum of 10^6-element vectors vs MPyC and vs the floor.
-    ss = {r["params"]["length"]: r for r in _find(rows, "protocols", "vector-sum",
-                                                    backend="ss", parties=3)}
-    mp = {r["params"]["length"]: r for r in _find(rows, "peers", "mpyc-vector-sum")}
-    if ss:
-        top = ss.get(10**6) or ss[max(ss)]
-        n = top["params"]["length"]
-        m = top["metrics"]
-        out.append({
-            "target": "3-party secure sum, ss, end to end, within 3x of the floor",
-            "goal": "e2e / floor <= 3",
-            "measured": f"{human_seconds(m['seconds'])} vs floor {human_seconds(m['floor_s'])}"
-                        f" = {m['vs_floor']:.1f}x",
-            "value": m["vs_floor"], "met": m["vs_floor"] <= 3.0,
-            "setup": f"L={size_label(n)}, 3 parties + coordinator, gRPC+mTLS loopback",
-        })
-        common = sorted(set(ss) & set(mp))
-        if common:
-            n2 = 10**6 if 10**6 in common else common[-1]
-            note = mp[n2]["note"]
-            tls = "with TLS" if "TLS" in note and "no TLS" not in note else "plain TCP"
-            speed = mp[n2]["metrics"]["seconds"] / ss[n2]["metrics"]["seconds"]
-            out.append({
-                "target": "3-party secure sum, ss, at least 50x faster than MPyC",
-                "goal": "MPyC / smpc >= 50",
-                "measured": f"smpc {human_seconds(ss[n2]['metrics']['seconds'])} vs MPyC "
-                            f"{human_seconds(mp[n2]['metrics']['seconds'])} = {speed:.1f}x",
-                "value": speed, "met": speed >= 50.0,
-                "setup": f"L={size_label(n2)} (largest size both ran), MPyC {tls}",
-            })
 
-    # 2. mean / var / cov, 10 columns x 10^6 rows x 3 parties, within 2x of numpy (pooled).
-    for stat in ("mean", "var", "cov"):
-        r = _largest(_find(rows, "protocols", stat, backend="ss", parties=3), "rows")
-        if r is None:
-            continue
-        m = r["metrics"]
-        out.append({
-            "target": f"secure {stat}, ss, 10 columns x 3 parties, within 2x of plaintext numpy",
-            "goal": "e2e / numpy(pooled) <= 2",
-            "measured": f"{human_seconds(m['seconds'])} vs numpy {human_seconds(m['numpy_s'])}"
-                        f" = {m['vs_numpy']:.1f}x",
-            "value": m["vs_numpy"], "met": m["vs_numpy"] <= 2.0,
-            "setup": f"{size_label(r['params']['rows'])} rows per party"
-                     + ("" if r["params"]["rows"] >= 10**6 else " (target is 1e6: full mode)"),
-        })
-
-    # 3./4. linear inference 4096 x 30.
-    for backend, goal in (("ckks", 25_000.0), ("ss", 150_000.0)):
-        rs = _find(rows, "protocols", "linear-inference", backend=backend, samples=4096)
-        if rs:
-            m = rs[0]["metrics"]
-            out.append({
-                "target": f"{backend.upper()} linear inference, 4096 x 30, end to end",
-                "goal": f">= {goal:,.0f} samples/s",
-                "measured": f"{m['samples_per_s']:,.0f} samples/s "
-                            f"({human_seconds(m['seconds'])})",
-                "value": m["samples_per_s"], "met": m["samples_per_s"] >= goal,
-                "setup": "data owner and model owner as separate nodes"
-                         + (", coordinator as dealer" if backend == "ss" else
-                            ", preset 'aggregate' (N=8192)"),
-            })
-
-    # 5. core CKKS ops vs raw TenSEAL: per op, the median ratio over presets and threads.
-    ratios: dict[str, list[float]] = {}
-    for r in rows:
-        if r["suite"] == "ciphertext" and "ratio" in r["metrics"] and "core_s" in r["metrics"]:
-            ratios.setdefault(r["op"], []).append(r["metrics"]["ratio"])
-    if ratios:
-        by_design = {"keygen", "decrypt+release"}
-        med = {op: statistics.median(v) for op, v in ratios.items()}
-        like = {op: x for op, x in med.items() if op not in by_design}
-        over = sorted((x, op) for op, x in like.items() if x > 1.1)
-        geo = math.exp(sum(math.log(x) for x in like.values()) / len(like))
-        out.append({
-            "target": "core CKKS ops within 1.1x of raw TenSEAL",
-            "goal": "median core / raw <= 1.1 for every op",
-            "measured": f"geomean {geo:.2f} over {len(like)} ops; over 1.1: "
-                        + (", ".join(f"{op} {x:.2f}" for x, op in reversed(over)) or "none")
-                        + "; by design: " + ", ".join(f"{op} {med[op]:.2f}"
-                                                      for op in sorted(by_design & set(med))),
-            "value": geo, "met": not over,
-            "setup": "per op: median of the paired ratios over every preset and thread count; "
-                     "bytes in, bytes out on both sides",
-        })
-    return out
+_find = targets.find
 
 
 # ---------------------------------------------------------------------------- markdown
@@ -140,21 +40,36 @@ def _machine_line(machine: dict[str, Any]) -> str:
     return (f"{machine.get('cpu')}, {machine.get('cores')} cores, "
             f"{(ram or 0) / 2**30:.0f} GiB RAM, Python {machine.get('python')}, numpy "
             f"{v.get('numpy')}, TenSEAL {v.get('tenseal')}, grpcio {v.get('grpcio')}, "
-            f"MPyC {v.get('mpyc') or '—'}; {machine.get('date')}")
+            f"MPyC {v.get('mpyc') or '—'}, CrypTen {v.get('crypten') or '—'}"
+            f" (torch {v.get('torch') or '—'}); {machine.get('date')}")
+
+
+def _load_line(doc: dict[str, Any]) -> str:
+    m = doc["machine"]
+
+    def fmt(x: Any) -> str:
+        return " / ".join(f"{v:.2f}" for v in x) if x else "—"
+    src = doc.get("source") or {}
+    commit = (src.get("commit", "")[:10] + (" (with local changes)" if src.get("dirty") else "")
+              if src else "unknown")
+    return (f"Load average (1 / 5 / 15 min) before: {fmt(m.get('load_average_before'))}, "
+            f"after: {fmt(m.get('load_average_after'))} on {m.get('cores')} cores.  "
+            f"Commit: {commit}.")
 
 
 def markdown(doc: dict[str, Any]) -> str:
     rows: list[Row] = doc["rows"]
     parts = [f"# smpc benchmark ({doc['mode']} mode)", "",
              f"Machine: {_machine_line(doc['machine'])}.  ",
+             _load_line(doc) + "  ",
              f"Run time: {doc['duration_s']:.0f} s.  Command: `{doc['command']}`", ""]
     hl = doc.get("headline") or []
-    if hl:
-        parts += ["## Targets", "", _table(
-            ["target", "goal", "measured", "met", "setup"],
-            [[h["target"], h["goal"], h["measured"],
-              "yes" if h["met"] else ("no" if h["met"] is not None else "—"), h["setup"]]
-             for h in hl]), ""]
+    if any(h["met"] is not None for h in hl):  # a run that measured no target has no table
+        parts += ["## Targets", "", "Each a ratio (or rate) measured in this run; "
+                  "\"not measured\": this run did not include the case or the peer.", "",
+                  _table(["id", "target", "goal", "measured", "met", "setup"],
+                         [[h.get("id", ""), h["target"], h["goal"], h["measured"],
+                           targets.met_label(h["met"]), h["setup"]] for h in hl]), ""]
 
     proto = [r for r in rows if r["suite"] == "protocols" and "floor_s" in r["metrics"]]
     rpc = [r for r in rows if r["op"] == "rpc-round-trip" and "seconds" in r["metrics"]]
@@ -218,6 +133,7 @@ def markdown(doc: dict[str, Any]) -> str:
                   _table(["peer task", "parties", "size", "seconds", "throughput",
                           "smpc (speed-up)", "note"], body), ""]
 
+    parts += scaling.markdown(rows)
     share = [r for r in rows if r["suite"] == "sharing" and "seconds" in r["metrics"]]
     if share:
         body = [[r["op"], size_label(r["params"]["n"]), r["params"]["parties"],
@@ -270,6 +186,11 @@ def _ours_for_peer(rows: list[Row], r: Row) -> tuple[float, float] | None:
                      length=p["length"])
     elif r["op"] in ("mpyc-mean", "mpyc-var"):
         mine = _find(rows, "protocols", r["op"][5:], backend="ss", parties=3, rows=p["rows"])
+    elif r["op"] == "crypten-vector-sum":
+        mine = _find(rows, "protocols", "vector-sum", backend="ss", parties=3,
+                     length=p["length"])
+    elif r["op"] == "crypten-linear-inference":
+        mine = _find(rows, "protocols", "linear-inference", backend="ss", samples=p["samples"])
     elif r["op"] == "tenseal-rowwise-inference":
         mine = _find(rows, "peers", "core-column-inference")
     else:
@@ -431,6 +352,8 @@ def make_plots(doc: dict[str, Any], out: Path) -> list[Path]:
         ax.legend(fontsize=7, ncol=2)
         ax.grid(True, which="both", alpha=0.3)
         save(fig, "sharing")
+
+    scaling.plot(rows, save, plt)
 
     # ciphertext ops: core vs raw
     ct = [r for r in rows if r["suite"] == "ciphertext" and "raw_s" in r["metrics"]]

@@ -48,6 +48,11 @@ def test_tiny_local_suites(tmp_path):
     assert ratios and all(math.isfinite(x) and x > 0 for x in ratios)
     md = (out / "results.md").read_text()
     assert "CKKS operations" in md and "Secret-sharing math" in md
+    # every run records the load around it and the commit it ran from (issue 14)
+    assert len(doc["machine"]["load_average_before"]) == 3
+    assert len(doc["machine"]["load_average_after"]) == 3
+    assert doc["source"] is not None and len(doc["source"]["commit"]) == 40
+    assert "Load average (1 / 5 / 15 min) before:" in md and doc["source"]["commit"][:10] in md
 
 
 def test_tiny_protocol_over_real_nodes(tmp_path):
@@ -69,6 +74,10 @@ def test_tiny_protocol_over_real_nodes(tmp_path):
         "parties"]
     assert m["sim_max_abs_error"] <= bound
     assert "node_role_max_s" in m  # parsed from the nodes' own logs
+    # the nodes' peak RSS, read from /proc, for exactly the parties of the case; not ordered
+    # against the RSS before: the kernel folds RSS freed without munmap into the peak lazily
+    assert set(m["party_peak_rss_by_node"]) == {f"p{i}" for i in range(p["parties"])}
+    assert m["party_peak_rss_bytes"] > 10**6 and m["party_rss_before_bytes"] > 10**6
     md = (out / "results.md").read_text()
     assert "Protocols end to end" in md and "Targets" in md
 

@@ -1,0 +1,115 @@
+"""CrypTen as a peer in the same run (optional: ``pip install 'smpc[crypten]'``).
+
+Two tasks, each the same computation as one of smpc's headline cases (see
+:mod:`smpc_bench._crypten_party` for what each rank does):
+
+* ``peers/crypten/vector-sum``: 3 ranks, secure sum of 10^6 elements, opened to
+  rank 0 -- against ``proto/vector-sum/ss/P=3`` (P1);
+* ``peers/crypten/linear-inference``: 4096 x 30 linear model, data owner + model owner +
+  CrypTen's trusted third party as dealer -- against ``proto/linear-inference/ss/S=4096`` (P4).
+
+CrypTen's ranks are separate processes started by its own launcher and talk torch ``gloo``
+over plain TCP on localhost: **no TLS** (smpc's parties use mutual TLS).  The task runs in a
+child interpreter so that this process never imports torch; a missing or failing CrypTen
+gives a row whose note says why (one line), never a failed bench.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from smpc_bench.common import Case, Config, Resources, Row, row, size_label
+
+SUITE = "peers"
+SCRIPT = Path(__file__).with_name("_crypten_party.py")
+INSTALL_NOTE = ("pip install crypten fails: crypten 0.4.1 requires the deprecated 'sklearn' "
+                "package, whose build refuses to install (works with "
+                "SKLEARN_ALLOW_DEPRECATED_SKLEARN_PACKAGE_INSTALL=True)")
+
+
+def crypten_available() -> bool:
+    """Installed?  (Not imported here: torch is slow to import.)"""
+    return importlib.util.find_spec("crypten") is not None
+
+
+def run_crypten(task: str, size: int, reps: int, workdir: str, timeout: float = 600.0
+                ) -> dict[str, object]:
+    """Run one task in a child interpreter; rank 0's JSON document."""
+    fd, out = tempfile.mkstemp(suffix=".json", dir=workdir or None)
+    os.close(fd)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               MASTER_ADDR="127.0.0.1", PYTHONUNBUFFERED="1")
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), out, task, str(size), str(reps)],
+        capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+    text = Path(out).read_text() if Path(out).exists() else ""
+    Path(out).unlink(missing_ok=True)
+    if proc.returncode != 0 or not text:
+        tail = " ".join((proc.stderr or proc.stdout or "").strip().splitlines()[-2:])
+        raise RuntimeError(f"CrypTen {task} exit {proc.returncode}: {tail[-300:]}")
+    doc: dict[str, object] = json.loads(text)
+    return doc
+
+
+def _skip(case: str, op: str, params: dict[str, object], why: str = "") -> list[Row]:
+    return [row(SUITE, case, op, params, {}, "skipped: " + (why or (
+        "crypten is not installed (" + INSTALL_NOTE + ")")))]
+
+
+def _try(task: str, size: int, cfg: Config) -> dict[str, object] | str:
+    """rank 0's document, or the reason (one line) why CrypTen did not run: an installed but
+    broken CrypTen (e.g. on a torch it cannot import) must not fail the bench either."""
+    try:
+        return run_crypten(task, size, cfg.pick(1, 3, 5), cfg.workdir)
+    except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
+        return " ".join(f"CrypTen failed: {exc}".split())[:300]
+
+
+def _sum(cfg: Config, length: int, case: str) -> list[Row]:
+    params: dict[str, object] = {"peer": "crypten", "parties": 3, "length": length,
+                                 "size": length, "backend": "crypten"}
+    if not crypten_available():
+        return _skip(case, "crypten-vector-sum", params)
+    doc = _try("sum", length, cfg)
+    if isinstance(doc, str):
+        return _skip(case, "crypten-vector-sum", params, doc)
+    s = float(doc["seconds"])  # type: ignore[arg-type]
+    return [row(SUITE, case, "crypten-vector-sum", params,
+                {"seconds": s, "best_s": doc["best_s"], "repeats": doc["repeats"],
+                 "elements_per_s": length / s, "max_abs_error": doc["max_abs_error"]},
+                f"CrypTen {doc['crypten']} (torch {doc['torch']}), 3 processes, gloo over "
+                "plain TCP: no TLS")]
+
+
+def _linear(cfg: Config, samples: int, case: str) -> list[Row]:
+    params: dict[str, object] = {"peer": "crypten", "parties": 2, "samples": samples,
+                                 "features": 30, "size": samples, "backend": "crypten"}
+    if not crypten_available():
+        return _skip(case, "crypten-linear-inference", params)
+    doc = _try("linear", samples, cfg)
+    if isinstance(doc, str):
+        return _skip(case, "crypten-linear-inference", params, doc)
+    s = float(doc["seconds"])  # type: ignore[arg-type]
+    return [row(SUITE, case, "crypten-linear-inference", params,
+                {"seconds": s, "best_s": doc["best_s"], "repeats": doc["repeats"],
+                 "samples_per_s": samples / s, "max_abs_error": doc["max_abs_error"]},
+                f"CrypTen {doc['crypten']} (torch {doc['torch']}), data owner + model owner + "
+                "TTP dealer, 3 processes, gloo over plain TCP: no TLS")]
+
+
+def cases(cfg: Config, res: Resources) -> list[Case]:
+    length = cfg.pick(10**3, 10**6, 10**6)  # P1 is judged at 10^6 in quick mode too
+    return [
+        Case(f"peers/crypten/vector-sum/L={size_label(length)}",
+             lambda: _sum(cfg, length, f"peers/crypten/vector-sum/L={size_label(length)}"),
+             cfg.pick(2.0, 4.0, 10.0)),
+        Case("peers/crypten/linear-inference/S=4096",
+             lambda: _linear(cfg, 4096, "peers/crypten/linear-inference/S=4096"),
+             cfg.pick(2.0, 4.0, 8.0)),
+    ]
