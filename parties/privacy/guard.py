@@ -52,15 +52,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
 from typing import Any
 
 from parties.config import PartyConfig
-from parties.errors import PolicyError
+from parties.errors import PolicyError, StorageError
 from parties.privacy.audit import AuditError, AuditEvent, AuditLog
-from parties.privacy.ledger import BudgetExceeded, Ledger, LedgerError, Reservation
+from parties.privacy.ledger import SPENT, BudgetExceeded, Ledger, LedgerError, Reservation
 from parties.privacy.policy import PolicyGate, PolicyRequest, _fmt
+from parties.privacy.store import Database, utc_now
 from smpc import dp
 from smpc.errors import InputError
 
@@ -73,14 +74,23 @@ class _Open:
 
     request: PolicyRequest
     rho: float
+    reservation: Reservation
 
 
 class PrivacyGuard:
     """Policy + ledger + audit log of one party (see the module docstring).
 
-    Opens the ledger and the audit log in ``cfg.database`` (created 0600 if needed).  Call
-    :meth:`start` once before serving: it sets each allowed analyst's budget from the policy and
-    settles the charges a crash left pending.
+    Opens the ledger and the audit log in ``cfg.database`` (created 0600 if needed) on one
+    kept-open connection (:attr:`db`, closed by :meth:`close`).  Call :meth:`start` once before
+    serving: it sets each allowed analyst's budget from the policy and settles the charges a
+    crash left pending.
+
+    Written behind (queued on :attr:`db`, see :mod:`parties.privacy.store`): audit records
+    (:meth:`record` returns the ticket), a refusal's ledger event and the commit of a charge
+    reserved by this process.  Written synchronously: :meth:`reserve` (durable before it
+    returns, so before anything of the session can leave) and :meth:`refund`.  The node settles
+    (:meth:`settle`) the records of a session before the answer that ends it there -- see
+    :mod:`parties.node.party` for the points and SECURITY.md for what a crash leaves.
     """
 
     def __init__(self, cfg: PartyConfig) -> None:
@@ -90,8 +100,9 @@ class PrivacyGuard:
         self.gate = PolicyGate(cfg.name, cfg.policy)
         self.dataset = cfg.policy.dataset or cfg.name
         self.total_rho = dp.rho_from_epsilon(cfg.policy.epsilon, cfg.policy.delta)
-        self.ledger = Ledger(cfg.database)
-        self.audit = AuditLog(cfg.database)
+        self.db = Database(cfg.database, "party database", StorageError)
+        self.ledger = Ledger(cfg.database, db=self.db)
+        self.audit = AuditLog(cfg.database, db=self.db)
         self._open: dict[str, _Open] = {}
         self._lock = threading.Lock()
         self._me = f"{cfg.name} (this node)"
@@ -99,7 +110,8 @@ class PrivacyGuard:
     # ------------------------------------------------------------------- start-up
 
     def start(self) -> list[Reservation]:
-        """Set the budgets from the policy, recover pending charges; audit both."""
+        """Set the budgets from the policy, recover pending charges; audit both (durable when
+        it returns)."""
         for analyst in self.policy.allowed_analysts:
             before = self.ledger.status(analyst, self.dataset)
             st = self.ledger.set_budget(analyst, self.dataset, self.total_rho)
@@ -121,12 +133,33 @@ class PrivacyGuard:
                 reason=f"node restarted with this charge pending: {r.reason}"))
             log.warning("%s: pending charge of session %s (rho %s) kept as spent at recovery",
                         self.party, r.session_id, _fmt(r.rho))
+        self.db.flush()
         return recovered
+
+    def close(self) -> None:
+        """Commit every queued write, stop the writer and close the connection (shutdown)."""
+        self.db.close()
+
+    def settle(self, tickets: Collection[int]) -> None:
+        """Block until the queued writes ``tickets`` (and all queued before them) are durable;
+        :class:`~parties.errors.StorageError` if one of them failed."""
+        self.db.settle([t for t in tickets if t])
 
     # ------------------------------------------------------------------- auditing
 
-    def _append(self, event: AuditEvent) -> None:
-        self.audit.append(event)
+    def _append(self, event: AuditEvent) -> int:
+        """Queue ``event`` for the audit log; its ticket for :meth:`settle`."""
+        return self.db.later(lambda: self.audit.append(event))
+
+    def _ledger_refusal(self, session_id: str, analyst: str, rho: float | None,
+                        reason: str) -> int:
+        """Queue a ledger ``refused`` event (a malformed analyst name: only the log line)."""
+        def write() -> None:
+            try:
+                self.ledger.record_refusal(session_id, analyst, self.dataset, rho, reason)
+            except LedgerError as exc:  # a malformed analyst name: the audit record stands
+                log.info("ledger refusal not recorded: %s", exc)
+        return self.db.later(write)
 
     def _epsilon(self, rho: float) -> float | None:
         if rho <= 0:
@@ -147,9 +180,10 @@ class PrivacyGuard:
         return {"rho": cost.rho, "epsilon": eps, "delta": delta}
 
     def record(self, req: PolicyRequest, outcome: str, reason: str = "", *,
-               ledger_logged: bool = False) -> None:
+               ledger_logged: bool = False) -> int:
         """One audit record for ``req``; a refused statistic is also a ledger ``refused`` event
-        (unless the ledger already logged it, as :meth:`Ledger.reserve` does)."""
+        (unless the ledger already logged it, as :meth:`Ledger.reserve` does).  Both are
+        queued; returns the last ticket (for :meth:`settle`)."""
         reason = (reason or "").replace("\n", " ")[:1000]
         fields: dict[str, Any] = dict(
             caller=req.caller[:512] or "unknown", caller_fingerprint=req.caller_fingerprint,
@@ -165,27 +199,26 @@ class PrivacyGuard:
             fields.update(columns=(), filter=None, backend=None, recipient=None, members=(),
                           reason=("(malformed request metadata) " + reason)[:1000])
             event = AuditEvent(**fields)
-        self._append(event)
+        ticket = self._append(event)
         log.info("policy %s: session=%s kind=%s analyst=%s columns=%s filter_columns=%s%s",
                  outcome, req.session_id or "-", req.kind, req.analyst,
                  ",".join(req.columns) or "-", ",".join(req.filter_columns) or "-",
                  f" reason={reason}" if reason else "")
         if outcome == "refused" and req.kind == "stat" and not ledger_logged \
                 and req.session_id and req.analyst:
-            try:
-                self.ledger.record_refusal(req.session_id, req.analyst, self.dataset,
-                                           req.cost.rho if req.cost else None, reason)
-            except LedgerError as exc:  # a malformed analyst name: the audit record stands
-                log.info("ledger refusal not recorded: %s", exc)
+            ticket = self._ledger_refusal(req.session_id, req.analyst,
+                                          req.cost.rho if req.cost else None, reason)
+        return ticket
 
     def describe_allowed(self, req: PolicyRequest) -> None:
         """Audit a Describe; refuse an analyst the policy does not serve."""
         try:
             self.gate.check_access(req)
         except PolicyError as exc:
-            self.record(req, "refused", str(exc))
+            self.settle([self.record(req, "refused", str(exc))])
             raise
-        self.record(req, "accepted", "public metadata (allowed column names, model features)")
+        self.settle([self.record(req, "accepted",
+                                 "public metadata (allowed column names, model features)")])
 
     # -------------------------------------------------------------------- budget
 
@@ -220,8 +253,8 @@ class PrivacyGuard:
             return
         if req.cost.rho > self.ledger.remaining(req.analyst, self.dataset) * (1 + 1e-12):
             exc = self._over_budget(req)
-            self.ledger.record_refusal(req.session_id, req.analyst, self.dataset, req.cost.rho,
-                                       f"over budget (pre-check): {exc}")
+            self._ledger_refusal(req.session_id, req.analyst, req.cost.rho,
+                                 f"over budget (pre-check): {exc}")
             raise exc
 
     def reserve(self, req: PolicyRequest) -> Reservation | None:
@@ -233,16 +266,26 @@ class PrivacyGuard:
         except BudgetExceeded:
             raise self._over_budget(req) from None
         with self._lock:
-            self._open[req.session_id] = _Open(req, req.cost.rho)
+            self._open[req.session_id] = _Open(req, req.cost.rho, res)
         return res
 
     def commit(self, session_id: str) -> Reservation:
-        """PENDING -> SPENT, before anything leaves; raises LedgerError if it was refunded."""
-        try:
+        """PENDING -> SPENT, before anything leaves; raises LedgerError if it was refunded.
+
+        A charge this process reserved and still holds open is decided here, in memory, under
+        the lock :meth:`refund` and :meth:`sweep` take (so they no longer see it), and written
+        behind: the returned charge is as it will be stored (``remaining`` as read at
+        :meth:`reserve`).  The database cannot disagree: a later refund's ``abort`` runs after
+        the queued commit (the store's ordering) and is refused; a crash before the commit is
+        written leaves the charge PENDING, which :meth:`start` keeps as SPENT.  Any other
+        session (not reserved here, or refunded) is committed synchronously by the ledger,
+        which refuses a refunded or unknown charge."""
+        with self._lock:
+            opened = self._open.pop(session_id, None)
+        if opened is None:
             return self.ledger.commit(session_id)
-        finally:
-            with self._lock:
-                self._open.pop(session_id, None)
+        self.db.later(lambda: self.ledger.commit(session_id))
+        return replace(opened.reservation, state=SPENT, settled_at=utc_now(), reason="released")
 
     def refund(self, session_id: str, reason: str) -> bool:
         """Refund a PENDING charge (nothing left). False if there was none, or it is spent."""
