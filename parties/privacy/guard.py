@@ -53,15 +53,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from parties.config import PartyConfig
 from parties.errors import PolicyError, StorageError
 from parties.privacy.audit import AuditError, AuditEvent, AuditLog
-from parties.privacy.ledger import SPENT, BudgetExceeded, Ledger, LedgerError, Reservation
+from parties.privacy.ledger import BudgetExceeded, Ledger, LedgerError, Reservation
 from parties.privacy.policy import PolicyGate, PolicyRequest, _fmt
-from parties.privacy.store import Database, utc_now
+from parties.privacy.store import Database
 from smpc import dp
 from smpc.errors import InputError
 
@@ -74,7 +74,6 @@ class _Open:
 
     request: PolicyRequest
     rho: float
-    reservation: Reservation
 
 
 class PrivacyGuard:
@@ -86,9 +85,10 @@ class PrivacyGuard:
     crash left pending.
 
     Written behind (queued on :attr:`db`, see :mod:`parties.privacy.store`): audit records
-    (:meth:`record` returns the ticket), a refusal's ledger event and the commit of a charge
-    reserved by this process.  Written synchronously: :meth:`reserve` (durable before it
-    returns, so before anything of the session can leave) and :meth:`refund`.  The node settles
+    (:meth:`record` returns the ticket) and a refusal's ledger event.  Written synchronously
+    (durable when they return, after every write queued before them): :meth:`reserve` (so
+    before anything of the session can leave), :meth:`commit` (SPENT before ``Run`` answers)
+    and :meth:`refund`.  The node settles
     (:meth:`settle`) the records of a session before the answer that ends it there -- see
     :mod:`parties.node.party` for the points and SECURITY.md for what a crash leaves.
     """
@@ -266,26 +266,19 @@ class PrivacyGuard:
         except BudgetExceeded:
             raise self._over_budget(req) from None
         with self._lock:
-            self._open[req.session_id] = _Open(req, req.cost.rho, res)
+            self._open[req.session_id] = _Open(req, req.cost.rho)
         return res
 
     def commit(self, session_id: str) -> Reservation:
         """PENDING -> SPENT, before anything leaves; raises LedgerError if it was refunded.
 
-        A charge this process reserved and still holds open is decided here, in memory, under
-        the lock :meth:`refund` and :meth:`sweep` take (so they no longer see it), and written
-        behind: the returned charge is as it will be stored (``remaining`` as read at
-        :meth:`reserve`).  The database cannot disagree: a later refund's ``abort`` runs after
-        the queued commit (the store's ordering) and is refused; a crash before the commit is
-        written leaves the charge PENDING, which :meth:`start` keeps as SPENT.  Any other
-        session (not reserved here, or refunded) is committed synchronously by the ledger,
-        which refuses a refunded or unknown charge."""
-        with self._lock:
-            opened = self._open.pop(session_id, None)
-        if opened is None:
+        Synchronous (not written behind): the charge is SPENT on disk before ``Run`` answers,
+        as the node's ``after-commit`` crash point promises."""
+        try:
             return self.ledger.commit(session_id)
-        self.db.later(lambda: self.ledger.commit(session_id))
-        return replace(opened.reservation, state=SPENT, settled_at=utc_now(), reason="released")
+        finally:
+            with self._lock:
+                self._open.pop(session_id, None)
 
     def refund(self, session_id: str, reason: str) -> bool:
         """Refund a PENDING charge (nothing left). False if there was none, or it is spent."""
