@@ -31,7 +31,10 @@ owner itself) before it sends anything.  ``Run`` commits the charge
 *before* the role starts (so before any noisy contribution can leave);
 ``Abort`` before ``Run`` refunds it.  Every request, accepted or refused, and
 every outcome is a record of the party's hash-chained audit log, with the
-caller's certificate identity.  Roles of :mod:`smpc.stats` and
+caller's certificate identity; records are written behind and waited for
+before a refusal is answered, before the role's first message (``accepted``)
+and before ``Await`` is answered (``released`` / ``failed``): what a crash at
+each point leaves is in SECURITY.md, "Audit and ledger writes".  Roles of :mod:`smpc.stats` and
 :mod:`smpc.linear` run in worker threads, so ``Health`` always answers; a role
 stops at its next cancellation check (between its expensive steps) once its
 session is aborted or expired, the node stops, or it used more CPU time than

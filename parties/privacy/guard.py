@@ -46,7 +46,14 @@ Crashes. A node killed after reserving and before committing leaves a PENDING ch
 start :meth:`PrivacyGuard.start` calls :meth:`~parties.privacy.ledger.Ledger.recover`, which keeps
 it as SPENT (the conservative choice), and writes one audit record per recovered charge. A node
 killed after the commit leaves a SPENT charge. Either way the budget is never spent twice (a
-session id is charged at most once) nor refunded silently. """
+session id is charged at most once) nor refunded silently.
+
+Audit records and refusal events are written behind (:meth:`PrivacyGuard.record` queues them on
+the kept-open :class:`~parties.privacy.store.Database`); the node waits for them before a
+refusal is answered, before a role's first message (the ``accepted`` record) and before
+``Await`` is answered (``released`` / ``failed``).  A crash loses at most the records not yet
+waited for -- a suffix of the queue, so the hash chain stays valid -- never a reservation or a
+commit (synchronous).  The full table is in SECURITY.md, "Audit and ledger writes". """
 
 from __future__ import annotations
 
