@@ -32,8 +32,8 @@ owner itself) before it sends anything.  ``Run`` commits the charge
 ``Abort`` before ``Run`` refunds it.  Every request, accepted or refused, and
 every outcome is a record of the party's hash-chained audit log, with the
 caller's certificate identity; records are written behind and waited for
-before a refusal is answered, before the role's first message (``accepted``)
-and before ``Await`` is answered (``released`` / ``failed``): what a crash at
+before a refusal is answered, before ``Run`` goes on (``accepted``) and
+before ``Await`` is answered (``released`` / ``failed``): what a crash at
 each point leaves is in SECURITY.md, "Audit and ledger writes".  Roles of :mod:`smpc.stats` and
 :mod:`smpc.linear` run in worker threads, so ``Health`` always answers; a role
 stops at its next cancellation check (between its expensive steps) once its
@@ -85,7 +85,7 @@ from parties.config import PartyConfig, load_party_config
 from parties.data import filters
 from parties.data.csvfile import describe_dialect
 from parties.data.sources import Table, load_table
-from parties.errors import ColumnRefused, LimitExceeded, PolicyError, SessionError
+from parties.errors import ColumnRefused, LimitExceeded, PolicyError, SessionError, StorageError
 from parties.node import inference
 from parties.node.jobs import DataOwnerJob, Job, ModelOwnerJob, Outcome, Ready, StatisticJob
 from parties.node.redact import redact
@@ -395,7 +395,7 @@ class PartyNode:
             charge = (f"{job.spec.n_samples} rows of model {job.model_name!r} reserved for "
                       f"{req.analyst} (pending until it runs), prediction noise std "
                       f"{job.noise_std:g}")
-        # written behind: settled before the role's first message (_role)
+        # written behind: waited for at Run, before anything of the session leaves
         job.audited = self.guard.record(req, "accepted", f"prepared: {charge}")
         log.info("session %s prepared: %s for %s, %d members", r.session_id, r.kind,
                  r.analyst, len(r.members))
@@ -642,9 +642,11 @@ class PartyNode:
         return job, Prepared()
 
     def run(self, session_id: str) -> None:
-        """Commit the session's privacy charge, then start its role in a worker thread.
+        """Wait for the session's ``accepted`` audit record (queued at Prepare), commit its
+        privacy charge, then start its role in a worker thread.
 
-        The commit happens before the role can send anything; if the charge was refunded
+        Both happen before the role can send anything; if the record cannot be written the
+        session stays prepared (the coordinator's abort refunds it); if the charge was refunded
         meanwhile (an abort won the race) the role never starts.
         """
         s = self.registry.get(session_id)
@@ -652,6 +654,11 @@ class PartyNode:
         if job is None:
             raise SessionError(f"session {session_id} is closed on {self.cfg.name}",
                                grpc.StatusCode.FAILED_PRECONDITION)
+        try:  # the accepted record is on disk before anything of the session leaves
+            self.guard.settle([job.audited])
+        except StorageError as exc:
+            raise SessionError(f"{self.cfg.name} will not run session {session_id}: {exc}",
+                               grpc.StatusCode.INTERNAL) from None
         s.set_running()
         if job.charged:
             fault_point("after-charge")
@@ -772,7 +779,6 @@ class PartyNode:
         started = time.perf_counter()
         try:
             fault_point("on-run")
-            self.guard.settle([job.audited])  # the accepted record, before anything leaves
             outcome, done = job.run(t)
             if done:  # the released record, before Await can answer (and the result return)
                 self.guard.settle([self._audit_outcome(job, "released", done)])

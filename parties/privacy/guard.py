@@ -50,10 +50,11 @@ session id is charged at most once) nor refunded silently.
 
 Audit records and refusal events are written behind (:meth:`PrivacyGuard.record` queues them on
 the kept-open :class:`~parties.privacy.store.Database`); the node waits for them before a
-refusal is answered, before a role's first message (the ``accepted`` record) and before
-``Await`` is answered (``released`` / ``failed``).  A crash loses at most the records not yet
-waited for -- a suffix of the queue, so the hash chain stays valid -- never a reservation or a
-commit (synchronous).  The full table is in SECURITY.md, "Audit and ledger writes". """
+refusal is answered, at ``Run`` before anything of the session leaves (the ``accepted``
+record) and before ``Await`` is answered (``released`` / ``failed``).  A crash loses at most
+the records not yet waited for -- a suffix of the queue, so the hash chain stays valid --
+never a reservation or a commit (synchronous).  The full table is in SECURITY.md, "Audit and
+ledger writes". """
 
 from __future__ import annotations
 

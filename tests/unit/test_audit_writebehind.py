@@ -232,7 +232,7 @@ NODE = textwrap.dedent(
     if stage == "queued":                        # the writer is held by the test's lock
         print("queued", flush=True)
     else:                                        # the node's flow up to Await
-        db.settle([accepted])                    # before the role's first message
+        db.settle([accepted])                    # Run: before anything leaves
         ledger.commit(sid)                       # Run: synchronous
         db.settle([record("released")])          # before Await answers
         print("settled", flush=True)
@@ -329,7 +329,7 @@ def test_records_are_on_disk_before_a_message_leaves_and_before_the_result_retur
     compute a mean, with DP and exact.  Each protocol message a party sends is observed at the
     moment it is sent: its "accepted" record is already on disk, and (DP) its charge for the
     session (pending or spent) -- read through another connection.  (Exact mode matters: no
-    synchronous commit at Run orders the queue there, only the settle before the role.)  When
+    synchronous commit at Run orders the queue there, only the wait for the accepted record.)  When
     the coordinator returns the result, every party's "released" record is on disk.  Catches a
     reservation or an accepted record written behind past the first message, and a released
     record settled after Await answered (deterministically: every append is slowed by 0.2 s,
