@@ -67,12 +67,14 @@ class Job(ABC):
     """One role of one session at this party.
 
     ``request`` is what the audit log records about the request; ``charged`` says a privacy
-    charge is reserved for it (committed before :meth:`run` starts).
+    charge is reserved for it (committed before :meth:`run` starts); ``audited`` is the ticket
+    of its queued "accepted" audit record (settled before :meth:`run` starts).
     """
 
     tag: str
     request: PolicyRequest | None = field(default=None, kw_only=True)
     charged: bool = field(default=False, kw_only=True)
+    audited: int = field(default=0, kw_only=True)  # ticket of the queued "accepted" record
 
     @abstractmethod
     def run(self, t: Transport) -> tuple[Outcome | Ready, str]:

@@ -31,7 +31,10 @@ owner itself) before it sends anything.  ``Run`` commits the charge
 *before* the role starts (so before any noisy contribution can leave);
 ``Abort`` before ``Run`` refunds it.  Every request, accepted or refused, and
 every outcome is a record of the party's hash-chained audit log, with the
-caller's certificate identity.  Roles of :mod:`smpc.stats` and
+caller's certificate identity; records are written behind and waited for
+before a refusal is answered, before ``Run`` goes on (``accepted``) and
+before ``Await`` is answered (``released`` / ``failed``): what a crash at
+each point leaves is in SECURITY.md, "Audit and ledger writes".  Roles of :mod:`smpc.stats` and
 :mod:`smpc.linear` run in worker threads, so ``Health`` always answers; a role
 stops at its next cancellation check (between its expensive steps) once its
 session is aborted or expired, the node stops, or it used more CPU time than
@@ -82,7 +85,7 @@ from parties.config import PartyConfig, load_party_config
 from parties.data import filters
 from parties.data.csvfile import describe_dialect
 from parties.data.sources import Table, load_table
-from parties.errors import ColumnRefused, LimitExceeded, PolicyError, SessionError
+from parties.errors import ColumnRefused, LimitExceeded, PolicyError, SessionError, StorageError
 from parties.node import inference
 from parties.node.jobs import DataOwnerJob, Job, ModelOwnerJob, Outcome, Ready, StatisticJob
 from parties.node.redact import redact
@@ -204,11 +207,11 @@ class PartyNode:
         self.key = load_at_rest_key(cfg, create=True)
         self.registry = SessionRegistry(cfg.name)
         self.ca_cert = load_certificate(cfg.tls.ca)
-        self.seen = SeenRequests(cfg.database)
+        self.seen = SeenRequests(cfg.database, db=self.guard.db)
         # the data owner's CKKS key pairs, one per (analyst, model owner, preset), kept in this
         # process's memory for bounded uses and age (smpc.ckks.keycache: the security argument)
         self.ckks_keys = ckks.KeyCache()
-        self.exact_history = exact.ExactHistory(cfg.database)
+        self.exact_history = exact.ExactHistory(cfg.database, db=self.guard.db)
         self.witnesses = WitnessStore(cfg.database)
         self.models = ModelGate(cfg.name, cfg.policy, ModelUsage(cfg.database))
         self._node_cert = load_certificate(cfg.tls.cert)
@@ -251,6 +254,7 @@ class PartyNode:
         if self.server is not None:
             self.server.stop(grace).wait()  # type: ignore[attr-defined]
         self.network.close()
+        self.guard.close()  # commits every queued audit and ledger write, closes the file
 
     def _may_still_run(self, session_id: str) -> bool:
         s = self.registry.find(session_id)
@@ -293,8 +297,8 @@ class PartyNode:
     def refuse_malformed(self, analyst: str, session_id: str, kind: str,
                          ident: Identity | None, exc: BaseException) -> None:
         """Audit a Prepare refused at the service edge (it could not even be parsed)."""
-        self.guard.record(self._base(analyst, kind, session_id, ident), "refused",
-                          str(redact(exc, self.cfg.name)))
+        self._settled(self.guard.record(self._base(analyst, kind, session_id, ident), "refused",
+                                        str(redact(exc, self.cfg.name))))
 
     def _with_filter(self, r: Prepare, req: PolicyRequest) -> PolicyRequest:
         if r.filter is None:
@@ -384,8 +388,8 @@ class PartyNode:
         except Exception as exc:  # every refusal is recorded
             if registered:
                 self.registry.free(trail[-1].session_id, "refused")
-            self.guard.record(trail[-1], "refused", str(redact(exc, me)),
-                              ledger_logged=isinstance(exc, BudgetExceeded))
+            self._settled(self.guard.record(trail[-1], "refused", str(redact(exc, me)),
+                                            ledger_logged=isinstance(exc, BudgetExceeded)))
             raise
         req = trail[-1]
         charge = (f"rho {req.cost.rho:.6g} reserved (pending until it runs)" if job.charged
@@ -394,7 +398,8 @@ class PartyNode:
             charge = (f"{job.spec.n_samples} rows of model {job.model_name!r} reserved for "
                       f"{req.analyst} (pending until it runs), prediction noise std "
                       f"{job.noise_std:g}")
-        self.guard.record(req, "accepted", f"prepared: {charge}")
+        # written behind: waited for at Run, before anything of the session leaves
+        job.audited = self.guard.record(req, "accepted", f"prepared: {charge}")
         log.info("session %s prepared: %s for %s, %d members", r.session_id, r.kind,
                  r.analyst, len(r.members))
         fault_point("on-prepare")
@@ -641,9 +646,11 @@ class PartyNode:
         return job, Prepared()
 
     def run(self, session_id: str) -> None:
-        """Commit the session's privacy charge, then start its role in a worker thread.
+        """Wait for the session's ``accepted`` audit record (queued at Prepare), commit its
+        privacy charge, then start its role in a worker thread.
 
-        The commit happens before the role can send anything; if the charge was refunded
+        Both happen before the role can send anything; if the record cannot be written the
+        session stays prepared (the coordinator's abort refunds it); if the charge was refunded
         meanwhile (an abort won the race) the role never starts.
         """
         s = self.registry.get(session_id)
@@ -651,6 +658,11 @@ class PartyNode:
         if job is None:
             raise SessionError(f"session {session_id} is closed on {self.cfg.name}",
                                grpc.StatusCode.FAILED_PRECONDITION)
+        try:  # the accepted record is on disk before anything of the session leaves
+            self.guard.settle([job.audited])
+        except StorageError as exc:
+            raise SessionError(f"{self.cfg.name} will not run session {session_id}: {exc}",
+                               grpc.StatusCode.INTERNAL) from None
         s.set_running()
         if job.charged:
             fault_point("after-charge")
@@ -691,6 +703,7 @@ class PartyNode:
             self.guard.refund(session_id, f"aborted before it ran ({reason[:300]})")
         elif job is not None and job.request is not None and never_ran and was:
             self.guard.record(job.request, "failed", f"aborted before it ran ({reason[:300]})")
+        self.guard.db.flush()  # what the abort recorded is on disk before it is answered
         return was
 
     def wait(self, session_id: str) -> Outcome:
@@ -733,8 +746,10 @@ class PartyNode:
         if job is not None:
             gaps = f", {left_out.size} selected rows left out for a missing feature" \
                 if left_out.size else ""
-            self._audit_outcome(job, "released", f"{len(ready.predictions)} predictions "
-                                f"written encrypted to outputs/{path.name}{gaps}")
+            ticket = self._audit_outcome(job, "released", f"{len(ready.predictions)} "
+                                         f"predictions written encrypted to outputs/{path.name}"
+                                         f"{gaps}")
+            self.guard.settle([ticket])  # the release is on disk before Await answers
             self._witness(s)
         return Outcome(n_predictions=ready.reported, output_path=str(path))
 
@@ -769,6 +784,8 @@ class PartyNode:
         try:
             fault_point("on-run")
             outcome, done = job.run(t)
+            if done:  # the released record, before Await can answer (and the result return)
+                self.guard.settle([self._audit_outcome(job, "released", done)])
         except BaseException as exc:  # reported through Await
             level = logging.INFO if isinstance(exc, SmpcError) else logging.ERROR
             log.log(level, "session %s failed on %s: %s: %s", s.id, self.cfg.name,
@@ -776,13 +793,13 @@ class PartyNode:
                     exc_info=not isinstance(exc, SmpcError))
             self._audit_outcome(job, "failed", f"{redact(exc, self.cfg.name)}" + (
                 " (the charge stands: its contribution may have left)" if job.charged else ""))
+            self.guard.db.flush()
             s.fail(_without_frames(exc))
             return
         log.info("session %s done on %s in %.2f s (sent %d msgs / %d B, received %d / %d B)",
                  s.id, self.cfg.name, time.perf_counter() - started, t.traffic.messages_sent,
                  t.traffic.bytes_sent, t.traffic.messages_received, t.traffic.bytes_received)
         if done:
-            self._audit_outcome(job, "released", done)  # audited before Await can answer
             self._witness(s)
         s.finish(outcome)
 
@@ -827,13 +844,23 @@ class PartyNode:
             raise PolicyError(f"{self.cfg.name} refuses the audit head: {exc}") from None
         self.witnesses.add(signed)
 
-    def _audit_outcome(self, job: Job, outcome: str, reason: str) -> None:
+    def _audit_outcome(self, job: Job, outcome: str, reason: str) -> int:
+        """Queue the outcome's audit record; its ticket (0: nothing queued)."""
         if job.request is None:
-            return
+            return 0
         try:
-            self.guard.record(job.request, outcome, reason)
+            return self.guard.record(job.request, outcome, reason)
         except Exception:  # the outcome stands; the log line says why it was not audited
             log.exception("could not audit the outcome of session %s", job.request.session_id)
+            return 0
+
+    def _settled(self, ticket: int) -> None:
+        """Wait for a refusal's record before the refusal is answered (the refusal stands even
+        if the record could not be written: the log line says so)."""
+        try:
+            self.guard.settle([ticket])
+        except Exception:
+            log.exception("could not audit a refusal")
 
 
 def main(argv: list[str] | None = None) -> int:

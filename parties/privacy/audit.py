@@ -72,7 +72,7 @@ from typing import TYPE_CHECKING, Any
 
 from parties.errors import StorageError
 from parties.pki.files import atomic_write
-from parties.privacy.store import open_database, read_transaction, utc_now, write_transaction
+from parties.privacy.store import Database, utc_now
 
 if TYPE_CHECKING:
     from parties.privacy.audit_verify import VerifyReport
@@ -341,6 +341,11 @@ class AuditLog:
     access) or not its key raises :class:`AuditError`, unless ``chain_only=True``: then the log is
     read only (no appends) and :meth:`verify` checks the keyless hash chain only -- for an auditor
     holding a copy of the database without the key.
+
+    Every call is one transaction on a kept-open connection: ``db`` (a
+    :class:`~parties.privacy.store.Database`, shared with the ledger by
+    :class:`parties.privacy.guard.PrivacyGuard`), by default one of its own, closed by
+    :meth:`close`.
     """
 
     def __init__(
@@ -349,8 +354,13 @@ class AuditLog:
         *,
         key_path: str | os.PathLike[str] | None = None,
         chain_only: bool = False,
+        db: Database | None = None,
     ) -> None:
         self.path = Path(path).expanduser().absolute()
+        if chain_only and not self.path.is_file():
+            raise AuditError(f"there is no audit log at {str(self.path)!r}.")
+        self._owns_db = db is None
+        self._db = db if db is not None else Database(self.path, "audit log", AuditError)
         self.key_path = (
             Path(key_path).expanduser().absolute() if key_path is not None
             else default_key_path(self.path)
@@ -413,14 +423,17 @@ class AuditLog:
 
     # ------------------------------------------------------------------------ plumbing
 
-    def _connect(self) -> sqlite3.Connection:
-        return open_database(self.path, "audit log", AuditError)
-
     def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return write_transaction(self._connect())
+        return self._db.write()
 
     def _read(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return read_transaction(self._connect())
+        return self._db.read()
+
+    def close(self) -> None:
+        """Close the kept-open connection if this object opened it (a shared
+        :class:`~parties.privacy.store.Database` is closed by its owner)."""
+        if self._owns_db:
+            self._db.close()
 
     @staticmethod
     def _meta(con: sqlite3.Connection) -> dict[str, str]:

@@ -52,6 +52,7 @@ coordinator is not trusted to do it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
 import threading
@@ -61,7 +62,7 @@ import numpy as np
 
 from parties.config import PolicyConfig
 from parties.errors import PolicyError, StorageError
-from parties.privacy.store import open_database, utc_now, write_transaction
+from parties.privacy.store import Database, open_database, utc_now, write_transaction
 from smpc.names import Statistic
 from smpc.stats import StatSpec
 
@@ -140,8 +141,11 @@ class ExactHistory:
     pass unseen by each other.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, db: Database | None = None) -> None:
+        """``db``: the node's kept-open connection to ``path`` (default: a connection per
+        call)."""
         self.path = Path(path)
+        self._db = db
         self._lock = threading.Lock()
         con = open_database(self.path, "exact-answer history", StorageError)
         try:
@@ -168,35 +172,39 @@ class ExactHistory:
             mask[sel.astype(np.int64) - 1] = True
         bitmap = np.packbits(mask).tobytes()
         digest = hashlib.sha256(filter_text.encode()).hexdigest()
-        with self._lock:
-            con = open_database(self.path, "exact-answer history", StorageError)
-            with write_transaction(con):
-                rows = con.execute(
-                    "SELECT id, filter_sha256, bitmap FROM exact_row_sets "
-                    "WHERE analyst = ? AND dataset = ? ORDER BY id DESC LIMIT ?",
-                    (analyst, dataset, int(keep))).fetchall()
-                same = False
-                for _id, other_digest, other in rows:
-                    d = _difference(bitmap, other)
-                    if d == 0 and other_digest == digest:
-                        same = True
-                    elif d < min_difference:
-                        raise DifferencingRefused(
-                            f"{me} refuses: the rows of this exact request differ from those of "
-                            f"an earlier exact answer to {analyst!r} by fewer than "
-                            f"{min_difference} of its rows (policy.min_cohort_size); the two "
-                            "answers together would tell those rows' values. Ask with "
-                            "differential privacy, or with the earlier request's filter")
-                if same:
-                    return
-                con.execute(
-                    "INSERT INTO exact_row_sets (analyst, dataset, filter_sha256, n_table, "
-                    "bitmap, created) VALUES (?, ?, ?, ?, ?, ?)",
-                    (analyst, dataset, digest, int(n_table), bitmap, utc_now()))
-                con.execute(
-                    "DELETE FROM exact_row_sets WHERE analyst = ? AND dataset = ? AND id NOT IN "
-                    "(SELECT id FROM exact_row_sets WHERE analyst = ? AND dataset = ? "
-                    "ORDER BY id DESC LIMIT ?)", (analyst, dataset, analyst, dataset, int(keep)))
+        with self._lock, self._write() as con:
+            rows = con.execute(
+                "SELECT id, filter_sha256, bitmap FROM exact_row_sets "
+                "WHERE analyst = ? AND dataset = ? ORDER BY id DESC LIMIT ?",
+                (analyst, dataset, int(keep))).fetchall()
+            same = False
+            for _id, other_digest, other in rows:
+                d = _difference(bitmap, other)
+                if d == 0 and other_digest == digest:
+                    same = True
+                elif d < min_difference:
+                    raise DifferencingRefused(
+                        f"{me} refuses: the rows of this exact request differ from those of "
+                        f"an earlier exact answer to {analyst!r} by fewer than "
+                        f"{min_difference} of its rows (policy.min_cohort_size); the two "
+                        "answers together would tell those rows' values. Ask with "
+                        "differential privacy, or with the earlier request's filter")
+            if same:
+                return
+            con.execute(
+                "INSERT INTO exact_row_sets (analyst, dataset, filter_sha256, n_table, "
+                "bitmap, created) VALUES (?, ?, ?, ?, ?, ?)",
+                (analyst, dataset, digest, int(n_table), bitmap, utc_now()))
+            con.execute(
+                "DELETE FROM exact_row_sets WHERE analyst = ? AND dataset = ? AND id NOT IN "
+                "(SELECT id FROM exact_row_sets WHERE analyst = ? AND dataset = ? "
+                "ORDER BY id DESC LIMIT ?)", (analyst, dataset, analyst, dataset, int(keep)))
+
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        if self._db is not None:
+            return self._db.write()
+        return write_transaction(open_database(self.path, "exact-answer history",
+                                               StorageError))
 
     def count(self, analyst: str, dataset: str) -> int:
         """How many row sets are kept for ``analyst`` on ``dataset``."""

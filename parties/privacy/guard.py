@@ -46,21 +46,30 @@ Crashes. A node killed after reserving and before committing leaves a PENDING ch
 start :meth:`PrivacyGuard.start` calls :meth:`~parties.privacy.ledger.Ledger.recover`, which keeps
 it as SPENT (the conservative choice), and writes one audit record per recovered charge. A node
 killed after the commit leaves a SPENT charge. Either way the budget is never spent twice (a
-session id is charged at most once) nor refunded silently. """
+session id is charged at most once) nor refunded silently.
+
+Audit records and refusal events are written behind (:meth:`PrivacyGuard.record` queues them on
+the kept-open :class:`~parties.privacy.store.Database`); the node waits for them before a
+refusal is answered, at ``Run`` before anything of the session leaves (the ``accepted``
+record) and before ``Await`` is answered (``released`` / ``failed``).  A crash loses at most
+the records not yet waited for -- a suffix of the queue, so the hash chain stays valid --
+never a reservation or a commit (synchronous).  The full table is in SECURITY.md, "Audit and
+ledger writes". """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 from parties.config import PartyConfig
-from parties.errors import PolicyError
+from parties.errors import PolicyError, StorageError
 from parties.privacy.audit import AuditError, AuditEvent, AuditLog
 from parties.privacy.ledger import BudgetExceeded, Ledger, LedgerError, Reservation
 from parties.privacy.policy import PolicyGate, PolicyRequest, _fmt
+from parties.privacy.store import Database
 from smpc import dp
 from smpc.errors import InputError
 
@@ -78,9 +87,18 @@ class _Open:
 class PrivacyGuard:
     """Policy + ledger + audit log of one party (see the module docstring).
 
-    Opens the ledger and the audit log in ``cfg.database`` (created 0600 if needed).  Call
-    :meth:`start` once before serving: it sets each allowed analyst's budget from the policy and
-    settles the charges a crash left pending.
+    Opens the ledger and the audit log in ``cfg.database`` (created 0600 if needed) on one
+    kept-open connection (:attr:`db`, closed by :meth:`close`).  Call :meth:`start` once before
+    serving: it sets each allowed analyst's budget from the policy and settles the charges a
+    crash left pending.
+
+    Written behind (queued on :attr:`db`, see :mod:`parties.privacy.store`): audit records
+    (:meth:`record` returns the ticket) and a refusal's ledger event.  Written synchronously
+    (durable when they return, after every write queued before them): :meth:`reserve` (so
+    before anything of the session can leave), :meth:`commit` (SPENT before ``Run`` answers)
+    and :meth:`refund`.  The node settles
+    (:meth:`settle`) the records of a session before the answer that ends it there -- see
+    :mod:`parties.node.party` for the points and SECURITY.md for what a crash leaves.
     """
 
     def __init__(self, cfg: PartyConfig) -> None:
@@ -90,8 +108,9 @@ class PrivacyGuard:
         self.gate = PolicyGate(cfg.name, cfg.policy)
         self.dataset = cfg.policy.dataset or cfg.name
         self.total_rho = dp.rho_from_epsilon(cfg.policy.epsilon, cfg.policy.delta)
-        self.ledger = Ledger(cfg.database)
-        self.audit = AuditLog(cfg.database)
+        self.db = Database(cfg.database, "party database", StorageError)
+        self.ledger = Ledger(cfg.database, db=self.db)
+        self.audit = AuditLog(cfg.database, db=self.db)
         self._open: dict[str, _Open] = {}
         self._lock = threading.Lock()
         self._me = f"{cfg.name} (this node)"
@@ -99,7 +118,8 @@ class PrivacyGuard:
     # ------------------------------------------------------------------- start-up
 
     def start(self) -> list[Reservation]:
-        """Set the budgets from the policy, recover pending charges; audit both."""
+        """Set the budgets from the policy, recover pending charges; audit both (durable when
+        it returns)."""
         for analyst in self.policy.allowed_analysts:
             before = self.ledger.status(analyst, self.dataset)
             st = self.ledger.set_budget(analyst, self.dataset, self.total_rho)
@@ -121,12 +141,33 @@ class PrivacyGuard:
                 reason=f"node restarted with this charge pending: {r.reason}"))
             log.warning("%s: pending charge of session %s (rho %s) kept as spent at recovery",
                         self.party, r.session_id, _fmt(r.rho))
+        self.db.flush()
         return recovered
+
+    def close(self) -> None:
+        """Commit every queued write, stop the writer and close the connection (shutdown)."""
+        self.db.close()
+
+    def settle(self, tickets: Collection[int]) -> None:
+        """Block until the queued writes ``tickets`` (and all queued before them) are durable;
+        :class:`~parties.errors.StorageError` if one of them failed."""
+        self.db.settle([t for t in tickets if t])
 
     # ------------------------------------------------------------------- auditing
 
-    def _append(self, event: AuditEvent) -> None:
-        self.audit.append(event)
+    def _append(self, event: AuditEvent) -> int:
+        """Queue ``event`` for the audit log; its ticket for :meth:`settle`."""
+        return self.db.later(lambda: self.audit.append(event))
+
+    def _ledger_refusal(self, session_id: str, analyst: str, rho: float | None,
+                        reason: str) -> int:
+        """Queue a ledger ``refused`` event (a malformed analyst name: only the log line)."""
+        def write() -> None:
+            try:
+                self.ledger.record_refusal(session_id, analyst, self.dataset, rho, reason)
+            except LedgerError as exc:  # a malformed analyst name: the audit record stands
+                log.info("ledger refusal not recorded: %s", exc)
+        return self.db.later(write)
 
     def _epsilon(self, rho: float) -> float | None:
         if rho <= 0:
@@ -147,9 +188,10 @@ class PrivacyGuard:
         return {"rho": cost.rho, "epsilon": eps, "delta": delta}
 
     def record(self, req: PolicyRequest, outcome: str, reason: str = "", *,
-               ledger_logged: bool = False) -> None:
+               ledger_logged: bool = False) -> int:
         """One audit record for ``req``; a refused statistic is also a ledger ``refused`` event
-        (unless the ledger already logged it, as :meth:`Ledger.reserve` does)."""
+        (unless the ledger already logged it, as :meth:`Ledger.reserve` does).  Both are
+        queued; returns the last ticket (for :meth:`settle`)."""
         reason = (reason or "").replace("\n", " ")[:1000]
         fields: dict[str, Any] = dict(
             caller=req.caller[:512] or "unknown", caller_fingerprint=req.caller_fingerprint,
@@ -165,27 +207,26 @@ class PrivacyGuard:
             fields.update(columns=(), filter=None, backend=None, recipient=None, members=(),
                           reason=("(malformed request metadata) " + reason)[:1000])
             event = AuditEvent(**fields)
-        self._append(event)
+        ticket = self._append(event)
         log.info("policy %s: session=%s kind=%s analyst=%s columns=%s filter_columns=%s%s",
                  outcome, req.session_id or "-", req.kind, req.analyst,
                  ",".join(req.columns) or "-", ",".join(req.filter_columns) or "-",
                  f" reason={reason}" if reason else "")
         if outcome == "refused" and req.kind == "stat" and not ledger_logged \
                 and req.session_id and req.analyst:
-            try:
-                self.ledger.record_refusal(req.session_id, req.analyst, self.dataset,
-                                           req.cost.rho if req.cost else None, reason)
-            except LedgerError as exc:  # a malformed analyst name: the audit record stands
-                log.info("ledger refusal not recorded: %s", exc)
+            ticket = self._ledger_refusal(req.session_id, req.analyst,
+                                          req.cost.rho if req.cost else None, reason)
+        return ticket
 
     def describe_allowed(self, req: PolicyRequest) -> None:
         """Audit a Describe; refuse an analyst the policy does not serve."""
         try:
             self.gate.check_access(req)
         except PolicyError as exc:
-            self.record(req, "refused", str(exc))
+            self.settle([self.record(req, "refused", str(exc))])
             raise
-        self.record(req, "accepted", "public metadata (allowed column names, model features)")
+        self.settle([self.record(req, "accepted",
+                                 "public metadata (allowed column names, model features)")])
 
     # -------------------------------------------------------------------- budget
 
@@ -220,8 +261,8 @@ class PrivacyGuard:
             return
         if req.cost.rho > self.ledger.remaining(req.analyst, self.dataset) * (1 + 1e-12):
             exc = self._over_budget(req)
-            self.ledger.record_refusal(req.session_id, req.analyst, self.dataset, req.cost.rho,
-                                       f"over budget (pre-check): {exc}")
+            self._ledger_refusal(req.session_id, req.analyst, req.cost.rho,
+                                 f"over budget (pre-check): {exc}")
             raise exc
 
     def reserve(self, req: PolicyRequest) -> Reservation | None:
@@ -237,7 +278,10 @@ class PrivacyGuard:
         return res
 
     def commit(self, session_id: str) -> Reservation:
-        """PENDING -> SPENT, before anything leaves; raises LedgerError if it was refunded."""
+        """PENDING -> SPENT, before anything leaves; raises LedgerError if it was refunded.
+
+        Synchronous (not written behind): the charge is SPENT on disk before ``Run`` answers,
+        as the node's ``after-commit`` crash point promises."""
         try:
             return self.ledger.commit(session_id)
         finally:

@@ -71,7 +71,7 @@ from pathlib import Path
 import grpc
 
 from parties.errors import PolicyError, SessionError, StorageError
-from parties.privacy.store import open_database, read_transaction, utc_now, write_transaction
+from parties.privacy.store import Database, utc_now
 from smpc.errors import InputError
 
 SCHEMA_VERSION = 1
@@ -216,13 +216,18 @@ CREATE TABLE IF NOT EXISTS ledger_events (
 class Ledger:
     """The privacy-budget ledger stored in the SQLite file ``path`` (see the module docstring).
 
-    Safe to share between threads and to open from several processes: every call opens its own
-    connection and writes inside one ``BEGIN IMMEDIATE`` transaction. Opening creates the file
-    (0600) and the schema if needed and refuses a file of another schema version.
+    Safe to share between threads and to open from several processes: every call is one
+    ``BEGIN IMMEDIATE`` transaction on a kept-open connection (``db``, a
+    :class:`~parties.privacy.store.Database` shared with the audit log by
+    :class:`parties.privacy.guard.PrivacyGuard`; by default one of its own, closed by
+    :meth:`close`). Opening creates the file (0600) and the schema if needed and refuses a file
+    of another schema version.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, db: Database | None = None) -> None:
         self.path = Path(path).expanduser().absolute()
+        self._owns_db = db is None
+        self._db = db if db is not None else Database(self.path, "ledger", LedgerError)
         with self._write() as con:
             con.execute(
                 "CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -248,14 +253,17 @@ class Ledger:
 
     # ------------------------------------------------------------------------ plumbing
 
-    def _connect(self) -> sqlite3.Connection:
-        return open_database(self.path, "ledger", LedgerError)
-
     def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return write_transaction(self._connect())
+        return self._db.write()
 
     def _read(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return read_transaction(self._connect())
+        return self._db.read()
+
+    def close(self) -> None:
+        """Close the kept-open connection if this object opened it (a shared
+        :class:`~parties.privacy.store.Database` is closed by its owner)."""
+        if self._owns_db:
+            self._db.close()
 
     @staticmethod
     def _event(

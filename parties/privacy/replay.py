@@ -13,12 +13,13 @@ nonce cannot both succeed.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from pathlib import Path
 
 from parties.errors import PolicyError, StorageError
-from parties.privacy.store import open_database, read_transaction, write_transaction
+from parties.privacy.store import Database, open_database, read_transaction, write_transaction
 
 __all__ = ["ReplayError", "SeenRequests"]
 
@@ -43,8 +44,11 @@ class ReplayError(PolicyError):
 class SeenRequests:
     """The nonces of the signed requests one party accepted (see the module docstring)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, db: Database | None = None) -> None:
+        """``db``: the node's kept-open connection to ``path`` (default: a connection per
+        call)."""
         self.path = Path(path)
+        self._db = db
         con = open_database(self.path, "request log", StorageError)
         try:
             con.executescript(_SCHEMA)
@@ -57,8 +61,7 @@ class SeenRequests:
               expires: float, me: str, now: float | None = None) -> None:
         """Record ``nonce``; :class:`ReplayError` if it was recorded before (nothing changes)."""
         clock = time.time() if now is None else now
-        con = open_database(self.path, "request log", StorageError)
-        with write_transaction(con):
+        with self._write() as con:
             con.execute("DELETE FROM seen_requests WHERE expires < ?",
                         (clock - KEEP_AFTER_EXPIRY_SECONDS,))
             row = con.execute("SELECT session_id FROM seen_requests WHERE nonce = ?",
@@ -68,6 +71,11 @@ class SeenRequests:
                                   f"(session {row[0]}); a request is good for one session")
             con.execute("INSERT INTO seen_requests VALUES (?, ?, ?, ?, ?)",
                         (nonce, analyst, request_hash, session_id, float(expires)))
+
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        if self._db is not None:
+            return self._db.write()
+        return write_transaction(open_database(self.path, "request log", StorageError))
 
     def seen(self, nonce: str) -> bool:
         con = open_database(self.path, "request log", StorageError)
