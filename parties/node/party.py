@@ -693,10 +693,14 @@ class PartyNode:
         """Block until the role ends or the deadline passes; frees the session.
 
         A data owner's finished role answers ``ready`` and keeps the session (and its
-        predictions, in memory); the next ``Await`` writes them and frees it.
+        predictions, in memory); only an ``Await`` that comes *after* that answer -- the
+        coordinator's release, sent once every other participant finished -- writes them and
+        frees it.  A first ``Await`` that finds the role already finished (the coordinator
+        sends ``Await`` right behind ``Run``, and a role may be fast) answers ``ready`` too,
+        never writes.
         """
         s = self.registry.get(session_id)
-        if s.status == Status.DONE and isinstance(s.outcome, Ready):
+        if s.status == Status.DONE and isinstance(s.outcome, Ready) and s.ready_reported:
             return self._release(s)
         done = s.wait_done(s.remaining() + AWAIT_GRACE_SECONDS)
         if not done:
@@ -704,6 +708,7 @@ class PartyNode:
             raise TimeoutError(f"{self.cfg.name} did not finish before the session deadline")
         fault_point("on-await")
         if s.status == Status.DONE and isinstance(s.outcome, Ready):
+            s.ready_reported = True
             return Outcome(n_predictions=s.outcome.reported, status="ready")
         self.registry.free(session_id, s.status.value)
         if s.status == Status.DONE:
