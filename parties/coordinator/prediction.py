@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 import grpc
 
-from parties.coordinator.core import AWAIT_GRACE, Coordinator
+from parties.coordinator.core import AWAIT_GRACE, Awaits, Coordinator
 from parties.coordinator.requests import PredictionRequest
 from parties.coordinator.state import Protocol, Stage
 from parties.errors import NodeBlamed
@@ -92,6 +92,7 @@ class PredictionProtocol(Protocol):
         super().__init__(state)
         self.spec: linear.InferenceSpec | None = None
         self.outcome: Awaited | None = None
+        self.awaits: Awaits | None = None
 
     @property
     def _envelope(self) -> bytes:
@@ -156,6 +157,7 @@ class PredictionProtocol(Protocol):
         fault_point("after-prepare")
 
     def run(self) -> None:
+        self.awaits = self.coord.start_awaits(self.state)  # each Await right behind its Run
         self.coord.run(self.state)
         fault_point("mid-run")
 
@@ -174,7 +176,7 @@ class PredictionProtocol(Protocol):
                         tag=PREDICT_TAG)
             local[dealer] = lambda: self.coord.control.deal(dealer, deal,
                                                             st.remaining() + AWAIT_GRACE)
-        self.outcome = self.coord.await_all(st, local)[r.data_owner]
+        self.outcome = self.coord.await_all(st, local, self.awaits)[r.data_owner]
 
     def release(self) -> None:
         """Everyone finished: the data owner may write its predictions now."""
