@@ -6,9 +6,17 @@ owner with the data owner's row count) -> RUN -> AWAIT (both owners, and the dea
 hello before they send it their mask seeds, so it need not exist before RUN) -> RELEASE (the
 data owner writes its predictions) -> DONE.
 
+RUN sends each owner's ``Await`` right behind its ``Run`` (:meth:`Coordinator.start_awaits`:
+an ``Await`` starts nothing, so no guarantee moves; one round trip fewer).
+
 RELEASE: the data owner answers the first ``Await`` with ``ready`` and keeps its predictions
-in memory; only once every other participant finished does the coordinator ``Await`` it
-again, and only then does it write them (:mod:`parties.node`).  A failure anywhere before that
+in memory -- also when its role had already finished when that ``Await`` arrived; only once
+every other participant finished does the coordinator ``Await`` it again, and only that
+``Await``, the one after ``ready``, writes them (:mod:`parties.node`).  This second round trip
+stays: what it carries -- every other participant finished, the analyst is still there -- is
+known only to the coordinator, only after the others' ``Await`` answered; a data owner that
+wrote on its own (on the model owner's last message, say) would write for a coordinator that
+died or an analyst that left.  A failure anywhere before that
 -- or a coordinator that dies -- leaves nothing written.  Nor does an analyst that went away
 (Ctrl-C in ``smpc predict``, a killed process, a lost connection): the coordinator checks that
 the analyst's call is still open (``analyst_present``) before it lets the data owner write, and

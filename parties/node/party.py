@@ -61,7 +61,9 @@ Files next to the party's database path (``database`` in its config):
   Written only once the inference succeeded everywhere: the data owner's role
   keeps its predictions in memory and answers the coordinator's ``Await``
   with ``status="ready"``; the coordinator awaits every other participant and
-  then calls ``Await`` a second time, which writes the file (``status="done"``).
+  then calls ``Await`` a second time, which writes the file (``status="done"``); only an
+  ``Await`` after the ``ready`` answer writes (a first one that finds the role finished
+  answers ``ready`` too).
   An abort, or a session that expires before that second call (the coordinator
   died), drops the predictions unwritten.
 """

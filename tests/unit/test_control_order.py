@@ -1,4 +1,11 @@
-"""The data owner writes its predictions only on an ``Await`` that follows its ``ready``.
+"""The order of the control calls: ``Await`` never starts a role, and the data owner writes
+its predictions only on an ``Await`` that follows its ``ready``.
+
+The coordinator sends each party's ``Await`` right behind its ``Run``, without waiting for the
+``Run`` answers (:meth:`parties.coordinator.core.Coordinator.start_awaits`); that is safe only
+because a party's ``Await`` on a session still PREPARED waits and starts nothing -- the first
+test pins that down (an ``Await`` before ``Run``, then an abort: no role thread ever started,
+nothing reached the recipient).
 
 Built with :class:`parties.federation.inprocess.InProcessFederation` (real configs, SQLite,
 encrypted outputs, TenSEAL; only the network replaced).  The coordinator's stages are driven by
@@ -17,21 +24,26 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 import time
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 
 from parties.coordinator.prediction import PredictionProtocol
-from parties.coordinator.requests import PredictionRequest
+from parties.coordinator.requests import PredictionRequest, StatisticRequest
 from parties.coordinator.state import Stage
+from parties.coordinator.statistic import StatisticProtocol
+from parties.errors import NodeBlamed
 from parties.federation.inprocess import InProcessFederation
 from parties.federation.local import init_federation
-from parties.transport.requests import prediction_request
+from parties.transport.requests import prediction_request, statistic_request
 from parties.transport.sessions import Status
 from smpc.linear import LinearModel
 from smpc.names import Backend
+from smpc.stats import StatSpec
 
 N = 40
 
@@ -57,6 +69,48 @@ def fed(tmp_path_factory):
 def _outputs(fed: InProcessFederation) -> list[Path]:
     out = Path(fed.parties["clinic-a"].cfg.database).parent / "outputs"
     return sorted(out.glob("*")) if out.exists() else []
+
+
+def test_an_await_before_run_starts_nothing(fed) -> None:
+    """Both parties of an exact mean prepared; ``Await`` sent to one before any ``Run`` (as
+    the pipelined coordinator may deliver it): it blocks, its role never starts (no role
+    thread; the recipient received no byte); an abort ends the ``Await`` with ABORTED.  Fails
+    if ``Await`` started (or committed) a prepared session."""
+    names = ("clinic-a", "clinic-c")
+    spec = StatSpec("mean", ("x",))
+    request = StatisticRequest(spec, names, "", 60.0,
+                               fed.sign(statistic_request(spec, "", names), "statistic"))
+    coord = fed.coordinator
+    p = StatisticProtocol(coord, fed.analyst, request)
+    st = p.state
+    st.enter(Stage.PREPARE)
+    p.prepare()
+    outcome: dict[str, object] = {}
+
+    def wait() -> None:
+        try:
+            outcome["ok"] = coord.control.await_("clinic-a", st.id, 30.0)
+        except NodeBlamed as exc:
+            outcome["error"] = exc
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive(), f"Await returned before Run: {outcome}"
+    session = fed.parties["clinic-a"].registry.find(st.id)
+    assert session is not None and session.status is Status.PREPARED
+    assert session.thread is None, "Await started the role"
+    try:
+        assert st.local is not None and st.local.bytes_received == 0
+    finally:
+        for n in names:
+            coord.control.abort(n, st.id, "the test aborts", None, 5.0)
+        coord.registry.free(st.id)
+    waiter.join(10.0)
+    assert not waiter.is_alive()
+    err = outcome.get("error")
+    assert isinstance(err, NodeBlamed) and err.code == grpc.StatusCode.ABORTED, outcome
+    assert session.thread is None
 
 
 def _prepared_and_run(fed: InProcessFederation) -> PredictionProtocol:
