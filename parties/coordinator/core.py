@@ -42,7 +42,7 @@ from parties.transport.control import (
 from parties.transport.sessions import SessionRegistry
 from smpc.errors import InputError, PeerFailure, ProtocolError, SmpcError
 
-__all__ = ["AWAIT_GRACE", "CONTROL_TIMEOUT", "Coordinator"]
+__all__ = ["AWAIT_GRACE", "CONTROL_TIMEOUT", "Awaits", "Coordinator"]
 
 log = logging.getLogger("smpc.coordinator")
 
@@ -79,6 +79,55 @@ def is_decline(failure: NodeBlamed, asked: Mapping[str, Any]) -> bool:
     :data:`~parties.errors.DECLINE_CODES`).  An unreachable party, a deadline, an internal
     or storage error, or a failure blamed on another node is not."""
     return (failure.primary and failure.node in asked and failure.code in DECLINE_CODES)
+
+
+class Awaits:
+    """Waiters running in threads (a party's ``Await``, a local role), collected by
+    :meth:`collect`: every result, or the first failure (see :meth:`Coordinator.await_all`)."""
+
+    def __init__(self, hard_end: float) -> None:
+        self.hard_end = hard_end
+        self.events: queue.Queue[tuple[str, Any, NodeBlamed | None]] = queue.Queue()
+        self.names: list[str] = []
+
+    def start(self, name: str, fn: Callable[[], Any]) -> None:
+        def watch() -> None:
+            try:
+                self.events.put((name, fn(), None))
+            except BaseException as exc:
+                self.events.put((name, None, blame_local(name, exc)))
+
+        self.names.append(name)
+        threading.Thread(target=watch, daemon=True, name=f"await-{name}").start()
+
+    def collect(self) -> dict[str, Any]:
+        pending = set(self.names)
+        results: dict[str, Any] = {}
+        secondary: NodeBlamed | None = None
+        secondary_end = self.hard_end
+        while pending:
+            end = self.hard_end if secondary is None else min(self.hard_end, secondary_end)
+            try:
+                name, value, failure = self.events.get(
+                    timeout=max(end - time.monotonic(), 0.0))
+            except queue.Empty:
+                if secondary is not None:
+                    raise secondary from None
+                late = sorted(pending)[0]
+                raise NodeBlamed(late, f"{late} did not finish before the session deadline",
+                                 grpc.StatusCode.DEADLINE_EXCEEDED) from None
+            pending.discard(name)
+            if failure is None:
+                results[name] = value
+                continue
+            if failure.primary:
+                raise failure
+            if secondary is None:
+                secondary = failure
+                secondary_end = time.monotonic() + SECONDARY_GRACE
+        if secondary is not None:
+            raise secondary
+        return results
 
 
 class Coordinator:
@@ -182,57 +231,41 @@ class Coordinator:
     def describe(self, node: str, analyst: str) -> Described:
         return self.control.describe(node, analyst, CONTROL_TIMEOUT)
 
-    def await_all(self, st: SessionState, local: dict[str, Callable[[], Any]]) -> dict[str, Any]:
-        """Wait for every party's Await and every local waiter; first failure wins.
+    def start_awaits(self, st: SessionState) -> Awaits:
+        """Send every controlled party's ``Await`` now, without waiting for the answers.
+
+        The protocols call it just before :meth:`run`, so that each ``Await`` travels right
+        behind its ``Run`` instead of one round trip after every ``Run`` answered.  A party
+        that gets ``Await`` for a session still PREPARED blocks until the role it is about to
+        start ends (or the deadline passes), exactly as if ``Run`` had come first: ``Await``
+        never starts anything, so the order of the calls on the wire changes no guarantee --
+        a party's role still starts only on ``Run``, which is sent only once every party
+        accepted at ``Prepare``.  If ``Run`` fails, :meth:`execute` aborts the session
+        everywhere and the waiters' answers are dropped unread.
+        """
+        awaits = Awaits(st.deadline + AWAIT_GRACE + 1.0)
+
+        def await_party(node: str) -> Any:
+            return self.control.await_(node, st.id, st.remaining() + AWAIT_GRACE)
+
+        for n in st.controlled:
+            awaits.start(n, functools.partial(await_party, n))
+        return awaits
+
+    def await_all(self, st: SessionState, local: dict[str, Callable[[], Any]],
+                  awaits: Awaits | None = None) -> dict[str, Any]:
+        """Wait for every party's Await (sent now unless ``awaits`` were started by
+        :meth:`start_awaits`) and every local waiter; first failure wins.
 
         A failure reported *about* another node (secondary) waits up to SECONDARY_GRACE
         seconds for a primary one.  Nodes still pending at the deadline (plus grace) are
         reported as not having finished.
         """
-        events: queue.Queue[tuple[str, Any, NodeBlamed | None]] = queue.Queue()
-
-        def watch(name: str, fn: Callable[[], Any]) -> None:
-            try:
-                events.put((name, fn(), None))
-            except BaseException as exc:
-                events.put((name, None, blame_local(name, exc)))
-
-        def await_party(node: str) -> Any:
-            return self.control.await_(node, st.id, st.remaining() + AWAIT_GRACE)
-
-        waiters: dict[str, Callable[[], Any]] = {
-            n: functools.partial(await_party, n) for n in st.controlled}
-        waiters.update(local)
-        for name, fn in waiters.items():
-            threading.Thread(target=watch, args=(name, fn), daemon=True,
-                             name=f"await-{name}").start()
-        pending = set(waiters)
-        results: dict[str, Any] = {}
-        secondary: NodeBlamed | None = None
-        hard_end = st.deadline + AWAIT_GRACE + 1.0
-        secondary_end = hard_end
-        while pending:
-            end = hard_end if secondary is None else min(hard_end, secondary_end)
-            try:
-                name, value, failure = events.get(timeout=max(end - time.monotonic(), 0.0))
-            except queue.Empty:
-                if secondary is not None:
-                    raise secondary from None
-                late = sorted(pending)[0]
-                raise NodeBlamed(late, f"{late} did not finish before the session deadline",
-                                 grpc.StatusCode.DEADLINE_EXCEEDED) from None
-            pending.discard(name)
-            if failure is None:
-                results[name] = value
-                continue
-            if failure.primary:
-                raise failure
-            if secondary is None:
-                secondary = failure
-                secondary_end = time.monotonic() + SECONDARY_GRACE
-        if secondary is not None:
-            raise secondary
-        return results
+        if awaits is None:
+            awaits = self.start_awaits(st)
+        for name, fn in local.items():
+            awaits.start(name, fn)
+        return awaits.collect()
 
     def abort_all(self, st: SessionState, failure: NodeBlamed) -> None:
         """Abort the session on every node it involves, and locally (best effort).

@@ -6,9 +6,17 @@ owner with the data owner's row count) -> RUN -> AWAIT (both owners, and the dea
 hello before they send it their mask seeds, so it need not exist before RUN) -> RELEASE (the
 data owner writes its predictions) -> DONE.
 
+RUN sends each owner's ``Await`` right behind its ``Run`` (:meth:`Coordinator.start_awaits`:
+an ``Await`` starts nothing, so no guarantee moves; one round trip fewer).
+
 RELEASE: the data owner answers the first ``Await`` with ``ready`` and keeps its predictions
-in memory; only once every other participant finished does the coordinator ``Await`` it
-again, and only then does it write them (:mod:`parties.node`).  A failure anywhere before that
+in memory -- also when its role had already finished when that ``Await`` arrived; only once
+every other participant finished does the coordinator ``Await`` it again, and only that
+``Await``, the one after ``ready``, writes them (:mod:`parties.node`).  This second round trip
+stays: what it carries -- every other participant finished, the analyst is still there -- is
+known only to the coordinator, only after the others' ``Await`` answered; a data owner that
+wrote on its own (on the model owner's last message, say) would write for a coordinator that
+died or an analyst that left.  A failure anywhere before that
 -- or a coordinator that dies -- leaves nothing written.  Nor does an analyst that went away
 (Ctrl-C in ``smpc predict``, a killed process, a lost connection): the coordinator checks that
 the analyst's call is still open (``analyst_present``) before it lets the data owner write, and
@@ -30,7 +38,7 @@ from typing import Any, ClassVar
 
 import grpc
 
-from parties.coordinator.core import AWAIT_GRACE, Coordinator
+from parties.coordinator.core import AWAIT_GRACE, Awaits, Coordinator
 from parties.coordinator.requests import PredictionRequest
 from parties.coordinator.state import Protocol, Stage
 from parties.errors import NodeBlamed
@@ -92,6 +100,7 @@ class PredictionProtocol(Protocol):
         super().__init__(state)
         self.spec: linear.InferenceSpec | None = None
         self.outcome: Awaited | None = None
+        self.awaits: Awaits | None = None
 
     @property
     def _envelope(self) -> bytes:
@@ -156,6 +165,7 @@ class PredictionProtocol(Protocol):
         fault_point("after-prepare")
 
     def run(self) -> None:
+        self.awaits = self.coord.start_awaits(self.state)  # each Await right behind its Run
         self.coord.run(self.state)
         fault_point("mid-run")
 
@@ -174,7 +184,7 @@ class PredictionProtocol(Protocol):
                         tag=PREDICT_TAG)
             local[dealer] = lambda: self.coord.control.deal(dealer, deal,
                                                             st.remaining() + AWAIT_GRACE)
-        self.outcome = self.coord.await_all(st, local)[r.data_owner]
+        self.outcome = self.coord.await_all(st, local, self.awaits)[r.data_owner]
 
     def release(self) -> None:
         """Everyone finished: the data owner may write its predictions now."""

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import grpc
 
-from parties.coordinator.core import AWAIT_GRACE, Coordinator
+from parties.coordinator.core import AWAIT_GRACE, Awaits, Coordinator
 from parties.coordinator.requests import StatisticRequest
 from parties.coordinator.state import Protocol, SessionState, Stage
 from parties.errors import NodeBlamed
@@ -104,6 +104,7 @@ class StatisticProtocol(Protocol):
         super().__init__(state)
         self.effective = self.spec
         self.transport: Transport | None = None
+        self.awaits: Awaits | None = None
         self.value: stats.StatResult | None = None
         if on_state is not None:
             on_state(state)
@@ -124,6 +125,7 @@ class StatisticProtocol(Protocol):
         assert st.local is not None
         routes = {self.analyst: self.to_analyst} if self.ckks and self.to_analyst else None
         self.transport = self.coord.network.transport(st.local, routes)
+        self.awaits = self.coord.start_awaits(st)  # each Await right behind its Run
         self.coord.run(st)
         fault_point("mid-run")
 
@@ -142,7 +144,8 @@ class StatisticProtocol(Protocol):
         return None
 
     def await_(self) -> None:
-        results = self.coord.await_all(self.state, {self.coord.me: self._local_role})
+        results = self.coord.await_all(self.state, {self.coord.me: self._local_role},
+                                       self.awaits)
         self.value = results[self.coord.me]
 
     def result(self) -> stats.StatResult | None:

@@ -64,7 +64,9 @@ Files next to the party's database path (``database`` in its config):
   Written only once the inference succeeded everywhere: the data owner's role
   keeps its predictions in memory and answers the coordinator's ``Await``
   with ``status="ready"``; the coordinator awaits every other participant and
-  then calls ``Await`` a second time, which writes the file (``status="done"``).
+  then calls ``Await`` a second time, which writes the file (``status="done"``); only an
+  ``Await`` after the ``ready`` answer writes (a first one that finds the role finished
+  answers ``ready`` too).
   An abort, or a session that expires before that second call (the coordinator
   died), drops the predictions unwritten.
 """
@@ -710,10 +712,14 @@ class PartyNode:
         """Block until the role ends or the deadline passes; frees the session.
 
         A data owner's finished role answers ``ready`` and keeps the session (and its
-        predictions, in memory); the next ``Await`` writes them and frees it.
+        predictions, in memory); only an ``Await`` that comes *after* that answer -- the
+        coordinator's release, sent once every other participant finished -- writes them and
+        frees it.  A first ``Await`` that finds the role already finished (the coordinator
+        sends ``Await`` right behind ``Run``, and a role may be fast) answers ``ready`` too,
+        never writes.
         """
         s = self.registry.get(session_id)
-        if s.status == Status.DONE and isinstance(s.outcome, Ready):
+        if s.status == Status.DONE and isinstance(s.outcome, Ready) and s.ready_reported:
             return self._release(s)
         done = s.wait_done(s.remaining() + AWAIT_GRACE_SECONDS)
         if not done:
@@ -721,6 +727,7 @@ class PartyNode:
             raise TimeoutError(f"{self.cfg.name} did not finish before the session deadline")
         fault_point("on-await")
         if s.status == Status.DONE and isinstance(s.outcome, Ready):
+            s.ready_reported = True
             return Outcome(n_predictions=s.outcome.reported, status="ready")
         self.registry.free(session_id, s.status.value)
         if s.status == Status.DONE:

@@ -89,6 +89,8 @@ class Session:
         self.abort_reason = ""
         self.failed_node: str | None = None
         self.thread: threading.Thread | None = None
+        #: a data owner's ``Await`` answered ``ready``: only an ``Await`` after it releases
+        self.ready_reported = False
         self._cond = threading.Condition()
         self._inbox: dict[tuple[str, str], Payload] = {}
         self._seen: set[tuple[str, str]] = set()
