@@ -50,9 +50,10 @@ def _counter_block(stream: str) -> bytes:
 _ZERO_BLOCK = memoryview(bytes(256 * 1024))
 
 
-def keystream_into(seed: bytes, out: np.ndarray | bytearray | memoryview, stream: str = "") -> None:
-    """Fill ``out`` (any writable C-contiguous buffer) with AES-128-CTR keystream under ``seed``
-    for the named ``stream``, in place: no intermediate copy of the output.
+def keystream_into(seed: bytes, out: bytearray | memoryview, stream: str = "") -> None:
+    """Fill ``out`` (a writable C-contiguous buffer; an array's ``.data``) with AES-128-CTR
+    keystream under ``seed`` for the named ``stream``, in place: no intermediate copy of the
+    output.
 
     The bytes are exactly :func:`keystream` ``(seed, len(out), stream)``: the stream is
     encrypted in slices of :data:`_ZERO_BLOCK`, and CTR mode continues its counter across
@@ -87,7 +88,7 @@ def expand(seed: bytes, count: int, stream: str = "") -> np.ndarray:
     if count < 0:
         raise ValueError("count must be non-negative")
     out = np.empty(count, dtype=np.uint64)
-    keystream_into(seed, out, stream)
+    keystream_into(seed, out.data, stream)
     if sys.byteorder != "little":  # pragma: no cover - every supported platform is little endian
         out.byteswap(inplace=True)
     return out

@@ -262,7 +262,7 @@ class Assembler:
         except MemoryError:
             raise WireError(
                 f"payload {h.tag!r} of {h.total_bytes} bytes cannot be buffered now") from None
-        self._view = memoryview(self._out).cast("B")
+        self._view = self._out.data.cast("B")
 
     def _check_header(self, h: pb.PayloadHeader) -> None:
         check_session_id(h.session_id)

@@ -196,4 +196,4 @@ def test_keystream_into_refuses_a_bad_seed_and_a_strided_buffer() -> None:
     with pytest.raises(ValueError, match="16 bytes"):
         randomness.expand(bytes(15), 1)
     with pytest.raises((TypeError, ValueError)):
-        randomness.keystream_into(SEED, np.zeros(8, dtype=np.uint64)[::2])
+        randomness.keystream_into(SEED, np.zeros(8, dtype=np.uint64)[::2].data)
