@@ -70,8 +70,8 @@ def ss_contribute(
         encoded = dp.add_ring_noise(encoded, noise_ulps, headroom=len(parties), codec=codec)
     others = [p for p in parties if p != t.me]
     sharing_ = sharing.share_with_seeds(encoded, len(others), stream=f"{tag}/{t.me}")
-    for peer, seed in zip(others, sharing_.seeds, strict=True):
-        t.send(peer, f"{tag}/seed", seed)
+    t.send_each([(peer, f"{tag}/seed", seed)
+                 for peer, seed in zip(others, sharing_.seeds, strict=True)])
     sum_share = sharing_.explicit.copy()
     for peer in others:
         seed = t.recv_bytes(peer, f"{tag}/seed", max_len=SEED_MESSAGE_BYTES)

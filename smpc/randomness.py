@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -43,25 +44,54 @@ def _counter_block(stream: str) -> bytes:
     return hashlib.sha256(b"smpc/v1/stream/" + stream.encode()).digest()[:8] + bytes(8)
 
 
-def keystream(seed: bytes, n_bytes: int, stream: str = "") -> bytes:
-    """``n_bytes`` of AES-128-CTR keystream under ``seed`` for the named ``stream``."""
+#: Bytes of the all-zero plaintext the keystream is produced from, one slice at a time: an
+#: AES-CTR keystream is the encryption of zeros, and a 256 KiB source stays in cache while
+#: any length of output is written straight into its destination.
+_ZERO_BLOCK = memoryview(bytes(256 * 1024))
+
+
+def keystream_into(seed: bytes, out: bytearray | memoryview, stream: str = "") -> None:
+    """Fill ``out`` (a writable C-contiguous buffer; an array's ``.data``) with AES-128-CTR
+    keystream under ``seed`` for the named ``stream``, in place: no intermediate copy of the
+    output.
+
+    The bytes are exactly :func:`keystream` ``(seed, len(out), stream)``: the stream is
+    encrypted in slices of :data:`_ZERO_BLOCK`, and CTR mode continues its counter across
+    ``update`` calls, so the slicing does not change the output.
+    """
     if len(seed) != SEED_BYTES:
         raise ValueError(f"a seed is {SEED_BYTES} bytes, got {len(seed)}")
+    view = memoryview(out).cast("B")
     encryptor = Cipher(algorithms.AES(seed), modes.CTR(_counter_block(stream))).encryptor()
-    return encryptor.update(bytes(n_bytes)) + encryptor.finalize()
+    total = len(view)
+    step = len(_ZERO_BLOCK)
+    for start in range(0, total, step):
+        stop = min(start + step, total)
+        encryptor.update_into(_ZERO_BLOCK[: stop - start], view[start:stop])
+    encryptor.finalize()
+
+
+def keystream(seed: bytes, n_bytes: int, stream: str = "") -> bytes:
+    """``n_bytes`` of AES-128-CTR keystream under ``seed`` for the named ``stream``."""
+    out = bytearray(n_bytes)
+    keystream_into(seed, out, stream)
+    return bytes(out)
 
 
 def expand(seed: bytes, count: int, stream: str = "") -> np.ndarray:
     """``count`` uniform elements of Z_2^64 (``uint64``) from ``seed`` and ``stream``.
 
     Deterministic in (seed, stream, count); a longer expansion starts with the
-    shorter one.
+    shorter one.  Element ``i`` is bytes ``8i .. 8i+7`` of :func:`keystream` read as a
+    little-endian integer; the keystream is written straight into the returned array.
     """
     if count < 0:
         raise ValueError("count must be non-negative")
-    return np.frombuffer(keystream(seed, 8 * count, stream), dtype="<u8").astype(
-        np.uint64, copy=True
-    )
+    out = np.empty(count, dtype=np.uint64)
+    keystream_into(seed, out.data, stream)
+    if sys.byteorder != "little":  # pragma: no cover - every supported platform is little endian
+        out.byteswap(inplace=True)
+    return out
 
 
 def random_ring(count: int) -> np.ndarray:

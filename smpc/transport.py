@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,11 +172,19 @@ class Transport(ABC):
                                 peer=sender)
         return bytes(payload)
 
+    def send_each(self, messages: Sequence[tuple[str, str, Payload]]) -> None:
+        """Send every ``(to, tag, payload)`` of ``messages``, with :meth:`send`'s checks.
+
+        Here one after another, in order; a transport may deliver them concurrently (the
+        runtime's gRPC transport sends to different peers at the same time).  Either way
+        every message is checked and sent as by :meth:`send`, and a failure is raised.
+        """
+        for to, tag, payload in messages:
+            self.send(to, tag, payload)
+
     def broadcast(self, recipients: Iterable[str], tag: str, payload: Payload) -> None:
-        """Send the same payload to every recipient except oneself."""
-        for r in recipients:
-            if r != self.me:
-                self.send(r, tag, payload)
+        """Send the same payload to every recipient except oneself (see :meth:`send_each`)."""
+        self.send_each([(r, tag, payload) for r in recipients if r != self.me])
 
     def recv_from_each(self, senders: Iterable[str], tag: str) -> dict[str, Payload]:
         """Receive ``tag`` from every sender except oneself."""

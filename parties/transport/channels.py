@@ -6,9 +6,10 @@ limits, delivery semantics).
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import grpc
 
@@ -20,7 +21,7 @@ from parties.transport import wire
 from parties.transport.pinning import PinnedChannels
 from parties.transport.sessions import Session, Status
 from smpc.errors import PeerFailure, ProtocolError
-from smpc.transport import Payload, Transport
+from smpc.transport import Payload, Transport, payload_nbytes
 
 
 class PeerChannels(PinnedChannels):
@@ -43,8 +44,18 @@ class PeerChannels(PinnedChannels):
     def dealer(self, name: str) -> pb_grpc.DealerStub:
         return pb_grpc.DealerStub(self.channel(name))
 
+    def deliver(self, name: str) -> grpc.StreamUnaryMultiCallable:
+        """``Node.Deliver`` on ``name``'s channel, sending already serialized chunks
+        (:func:`parties.transport.wire.encoded_chunks`) as they are; the server parses them
+        as ``Chunk`` messages like any other."""
+        return self.channel(name).stream_unary(
+            DELIVER_METHOD, request_serializer=None,
+            response_deserializer=pb.DeliverAck.FromString)
+
 
 Route = Callable[[str, Payload], None]
+
+DELIVER_METHOD = "/smpc.v1.Node/Deliver"
 
 
 class Network(ABC):
@@ -148,7 +159,8 @@ class GrpcTransport(Transport):
         """
         s = self.session
         try:
-            self.peers.node(to).Deliver(wire.chunks(s.id, tag, payload), timeout=s.remaining())
+            self.peers.deliver(to)(wire.encoded_chunks(s.id, tag, payload),
+                                   timeout=s.remaining())
             return
         except grpc.RpcError as err:
             if err.code() != grpc.StatusCode.UNAVAILABLE or failed_node_of(err) is not None:
@@ -161,10 +173,50 @@ class GrpcTransport(Transport):
             raise PeerFailure(s.failed_node or to,
                               f"session aborted before {self.me} sent {tag!r}: {s.abort_reason}")
         try:
-            self.peers.node(to).Deliver(wire.chunks(s.id, tag, payload), timeout=s.remaining())
+            self.peers.deliver(to)(wire.encoded_chunks(s.id, tag, payload),
+                                   timeout=s.remaining())
         except grpc.RpcError as err:
             if err.code() != grpc.StatusCode.ALREADY_EXISTS:
                 raise
+
+    def send_each(self, messages: Sequence[tuple[str, str, Payload]]) -> None:
+        """Send every ``(to, tag, payload)``, each in its own thread: a node's messages to its
+        peers travel at the same time instead of one after another.
+
+        The checks of :meth:`~smpc.transport.Transport.send` (no message to oneself, the role
+        not told to stop) run for all of them before the first leaves; then every message is
+        attempted, and the first failure in the order given is raised once all have ended
+        (a message that failed is retried and blamed exactly as by :meth:`send`).
+        """
+        msgs = list(messages)
+        if len(msgs) < 2:
+            super().send_each(msgs)
+            return
+        for to, tag, _ in msgs:
+            if to == self.me:
+                raise ProtocolError(f"{self.me} tried to send {tag!r} to itself")
+        self.check_cancelled()
+        for to, _, payload in msgs:
+            self.traffic.record_send(to, payload_nbytes(payload))
+        errors: list[BaseException | None] = [None] * len(msgs)
+
+        def one(i: int) -> None:
+            to, tag, payload = msgs[i]
+            try:
+                self._send(to, tag, payload)
+            except BaseException as exc:  # re-raised in the caller's thread below
+                errors[i] = exc
+
+        threads = [threading.Thread(target=one, args=(i,), name=f"send-{msgs[i][0]}",
+                                    daemon=True) for i in range(1, len(msgs))]
+        for th in threads:
+            th.start()
+        one(0)
+        for th in threads:
+            th.join()
+        for err in errors:
+            if err is not None:
+                raise err
 
     def _recv(self, sender: str, tag: str) -> Payload:
         return self.session.wait_message(sender, tag)
