@@ -161,4 +161,10 @@ EQUIVALENT_CORE: dict[str, str] = {
     "432735d45b": "run_keyholder_ckks's pass_error with frac_bits 1 for 0: on ckks pass_error "
                   "never reads frac_bits (it is the ss codec's), so the bound is the same "
                   "(smpc/stats/roles.py)",
+    "4a1a06b88d": "run_party's spread pass with pass_index 2 for 1: _contribute reads the pass "
+                  "index only to add DP noise, and the spread pass runs only without DP "
+                  "(plan None), so it is never read (smpc/stats/roles.py)",
+    "196a6aebd3": "run_keyholder_ckks's pass-2 sigmas without divisor=rel.divisor: on ckks "
+                  "moment_divisor is 1.0 (the plain centred sums are sent), the default of "
+                  "NoisePlan.sigmas (smpc/stats/local.py)",
 }
