@@ -167,4 +167,9 @@ EQUIVALENT_CORE: dict[str, str] = {
     "196a6aebd3": "run_keyholder_ckks's pass-2 sigmas without divisor=rel.divisor: on ckks "
                   "moment_divisor is 1.0 (the plain centred sums are sent), the default of "
                   "NoisePlan.sigmas (smpc/stats/local.py)",
+    "515b86a557": "run_keyholder_ckks's moment-pass pass_error with frac_bits 1 for 0: on ckks "
+                  "pass_error never reads frac_bits (as 432735d45b, pass 1) "
+                  "(smpc/stats/roles.py)",
+    "d3fe2c71a1": "run_party's spread pass with pass_index 0 for 1: never read without DP (as "
+                  "4a1a06b88d) (smpc/stats/roles.py)",
 }
