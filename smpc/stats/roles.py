@@ -104,9 +104,16 @@ def run_party(
     del values, noise
     if spec.passes == 2:
         doc = unpack_json(t.recv(recipient, f"{tag}/shift"))
-        shift = np.asarray(doc["shift"], dtype=np.float64)
-        total = float(doc["n"])
-        if shift.shape != (len(spec.value_columns),) or not total >= 1:
+        raw_shift, raw_total = (doc.get("shift"), doc.get("n")) if isinstance(doc, dict) else (
+            None, None)
+        # only JSON numbers: text, booleans or nulls are a deviating recipient's, not numbers
+        if not (isinstance(raw_shift, list) and all(_is_number(v) for v in raw_shift)
+                and _is_number(raw_total)):
+            raise InputError(f"{recipient} sent a malformed shift for {tag!r}")
+        shift = np.asarray(raw_shift, dtype=np.float64)
+        total = float(raw_total)
+        if (shift.shape != (len(spec.value_columns),) or not np.all(np.isfinite(shift))
+                or not total >= 1):
             raise InputError(f"{recipient} sent a malformed shift for {tag!r}")
         if plan is not None and row_cap is not None:
             dp.check_pass_range(plan, 2, row_cap, frac_bits=spec.moment_codec.frac_bits,
@@ -127,6 +134,10 @@ def run_party(
             check=t.check_cancelled)
         _contribute(t, spec, values, noise, plan, 2, parties, recipient, f"{tag}/p2",
                     public_context, spec.moment_codec)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _contribute(

@@ -156,4 +156,23 @@ EQUIVALENT_CORE: dict[str, str] = {
     "15e6e78035": "the model owner subtracting its prediction noise instead of adding it: the "
                   "noise is a centred discrete Gaussian, symmetric about 0, so z - N and z + N "
                   "have the same distribution (smpc/linear.py)",
+    # stats-roles: the full run of issue 9
+    "75da4dd549": "run_party's shift as np.asarray(raw) without dtype=np.float64: the lines "
+                  "before admit only JSON numbers (int or float, never bool or text), so the "
+                  "array is int64 or float64 and every later use (finiteness, x - shift, the "
+                  "DP range check) gives the same values (smpc/stats/roles.py)",
+    "432735d45b": "run_keyholder_ckks's pass_error with frac_bits 1 for 0: on ckks pass_error "
+                  "never reads frac_bits (it is the ss codec's), so the bound is the same "
+                  "(smpc/stats/roles.py)",
+    "4a1a06b88d": "run_party's spread pass with pass_index 2 for 1: _contribute reads the pass "
+                  "index only to add DP noise, and the spread pass runs only without DP "
+                  "(plan None), so it is never read (smpc/stats/roles.py)",
+    "196a6aebd3": "run_keyholder_ckks's pass-2 sigmas without divisor=rel.divisor: on ckks "
+                  "moment_divisor is 1.0 (the plain centred sums are sent), the default of "
+                  "NoisePlan.sigmas (smpc/stats/local.py)",
+    "515b86a557": "run_keyholder_ckks's moment-pass pass_error with frac_bits 1 for 0: on ckks "
+                  "pass_error never reads frac_bits (as 432735d45b, pass 1) "
+                  "(smpc/stats/roles.py)",
+    "d3fe2c71a1": "run_party's spread pass with pass_index 0 for 1: never read without DP (as "
+                  "4a1a06b88d) (smpc/stats/roles.py)",
 }

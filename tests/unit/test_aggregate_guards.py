@@ -110,11 +110,21 @@ def test_the_key_holder_accepts_only_a_sane_party_count(holder, announced, accep
     {"shift": [50.0], "n": 0.0},         # a count below one
     {"shift": [50.0], "n": 0.5},
     {"shift": [50.0], "n": float("nan")},
+    {"shift": [float("nan")], "n": 10.0},  # a shift that is not a finite number
+    {"shift": [float("inf")], "n": 10.0},
+    {"shift": ["50"], "n": 10.0},          # text, booleans, nulls: not JSON numbers
+    {"shift": [True], "n": 10.0},
+    {"shift": [None], "n": 10.0},
+    {"shift": [50.0], "n": "10"},
+    {"shift": 50.0, "n": 10.0},            # not a list
+    [50.0, 10.0],                          # not a document
 ])
 def test_a_party_refuses_a_malformed_pass2_shift(doc):
     """Pass 2 centres each party's rows on the recipient's shift and divides by its count:
-    a shift of the wrong length, or a count below one (or NaN), is refused by name before
-    the party computes or sends anything of pass 2."""
+    a shift of the wrong length or not made of finite JSON numbers, or a count below one (or
+    NaN, or not a number), is refused by name before the party computes or sends anything of
+    pass 2 (a deviating recipient's text or NaN used to be read as a number, or to fail deep
+    in the arithmetic)."""
     spec = stats.StatSpec("var", ("a",))
     parties = ["p0", "p1"]
     rng = np.random.default_rng(41)
