@@ -217,16 +217,35 @@ class Database:
         ledger.commit(sid)``) for the writer thread; returns its ticket for :meth:`settle`.
         Not durable until settled (module docstring)."""
         with self._cond:
-            if self._closing:
-                raise self.error(f"{self.what} {str(self.path)!r} is closed.")
-            if self._writer is None:
+            closing = self._closing
+            if not closing and self._writer is None:
                 self._writer = threading.Thread(target=self._drain, daemon=True,
                                                 name=f"writer-{self.path.name}")
                 self._writer.start()
-            self._issued += 1
-            self._queue.append((self._issued, write))
-            self._cond.notify_all()
-            return self._issued
+            if not closing:
+                self._issued += 1
+                self._queue.append((self._issued, write))
+                self._cond.notify_all()
+                return self._issued
+        self._write_after_close(write)
+        return 0  # already durable: settle() has nothing to wait for
+
+    def _write_after_close(self, write: Callable[[], object]) -> None:
+        """A write that arrives once :meth:`close` began (a role that ends after its node
+        stopped records how it ended): run now, synchronously, after the queue -- on the
+        kept-open connection if it is still open, else on a connection of its own, closed
+        at once (how every write was made before the queue).  Durable when this returns."""
+        self.flush()  # outside the lock: the writer may still need it to drain the queue
+        with self._lock:
+            if self._con is not None:
+                write()
+                return
+            self._con = open_database(self.path, self.what, self.error, shared=True)
+            try:
+                write()
+            finally:
+                self._con.close()
+                self._con = None
 
     def settle(self, tickets: Collection[int], timeout: float | None = None) -> None:
         """Block until the writes ``tickets`` (and every write queued before them) are
