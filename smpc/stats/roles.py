@@ -12,7 +12,7 @@ backend assumptions).  Every result carries its error bound (:func:`smpc.stats.b
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -136,7 +136,8 @@ def run_party(
                     public_context, spec.moment_codec)
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
+    """A JSON number: an int or a float, never a bool (which Python counts as an int)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
