@@ -175,4 +175,8 @@ EQUIVALENT_CORE: dict[str, str] = {
                   "(smpc/stats/roles.py)",
     "d3fe2c71a1": "run_party's spread pass with pass_index 0 for 1: never read without DP (as "
                   "4a1a06b88d) (smpc/stats/roles.py)",
+    "0e34c6b89c": "_contribute's 'plan is not None and noise is not None' as 'or': every caller "
+                  "passes noise None exactly when plan is None (run_party draws noise only "
+                  "under a plan; the spread pass passes both None), so the two tests agree "
+                  "(smpc/stats/roles.py)",
 }
