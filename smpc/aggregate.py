@@ -70,8 +70,11 @@ def ss_contribute(
         encoded = dp.add_ring_noise(encoded, noise_ulps, headroom=len(parties), codec=codec)
     others = [p for p in parties if p != t.me]
     sharing_ = sharing.share_with_seeds(encoded, len(others), stream=f"{tag}/{t.me}")
-    t.send_each([(peer, f"{tag}/seed", seed)
-                 for peer, seed in zip(others, sharing_.seeds, strict=True)])
+    # one after another, not Transport.send_each: with the seeds sent at once a peer can finish
+    # its role before a misbehaving sender's duplicate seed arrives, and the sender then blames
+    # that peer ("session is done") instead of being named itself (test_faults' duplicate row)
+    for peer, seed in zip(others, sharing_.seeds, strict=True):
+        t.send(peer, f"{tag}/seed", seed)
     sum_share = sharing_.explicit.copy()
     for peer in others:
         seed = t.recv_bytes(peer, f"{tag}/seed", max_len=SEED_MESSAGE_BYTES)
