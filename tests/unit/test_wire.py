@@ -13,7 +13,7 @@ import pytest
 
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
-from parties.config import FederationConfig, NodeEntry, TLSFiles
+from parties.config import TLSFiles
 from parties.errors import (
     ColumnRefused,
     NodeBlamed,
@@ -22,16 +22,15 @@ from parties.errors import (
     from_rpc_error,
     status_of,
 )
-from parties.federation.local import free_ports
-from parties.pki.certs import create_ca, issue_node_certificate, save_ca, save_node_credentials
 from parties.transport import wire
-from parties.transport.channels import GrpcTransport, PeerChannels
+from parties.transport.channels import GrpcTransport
 from parties.transport.server import NODE_ACCESS, NodeService, start_server
 from parties.transport.sessions import SessionRegistry, Status
 from smpc import stats
 from smpc.encoding import EncodingRangeError
 from smpc.errors import InputError, PeerFailure, ProtocolError
 from tests.tolerances import Backend, Moments, assert_within
+from tests.unit.mtls_nodes import party_nodes
 
 SID = "0123456789abcdef"
 
@@ -252,31 +251,7 @@ def test_status_mapping(exc, code, node):
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pki")
-    ca = create_ca("unit")
-    save_ca(ca, d / "ca.pem", d / "ca.key")
-    names = ["n1", "n2", "n3"]
-    ports = free_ports(3)
-    tls = {}
-    for n in names:
-        cert, key = issue_node_certificate(ca, n, "party")
-        save_node_credentials(cert, key, d / f"{n}.pem", d / f"{n}.key")
-        tls[n] = TLSFiles(d / f"{n}.pem", d / f"{n}.key", d / "ca.pem")
-    entries = [NodeEntry(n, "party", "127.0.0.1", p) for n, p in zip(names, ports, strict=True)]
-    fed = FederationConfig("unit", d / "ca.pem", entries)
-    nodes = {}
-    for n, p in zip(names, ports, strict=True):
-        reg = SessionRegistry(n)
-        svc = NodeService(n, "party", fed, reg)
-        server, _ = start_server(name=n, federation=fed, tls=tls[n], host="127.0.0.1", port=p,
-                                 access=NODE_ACCESS,
-                                 register=[lambda s, svc=svc: pb_grpc.add_NodeServicer_to_server(
-                                     svc, s)])
-        nodes[n] = dict(reg=reg, server=server, peers=PeerChannels(fed, tls[n]))
-    yield fed, nodes
-    for v in nodes.values():
-        v["server"].stop(0)
-        v["peers"].close()
+    yield from party_nodes(tmp_path_factory.mktemp("pki"), "unit", ["n1", "n2", "n3"])
 
 
 def test_transport_moves_a_multi_chunk_array_between_servers(pair):

@@ -22,15 +22,10 @@ import numpy as np
 import pytest
 
 from parties._pb import smpc_pb2 as pb
-from parties._pb import smpc_pb2_grpc as pb_grpc
-from parties.config import FederationConfig, NodeEntry, TLSFiles
-from parties.federation.local import free_ports
-from parties.pki.certs import create_ca, issue_node_certificate, save_ca, save_node_credentials
 from parties.transport import wire
-from parties.transport.channels import GrpcTransport, PeerChannels
-from parties.transport.server import NODE_ACCESS, NodeService, start_server
-from parties.transport.sessions import SessionRegistry
+from parties.transport.channels import GrpcTransport
 from smpc.errors import PeerFailure, ProtocolError
+from tests.unit.mtls_nodes import party_nodes
 
 SID = "buffers0123456789"
 C = wire.CHUNK_BYTES
@@ -189,31 +184,8 @@ def test_an_empty_data_chunk_is_accepted_and_adds_nothing():
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pki")
-    ca = create_ca("buffers")
-    save_ca(ca, d / "ca.pem", d / "ca.key")
-    names = ["b1", "b2", "b3"]
-    ports = free_ports(3)
-    tls = {}
-    for n in names:
-        cert, key = issue_node_certificate(ca, n, "party")
-        save_node_credentials(cert, key, d / f"{n}.pem", d / f"{n}.key")
-        tls[n] = TLSFiles(d / f"{n}.pem", d / f"{n}.key", d / "ca.pem")
-    entries = [NodeEntry(n, "party", "127.0.0.1", p) for n, p in zip(names, ports, strict=True)]
-    fed = FederationConfig("buffers", d / "ca.pem", entries)
-    out = {}
-    for n, p in zip(names, ports, strict=True):
-        reg = SessionRegistry(n)
-        svc = NodeService(n, "party", fed, reg)
-        server, _ = start_server(name=n, federation=fed, tls=tls[n], host="127.0.0.1", port=p,
-                                 access=NODE_ACCESS,
-                                 register=[lambda s, svc=svc: pb_grpc.add_NodeServicer_to_server(
-                                     svc, s)])
-        out[n] = dict(reg=reg, server=server, peers=PeerChannels(fed, tls[n]))
-    yield out
-    for v in out.values():
-        v["server"].stop(0)
-        v["peers"].close()
+    for _, out in party_nodes(tmp_path_factory.mktemp("pki"), "buffers", ["b1", "b2", "b3"]):
+        yield out
 
 
 _DATA_KEY = b"\x12"
