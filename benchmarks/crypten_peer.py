@@ -71,36 +71,36 @@ def _try(task: str, size: int, cfg: Config) -> dict[str, object] | str:
         return " ".join(f"CrypTen failed: {exc}".split())[:300]
 
 
+def _measure(cfg: Config, kind: str, size: int, case: str, name: str,
+             params: dict[str, object], rate: str, setup: str) -> list[Row]:
+    """One CrypTen case (``kind`` of :mod:`._crypten_party` at ``size``) as a row, or a
+    skipped row with the reason when CrypTen is absent or fails; ``rate`` names the
+    per-second figure, ``setup`` what ran."""
+    if not crypten_available():
+        return _skip(case, name, params)
+    doc = _try(kind, size, cfg)
+    if isinstance(doc, str):
+        return _skip(case, name, params, doc)
+    s = float(doc["seconds"])  # type: ignore[arg-type]
+    return [row(SUITE, case, name, params,
+                {"seconds": s, "best_s": doc["best_s"], "repeats": doc["repeats"],
+                 rate: size / s, "max_abs_error": doc["max_abs_error"]},
+                f"CrypTen {doc['crypten']} (torch {doc['torch']}), {setup}, gloo over "
+                "plain TCP: no TLS")]
+
+
 def _sum(cfg: Config, length: int, case: str) -> list[Row]:
     params: dict[str, object] = {"peer": "crypten", "parties": 3, "length": length,
                                  "size": length, "backend": "crypten"}
-    if not crypten_available():
-        return _skip(case, "crypten-vector-sum", params)
-    doc = _try("sum", length, cfg)
-    if isinstance(doc, str):
-        return _skip(case, "crypten-vector-sum", params, doc)
-    s = float(doc["seconds"])  # type: ignore[arg-type]
-    return [row(SUITE, case, "crypten-vector-sum", params,
-                {"seconds": s, "best_s": doc["best_s"], "repeats": doc["repeats"],
-                 "elements_per_s": length / s, "max_abs_error": doc["max_abs_error"]},
-                f"CrypTen {doc['crypten']} (torch {doc['torch']}), 3 processes, gloo over "
-                "plain TCP: no TLS")]
+    return _measure(cfg, "sum", length, case, "crypten-vector-sum", params,
+                    "elements_per_s", "3 processes")
 
 
 def _linear(cfg: Config, samples: int, case: str) -> list[Row]:
     params: dict[str, object] = {"peer": "crypten", "parties": 2, "samples": samples,
                                  "features": 30, "size": samples, "backend": "crypten"}
-    if not crypten_available():
-        return _skip(case, "crypten-linear-inference", params)
-    doc = _try("linear", samples, cfg)
-    if isinstance(doc, str):
-        return _skip(case, "crypten-linear-inference", params, doc)
-    s = float(doc["seconds"])  # type: ignore[arg-type]
-    return [row(SUITE, case, "crypten-linear-inference", params,
-                {"seconds": s, "best_s": doc["best_s"], "repeats": doc["repeats"],
-                 "samples_per_s": samples / s, "max_abs_error": doc["max_abs_error"]},
-                f"CrypTen {doc['crypten']} (torch {doc['torch']}), data owner + model owner + "
-                "TTP dealer, 3 processes, gloo over plain TCP: no TLS")]
+    return _measure(cfg, "linear", samples, case, "crypten-linear-inference", params,
+                    "samples_per_s", "data owner + model owner + TTP dealer, 3 processes")
 
 
 def cases(cfg: Config, res: Resources) -> list[Case]:
