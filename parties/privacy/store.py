@@ -150,7 +150,7 @@ class Database:
 
     def _connection(self) -> sqlite3.Connection:
         if self._con is None:
-            raise self.error(f"{self.what} {str(self.path)!r} is closed.")
+            raise self.error(f"the {self.what} is closed.")  # no host path: it may leave the node
         return self._con
 
     def _in_writer(self) -> bool:
@@ -254,11 +254,11 @@ class Database:
         last = max(tickets, default=0)
         with self._cond:
             if not self._cond.wait_for(lambda: self._done >= last, timeout):
-                raise self.error(f"{self.what} {str(self.path)!r}: queued writes not committed "
+                raise self.error(f"the {self.what}: queued writes not committed "
                                  f"within {timeout} s.")
             failed = [self._failed[t] for t in sorted(tickets) if t in self._failed]
         if failed:
-            raise self.error(f"a queued write to {self.what} {str(self.path)!r} failed: "
+            raise self.error(f"a queued write to the {self.what} failed: "
                              f"{failed[0]}")
 
     def flush(self) -> None:
