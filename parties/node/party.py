@@ -91,6 +91,7 @@ from parties.errors import ColumnRefused, LimitExceeded, PolicyError, SessionErr
 from parties.node import inference
 from parties.node.jobs import DataOwnerJob, Job, ModelOwnerJob, Outcome, Ready, StatisticJob
 from parties.node.redact import redact
+from parties.node.witnessing import HeadWitnesses
 from parties.pki.certs import load_certificate, load_private_key
 from parties.pki.identity import Identity
 from parties.pki.signed import Signed, SignedRequestError, verify
@@ -214,7 +215,7 @@ class PartyNode:
         # process's memory for bounded uses and age (smpc.ckks.keycache: the security argument)
         self.ckks_keys = ckks.KeyCache()
         self.exact_history = exact.ExactHistory(cfg.database, db=self.guard.db)
-        self.witnesses = WitnessStore(cfg.database)
+        self.witnesses = WitnessStore(cfg.database, db=self.guard.db)
         self.models = ModelGate(cfg.name, cfg.policy, ModelUsage(cfg.database))
         self._node_cert = load_certificate(cfg.tls.cert)
         self._node_key = load_private_key(cfg.tls.key)
@@ -223,6 +224,7 @@ class PartyNode:
         self.port: int | None = None
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
+        self.head_witnesses = HeadWitnesses(self._signed_head, self._send_head)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -250,6 +252,7 @@ class PartyNode:
 
     def stop(self, grace: float = 2.0) -> None:
         self._stop.set()
+        self.head_witnesses.stop()
         for sid in self.registry.ids():  # refunds what was prepared but never ran
             self.abort_session(sid, "node shutting down")
         self.registry.close()
@@ -813,8 +816,9 @@ class PartyNode:
     # ------------------------------------------------------------------ witnesses
 
     def _witness(self, s: Session) -> None:
-        """Send this party's signed audit head to the session's other parties, in the
-        background (best effort: the computation never waits for it)."""
+        """Owe this party's signed audit head to the session's other parties: sent in the
+        background, coalesced per peer (:mod:`parties.node.witnessing`); the computation
+        never waits for it."""
         fed = self.cfg.federation
         peers = []
         for name in s.members:
@@ -825,21 +829,17 @@ class PartyNode:
                     peers.append(name)
             except KeyError:
                 continue
-        if not peers:
-            return
-        head = self.guard.audit.head()
-        envelope = sign_head(head, party=self.cfg.name, federation=fed.name,
-                             key=self._node_key, cert=self._node_cert)
+        if peers:
+            self.head_witnesses.owe(peers)
 
-        def send() -> None:
-            for peer in peers:
-                try:
-                    self.network.witness(peer, envelope, self.cfg.name, timeout=5.0)
-                except Exception as exc:  # a missed witness weakens, never breaks, anything
-                    log.info("audit head not witnessed by %s: %s", peer,
-                             type(exc).__name__)
+    def _signed_head(self) -> bytes:
+        """The audit log's current head, signed with this node's key."""
+        return sign_head(self.guard.audit.head(), party=self.cfg.name,
+                         federation=self.cfg.federation.name, key=self._node_key,
+                         cert=self._node_cert)
 
-        threading.Thread(target=send, daemon=True, name="witness").start()
+    def _send_head(self, peer: str, envelope: bytes) -> None:
+        self.network.witness(peer, envelope, self.cfg.name, timeout=5.0)
 
     def receive_witness(self, envelope: bytes, sender: Identity) -> None:
         """Keep a peer party's signed audit head (``Node.Witness``)."""

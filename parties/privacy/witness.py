@@ -3,7 +3,8 @@
 A party's audit log is hash-chained and MACed, but whoever holds the party's MAC key -- its
 operator -- can rebuild the whole chain, and a rebuilt chain verifies.  So after every session
 each party signs its current head (log id, last seq, last hash) with its node key and sends it
-to the other parties of the session (``Node.Witness``); each keeps the heads it receives
+to the other parties of the session (at most once a second per peer, the latest head covering
+every earlier record) (``Node.Witness``); each keeps the heads it receives
 (:class:`WitnessStore`, in its own SQLite file).  A rewritten chain then disagrees with a head a
 peer holds: :func:`check` names the contradicted records, and ``smpc audit verify --witness``
 runs it on heads exported from peers (``smpc audit witnesses``).
@@ -14,8 +15,9 @@ party's node key>, "cert": <the party's certificate PEM>}``.  :func:`verify_head
 certificate against the federation CA and that it names the party as a party of the federation.
 
 What it does not stop: a party that drops records *before* any head covering them went out
-(heads are sent after each session), and a party and all the peers it shared sessions with
-agreeing to forget.
+(a session's head goes out within a second of its end: :mod:`parties.node.witnessing`
+coalesces heads per peer), and a party and all the peers it shared sessions with agreeing to
+forget.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from parties.errors import StorageError
 from parties.pki.identity import PKIError, verify_node_certificate
 from parties.privacy.audit import AuditLog, Head
-from parties.privacy.store import open_database, read_transaction, write_transaction
+from parties.privacy.store import Database, open_database, read_transaction, write_transaction
 
 __all__ = ["SignedHead", "WitnessError", "WitnessStore", "check", "sign_head", "verify_head"]
 
@@ -125,8 +127,11 @@ def verify_head(envelope: bytes, *, ca_cert: x509.Certificate, federation: str,
 class WitnessStore:
     """The signed heads of other parties' audit logs that this party holds."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, db: Database | None = None) -> None:
+        """``db``: the node's kept-open connection to ``path`` (default: a connection per
+        call)."""
         self.path = Path(path)
+        self._db = db
         con = open_database(self.path, "witness store", StorageError)
         try:
             con.executescript(_SCHEMA)
@@ -134,9 +139,10 @@ class WitnessStore:
             con.close()
 
     def add(self, signed: SignedHead) -> None:
-        """Keep a verified head (the same head twice is kept once)."""
-        con = open_database(self.path, "witness store", StorageError)
-        with write_transaction(con):
+        """Keep a verified head (the same head twice is kept once); durable when it returns."""
+        write = self._db.write() if self._db is not None else write_transaction(
+            open_database(self.path, "witness store", StorageError))
+        with write as con:
             con.execute("INSERT OR IGNORE INTO witness_heads VALUES (?, ?, ?, ?, ?, ?)",
                         (signed.party, signed.head.log_id, signed.head.seq, signed.head.hash,
                          signed.envelope.decode(), time.time()))

@@ -9,6 +9,7 @@ off a gRPC context.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -76,6 +77,17 @@ def _auth_values(auth: Mapping[str, Iterable[bytes]], key: str) -> list[bytes]:
     return [v if isinstance(v, bytes) else str(v).encode() for v in auth.get(key, ())]
 
 
+@functools.lru_cache(maxsize=512)
+def _identity_of_pem(pem: bytes) -> Identity | None:
+    """The identity a PEM certificate carries (None if it carries none), remembered by the
+    certificate's exact bytes: a pure function of them, so a cached answer is the answer.
+    Parsing a certificate on every call cost about 0.3 ms of CPU per RPC on every node."""
+    try:
+        return identity_from_certificate(x509.load_pem_x509_certificate(pem))
+    except (ValueError, PKIError):
+        return None
+
+
 def peer_identity(context: grpc.ServicerContext) -> Identity | None:
     """The federation identity of the caller of an RPC, or ``None``.
 
@@ -92,10 +104,8 @@ def peer_identity(context: grpc.ServicerContext) -> Identity | None:
     pems = _auth_values(auth, "x509_pem_cert")
     if len(pems) != 1:
         return None
-    try:
-        cert = x509.load_pem_x509_certificate(pems[0])
-        ident = identity_from_certificate(cert)
-    except (ValueError, PKIError):
+    ident = _identity_of_pem(pems[0])
+    if ident is None:
         return None
     cns = _auth_values(auth, "x509_common_name")
     if cns and cns != [ident.name.encode()]:
