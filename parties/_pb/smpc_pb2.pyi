@@ -53,6 +53,12 @@ class Chunk(_message.Message):
     data: bytes
     def __init__(self, header: _Optional[_Union[PayloadHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
+class Chunks(_message.Message):
+    __slots__ = ("chunks",)
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    chunks: _containers.RepeatedCompositeFieldContainer[Chunk]
+    def __init__(self, chunks: _Optional[_Iterable[_Union[Chunk, _Mapping]]] = ...) -> None: ...
+
 class DeliverAck(_message.Message):
     __slots__ = ("bytes_received",)
     BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]

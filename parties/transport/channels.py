@@ -53,9 +53,18 @@ class PeerChannels(PinnedChannels):
             response_deserializer=pb.DeliverAck.FromString)
 
 
+    def deliver_whole(self, name: str) -> grpc.UnaryUnaryMultiCallable:
+        """``Node.DeliverWhole`` on ``name``'s channel, sending an already serialized
+        ``Chunks`` message (:func:`parties.transport.wire.encoded_whole`)."""
+        return self.channel(name).unary_unary(
+            DELIVER_WHOLE_METHOD, request_serializer=None,
+            response_deserializer=pb.DeliverAck.FromString)
+
+
 Route = Callable[[str, Payload], None]
 
 DELIVER_METHOD = "/smpc.v1.Node/Deliver"
+DELIVER_WHOLE_METHOD = "/smpc.v1.Node/DeliverWhole"
 
 
 class Network(ABC):
@@ -159,8 +168,7 @@ class GrpcTransport(Transport):
         """
         s = self.session
         try:
-            self.peers.deliver(to)(wire.encoded_chunks(s.id, tag, payload),
-                                   timeout=s.remaining())
+            self._call(to, tag, payload)
             return
         except grpc.RpcError as err:
             if err.code() != grpc.StatusCode.UNAVAILABLE or failed_node_of(err) is not None:
@@ -173,11 +181,21 @@ class GrpcTransport(Transport):
             raise PeerFailure(s.failed_node or to,
                               f"session aborted before {self.me} sent {tag!r}: {s.abort_reason}")
         try:
-            self.peers.deliver(to)(wire.encoded_chunks(s.id, tag, payload),
-                                   timeout=s.remaining())
+            self._call(to, tag, payload)
         except grpc.RpcError as err:
             if err.code() != grpc.StatusCode.ALREADY_EXISTS:
                 raise
+
+    def _call(self, to: str, tag: str, payload: Payload) -> None:
+        """One delivery attempt: ``DeliverWhole`` for a payload of at most one chunk, else a
+        ``Deliver`` stream."""
+        s = self.session
+        if payload_nbytes(payload) <= wire.CHUNK_BYTES:
+            self.peers.deliver_whole(to)(wire.encoded_whole(s.id, tag, payload),
+                                         timeout=s.remaining())
+        else:
+            self.peers.deliver(to)(wire.encoded_chunks(s.id, tag, payload),
+                                   timeout=s.remaining())
 
     def send_each(self, messages: Sequence[tuple[str, str, Payload]]) -> None:
         """Send every ``(to, tag, payload)``, each in its own thread: a node's messages to its

@@ -26,9 +26,12 @@ Guarantees:
   the next call without a restart.
 * ``Deliver`` accepts a payload only for an active session in which the caller
   is a member, checks the header before buffering (:class:`parties.transport.wire.Assembler`),
-  and refuses replays (:mod:`parties.transport.sessions`).
+  and refuses replays (:mod:`parties.transport.sessions`).  ``DeliverWhole`` is the same for
+  a payload of at most one chunk, its chunks in one unary message (parsed, like every unary
+  request, only once the caller passed the guard; then checked chunk by chunk the same way).
 * :class:`GrpcTransport` gives the :class:`smpc.transport.Transport` semantics
-  across hosts: ``send`` is one ``Deliver`` call (failure -> PeerFailure naming
+  across hosts: ``send`` is one ``Deliver`` call (``DeliverWhole`` for a payload of at
+  most one chunk: most protocol messages -- seeds, shares of a sum; failure -> PeerFailure naming
   the recipient; retried once, after the reconnect backoff, when the recipient
   was unreachable -- it may have just restarted; a payload the recipient
   refuses as a replay or as malformed -> ProtocolError, blamed on the sender),
@@ -86,6 +89,7 @@ NODES = ("party", "coordinator", "dealer")
 NODE_ACCESS: dict[str, tuple[str, ...]] = {
     "/smpc.v1.Node/Health": ANY_MEMBER,
     "/smpc.v1.Node/Deliver": NODES,
+    "/smpc.v1.Node/DeliverWhole": NODES,
 }
 
 
@@ -331,7 +335,8 @@ def _check_bindable(name: str, host: str, port: int, address: str) -> None:
 
 
 class NodeService(pb_grpc.NodeServicer):
-    """``Node.Health`` and ``Node.Deliver`` over a node's session registry."""
+    """``Node.Health`` and ``Node.Deliver`` (and ``DeliverWhole``) over a node's session
+    registry."""
 
     def __init__(self, name: str, role: str, federation: FederationConfig,
                  registry: SessionRegistry,
@@ -369,7 +374,16 @@ class NodeService(pb_grpc.NodeServicer):
     def Deliver(self, request_iterator: Iterable[pb.Chunk], context: grpc.ServicerContext
                 ) -> pb.DeliverAck:
         """Store one payload from the (certificate-identified) sender into its session."""
-        sender = caller(context).name
+        return self._store(caller(context).name, request_iterator, context)
+
+    def DeliverWhole(self, request: pb.Chunks, context: grpc.ServicerContext
+                     ) -> pb.DeliverAck:
+        """:meth:`Deliver` for a payload whose chunks came in one message: the same checks,
+        chunk by chunk, in the same order."""
+        return self._store(caller(context).name, request.chunks, context)
+
+    def _store(self, sender: str, chunks: Iterable[pb.Chunk], context: grpc.ServicerContext
+               ) -> pb.DeliverAck:
         state: dict[str, Session] = {}
 
         def check(header: pb.PayloadHeader) -> None:
@@ -380,7 +394,7 @@ class NodeService(pb_grpc.NodeServicer):
         failure: BaseException | None = None
         try:
             asm = wire.Assembler(session_check=check)
-            for chunk in request_iterator:
+            for chunk in chunks:
                 asm.add(chunk)
             header, payload = asm.finish()
             state["s"].deliver(sender, header.tag, payload)

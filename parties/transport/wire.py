@@ -177,6 +177,7 @@ def chunks(
 
 
 _DATA_KEY = bytes([(2 << 3) | 2])  # Chunk.data: field 2, wire type 2 (length-delimited)
+_CHUNKS_KEY = bytes([(1 << 3) | 2])  # Chunks.chunks: field 1, wire type 2 (length-delimited)
 
 
 def _varint(n: int) -> bytes:
@@ -206,6 +207,15 @@ def encoded_chunks(
     for start in range(0, len(data), chunk_bytes):
         piece = data[start:start + chunk_bytes]
         yield b"".join((_DATA_KEY, _varint(len(piece)), piece))
+
+
+def encoded_whole(session_id: str, tag: str, payload: Payload,
+                  chunk_bytes: int = CHUNK_BYTES) -> bytes:
+    """The serialized ``Chunks`` message holding every chunk of :func:`encoded_chunks` (byte
+    for byte what protobuf gives for ``Chunks(chunks=[...])``): one ``Node.DeliverWhole``
+    request.  Meant for a payload of at most one chunk (it is copied once more here)."""
+    return b"".join(part for chunk in encoded_chunks(session_id, tag, payload, chunk_bytes)
+                    for part in (_CHUNKS_KEY, _varint(len(chunk)), chunk))
 
 
 class Assembler:

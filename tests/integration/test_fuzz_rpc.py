@@ -190,6 +190,7 @@ spec_json_st = st.one_of(
 METHODS = [
     ("/smpc.v1.Node/Health", "health", "unary", pb.HealthRequest),
     ("/smpc.v1.Node/Deliver", "peer", "stream_unary", pb.Chunk),
+    ("/smpc.v1.Node/DeliverWhole", "peer", "unary", pb.Chunks),
     ("/smpc.v1.Party/Describe", "party", "unary", pb.DescribeRequest),
     ("/smpc.v1.Party/Prepare", "party", "unary", pb.PrepareRequest),
     ("/smpc.v1.Party/Run", "party", "unary", pb.SessionRef),
@@ -477,14 +478,22 @@ def open_session(ffed, callers):
          pb.AbortRequest(session_id=sid).SerializeToString())
 
 
+def _deliver(caller, method: str, chunks: list[pb.Chunk]):
+    """The chunks as a ``Deliver`` stream, or as one ``DeliverWhole`` message."""
+    if method == "Deliver":
+        return call(caller, "/smpc.v1.Node/Deliver", [c.SerializeToString() for c in chunks],
+                    "stream_unary")
+    return call(caller, "/smpc.v1.Node/DeliverWhole",
+                pb.Chunks(chunks=chunks).SerializeToString())
+
+
 @FUZZ
-@given(chunks=stream_st)
-def test_node_deliver_streams(ffed, callers, open_session, chunks):
+@given(chunks=stream_st, whole=st.booleans())
+def test_node_deliver_streams(ffed, callers, open_session, chunks, whole):
     for c in chunks:
         if c.WhichOneof("body") == "header" and c.header.session_id == "OPEN":
             c.header.session_id = open_session
-    call(callers["peer"], "/smpc.v1.Node/Deliver", [c.SerializeToString() for c in chunks],
-         "stream_unary")
+    _deliver(callers["peer"], "DeliverWhole" if whole else "Deliver", chunks)
 
 
 @pytest.mark.parametrize("case", [
@@ -493,9 +502,10 @@ def test_node_deliver_streams(ffed, callers, open_session, chunks):
     "over-1GiB", "unknown-kind", "bytes-with-shape", "garbage-session", "unknown-session",
     "bad-tag", "empty-chunk", "announce-1GiB-send-little", "replay",
 ])
-def test_node_deliver_wire_rules(ffed, callers, open_session, case):
+@pytest.mark.parametrize("method", ["Deliver", "DeliverWhole"])
+def test_node_deliver_wire_rules(ffed, callers, open_session, case, method):
     sid = open_session
-    tag = f"fz/{case}"
+    tag = f"fz/{method}/{case}"
     arr = dict(session_id=sid, tag=tag, kind=pb.PAYLOAD_KIND_ARRAY, dtype="<u8", shape=[2],
                total_bytes=16)
     byt = dict(session_id=sid, tag=tag, kind=pb.PAYLOAD_KIND_BYTES)
@@ -522,11 +532,10 @@ def test_node_deliver_wire_rules(ffed, callers, open_session, case):
                                       *[_data(b"z" * (1 << 20))] * 3],
         "replay": [_header(**{**byt, "total_bytes": 1}), _data(b"a")],
     }
-    msgs = [c.SerializeToString() for c in streams[case]]
-    out = call(callers["peer"], "/smpc.v1.Node/Deliver", msgs, "stream_unary")
+    out = _deliver(callers["peer"], method, streams[case])
     if case == "replay":
         assert out.ok, out
-        out = call(callers["peer"], "/smpc.v1.Node/Deliver", msgs, "stream_unary")
+        out = _deliver(callers["peer"], method, streams[case])
         assert out.code == grpc.StatusCode.ALREADY_EXISTS, out
     elif case == "unknown-session":
         assert out.code == grpc.StatusCode.NOT_FOUND, out
@@ -534,13 +543,13 @@ def test_node_deliver_wire_rules(ffed, callers, open_session, case):
         assert out.code == grpc.StatusCode.INVALID_ARGUMENT, out
 
 
-def test_node_deliver_from_a_non_member(ffed, callers, open_session):
+@pytest.mark.parametrize("method", ["Deliver", "DeliverWhole"])
+def test_node_deliver_from_a_non_member(ffed, callers, open_session, method):
     """The dealer is a federation node but not a member of the open session."""
     with RawCaller.as_node(ffed.directory, "org-a", "dealer") as c:
-        msgs = [m.SerializeToString() for m in (
+        out = _deliver(c, method, [
             _header(session_id=open_session, tag="x", kind=pb.PAYLOAD_KIND_BYTES, total_bytes=1),
-            _data(b"a"))]
-        out = call(c, "/smpc.v1.Node/Deliver", msgs, "stream_unary")
+            _data(b"a")])
     assert out.code == grpc.StatusCode.PERMISSION_DENIED, out
 
 

@@ -283,6 +283,8 @@ HEALTH: Call = lambda ch: pb_grpc.NodeStub(ch).Health(pb.HealthRequest(), timeou
 DESCRIBE: Call = lambda ch: pb_grpc.PartyStub(ch).Describe(  # noqa: E731
     pb.DescribeRequest(analyst="alice"), timeout=10)
 DELIVER: Call = lambda ch: pb_grpc.NodeStub(ch).Deliver(iter(()), timeout=10)  # noqa: E731
+DELIVER_WHOLE: Call = lambda ch: pb_grpc.NodeStub(ch).DeliverWhole(  # noqa: E731
+    pb.Chunks(), timeout=10)
 STATUS: Call = lambda ch: pb_grpc.CoordinatorStub(ch).Status(  # noqa: E731
     pb.StatusRequest(), timeout=10)
 
@@ -319,7 +321,9 @@ def test_listed_callers_are_served(server: Server) -> None:
     ("mallory", HEALTH, "party 'mallory' is not allowed to call Node.Health"),
     ("carol", HEALTH, "analyst 'carol' is not allowed to call Node.Health"),
     ("mallory", DELIVER, "party 'mallory' is not allowed to call Node.Deliver"),
-], ids=["unlisted-party", "unlisted-analyst", "unlisted-party-deliver"])
+    ("mallory", DELIVER_WHOLE, "party 'mallory' is not allowed to call Node.DeliverWhole"),
+], ids=["unlisted-party", "unlisted-analyst", "unlisted-party-deliver",
+        "unlisted-party-deliver-whole"])
 def test_unlisted_callers_are_denied(server: Server, who: str, rpc: Call, what: str) -> None:
     """A valid certificate of the federation CA whose name is not in the allow-list: catches a
     guard that checks the certificate's role only."""
@@ -332,8 +336,9 @@ def test_unlisted_callers_are_denied(server: Server, who: str, rpc: Call, what: 
                                        "Party.Describe"),
     ("org-b", DESCRIBE, "party 'org-b' is not allowed to call Party.Describe"),
     ("alice", DELIVER, "analyst 'alice' is not allowed to call Node.Deliver"),
+    ("alice", DELIVER_WHOLE, "analyst 'alice' is not allowed to call Node.DeliverWhole"),
 ], ids=["listed-name-other-role-in-cert", "party-calls-coordinator-method",
-        "analyst-calls-node-method"])
+        "analyst-calls-node-method", "analyst-calls-node-method-whole"])
 def test_wrong_role_is_denied(server: Server, who: str, rpc: Call, what: str) -> None:
     """The certificate's role must be allowed for the method *and* be the role the name is
     listed with: ``org-b`` is a listed party, its second certificate says coordinator (catches

@@ -278,22 +278,78 @@ def test_transport_moves_a_multi_chunk_array_between_servers(pair):
     nodes["n2"]["reg"].free(sid)
 
 
-def test_deliver_refusals_carry_specific_status_codes(pair):
+def _call(stub, method: str, chunks):
+    """``Deliver`` (a stream) or ``DeliverWhole`` (the same chunks in one message)."""
+    if method == "Deliver":
+        return stub.Deliver(iter(list(chunks)), timeout=5)
+    return stub.DeliverWhole(pb.Chunks(chunks=list(chunks)), timeout=5)
+
+
+@pytest.mark.parametrize("method", ["Deliver", "DeliverWhole"])
+def test_deliver_refusals_carry_specific_status_codes(pair, method):
     _fed, nodes = pair
     stub = nodes["n1"]["peers"].node("n2")
     with pytest.raises(grpc.RpcError) as e:  # no such session
-        stub.Deliver(wire.chunks("nosuchsession", "t", b"x"), timeout=5)
+        _call(stub, method, wire.chunks("nosuchsession", "t", b"x"))
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
-    sid = "members00001"
+    sid = "members00001" + method[-5:]
     nodes["n2"]["reg"].create(sid, {"n2": "party", "n3": "party"}, 10)
     with pytest.raises(grpc.RpcError) as e:  # n1 is not a member of that session
-        stub.Deliver(wire.chunks(sid, "t", b"x"), timeout=5)
+        _call(stub, method, wire.chunks(sid, "t", b"x"))
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    bad = iter([header(session_id=sid, shape=[3])])
     with pytest.raises(grpc.RpcError) as e:  # malformed header
-        nodes["n3"]["peers"].node("n2").Deliver(bad, timeout=5)
+        _call(nodes["n3"]["peers"].node("n2"), method, [header(session_id=sid, shape=[3])])
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert from_rpc_error(e.value, "n2").code == "INVALID_ARGUMENT"
+    with pytest.raises(grpc.RpcError) as e:  # data before the header
+        _call(nodes["n3"]["peers"].node("n2"), method,
+              [pb.Chunk(data=b"x"), *wire.chunks(sid, "t", b"x")])
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    ok = list(wire.chunks(sid, "t", b"seed-bytes-16..."))
+    assert _call(nodes["n3"]["peers"].node("n2"), method, ok).bytes_received == 16
+    with pytest.raises(grpc.RpcError) as e:  # the same (sender, tag) again: a replay
+        _call(nodes["n3"]["peers"].node("n2"), method, ok)
+    assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    got = nodes["n2"]["reg"].get(sid).wait_message("n3", "t")
+    assert bytes(got) == b"seed-bytes-16..."
+    nodes["n2"]["reg"].free(sid)
+
+
+def test_a_small_payload_travels_as_one_deliver_whole_and_a_large_one_as_a_stream(pair):
+    """Up to one chunk of payload: one ``DeliverWhole`` (protobuf's own encoding of the same
+    chunks); beyond: a ``Deliver`` stream.  Both arrive intact."""
+    small = np.arange(7, dtype=np.uint64)
+    ref = pb.Chunks(chunks=list(wire.chunks("abcdefgh12", "t", small))).SerializeToString()
+    assert wire.encoded_whole("abcdefgh12", "t", small) == ref
+    _fed, nodes = pair
+    sid = "pathchoice01"
+    members = {"n1": "party", "n2": "party"}
+    s1 = nodes["n1"]["reg"].create(sid, members, 10)
+    s2 = nodes["n2"]["reg"].create(sid, members, 10)
+    peers = nodes["n1"]["peers"]
+    used: list[str] = []
+
+    def recording(name, real):
+        def method(to):
+            used.append(name)
+            return real(to)
+        return method
+
+    peers.deliver = recording("Deliver", peers.deliver)
+    peers.deliver_whole = recording("DeliverWhole", peers.deliver_whole)
+    try:
+        t1 = GrpcTransport(s1, peers)
+        at_limit = b"a" * wire.CHUNK_BYTES
+        over = b"b" * (wire.CHUNK_BYTES + 1)
+        for tag, payload in (("small", small), ("at-limit", at_limit), ("over", over)):
+            t1.send("n2", tag, payload)
+    finally:
+        del peers.deliver, peers.deliver_whole
+    assert used == ["DeliverWhole", "DeliverWhole", "Deliver"]
+    assert np.array_equal(s2.wait_message("n1", "small"), small)
+    assert bytes(s2.wait_message("n1", "at-limit")) == at_limit
+    assert bytes(s2.wait_message("n1", "over")) == over
+    nodes["n1"]["reg"].free(sid)
     nodes["n2"]["reg"].free(sid)
 
 
