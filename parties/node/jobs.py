@@ -75,6 +75,7 @@ class Job(ABC):
     request: PolicyRequest | None = field(default=None, kw_only=True)
     charged: bool = field(default=False, kw_only=True)
     audited: int = field(default=0, kw_only=True)  # ticket of the queued "accepted" record
+    claimed: int = field(default=0, kw_only=True)  # ticket of the queued replay record
 
     @abstractmethod
     def run(self, t: Transport) -> tuple[Outcome | Ready, str]:

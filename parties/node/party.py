@@ -376,12 +376,13 @@ class PartyNode:
             else:
                 raise InputError(f"{me} cannot prepare a session of kind {r.kind}")
             # a signed request is good for one session: a replay is refused here
-            self.seen.claim(nonce=signed.nonce, analyst=signed.signer.name,
-                            request_hash=signed.request_hash, session_id=r.session_id,
-                            expires=signed.expires, me=me)
+            claimed = self.seen.claim(nonce=signed.nonce, analyst=signed.signer.name,
+                                      request_hash=signed.request_hash,
+                                      session_id=r.session_id, expires=signed.expires, me=me)
             # charged is set before the session exists, so that a Run racing this Prepare
             # finds no charge to commit and refuses, rather than running uncharged
             job.request = trail[-1]
+            job.claimed = claimed  # written behind; on disk before the role starts (run)
             job.charged = trail[-1].cost is not None
             self.registry.create(r.session_id, {n: str(x) for n, x in r.members.items()},
                                  r.timeout, str(r.kind), job)
@@ -651,8 +652,9 @@ class PartyNode:
         return job, Prepared()
 
     def run(self, session_id: str) -> None:
-        """Wait for the session's ``accepted`` audit record (queued at Prepare), commit its
-        privacy charge, then start its role in a worker thread.
+        """Wait for the session's ``accepted`` audit record and its request's replay record
+        (both queued at Prepare), commit its privacy charge, then start its role in a worker
+        thread.
 
         Both happen before the role can send anything; if the record cannot be written the
         session stays prepared (the coordinator's abort refunds it); if the charge was refunded
@@ -663,8 +665,9 @@ class PartyNode:
         if job is None:
             raise SessionError(f"session {session_id} is closed on {self.cfg.name}",
                                grpc.StatusCode.FAILED_PRECONDITION)
-        try:  # the accepted record is on disk before anything of the session leaves
-            self.guard.settle([job.audited])
+        try:  # the request's nonce and the accepted record are on disk before anything of
+            # the session leaves (a claim lost in a crash is one whose session never ran)
+            self.guard.settle([job.claimed, job.audited])
         except StorageError as exc:
             raise SessionError(f"{self.cfg.name} will not run session {session_id}: {exc}",
                                grpc.StatusCode.INTERNAL) from None

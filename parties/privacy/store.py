@@ -183,10 +183,12 @@ class Database:
                     _undo(con, nested)
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
-        """One read transaction (a consistent snapshot), after every write queued before it;
-        nested in a transaction: inside it."""
-        if not self._in_writer() and not self._holding():
+    def read(self, *, after_queue: bool = True) -> Iterator[sqlite3.Connection]:
+        """One read transaction (a consistent snapshot), after every write queued before it
+        (``after_queue=False``: of what is committed now, without waiting for the queue --
+        for a caller that tracks its own queued writes); nested in a transaction: inside
+        it."""
+        if after_queue and not self._in_writer() and not self._holding():
             self.flush()
         with self._lock:
             con = self._connection()

@@ -123,7 +123,7 @@ TARGETS: tuple[Target, ...] = (
             "verify_node_certificate"),
            ("tests/unit/test_secret_files.py", "tests/unit/test_identity.py",
             "tests/unit/test_tls.py", "tests/unit/test_guard.py"),
-           more=(("parties/transport/tls.py", ("peer_identity",)),
+           more=(("parties/transport/tls.py", ("_identity_of_pem", "peer_identity")),
                  ("parties/pki/files.py", ("write_private_key", "atomic_write")))),
     Target("signed", "parties/pki/signed.py", ("sign", "_field", "verify"),
            ("tests/unit/test_signed.py",),

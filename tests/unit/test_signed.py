@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 import sqlite3
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from parties.config import AnalystEntry, FederationConfig, NodeEntry
-from parties.errors import PolicyError
+from parties.errors import PolicyError, StorageError
 from parties.pki.certs import (
     CertificateAuthority,
     create_ca,
@@ -45,6 +46,7 @@ from parties.pki.signed import (
     verify,
 )
 from parties.privacy.replay import KEEP_AFTER_EXPIRY_SECONDS, ReplayError, SeenRequests
+from parties.privacy.store import Database
 
 FED = "demo"
 NOW = 1_900_000_000.0              # a fixed clock: the envelopes' windows are set against it
@@ -376,41 +378,117 @@ def test_the_clock_skew_allowance_is_exact(pki: PKI) -> None:
 # ------------------------------------------------------------------------- the replay record
 
 
-def claim(seen: SeenRequests, nonce: str, session: str, expires: float, now: float) -> None:
-    seen.claim(nonce=nonce, analyst="ann", request_hash="h" * 64, session_id=session,
-               expires=expires, me="org-a", now=now)
+def claim(seen: SeenRequests, nonce: str, session: str, expires: float, now: float) -> int:
+    return seen.claim(nonce=nonce, analyst="ann", request_hash="h" * 64, session_id=session,
+                      expires=expires, me="org-a", now=now)
 
 
-def test_a_signed_request_is_good_for_one_session(tmp_path: Path) -> None:
+@pytest.fixture(params=["connection-per-call", "kept-open"])
+def opener(request, tmp_path: Path):
+    """How a party opens its request log: a connection per claim, or the node's kept-open
+    database with the record written behind (settled here before anything is read back)."""
+    dbs: list[Database] = []
+
+    def open_(path: Path) -> SeenRequests:
+        if request.param == "connection-per-call":
+            return SeenRequests(path)
+        dbs.append(Database(path, "request log", StorageError))
+        return SeenRequests(path, db=dbs[-1])
+
+    yield open_
+    for db in dbs:
+        db.close()
+
+
+def settled(seen: SeenRequests) -> None:
+    if seen._db is not None:
+        seen._db.flush()
+
+
+def test_a_signed_request_is_good_for_one_session(tmp_path: Path, opener) -> None:
     """The second claim of a nonce is refused naming the session that used it, and records
     nothing; other nonces are unaffected; the record survives reopening the file (catches a
     replay check in memory only, or one that overwrites the first session)."""
-    seen = SeenRequests(tmp_path / "seen.db")
+    seen = opener(tmp_path / "seen.db")
     claim(seen, "n1", "s1", NOW + 600, NOW)
     with pytest.raises(ReplayError, match=r"org-a refuses: this signed request was already "
                                           r"used \(session s1\)"):
         claim(seen, "n1", "s2", NOW + 600, NOW)
     assert isinstance(ReplayError("x"), PolicyError)   # refused as a policy decision
     claim(seen, "n2", "s2", NOW + 600, NOW)
-    again = SeenRequests(tmp_path / "seen.db")
+    settled(seen)
+    again = opener(tmp_path / "seen.db")
     assert again.seen("n1") and again.seen("n2") and not again.seen("n3")
+    with pytest.raises(ReplayError, match=r"\(session s1\)"):  # a restarted party refuses too
+        claim(again, "n1", "s3", NOW + 600, NOW)
     with sqlite3.connect(tmp_path / "seen.db") as con:
         rows = sorted(con.execute("SELECT * FROM seen_requests").fetchall())
     assert rows == [("n1", "ann", "h" * 64, "s1", NOW + 600), ("n2", "ann", "h" * 64, "s2",
                                                               NOW + 600)]
 
 
-def test_a_nonce_is_kept_until_its_request_can_no_longer_verify(tmp_path: Path) -> None:
+def test_a_queued_claim_is_refused_again_before_it_is_written(tmp_path: Path) -> None:
+    """On the kept-open database the record is written behind: while it waits in the queue
+    (the writer held back by a transaction of this thread) a second claim of the nonce is
+    refused all the same, and the ticket, once settled, means the record is on disk (catches
+    a check that looks only at the disk, or a ticket settled before the write)."""
+    db = Database(tmp_path / "seen.db", "request log", StorageError)
+    seen = SeenRequests(tmp_path / "seen.db", db=db)
+    try:
+        with db.write():  # the writer thread cannot commit anything meanwhile
+            ticket = claim(seen, "n1", "s1", NOW + 600, NOW)
+            assert ticket > 0
+            with pytest.raises(ReplayError, match=r"\(session s1\)"):
+                claim(seen, "n1", "s2", NOW + 600, NOW)
+        db.settle([ticket])
+        assert SeenRequests(tmp_path / "seen.db").seen("n1")
+    finally:
+        db.close()
+
+
+def test_concurrent_claims_of_one_nonce_let_exactly_one_through(tmp_path: Path) -> None:
+    """Sixteen Prepares with the same signed request at once, on the kept-open database: one
+    claim succeeds, fifteen are refused as replays, one record is written."""
+    db = Database(tmp_path / "seen.db", "request log", StorageError)
+    seen = SeenRequests(tmp_path / "seen.db", db=db)
+    outcomes: list[str] = []
+    start = threading.Barrier(16)
+
+    def one(i: int) -> None:
+        start.wait()
+        try:
+            db.settle([claim(seen, "same", f"s{i}", NOW + 600, NOW)])
+            outcomes.append("ok")
+        except ReplayError:
+            outcomes.append("replay")
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    db.close()
+    assert sorted(outcomes) == ["ok"] + ["replay"] * 15
+    with sqlite3.connect(tmp_path / "seen.db") as con:
+        assert con.execute("SELECT COUNT(*) FROM seen_requests").fetchone() == (1,)
+
+
+def test_a_nonce_is_kept_until_its_request_can_no_longer_verify(tmp_path: Path, opener) -> None:
     """Records are pruned only ``KEEP_AFTER_EXPIRY_SECONDS`` after their request expired (the
     verifier still accepts a request up to ``CLOCK_SKEW_SECONDS`` past expiry, and the keep
     time covers that): at exactly that age the nonce is still refused, a second later it is
     gone (catches pruning that forgets a nonce while its request would still verify -- a
     replay window -- or never prunes)."""
     assert KEEP_AFTER_EXPIRY_SECONDS >= CLOCK_SKEW_SECONDS
-    seen = SeenRequests(tmp_path / "seen.db")
+    seen = opener(tmp_path / "seen.db")
     claim(seen, "old", "s1", NOW, NOW - 600)
     at_edge = NOW + KEEP_AFTER_EXPIRY_SECONDS
     with pytest.raises(ReplayError):
         claim(seen, "old", "s2", NOW, at_edge)
+    settled(seen)
+    with pytest.raises(ReplayError):  # on disk now, not only queued: still refused
+        claim(seen, "old", "s2", NOW, at_edge)
     claim(seen, "other", "s3", NOW + 7200, at_edge + 1)    # prunes "old"
+    settled(seen)
     assert not seen.seen("old") and seen.seen("other")
+    claim(seen, "old", "s4", NOW + 7200, at_edge + 1)      # forgotten: its request is expired
