@@ -11,7 +11,7 @@ EQUIVALENT_RUNTIME: dict[str, str] = {
     "e0fb13df76": "the 'not TLS' early return dropped: without TLS gRPC reports no "
                   "x509_pem_cert, so the next check returns None anyway "
                   "(parties/transport/tls.py)",
-    "7361f4d565": "the common-name cross-check's return dropped: gRPC's x509_common_name is "
+    "077c79c6f7": "the common-name cross-check's return dropped: gRPC's x509_common_name is "
                   "read from the same certificate, whose CN identity_from_certificate already "
                   "requires to equal the identity's name (parties/transport/tls.py)",
     "23e86e4c8a": "the early 'file exists' refusal dropped: os.link refuses an existing "
