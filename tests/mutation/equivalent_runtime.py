@@ -7,6 +7,10 @@ EQUIVALENT_RUNTIME: dict[str, str] = {
     "a3a220d455": "rsplit('/', 3) for rsplit('/', 2) in the refusal's wording: a served gRPC "
                   "method name is '/package.Service/Method', two slashes, so both splits give "
                   "the same three parts (parties/transport/server.py)",
+    # signed (the replay record)
+    "e0355557c3": "the nonce check on disk made to wait for the write queue first: the claims "
+                  "queued by this process are checked in memory just before, so waiting only "
+                  "adds latency (parties/privacy/replay.py)",
     # identity
     "e0fb13df76": "the 'not TLS' early return dropped: without TLS gRPC reports no "
                   "x509_pem_cert, so the next check returns None anyway "

@@ -410,7 +410,9 @@ def test_a_signed_request_is_good_for_one_session(tmp_path: Path, opener) -> Non
     nothing; other nonces are unaffected; the record survives reopening the file (catches a
     replay check in memory only, or one that overwrites the first session)."""
     seen = opener(tmp_path / "seen.db")
-    claim(seen, "n1", "s1", NOW + 600, NOW)
+    ticket = claim(seen, "n1", "s1", NOW + 600, NOW)
+    # written at once: nothing to settle (0); written behind: a ticket of the queue
+    assert ticket == 0 if seen._db is None else ticket > 0
     with pytest.raises(ReplayError, match=r"org-a refuses: this signed request was already "
                                           r"used \(session s1\)"):
         claim(seen, "n1", "s2", NOW + 600, NOW)
