@@ -321,16 +321,20 @@ def _breakdown(e2e: float, sim: dict[str, Any], parties: list[str], local_s: flo
 
 def _e2e(cfg: Config, fed: Fed, call: Callable[[], Any], nodes: list[str] | None = None
          ) -> tuple[Any, dict[str, Any], Any]:
-    from smpc_bench import rss
+    from smpc_bench import nodecpu, rss
 
     pids = {n: pid for n, pid in rss.party_pids(fed.directory).items()
             if n in (nodes or fed.parties)}  # the parties that take part in this case
     before = rss.reset_peaks(pids)  # the parties' peak RSS from here: this case's, on the table
     result = call()  # warm-up: caches parsed columns, opens channels
     offsets = _log_offsets(fed)
+    every_node = nodecpu.node_pids(fed.directory)
+    cpu_before = nodecpu.cpu_seconds(every_node)
     t = measure(call, min_repeats=cfg.pick(1, 3, 5), min_time=0.0, max_repeats=cfg.pick(1, 3, 5))
+    cpu = nodecpu.per_call(cpu_before, nodecpu.cpu_seconds(every_node), t.repeats)
     time.sleep(0.05)  # let the nodes flush their log lines
-    return t, {**_parse_logs(fed, offsets), **rss.summary(before, rss.peaks(pids))}, result
+    return t, {**_parse_logs(fed, offsets), **rss.summary(before, rss.peaks(pids)), **cpu}, \
+        result
 
 
 def _finish_row(case: str, op: str, params: dict[str, Any], t: Any, logs: dict[str, Any],

@@ -53,7 +53,8 @@ def _rows(ours_sum: float, crypten_sum: float, mean_s: float) -> list[dict]:
         _proto("mean", {"backend": "ss", "parties": 3, "rows": 10**4},
                {"seconds": mean_s, "numpy_s": 0.001, "vs_numpy": mean_s / 0.001,
                 "party_peak_rss_bytes": 3_000_000, "party_rss_before_bytes": 2_900_000,
-                "party_selected_bytes": 800_000, "peak_rss_per_selected": 3.75}),
+                "party_selected_bytes": 800_000, "peak_rss_per_selected": 3.75,
+                "node_cpu_s_per_call": 0.0655, "client_cpu_s_per_call": 0.0041}),
         _proto("linear-inference", {"backend": "ss", "samples": 4096},
                {"seconds": 0.1, "samples_per_s": 40960.0}),
         row("peers", "peers/crypten/linear-inference", "crypten-linear-inference",
@@ -70,6 +71,8 @@ def test_targets_judge_each_ratio_from_the_same_run():
     cr = by[("P1", "ours / CrypTen < 1")]
     assert cr["value"] == pytest.approx(0.243 / 0.201) and cr["met"] is False
     assert by[("P6", "<= 25 ms")]["met"] is True
+    assert "CPU 65.5 ms per call over all nodes (+ client 4.1 ms)" in by[("P6", "<= 25 ms")][
+        "measured"]
     rss = next(h for h in hl if h["id"] == "RSS")
     assert rss["met"] is False and "3.8x" in rss["measured"] and "0.12x" in rss["measured"]
     p4 = next(h for h in hl if h["id"] == "P4")
@@ -110,3 +113,43 @@ def test_a_missing_or_broken_crypten_is_a_skipped_row_not_a_failure(tmp_path, mo
     hl = targets.headline(rows + _rows(0.2, 1.0, 0.02)[:1])
     p1 = [h for h in hl if h["goal"] == "ours / CrypTen < 1"]
     assert p1[0]["met"] is None and "CrypTen failed" in p1[0]["measured"]
+
+
+def test_node_cpu_is_read_from_the_kernel_per_call():
+    """A child process that spins for about 0.3 s of CPU shows it, per call, within the
+    kernel's tick; an idle one shows about none; the caller's own CPU is reported apart."""
+    import subprocess
+    import sys
+
+    from smpc_bench import nodecpu
+
+    busy = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                             "sys.stdin.readline()\n"
+                             "t = time.process_time()\n"
+                             "while time.process_time() - t < 0.3: pass\n"
+                             "sys.stdin.readline()"], stdin=subprocess.PIPE, text=True)
+    idle = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline(); "
+                             "sys.stdin.readline()"], stdin=subprocess.PIPE, text=True)
+    try:
+        import time as _time
+
+        _time.sleep(0.5)  # both started and waiting
+        pids = {"busy": busy.pid, "idle": idle.pid}
+        before = nodecpu.cpu_seconds(pids)
+        assert busy.stdin and idle.stdin
+        busy.stdin.write("go\n")
+        busy.stdin.flush()
+        _time.sleep(1.0)
+        got = nodecpu.per_call(before, nodecpu.cpu_seconds(pids), calls=2)
+    finally:
+        for p in (busy, idle):
+            assert p.stdin
+            p.stdin.write("end\n")
+            p.stdin.close()
+            p.wait(10)
+    assert got["node_cpu_by_node_s"]["busy"] == pytest.approx(0.15, abs=0.02)
+    assert got["node_cpu_by_node_s"]["idle"] <= 0.01
+    assert got["node_cpu_s_per_call"] == pytest.approx(
+        sum(got["node_cpu_by_node_s"].values()))
+    assert 0.0 <= got["client_cpu_s_per_call"] < 0.15
+    assert nodecpu.per_call(before, {"": 0.0}, calls=2) == {}  # no /proc: no columns
