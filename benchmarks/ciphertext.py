@@ -193,7 +193,8 @@ def _ops() -> list[_Op]:
 
     return [
         _Op("keygen", keygen_core, keygen_raw, heavy=True,
-            note="core: TenSEAL context + symmetric twin context [+ Galois keys]"),
+            note="core: TenSEAL context [+ Galois keys]; its symmetric twin is built at the "
+                 "first encrypt"),
         _Op("public-context-serialize", lambda s: s.holder.public_context(),
             lambda s: s.raw_ctx.serialize(save_public_key=True, save_secret_key=False,
                                           save_galois_keys=s.raw_pub.has_galois_keys(),

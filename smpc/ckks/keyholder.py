@@ -10,6 +10,7 @@ Galois keys if it rotates), and the released values to within the flood's noise.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,8 +62,25 @@ class KeyHolder:
         if self.galois:
             self.context.generate_galois_keys()
         self._ident = _ident(self.context)
-        self._sym: ts.Context | None = self._symmetric_twin()
-        self.encryption_mode: str = "symmetric" if self._sym is not None else "asymmetric"
+        # the symmetric twin is built at the first encrypt: a key holder that only decrypts
+        # (an analyst's key for a ckks statistic) never pays for it (about half of keygen)
+        self._sym: ts.Context | None = None
+        self._sym_built = False
+        self._sym_lock = threading.Lock()
+
+    @property
+    def encryption_mode(self) -> str:
+        """``"symmetric"`` if :meth:`encrypt` uses the secret key (the twin context could be
+        built), else ``"asymmetric"`` (the public key)."""
+        return "symmetric" if self._symmetric() is not None else "asymmetric"
+
+    def _symmetric(self) -> ts.Context | None:
+        """The symmetric twin context, built once, on first use (thread-safe)."""
+        with self._sym_lock:
+            if not self._sym_built:
+                self._sym = self._symmetric_twin()
+                self._sym_built = True
+            return self._sym
 
     def _symmetric_twin(self) -> ts.Context | None:
         # A context proto with encryption_type = SYMMETRIC (field 4 = 1,
@@ -114,7 +132,8 @@ class KeyHolder:
         """
         arr = _as_vector(values)
         _check_magnitude(self.context, arr, "values")
-        ctx = self._sym if self._sym is not None else self.context
+        sym = self._symmetric()
+        ctx = sym if sym is not None else self.context
         return [
             _wrap(self._ident, ts.ckks_vector(ctx, chunk.tolist()))
             for chunk in _chunks(arr, self.preset.slots)

@@ -171,6 +171,34 @@ def test_symmetric_and_public_round_trip(agg: ckks.KeyHolder, agg_pub: ts.Contex
     np.testing.assert_allclose(agg.decrypt(ckks.encrypt_public(agg_pub, x), 1000), x, atol=TOL)
 
 
+def test_the_symmetric_twin_is_built_once_at_the_first_encrypt() -> None:
+    """A key holder that only decrypts never builds its symmetric twin; the first encrypts,
+    from four threads at once, build exactly one, and every ciphertext decrypts."""
+    import threading
+
+    holder = ckks.KeyHolder("aggregate")
+    assert holder._sym is None and not holder._sym_built
+    x = rng_for(109).uniform(-10, 10, 64)
+    out: list[np.ndarray] = []
+    twins: list[object] = []
+    start = threading.Barrier(4)
+
+    def one() -> None:
+        start.wait()
+        cts = holder.encrypt(x)
+        twins.append(holder._sym)
+        out.append(holder.decrypt(cts, x.size))
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(out) == 4 and all(np.allclose(o, x, atol=TOL) for o in out)
+    assert twins[0] is not None and all(t is twins[0] for t in twins)
+    assert holder.encryption_mode == "symmetric"
+
+
 def test_long_vectors_are_chunked(agg: ckks.KeyHolder, agg_pub: ts.Context) -> None:
     rng = rng_for(103)
     n = 2 * agg.preset.slots + 5
