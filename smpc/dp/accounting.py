@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import math
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -70,11 +71,22 @@ DELTA_RANGE: tuple[float, float] = (1e-100, 0.5)
 RHO_RANGE: tuple[float, float] = (1e-12, 1e3)
 
 
+@functools.lru_cache(maxsize=1)
 def _opendp() -> Any:
-    import opendp.prelude as odp
+    """The parts of OpenDP this package uses, as ``odp.m``, ``odp.c``, ``odp.atom_domain``...
+    (the names of ``opendp.prelude``).  Imported module by module: ``opendp.prelude`` also
+    imports ``opendp.extras.sklearn``, which imports scikit-learn and SciPy when they are
+    installed -- measured 3.6 s of every node's and command's start-up here, for nothing."""
+    import opendp.combinators as c
+    import opendp.domains as domains
+    import opendp.measurements as m
+    import opendp.metrics as metrics
+    import opendp.mod as mod
 
-    odp.enable_features("contrib")
-    return odp
+    mod.enable_features("contrib")
+    return types.SimpleNamespace(
+        m=m, c=c, atom_domain=domains.atom_domain, vector_domain=domains.vector_domain,
+        absolute_distance=metrics.absolute_distance, l2_distance=metrics.l2_distance)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -143,3 +143,22 @@ def test_a_malformed_bounds_map_is_refused(bounds):
     string such as "12" is not the pair (1, 2), and a nameless column cannot be clipped."""
     with pytest.raises(InputError, match="bounds"):
         dp.DPRequest(rho=0.1, bounds=bounds)
+
+
+def test_the_accounting_does_not_import_scikit_learn():
+    """``opendp.prelude`` imports ``opendp.extras.sklearn`` and, where it is installed,
+    scikit-learn and SciPy (3.6 s of every node's start-up); the accounting imports only the
+    OpenDP modules it uses -- and still converts (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from smpc.dp import accounting, noise\n"
+            "rho = accounting.rho_from_epsilon(1.0, 1e-6)\n"
+            "assert 0 < rho < 1, rho\n"
+            "assert noise.sample_discrete_gaussian(1.0, 8).shape == (8,)\n"
+            "bad = sorted(m for m in sys.modules if m.startswith(('sklearn', 'opendp.extras')))\n"
+            "assert not bad, bad\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
