@@ -78,7 +78,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 import grpc
 import numpy as np
@@ -88,17 +87,18 @@ from parties.data import filters
 from parties.data.csvfile import describe_dialect
 from parties.data.sources import Table, load_table
 from parties.errors import ColumnRefused, LimitExceeded, PolicyError, SessionError, StorageError
-from parties.node import inference
-from parties.node.jobs import DataOwnerJob, Job, ModelOwnerJob, Outcome, Ready, StatisticJob
+from parties.node import inference, prediction_prepare, statistic_prepare
+from parties.node.checks import printable
+from parties.node.jobs import DataOwnerJob, Job, ModelOwnerJob, Outcome, Ready
 from parties.node.redact import redact
 from parties.node.witnessing import HeadWitnesses
 from parties.pki.certs import load_certificate, load_private_key
 from parties.pki.identity import Identity
 from parties.pki.signed import Signed, SignedRequestError, verify
-from parties.privacy import dp_outputs, exact
+from parties.privacy import exact
 from parties.privacy.guard import PrivacyGuard
 from parties.privacy.ledger import BudgetExceeded, LedgerError
-from parties.privacy.models import ModelGate, ModelUsage, ModelUsageError, Requirements, model_names
+from parties.privacy.models import ModelGate, ModelUsage, ModelUsageError
 from parties.privacy.outputs import load_at_rest_key, load_models, models_dir, write_predictions
 from parties.privacy.policy import PolicyGate, PolicyRequest, caller_uri
 from parties.privacy.replay import SeenRequests
@@ -112,15 +112,12 @@ from parties.transport.control import (
     PrepareDataOwner,
     PrepareModelOwner,
     PrepareStatistic,
-    SessionRole,
 )
 from parties.transport.faults import fault_point, fault_transport, install_fault
 from parties.transport.lifecycle import run_in_foreground
-from parties.transport.requests import SignedPrediction, prediction_of, statistic_of
 from parties.transport.sessions import Session, SessionRegistry, Status
-from smpc import ckks, cost, linear
+from smpc import ckks
 from smpc.errors import InputError, PeerFailure, SmpcError
-from smpc.names import Backend
 from smpc.stats import StatSpec
 
 __all__ = ["PartyNode", "main"]
@@ -134,46 +131,6 @@ MAX_ACTIVE_SESSIONS = 64
 SWEEP_SECONDS = 1.0
 
 
-def _pick_model(models: dict[str, linear.LinearModel], name: str, me: str
-                ) -> tuple[str, linear.LinearModel]:
-    if name:
-        if name not in models:
-            raise InputError(f"{me} has no model {name!r} (models: {', '.join(models) or 'none'})")
-        return name, models[name]
-    if len(models) == 1:
-        return next(iter(models.items()))
-    if not models:
-        raise InputError(f"{me} owns no model")
-    raise InputError(f"{me} owns several models ({', '.join(models)}); name one")
-
-
-def _check_node_role(federation: object, name: str | None, allowed: tuple[str, ...], what: str
-                     ) -> None:
-    """The node given a session role must have a fitting role in the federation config (a
-    statistic's sum goes to a coordinator, never to another party)."""
-    if name is not None and federation.node(name).role not in allowed:  # type: ignore[attr-defined]
-        raise InputError(f"the {what} of a session must be a {' or '.join(allowed)} node, "
-                         f"not {name!r}")
-
-
-def _check_party_count(me: str, min_parties: int, count: int) -> None:
-    """A statistic needs at least ``max(2, min_parties)`` data parties (``policy.min_parties``):
-    a party never contributes a "joint" statistic alone, whatever its policy says."""
-    fewest = max(2, min_parties)
-    if count < fewest:
-        raise PolicyError(f"{me} refuses: a statistic needs at least {fewest} data parties "
-                          f"by its policy (policy.min_parties); this one has {count}")
-
-
-def _check_flood_bits(me: str, least: int, backend: Backend, flood_bits: int) -> None:
-    """A model owner floods the ckks logits it returns with at least ``least`` bits
-    (``policy.min_flood_bits``), whatever the request asks (``ss`` returns no CKKS error)."""
-    if backend == Backend.CKKS and flood_bits < least:
-        raise PolicyError(f"{me} refuses: its policy floods the logits it returns with at "
-                          f"least {least} bits (policy.min_flood_bits); the request asks "
-                          f"for {flood_bits}")
-
-
 def _without_frames(exc: BaseException) -> BaseException:
     """``exc`` with the tracebacks of its chain dropped: they would keep the role's frames --
     its rows, noise and shares -- alive for as long as the session holds the error."""
@@ -184,10 +141,6 @@ def _without_frames(exc: BaseException) -> BaseException:
         e.__traceback__ = None
         e = e.__cause__ or e.__context__
     return exc
-
-
-def _printable(text: str, limit: int) -> str:
-    return "".join(c if c.isprintable() else "?" for c in text[:limit])
 
 
 class PartyNode:
@@ -285,8 +238,8 @@ class PartyNode:
     def _base(self, analyst: str, kind: str, session_id: str, ident: Identity | None
               ) -> PolicyRequest:
         return PolicyRequest(
-            analyst=_printable(analyst, 256), kind=kind, computation=kind,
-            session_id=_printable(session_id, 128), caller=caller_uri(ident),
+            analyst=printable(analyst, 256), kind=kind, computation=kind,
+            session_id=printable(session_id, 128), caller=caller_uri(ident),
             caller_fingerprint=(ident.fingerprint or None) if ident is not None else None)
 
     def describe(self, analyst: str, ident: Identity | None = None) -> Described:
@@ -305,13 +258,13 @@ class PartyNode:
         self._settled(self.guard.record(self._base(analyst, kind, session_id, ident), "refused",
                                         str(redact(exc, self.cfg.name))))
 
-    def _with_filter(self, r: Prepare, req: PolicyRequest) -> PolicyRequest:
+    def with_filter(self, r: Prepare, req: PolicyRequest) -> PolicyRequest:
         if r.filter is None:
             return req
         return replace(req, filter=str(r.filter)[:4096],
                        filter_columns=tuple(sorted(r.filter.columns())))
 
-    def _rows(self, r: Prepare, columns: list[str], req: PolicyRequest
+    def rows(self, r: Prepare, columns: list[str], req: PolicyRequest
               ) -> tuple[np.ndarray | None, int]:
         """The filter's row mask (None: every row) and how many rows it keeps; nothing of
         ``columns`` is selected yet (the policy was applied before)."""
@@ -324,10 +277,10 @@ class PartyNode:
         mask = filters.evaluate(r.filter, self.table)
         return mask, int(np.count_nonzero(mask))
 
-    def _read(self, r: Prepare, columns: list[str], req: PolicyRequest
+    def read(self, r: Prepare, columns: list[str], req: PolicyRequest
               ) -> tuple[np.ndarray, np.ndarray, PolicyRequest]:
         """Read the filtered rows of ``columns`` (the policy was applied before)."""
-        return self._select(columns, req, self._rows(r, columns, req)[0])
+        return self._select(columns, req, self.rows(r, columns, req)[0])
 
     def _select(self, columns: list[str], req: PolicyRequest, mask: np.ndarray | None
                 ) -> tuple[np.ndarray, np.ndarray, PolicyRequest]:
@@ -336,7 +289,7 @@ class PartyNode:
         row_numbers = np.flatnonzero(sel.rows) + 1
         return sel.values, row_numbers, replace(req, n_rows=sel.n_rows)
 
-    def _read_with_gaps(self, r: Prepare, spec: StatSpec, req: PolicyRequest
+    def read_with_gaps(self, r: Prepare, spec: StatSpec, req: PolicyRequest
                         ) -> tuple[np.ndarray, np.ndarray, PolicyRequest]:
         """``missing="skip"``, exact mode: the filtered rows of the spec's columns with NaN
         where a value is missing; the row numbers complete in every column (for the
@@ -346,7 +299,7 @@ class PartyNode:
         values any column's statistic uses (the cohort checked: the complete rows for
         ``cov`` / ``corr`` / ``linreg``)."""
         columns = list(spec.value_columns)
-        mask, _ = self._rows(r, columns, req)
+        mask, _ = self.rows(r, columns, req)
         index = np.arange(self.table.n_rows) if mask is None else np.flatnonzero(mask)
         values = np.empty((index.size, len(columns)), dtype=np.float64)
         for j, name in enumerate(columns):
@@ -368,11 +321,11 @@ class PartyNode:
                                    grpc.StatusCode.RESOURCE_EXHAUSTED)
             signed = self._signed(r, trail)
             if isinstance(r, PrepareStatistic):
-                job, answer = self._prepare_statistic(r, signed, trail)
+                job, answer = statistic_prepare.prepare_statistic(self, r, signed, trail)
             elif isinstance(r, PrepareDataOwner):
-                job, answer = self._prepare_data_owner(r, signed, trail)
+                job, answer = prediction_prepare.prepare_data_owner(self, r, signed, trail)
             elif isinstance(r, PrepareModelOwner):
-                job, answer = self._prepare_model_owner(r, signed, trail)
+                job, answer = prediction_prepare.prepare_model_owner(self, r, signed, trail)
             else:
                 raise InputError(f"{me} cannot prepare a session of kind {r.kind}")
             # a signed request is good for one session: a replay is refused here
@@ -423,233 +376,14 @@ class PartyNode:
                             allowed=fed)
         except SignedRequestError as exc:
             raise PolicyError(f"{me} refuses: {exc}") from None
-        trail.append(replace(trail[-1], analyst=_printable(signed.signer.name, 256),
+        trail.append(replace(trail[-1], analyst=printable(signed.signer.name, 256),
                              request_hash=signed.request_hash,
                              members=tuple(sorted(r.members))))
         if r.analyst != signed.signer.name:
             raise PolicyError(f"{me} refuses: the request is asked in the name of "
-                              f"{_printable(r.analyst, 64)!r} but signed by "
+                              f"{printable(r.analyst, 64)!r} but signed by "
                               f"{signed.signer.name!r}")
         return signed
-
-    def _prepare_statistic(self, r: PrepareStatistic, signed: Signed,
-                           trail: list[PolicyRequest]) -> tuple[Job, Prepared]:
-        me, fed = self.cfg.name, self.cfg.federation
-        spec = r.statistic
-        asked = statistic_of(signed)
-        if asked.spec != spec or asked.where != r.where.strip():
-            raise PolicyError(f"{me} refuses: the statistic it is asked to prepare is not the "
-                              "one the analyst signed")
-        if set(asked.parties) != set(r.roles(SessionRole.PARTY)):
-            raise PolicyError(f"{me} refuses: the session's parties are not the ones the "
-                              "analyst signed")
-        _check_party_count(me, self.cfg.policy.min_parties, len(asked.parties))
-        if spec.backend == Backend.CKKS and signed.context_sha256 is None:
-            raise PolicyError(f"{me} refuses: a ckks statistic must be signed with the "
-                              "analyst's public key")
-        if r.members[me] is not SessionRole.PARTY:
-            raise InputError(f"{me} is not a party of this statistic")
-        hubs = r.roles(SessionRole.RECIPIENT, SessionRole.AGGREGATOR)
-        if len(hubs) != 1:
-            raise InputError("the session must have exactly one recipient or aggregator")
-        hub = hubs[0]
-        _check_node_role(fed, hub, ("coordinator",), "recipient or aggregator")
-        parties = r.roles(SessionRole.PARTY)
-        for name in parties:
-            _check_node_role(fed, name, ("party",), "parties")
-        recipient = hub if spec.backend == Backend.SS else f"{r.analyst} (key holder, via {hub})"
-        req = replace(trail[-1], computation=spec.statistic, backend=spec.backend,
-                      columns=tuple(spec.value_columns), recipient=_printable(recipient, 256),
-                      cost=spec.dp.cost if spec.dp is not None else None)
-        trail.append(req)
-        req = self._with_filter(r, req)
-        trail.append(req)
-        self.policy.check_access(req)               # analyst, columns: nothing read yet
-        spec = self.policy.check_dp(req, spec)      # exact allowed? bounds within the policy
-        if spec.dp is not None:
-            spec.noise_plan(len(parties))           # bounds complete, budget usable
-        # what it would cost, over at most every row of the table (not the filter's count,
-        # which a refusal must not reveal): refused before anything is read or reserved
-        self.policy.check_cost(req, cost.statistic_cost(spec, self.table.n_rows),
-                               rows_public=False)
-        self.guard.precheck_budget(req)             # no budget: refuse before reading rows
-        row_cap = None
-        if spec.dp is None:
-            if spec.skips_missing:
-                rows, numbers, req = self._read_with_gaps(r, spec, req)
-            else:
-                rows, numbers, req = self._read(r, list(spec.value_columns), req)
-            trail.append(req)
-            self.policy.check_cohort(req)           # on the rows actually used
-            # exact mode: refuse a differencing pair (parties.privacy.exact)
-            pol = self.cfg.policy
-            self.exact_history.admit(
-                me=me, analyst=req.analyst, dataset=self.guard.dataset,
-                filter_text=req.filter or "", selected=numbers, n_table=self.table.n_rows,
-                min_difference=pol.min_cohort_size, keep=pol.exact_history)
-        else:  # under DP no decision rests on the exact rows (parties/privacy/dp_outputs.py)
-            row_cap = self.table.n_rows
-            dp_outputs.check_statistic_range(spec, len(parties), row_cap)
-            mask, _ = self._rows(r, list(spec.value_columns), req)
-            rows = dp_outputs.statistic_rows(self.table, spec.value_columns, mask,
-                                             keep_missing=spec.skips_missing)
-        job = StatisticJob(r.tag, spec=spec, rows=rows, parties=parties, hub=hub,
-                           context_sha256=signed.context_sha256, row_cap=row_cap,
-                           min_cell_size=exact.cell_floor(self.cfg.policy, spec))
-        return job, Prepared(spec=spec)
-
-    def _check_prediction(self, r: PrepareDataOwner | PrepareModelOwner, signed: Signed,
-                          role: SessionRole) -> SignedPrediction:
-        """The prediction ``r`` is what the analyst signed: the owners, the filter and every
-        parameter of the inference spec (the flooding aside: the model owner's policy fixes
-        its minimum)."""
-        me = self.cfg.name
-        asked = prediction_of(signed)
-        owners = {SessionRole.DATA_OWNER: asked.data_owner,
-                  SessionRole.MODEL_OWNER: asked.model_owner}
-        if owners[role] != me or any(
-                r.one(x, str(x)) != name for x, name in owners.items()):
-            raise PolicyError(f"{me} refuses: the inference's owners are not the ones the "
-                              "analyst signed")
-        options: dict[str, Any] = {}
-        if asked.feature_bound:
-            options["feature_bound"] = asked.feature_bound
-        elif role is SessionRole.MODEL_OWNER:  # the data owner's choice (inference.py): the
-            # data owner checks on the owners' own channel that this is the bound it chose
-            options["feature_bound"] = r.inference.feature_bound
-        if asked.frac_bits:
-            options["frac_bits"] = asked.frac_bits
-        if asked.ckks_preset:
-            options["ckks_preset"] = asked.ckks_preset
-        spec = r.inference
-        try:
-            expected = linear.InferenceSpec(
-                kind=spec.kind, n_samples=spec.n_samples, n_features=spec.n_features,
-                backend=asked.backend, output=asked.output, flood_bits=spec.flood_bits,
-                **options)
-        except InputError:
-            expected = None
-        if expected != spec or (isinstance(r, PrepareDataOwner)
-                                and r.where.strip() != asked.where):
-            raise PolicyError(f"{me} refuses: the inference it is asked to prepare is not the "
-                              "one the analyst signed")
-        return asked
-
-    def _prepare_data_owner(self, r: PrepareDataOwner, signed: Signed,
-                            trail: list[PolicyRequest]) -> tuple[Job, Prepared]:
-        me, fed = self.cfg.name, self.cfg.federation
-        if r.members[me] is not SessionRole.DATA_OWNER:
-            raise InputError(f"{me} is not the data owner of this inference")
-        asked = self._check_prediction(r, signed, SessionRole.DATA_OWNER)
-        draft = r.inference
-        columns = list(r.features)
-        if not asked.feature_bound:  # the bound its policy declares for these features
-            declared = inference.declared_feature_bound(self.cfg.policy, columns)
-            if declared is not None:
-                draft = replace(draft, feature_bound=declared)
-        req = replace(trail[-1], computation=f"predict-{draft.kind}", backend=draft.backend,
-                      columns=tuple(columns), recipient=f"{me} (data owner)")
-        trail.append(req)
-        req = self._with_filter(r, req)
-        trail.append(req)
-        self.policy.check_access(req)
-        mask, n_rows = self._rows(r, columns, req)  # nothing selected yet
-        key = inference.prediction_key(self.cfg.policy, self.table, asked.key, me)
-        if dp_outputs.hides_inference_size(self.cfg.policy):
-            if asked.missing == "error":  # a refusal would depend on the rows
-                raise PolicyError(f"{me} answers under differential privacy: a row with a "
-                                  "missing feature is left out, never refused (ask with "
-                                  "missing='skip')")
-            job, prepared = self._prepare_padded(r, req, draft, columns, mask, trail,
-                                                 asked.rows)
-            assert isinstance(job, DataOwnerJob)
-            job.key_column = key
-            return job, prepared
-        # the row count is public (the model owner learns it): the estimates may be quoted
-        self.policy.check_cost(req, cost.inference_cost(draft, rows=n_rows), rows_public=True)
-        sel = self.table.select(columns, rows=mask,
-                                missing="error" if asked.missing == "error" else "drop")
-        X, numbers = sel.values, np.flatnonzero(sel.rows) + 1
-        chosen = np.ones(self.table.n_rows, dtype=bool) if mask is None else mask
-        left_out = np.flatnonzero(chosen & ~sel.rows) + 1  # selected, a feature missing
-        req = replace(req, n_rows=sel.n_rows)
-        trail.append(req)
-        self.policy.check_cohort(req)
-        if X.shape[0] == 0:
-            raise InputError(f"no rows of {me} match the filter")
-        spec = replace(draft, n_samples=int(X.shape[0]))
-        linear.check_features(spec, X, columns)
-        model_owner = r.one(SessionRole.MODEL_OWNER, "model owner")
-        dealer = r.optional(SessionRole.DEALER)
-        _check_node_role(fed, model_owner, ("party",), "model owner")
-        _check_node_role(fed, dealer, ("dealer", "coordinator"), "dealer")
-        job = DataOwnerJob(r.tag, spec=spec, rows=X, row_numbers=numbers,
-                           model_owner=model_owner, dealer=dealer, features=tuple(columns),
-                           me=me, key_column=key, left_out=left_out, analyst=req.analyst,
-                           keys=self.ckks_keys)
-        return job, Prepared(spec=spec, n_samples=int(X.shape[0]))
-
-    def _prepare_padded(self, r: PrepareDataOwner, req: PolicyRequest,
-                        draft: linear.InferenceSpec, columns: list[str],
-                        mask: np.ndarray | None, trail: list[PolicyRequest], rows: int = 0
-                        ) -> tuple[Job, Prepared]:
-        """The data owner under a DP policy: the inference runs on a public number of rows (the
-        selected ones, then dummies); no cohort or feature refusal (:mod:`.dp_outputs`).  The
-        size is ``rows`` when the analyst chose one (issue 13: a model owner's
-        ``max_rows_per_request`` below the padded size refused every inference), else the padded
-        size of the table; extra usable rows get no prediction."""
-        size = rows or dp_outputs.padded_rows(self.table.n_rows,
-                                              self.cfg.policy.max_inference_rows)
-        self.policy.check_cost(req, cost.inference_cost(draft, rows=size), rows_public=True)
-        padded = dp_outputs.pad_features(self.table, columns, mask, size, draft.feature_bound)
-        spec = replace(draft, n_samples=size)
-        linear.check_features(spec, padded.features, columns)
-        model_owner = r.one(SessionRole.MODEL_OWNER, "model owner")
-        dealer = r.optional(SessionRole.DEALER)
-        _check_node_role(self.cfg.federation, model_owner, ("party",), "model owner")
-        _check_node_role(self.cfg.federation, dealer, ("dealer", "coordinator"), "dealer")
-        job = DataOwnerJob(r.tag, spec=spec, rows=padded.features,
-                           row_numbers=padded.row_numbers, model_owner=model_owner,
-                           dealer=dealer, public_count=size, features=tuple(columns),
-                           me=self.cfg.name, analyst=req.analyst, keys=self.ckks_keys)
-        return job, Prepared(spec=spec, n_samples=size)
-
-    def _prepare_model_owner(self, r: PrepareModelOwner, signed: Signed,
-                             trail: list[PolicyRequest]) -> tuple[Job, Prepared]:
-        me, fed = self.cfg.name, self.cfg.federation
-        if r.members[me] is not SessionRole.MODEL_OWNER:
-            raise InputError(f"{me} is not the model owner of this inference")
-        asked = self._check_prediction(r, signed, SessionRole.MODEL_OWNER)
-        if asked.model not in ("", r.model):
-            raise PolicyError(f"{me} refuses: the model it is asked to apply is not the one "
-                              "the analyst signed")
-        _check_flood_bits(me, self.cfg.policy.min_flood_bits, r.inference.backend,
-                          r.inference.flood_bits)
-        self.policy.check_access(trail[-1])
-        # the size the request declares: refused before the model is even loaded
-        self.policy.check_cost(trail[-1], cost.inference_cost(r.inference), rows_public=True)
-        data_owner = r.one(SessionRole.DATA_OWNER, "data owner")
-        # the model's own policy (who, rows, usage), before it is loaded; reserved in prepare()
-        analyst, rows = trail[-1].analyst, r.inference.n_samples
-        names = model_names(models_dir(self.cfg))
-        wanted = r.model or (names[0] if len(names) == 1 else "")
-        mp = self.models.precheck(analyst, wanted, rows) if wanted in names else None
-        name, model = _pick_model(load_models(models_dir(self.cfg), self.key, me), r.model, me)
-        if mp is None or name != wanted:
-            mp = self.models.precheck(analyst, name, rows)
-        spec = r.inference
-        trail.append(replace(trail[-1], computation=f"predict-{spec.kind}", backend=spec.backend,
-                             columns=tuple(model.features),
-                             recipient=f"{data_owner} (data owner), model {name}"))
-        linear.check_model(spec, model, noise_std=mp.prediction_noise_std)
-        dealer = r.optional(SessionRole.DEALER)
-        _check_node_role(fed, data_owner, ("party",), "data owner")
-        _check_node_role(fed, dealer, ("dealer", "coordinator"), "dealer")
-        job = ModelOwnerJob(r.tag, spec=spec, model=model, data_owner=data_owner,
-                            dealer=dealer, model_name=name, noise_std=mp.prediction_noise_std,
-                            requirements=Requirements.of(name, model.features, mp,
-                                                         spec.feature_bound).to_bytes())
-        return job, Prepared()
 
     def run(self, session_id: str) -> None:
         """Wait for the session's ``accepted`` audit record and its request's replay record

@@ -2,7 +2,7 @@
 
 ``policy.min_parties`` (never below 2) and ``policy.min_flood_bits`` are checked by every party
 at ``Prepare`` (:meth:`parties.node.party.PartyNode._prepare_statistic` and
-``_prepare_model_owner``), whatever the coordinator sends.  ``test_deviating_coordinator.py``
+``prepare_model_owner``), whatever the coordinator sends.  ``test_deviating_coordinator.py``
 shows both refusals through a whole federation (a one-party statistic, a ckks inference with
 ``flood_bits=0``); these tests pin the decisions themselves at their edges, where a flipped
 comparison or a changed floor would otherwise go unseen (found by mutation testing, target
@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 
 from parties.errors import PolicyError
-from parties.node.party import _check_flood_bits, _check_party_count
+from parties.node.checks import check_flood_bits, check_party_count
 from smpc.names import Backend
 
 
@@ -30,13 +30,13 @@ def test_a_statistic_needs_at_least_the_policys_parties_and_never_fewer_than_two
     """Accepted exactly when ``count >= max(2, min_parties)``; a refusal names the minimum
     and the policy key an operator can change."""
     if accepted:
-        _check_party_count("org-a", min_parties, count)
+        check_party_count("org-a", min_parties, count)
     else:
         fewest = max(2, min_parties)
         with pytest.raises(PolicyError, match=rf"org-a refuses: a statistic needs at least "
                                               rf"{fewest} data parties .*policy.min_parties.*"
                                               rf"has {count}$"):
-            _check_party_count("org-a", min_parties, count)
+            check_party_count("org-a", min_parties, count)
 
 
 @pytest.mark.parametrize(("backend", "least", "flood_bits", "accepted"), [
@@ -50,9 +50,9 @@ def test_a_model_owner_floods_ckks_logits_with_at_least_its_policys_bits(
     """Accepted exactly when the backend is ``ss`` or ``flood_bits >= least``; a refusal names
     both numbers and ``policy.min_flood_bits``."""
     if accepted:
-        _check_flood_bits("org-b", least, backend, flood_bits)
+        check_flood_bits("org-b", least, backend, flood_bits)
     else:
         with pytest.raises(PolicyError, match=rf"org-b refuses: .* at least {least} bits "
                                               rf"\(policy.min_flood_bits\); the request asks "
                                               rf"for {flood_bits}$"):
-            _check_flood_bits("org-b", least, backend, flood_bits)
+            check_flood_bits("org-b", least, backend, flood_bits)
