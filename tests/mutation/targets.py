@@ -77,6 +77,7 @@ TARGETS: tuple[Target, ...] = (
             "PrivacyCost.__add__", "compose", "cost_from_request", "effective_rho",
             "_check_rho", "_check_delta", "_check_epsilon"),
            ("tests/unit/test_dp_edges.py", "tests/unit/test_dp_contract.py",
+            "tests/unit/test_dp_plan_contracts.py",
             "tests/unit/test_dp.py", "tests/unit/test_dp_released_noise.py",
             "tests/unit/test_stats_dp.py"),
            more=(("smpc/dp/request.py",
