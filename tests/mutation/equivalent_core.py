@@ -154,6 +154,19 @@ EQUIVALENT_CORE: dict[str, str] = {
     "fbcc1263c2": "noisy_ckks_values dropping dtype=float64 on the noise: the grid-rounded "
                   "float64 values plus an integer or float noise array is the same float64 "
                   "sum (smpc/dp/noise.py)",
+    "05e8a64a88": "lattice_sigmas' zip(blocks, sensitivities) without strict=True (the keyword "
+                  "deleted): sensitivities returns one value per block of the same pass plan "
+                  "(smpc/dp/planning.py)",
+    "4a0caeffec": "pass2_widths dropping dtype=float64 on the bounds: DPRequest stores every "
+                  "bound as a float, and the widths are float64 for integer bounds too "
+                  "(smpc/dp/planning.py)",
+    "e1b4956c49": "the bisection's convergence tolerance 2e-12 for 1e-12: rho_from_epsilon's "
+                  "answer moves by at most 1e-12 relative, below what OpenDP's own "
+                  "floating-point map resolves, so no budget comparison can tell "
+                  "(smpc/dp/accounting.py)",
+    "7d5d79eaf0": "'hi + lo' for 'hi - lo' in the bisection's convergence test: never true, so "
+                  "the loop runs its 200 steps and stops at float precision, narrower than the "
+                  "1e-12 relative it promises (smpc/dp/accounting.py)",
     # dp, aggregate
     "5b608a4b54": "add_ring_noise's overflow test with z > 0 for z >= 0: the two differ only "
                   "at z = 0, where the total is the encoded value itself, so 'the total's sign "

@@ -56,6 +56,21 @@ def test_calibration_refuses_a_budget_too_large_for_the_lattice_and_accepts_the_
     assert sigma == pytest.approx(3.0, rel=1e-3)
 
 
+def test_calibration_at_one_lattice_step_still_covers_the_kls_term():
+    """At a share of exactly one lattice step KLS21's tau is about 5e-4 -- no longer
+    negligible: the returned sigma must satisfy the bound with tau at its *own* share
+    (tau decreases in sigma; the code evaluates it at the smaller sigma0), and a share of 0.9
+    steps is refused even though the room left is ample."""
+    honest, dim, rho = 3, 4, 0.5
+    sens = math.sqrt(honest)                       # sigma0 = sqrt(3): a share of 1.0 step
+    sigma = planning._calibrate(sens, rho, dim, honest)
+    tau = planning.kls_tau(sigma / math.sqrt(honest), honest)
+    assert tau > 1e-4
+    assert (sens / sigma + math.sqrt(dim) * tau) ** 2 / 2 <= rho * (1 + 1e-12)
+    with pytest.raises(InputError, match="below one lattice step"):
+        planning._calibrate(0.9 * math.sqrt(2), rho, 1, 2)  # share 0.9 steps
+
+
 def test_the_divisor_is_checked_with_its_own_sentences():
     for bad, message in (("ten", "divisor must be a number"),
                          (None, "divisor must be a number"),
@@ -121,3 +136,25 @@ def test_a_bound_that_is_not_a_pair_is_named_as_such():
     for pair in ("ab", [1.0, 2.0, 3.0], [4.0]):
         with pytest.raises(InputError, match=r"the bounds of column 'x' must be a pair"):
             dp.DPRequest(rho=0.5, bounds={"x": pair})  # type: ignore[dict-item]
+
+
+def test_a_private_histogram_skipping_gaps_has_a_missing_cell_per_column():
+    """bins + below + above + the missing cell, per column, after the count; one row moves
+    the count and one cell per column, so the sensitivity stays sqrt(1 + k)."""
+    spec = stats.StatSpec("histogram", ("x", "y"), edges=(0.0, 1.0, 2.0, 5.0), missing="skip")
+    p = dp.plan(spec, request(), 3)
+    (block,) = p.pass_plan(1).blocks
+    assert p.pass_plan(1).length == 1 + 2 * (3 + 2 + 1)
+    assert block.sensitivity == pytest.approx(math.sqrt(3))
+    plain = dp.plan(stats.StatSpec("histogram", ("x", "y"), edges=(0.0, 1.0, 2.0, 5.0)),
+                    request(), 3)
+    assert plain.pass_plan(1).length == 1 + 2 * (3 + 2)
+
+
+def test_the_shift_of_a_statistic_without_bounds_and_mismatched_noise_are_refused():
+    hist = dp.plan(stats.StatSpec("histogram", ("x",), edges=(0.0, 1.0)), request(), 3)
+    with pytest.raises(InputError, match="has no clipping bounds"):
+        dp.postprocess_shift(hist, np.array([1.0]))
+    p = dp.plan(stats.StatSpec("sum", ("x",), backend="ckks"), request(), 3)
+    with pytest.raises(InputError, match=r"noise of shape \(1,\) for values of shape \(3,\)"):
+        dp.noisy_ckks_values(p, np.ones(3), np.zeros(1))  # would broadcast silently
