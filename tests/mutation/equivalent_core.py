@@ -167,6 +167,9 @@ EQUIVALENT_CORE: dict[str, str] = {
     "7d5d79eaf0": "'hi + lo' for 'hi - lo' in the bisection's convergence test: never true, so "
                   "the loop runs its 200 steps and stops at float precision, narrower than the "
                   "1e-12 relative it promises (smpc/dp/accounting.py)",
+    "0aedbfd397": "epsilon_from_rho's early 'return 0.0' for rho = 0 dropped: OpenDP's "
+                  "privacy profile of a map with distance 0 answers epsilon 0 as well "
+                  "(smpc/dp/accounting.py)",
     # dp, aggregate
     "5b608a4b54": "add_ring_noise's overflow test with z > 0 for z >= 0: the two differ only "
                   "at z = 0, where the total is the encoded value itself, so 'the total's sign "
