@@ -132,9 +132,12 @@ def test_noisy_ckks_values_are_the_grid_rounded_values_plus_the_noise_given():
         dp.noisy_ckks_values(ss, values, noise)
 
 
-def test_a_bound_that_is_not_a_pair_is_named_as_such():
+def test_a_bound_that_is_not_a_pair_of_numbers_is_named_as_such():
     for pair in ("ab", [1.0, 2.0, 3.0], [4.0]):
         with pytest.raises(InputError, match=r"the bounds of column 'x' must be a pair"):
+            dp.DPRequest(rho=0.5, bounds={"x": pair})  # type: ignore[dict-item]
+    for pair in (["lo", "hi"], [None, 1.0], [0.0, {}]):
+        with pytest.raises(InputError, match=r"the bounds of column 'x' must be numbers"):
             dp.DPRequest(rho=0.5, bounds={"x": pair})  # type: ignore[dict-item]
 
 
