@@ -170,6 +170,9 @@ EQUIVALENT_CORE: dict[str, str] = {
     "0aedbfd397": "epsilon_from_rho's early 'return 0.0' for rho = 0 dropped: OpenDP's "
                   "privacy profile of a map with distance 0 answers epsilon 0 as well "
                   "(smpc/dp/accounting.py)",
+    "f47d41f068": "'<' for '<=' in _calibrate's 'room <= target / 2' refusal: the two differ "
+                  "only when sqrt(d) tau is exactly half the target, a floating-point "
+                  "coincidence (smpc/dp/planning.py)",
     # dp, aggregate
     "5b608a4b54": "add_ring_noise's overflow test with z > 0 for z >= 0: the two differ only "
                   "at z = 0, where the total is the encoded value itself, so 'the total's sign "

@@ -161,3 +161,20 @@ def test_the_shift_of_a_statistic_without_bounds_and_mismatched_noise_are_refuse
     p = dp.plan(stats.StatSpec("sum", ("x",), backend="ckks"), request(), 3)
     with pytest.raises(InputError, match=r"noise of shape \(1,\) for values of shape \(3,\)"):
         dp.noisy_ckks_values(p, np.ones(3), np.zeros(1))  # would broadcast silently
+
+
+def test_ring_noise_given_as_integral_floats_is_taken_as_ulps():
+    """``add_ring_noise`` adds int64 ulps; noise handed over as integral floats is cast to
+    them, never reinterpreted bit for bit (the sum is the exact ring sum)."""
+    enc = np.array([5, 2**40, 0], dtype=np.uint64)
+    got = dp.add_ring_noise(enc, np.array([3.0, -5.0, -1.0]), headroom=3)
+    want = (enc.view(np.int64) + np.array([3, -5, -1], dtype=np.int64)).view(np.uint64)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_a_lattice_the_fixed_point_codec_cannot_hold_is_refused():
+    p = dp.plan(stats.StatSpec("sum", ("x",)), request(), 3)
+    pp = p.pass_plan(1)
+    for bits in (-1, 64, 200):
+        with pytest.raises(InputError):
+            dp.party_noise(p, 1, pp.length, "ss", frac_bits=bits)
