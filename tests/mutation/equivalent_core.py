@@ -140,9 +140,14 @@ EQUIVALENT_CORE: dict[str, str] = {
     "d095a74bd2": "pass2_widths dropping dtype=float64 on the shift: an integer shift is "
                   "promoted to float64 by the arithmetic with the float64 bounds, and "
                   "np.isfinite accepts integers (smpc/dp/planning.py)",
-    "7d0bb9ab39": "clip_rows dropping dtype=float64 on the bounds: DPRequest stores every bound "
-                  "as a float, and np.clip of the float64 rows promotes int bounds anyway "
+    "7d0bb9ab39": "clip_rows dropping dtype=float64 on the rows: a party's rows are float64 "
+                  "already (the table's columns), and np.clip against the float64 bounds "
+                  "returns float64 for integer rows too (smpc/dp/planning.py)",
+    "e9093f391b": "clip_rows dropping dtype=float64 on the bounds: DPRequest stores every bound "
+                  "as a float, and np.clip of the float64 rows promotes integer bounds anyway "
                   "(smpc/dp/planning.py)",
+    "39663ffdb6": "add_ring_noise dropping dtype=uint64 on the encoded vector: it is always the "
+                  "codec's uint64 array, which np.asarray keeps as it is (smpc/dp/noise.py)",
     "9460afde60": "postprocess_pass1's np.array(..., copy=True) without copy=True: np.array "
                   "copies by default (smpc/dp/postprocess.py)",
     "35edb29ba9": "postprocess_shift dropping dtype=float64 on the shift: np.clip against the "

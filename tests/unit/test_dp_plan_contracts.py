@@ -178,3 +178,13 @@ def test_a_lattice_the_fixed_point_codec_cannot_hold_is_refused():
     for bits in (-1, 31, 40, 64):  # the codec holds 0..30 (products need 2 * bits < 63)
         with pytest.raises(InputError, match="frac_bits must be between 0 and 30"):
             dp.party_noise(p, 1, pp.length, "ss", frac_bits=bits)
+    for bits in (20.5, True, "20"):
+        with pytest.raises(InputError, match="frac_bits must be an integer"):
+            dp.party_noise(p, 1, pp.length, "ss", frac_bits=bits)  # type: ignore[arg-type]
+
+
+def test_the_headroom_of_the_ring_check_is_at_least_one_party():
+    enc = np.zeros(2, dtype=np.uint64)
+    for headroom in (0.5, 0.0, math.inf, math.nan):
+        with pytest.raises(InputError, match="headroom must be a finite number >= 1"):
+            dp.add_ring_noise(enc, np.zeros(2, dtype=np.int64), headroom=headroom)
