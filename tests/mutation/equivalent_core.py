@@ -178,6 +178,10 @@ EQUIVALENT_CORE: dict[str, str] = {
     "f47d41f068": "'<' for '<=' in _calibrate's 'room <= target / 2' refusal: the two differ "
                   "only when sqrt(d) tau is exactly half the target, a floating-point "
                   "coincidence (smpc/dp/planning.py)",
+    "480ea74b2e": "'<' for '<=' when the bisection compares the midpoint's epsilon with the "
+                  "target: they differ only when OpenDP's conversion of the midpoint equals "
+                  "epsilon exactly, and then either half keeps the answer within 1e-12 "
+                  "(smpc/dp/accounting.py)",
     # dp, aggregate
     "5b608a4b54": "add_ring_noise's overflow test with z > 0 for z >= 0: the two differ only "
                   "at z = 0, where the total is the encoded value itself, so 'the total's sign "
