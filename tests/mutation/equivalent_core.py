@@ -182,6 +182,12 @@ EQUIVALENT_CORE: dict[str, str] = {
                   "target: they differ only when OpenDP's conversion of the midpoint equals "
                   "epsilon exactly, and then either half keeps the answer within 1e-12 "
                   "(smpc/dp/accounting.py)",
+    "50f9fe72ab": "'<' for '<=' in the bisection's convergence test: they differ only when "
+                  "hi - lo equals 1e-12 lo exactly, and one more halving keeps the answer within "
+                  "the promised 1e-12 (smpc/dp/accounting.py)",
+    "0ed5c6e52b": "delta_from_rho's early 'return 0.0' for rho = 0 dropped: OpenDP's privacy "
+                  "profile of a map with distance 0 answers delta 0 as well "
+                  "(smpc/dp/accounting.py)",
     # dp, aggregate
     "5b608a4b54": "add_ring_noise's overflow test with z > 0 for z >= 0: the two differ only "
                   "at z = 0, where the total is the encoded value itself, so 'the total's sign "
