@@ -188,3 +188,13 @@ def test_the_headroom_of_the_ring_check_is_at_least_one_party():
     for headroom in (0.5, 0.0, math.inf, math.nan):
         with pytest.raises(InputError, match="headroom must be a finite number >= 1"):
             dp.add_ring_noise(enc, np.zeros(2, dtype=np.int64), headroom=headroom)
+
+
+def test_post_processing_never_writes_into_the_callers_sum():
+    """``postprocess_pass1`` returns a new array: the noisy sum the caller holds (and may
+    log or compare) keeps its value, and an integer sum is accepted too."""
+    p = dp.plan(stats.StatSpec("var", ("x", "y")), request(), 3)
+    summed = np.array([-4.0, 12.5, -3.0], dtype=np.float64)
+    out = dp.postprocess_pass1(p, summed)
+    assert out[0] == 2.0 and summed[0] == -4.0  # the count floored at ddof + 1, a copy
+    np.testing.assert_array_equal(dp.postprocess_pass1(p, np.array([5, 1, 2])), [5.0, 1.0, 2.0])
