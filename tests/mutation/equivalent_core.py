@@ -188,6 +188,9 @@ EQUIVALENT_CORE: dict[str, str] = {
     "0ed5c6e52b": "delta_from_rho's early 'return 0.0' for rho = 0 dropped: OpenDP's privacy "
                   "profile of a map with distance 0 answers delta 0 as well "
                   "(smpc/dp/accounting.py)",
+    "62fd0483b9": "postprocess_pass1 dropping dtype=float64: the noisy pass-1 sum it gets is "
+                  "always the codec's float64 decode (ss) or the key holder's float64 release "
+                  "(ckks), so the copy is float64 either way (smpc/dp/postprocess.py)",
     # dp, aggregate
     "5b608a4b54": "add_ring_noise's overflow test with z > 0 for z >= 0: the two differ only "
                   "at z = 0, where the total is the encoded value itself, so 'the total's sign "
