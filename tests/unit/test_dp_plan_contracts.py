@@ -198,3 +198,15 @@ def test_post_processing_never_writes_into_the_callers_sum():
     out = dp.postprocess_pass1(p, summed)
     assert out[0] == 2.0 and summed[0] == -4.0  # the count floored at ddof + 1, a copy
     np.testing.assert_array_equal(dp.postprocess_pass1(p, np.array([5, 1, 2])), [5.0, 1.0, 2.0])
+
+
+def test_party_noise_takes_the_pass_length_as_an_integer_only():
+    """A length that equals the pass's but is a bool or a float is refused, not coerced."""
+    count = dp.plan(stats.StatSpec("count", ("x",)), request(), 3)
+    assert count.pass_plan(1).length == 1
+    total = dp.plan(stats.StatSpec("sum", ("x",)), request(), 3)
+    n = total.pass_plan(1).length
+    for plan_, length in ((count, True), (total, float(n)), (total, n + 1)):
+        with pytest.raises(InputError, match="under differential privacy, not"):
+            dp.party_noise(plan_, 1, length, "ss")  # type: ignore[arg-type]
+    assert dp.party_noise(total, 1, np.int64(n), "ss").shape == (n,)
