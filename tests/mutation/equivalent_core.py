@@ -191,6 +191,17 @@ EQUIVALENT_CORE: dict[str, str] = {
     "62fd0483b9": "postprocess_pass1 dropping dtype=float64: the noisy pass-1 sum it gets is "
                   "always the codec's float64 decode (ss) or the key holder's float64 release "
                   "(ckks), so the copy is float64 either way (smpc/dp/postprocess.py)",
+    "5b01a415b2": "party_noise's zip(blocks, sigmas) with strict=True deleted: lattice_sigmas "
+                  "returns exactly one sigma per block of the same pass plan "
+                  "(smpc/dp/noise.py)",
+    "265817b16b": "epsilon_from_rho's re-raise of an OpenDP error other than overflow dropped "
+                  "(it would return inf instead): rho and delta are validated first, and for "
+                  "those OpenDP's Gaussian profile fails only by overflow "
+                  "(smpc/dp/accounting.py)",
+    "2f32c2b32c": "delta_from_rho's re-raise of an OpenDP error other than overflow dropped "
+                  "(it would return 1 instead): rho and epsilon are validated first, and for "
+                  "those OpenDP's Gaussian profile fails only by overflow "
+                  "(smpc/dp/accounting.py)",
     # dp, aggregate
     "5b608a4b54": "add_ring_noise's overflow test with z > 0 for z >= 0: the two differ only "
                   "at z = 0, where the total is the encoded value itself, so 'the total's sign "
