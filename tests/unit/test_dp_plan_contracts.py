@@ -210,3 +210,11 @@ def test_party_noise_takes_the_pass_length_as_an_integer_only():
         with pytest.raises(InputError, match="under differential privacy, not"):
             dp.party_noise(plan_, 1, length, "ss")  # type: ignore[arg-type]
     assert dp.party_noise(total, 1, np.int64(n), "ss").shape == (n,)
+
+
+def test_passes_are_numbered_from_one():
+    p = dp.plan(stats.StatSpec("var", ("x", "y")), request(), 3)
+    assert [p.pass_plan(i).index for i in (1, 2)] == [1, 2]
+    for bad in (0, 3, -1, True):
+        with pytest.raises(InputError, match=r"has pass\(es\) 1\.\.2"):
+            p.pass_plan(bad)  # type: ignore[arg-type]
