@@ -202,6 +202,10 @@ EQUIVALENT_CORE: dict[str, str] = {
                   "(it would return 1 instead): rho and epsilon are validated first, and for "
                   "those OpenDP's Gaussian profile fails only by overflow "
                   "(smpc/dp/accounting.py)",
+    "dc8858b70e": "reshape(-2, 2) for reshape(-1, 2) of the bounds in clip_rows: numpy reads any "
+                  "negative size as the one unknown dimension (smpc/dp/planning.py)",
+    "02ef395d0f": "noisy_ckks_values dropping dtype=float64 on the values: divided by the float "
+                  "grid, integer values give the same float64 result (smpc/dp/noise.py)",
     # dp, aggregate
     "5b608a4b54": "add_ring_noise's overflow test with z > 0 for z >= 0: the two differ only "
                   "at z = 0, where the total is the encoded value itself, so 'the total's sign "

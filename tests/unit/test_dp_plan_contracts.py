@@ -218,3 +218,18 @@ def test_passes_are_numbered_from_one():
     for bad in (0, 3, -1, True):
         with pytest.raises(InputError, match=r"has pass\(es\) 1\.\.2"):
             p.pass_plan(bad)  # type: ignore[arg-type]
+
+
+def test_remaining_refusals_and_the_real_unit_sigmas():
+    """A noise vector of the wrong shape is refused (not broadcast); a draw count must be a
+    non-negative integer; a block's noise std in real units barely depends on the lattice
+    asked for (only the rounding floor of a finer lattice is smaller)."""
+    with pytest.raises(InputError, match=r"noise of shape \(1,\) for a vector of shape \(3,\)"):
+        dp.add_ring_noise(np.zeros(3, dtype=np.uint64), np.zeros(1, dtype=np.int64),
+                          headroom=3)
+    for count in (True, 2.0, -1, "3"):
+        with pytest.raises(InputError, match="count must be a non-negative integer"):
+            dp.sample_discrete_gaussian(1.0, count)  # type: ignore[arg-type]
+    p = dp.plan(stats.StatSpec("sum", ("x",)), request(), 3)
+    finer = p.sigmas(1, frac_bits=p.pass_plan(1).lattice_bits + 4)
+    assert finer == pytest.approx(p.sigmas(1), rel=0.01)
