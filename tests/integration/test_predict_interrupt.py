@@ -57,9 +57,17 @@ def test_ctrl_c_in_smpc_predict_leaves_no_output_file(tmp_path):
                                    env={"SMPC_FAULT": f"stall:mid-run:{STALL}"})]
             for f in started:
                 f.result()
+        # Ctrl-C as a terminal delivers it: SIGINT raising KeyboardInterrupt in the command,
+        # whatever this test runner's own disposition (an ignored SIGINT is inherited across
+        # exec, and Python then installs no handler: the command would never see Ctrl-C)
+        argv = ["smpc", "predict", "--federation", str(directory), "--data-owner", "org-a",
+                "--model-owner", "org-c", "--timeout", "60"]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "parties.cli", "predict", "--federation", str(directory),
-             "--data-owner", "org-a", "--model-owner", "org-c", "--timeout", "60"],
+            [sys.executable, "-c",
+             "import runpy, signal, sys\n"
+             "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+             f"sys.argv = {argv!r}\n"
+             "runpy.run_module('parties.cli', run_name='__main__', alter_sys=True)\n"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
