@@ -117,15 +117,22 @@ def prepare_data_owner(node: PartyNode, r: PrepareDataOwner, signed: Signed,
         raise InputError(f"no rows of {me} match the filter")
     spec = replace(draft, n_samples=int(X.shape[0]))
     linear.check_features(spec, X, columns)
-    model_owner = r.one(SessionRole.MODEL_OWNER, "model owner")
-    dealer = r.optional(SessionRole.DEALER)
-    check_node_role(fed, model_owner, ("party",), "model owner")
-    check_node_role(fed, dealer, ("dealer", "coordinator"), "dealer")
+    model_owner, dealer = _data_owner_peers(fed, r)
     job = DataOwnerJob(r.tag, spec=spec, rows=X, row_numbers=numbers,
                        model_owner=model_owner, dealer=dealer, features=tuple(columns),
                        me=me, key_column=key, left_out=left_out, analyst=req.analyst,
                        keys=node.ckks_keys)
     return job, Prepared(spec=spec, n_samples=int(X.shape[0]))
+
+
+def _data_owner_peers(fed: Any, r: PrepareDataOwner) -> tuple[str, str | None]:
+    """The inference's model owner (a party) and its dealer, if any (a dealer or the
+    coordinator), as the session names them, each checked against the federation."""
+    model_owner = r.one(SessionRole.MODEL_OWNER, "model owner")
+    dealer = r.optional(SessionRole.DEALER)
+    check_node_role(fed, model_owner, ("party",), "model owner")
+    check_node_role(fed, dealer, ("dealer", "coordinator"), "dealer")
+    return model_owner, dealer
 
 
 def _prepare_padded(node: PartyNode, r: PrepareDataOwner, req: PolicyRequest,
@@ -143,10 +150,7 @@ def _prepare_padded(node: PartyNode, r: PrepareDataOwner, req: PolicyRequest,
     padded = dp_outputs.pad_features(node.table, columns, mask, size, draft.feature_bound)
     spec = replace(draft, n_samples=size)
     linear.check_features(spec, padded.features, columns)
-    model_owner = r.one(SessionRole.MODEL_OWNER, "model owner")
-    dealer = r.optional(SessionRole.DEALER)
-    check_node_role(node.cfg.federation, model_owner, ("party",), "model owner")
-    check_node_role(node.cfg.federation, dealer, ("dealer", "coordinator"), "dealer")
+    model_owner, dealer = _data_owner_peers(node.cfg.federation, r)
     job = DataOwnerJob(r.tag, spec=spec, rows=padded.features,
                        row_numbers=padded.row_numbers, model_owner=model_owner,
                        dealer=dealer, public_count=size, features=tuple(columns),
