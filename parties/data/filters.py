@@ -560,12 +560,16 @@ _NUMPY_OPS = {
 def evaluate(expr: Expr | str, table: Table | Mapping[str, Any]) -> np.ndarray:
     """The boolean row mask (length ``table.n_rows``) of rows for which ``expr`` is true.
 
-    ``table`` is a :class:`parties.data.sources.Table` or a mapping of column names to arrays;
-    ``expr`` may be given as text (parsed with the default limits). Unknown columns, and columns
-    that cannot be compared as asked, raise :class:`FilterError`.
+    ``table`` is a :class:`parties.data.sources.Table`, a mapping of column names to arrays, or
+    a SQL engine's table (:class:`parties.data.sql.table.SqlTable`: the filter is compiled to
+    SQL with bound parameters and runs in the engine); ``expr`` may be given as text (parsed
+    with the default limits). Unknown columns, and columns that cannot be compared as asked,
+    raise :class:`FilterError`.
     """
     if isinstance(expr, str):
         expr = parse(expr)
+    if hasattr(table, "row_mask"):  # a SQL engine's table: the filter runs there, bound
+        return np.asarray(table.row_mask(expr), dtype=bool)
     tbl = table if isinstance(table, Table) else Table.from_arrays(table)
     check_columns(expr, tbl.columns)
     from parties.data.filter_eval import _eval  # it imports this module's syntax tree

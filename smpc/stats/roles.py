@@ -24,15 +24,12 @@ from smpc.names import Backend
 from smpc.stats import bounds
 from smpc.stats.finishing import finish, shift_from_pass1
 from smpc.stats.local import (
-    _check_rows,
-    local_pass1,
-    local_pass2,
-    local_spread,
     moment_divisor,
     pass1_length,
     pass2_length,
     suppress_small_cells,
 )
+from smpc.stats.rowsource import LocalRows, local_rows
 from smpc.stats.spec import StatResult, StatSpec
 from smpc.transport import Transport, pack_json, unpack_json
 
@@ -48,7 +45,7 @@ __all__ = [
 def run_party(
     t: Transport,
     spec: StatSpec,
-    rows: np.ndarray,
+    rows: np.ndarray | LocalRows,
     *,
     parties: Sequence[str],
     recipient: str,
@@ -81,11 +78,15 @@ def run_party(
     (:func:`~smpc.stats.local.suppress_small_cells`), so no released cell is in
     ``1 .. min_cell_size - 1``.
 
+    ``rows``: the party's selected rows as a matrix (``n x k``, NaN = missing) or any
+    :class:`~smpc.stats.rowsource.LocalRows` (an engine that computes the local aggregates
+    itself, e.g. in SQL, so the rows never need to fit in memory).
+
     The role checks :meth:`~smpc.transport.Transport.check_cancelled` before and after
     its local aggregation, between chunks of noise draws and before each message.
     """
     t.check_cancelled()  # pragma: no mutate (liveness only)
-    rows = _check_rows(spec, rows)
+    source = local_rows(spec, rows)
     plan = spec.noise_plan(len(parties))
     if plan is not None and row_cap is not None:
         dp.check_pass_range(plan, 1, row_cap, frac_bits=spec.codec.frac_bits)
@@ -93,9 +94,8 @@ def run_party(
         # suppression is a data-dependent change of a cell by up to min_cell_size rows: it
         # would void the noise plan's sensitivity, and DP needs no suppression
         raise InputError("small cells are suppressed in exact answers only, not under DP")
-    if plan is not None and plan.bounds is not None:
-        rows = dp.clip_rows(rows, plan.bounds)
-    values = suppress_small_cells(spec, local_pass1(spec, rows), min_cell_size)
+    clip = plan.bounds if plan is not None else None
+    values = suppress_small_cells(spec, source.pass1(spec, clip), min_cell_size)
     t.check_cancelled()  # pragma: no mutate (liveness only)
     noise = None if plan is None else dp.party_noise(plan, 1, values.size, spec.backend,
                                                      check=t.check_cancelled)
@@ -121,13 +121,13 @@ def run_party(
         t.check_cancelled()  # pragma: no mutate (liveness only)
         scale = None
         if plan is None:  # exact answers: the spread pass picks the public scale
-            _contribute(t, spec, local_spread(spec, rows, shift, total), None, None, 1,
+            _contribute(t, spec, source.spread(spec, shift, total), None, None, 1,
                         parties, recipient, f"{tag}/spread", public_context, spec.codec)
             doc = unpack_json(t.recv(recipient, f"{tag}/scale"))
             scale = bounds.check_scale(doc.get("scale") if isinstance(doc, dict) else None,
                                        len(spec.value_columns))
         t.check_cancelled()  # pragma: no mutate (liveness only)
-        values = local_pass2(spec, rows, shift, total, scale)
+        values = source.pass2(spec, shift, total, scale, clip)
         t.check_cancelled()  # pragma: no mutate (liveness only)
         noise = None if plan is None else dp.party_noise(
             plan, 2, values.size, spec.backend, divisor=moment_divisor(spec, total), shift=shift,

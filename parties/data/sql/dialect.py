@@ -1,0 +1,77 @@
+"""What differs between the SQL engines a party's data may live in (DuckDB, PostgreSQL, Spark).
+
+Every value a request brings reaches SQL as a bound parameter (:meth:`Dialect.param`); the only
+text spliced into a statement is an identifier of the party's own table, quoted by
+:meth:`Dialect.ident` after it was found among the table's columns, and numbers the node itself
+formats from validated floats and integers (:meth:`Dialect.number`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["DUCKDB", "POSTGRES", "SPARK", "Dialect"]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one engine spells the few things the generated SQL needs.
+
+    ``placeholder``: ``"?"`` (positional, DuckDB), ``"%s"`` (psycopg) or ``":p"`` (named
+    ``:p0, :p1 ..``, Spark); ``quote``: the identifier quote character; ``double``: the
+    float64 type; ``exact_sum``: a format with ``{x}`` for a float64 sum that is accurate to
+    the last bits (DuckDB's Kahan-Babuska ``fsum``, PostgreSQL's ``numeric``), or a plain
+    ``SUM`` where the engine has none; ``is_nan``: a condition with ``{x}`` true where ``x``
+    is NaN."""
+
+    name: str
+    placeholder: str
+    quote: str
+    double: str
+    exact_sum: str
+    is_nan: str
+
+    def param(self, index: int) -> str:
+        """The placeholder of the ``index``-th bound parameter (0-based)."""
+        if self.placeholder == ":p":
+            return f":p{index}"
+        return self.placeholder
+
+    def ident(self, name: str) -> str:
+        """``name`` quoted as an identifier (the quote character doubled inside).  Callers pass
+        only names of the party's own columns, never a request's text unchecked."""
+        if "\x00" in name:
+            raise ValueError("an identifier cannot contain a NUL character")
+        q = self.quote
+        return q + name.replace(q, q + q) + q
+
+    def number(self, value: float | int) -> str:
+        """A finite number the node itself chose (a count, an index), as a SQL literal."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"not a number: {type(value).__name__}")
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise ValueError("only finite numbers are written into SQL")
+            return f"CAST({value!r} AS {self.double})"
+        return str(int(value))
+
+    def sum(self, expr: str) -> str:
+        """The accurate float64 sum of ``expr`` (NULLs skipped), 0 over no rows."""
+        return f"COALESCE({self.exact_sum.format(x=expr)}, CAST(0 AS {self.double}))"
+
+    def number_or_null(self, expr: str) -> str:
+        """Float64 ``expr`` with NaN as NULL (a missing value, as the memory engine's NaN)."""
+        x = f"CAST({expr} AS {self.double})"
+        return f"(CASE WHEN {self.is_nan.format(x=x)} THEN NULL ELSE {x} END)"
+
+
+# DuckDB 2.0: "isnan" is folded to false from a Parquet column's min/max statistics, which
+# leave NaN out (the engine also disables that optimiser: parties.data.sql.duck)
+DUCKDB = Dialect("duckdb", "?", '"', "DOUBLE", "fsum({x})",
+                 "(NOT isfinite({x}) AND NOT isinf({x}))")
+# PostgreSQL orders NaN above every number and equal to itself
+POSTGRES = Dialect("postgresql", "%s", '"', "DOUBLE PRECISION",
+                   "CAST(SUM(CAST({x} AS NUMERIC)) AS DOUBLE PRECISION)",
+                   "{x} = CAST('NaN' AS DOUBLE PRECISION)")
+SPARK = Dialect("spark", ":p", "`", "DOUBLE", "SUM({x})", "isnan({x})")

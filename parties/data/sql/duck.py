@@ -1,0 +1,217 @@
+"""DuckDB as a party's local engine: its CSV, Parquet or DuckDB file, scanned where it lies.
+
+:func:`open_duckdb` opens the party's file in an embedded DuckDB and builds the canonical view
+(:mod:`parties.data.sql.table`):
+
+* **Parquet**: a view over the file (``read_parquet``, the file's own row numbers): nothing is
+  copied, each query scans the columns it needs.
+* **CSV**: imported once into a DuckDB database in a private temporary directory (DuckDB's type
+  and dialect detection over the whole file; the memory engine's missing markers are NULL;
+  ``decimal`` and ``delimiter`` as configured), so that rows keep stable numbers.
+* **DuckDB database file**: opened read-only; ``table`` names the table or view.
+
+Memory: DuckDB runs with ``memory_limit`` (default ``1GB``) and ``threads`` from the party's
+config and spills to its private temporary directory beyond it; once the view is built the
+configuration is locked.  Only the node's generated SQL ever runs (:mod:`parties.data.sql`).
+
+Column kinds from DuckDB's types: integers, floats, decimals and booleans are numeric (NaN is
+missing, as in the memory engine); ``DATE`` and every ``TIMESTAMP`` are dates (days since
+1970-01-01 UTC; a timestamp without a zone read as UTC); ``VARCHAR`` is text (whitespace
+stripped in CSV, the missing markers NULL); anything else is unsupported, named with its type.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parties.data import filters
+from parties.data.sources import FORMATS, MISSING_MARKERS, DataSourceError, infer_format
+from parties.data.sql.dialect import DUCKDB
+from parties.data.sql.rows import Statement
+from parties.data.sql.table import ROW, SqlTable
+
+__all__ = ["DuckTable", "open_duckdb"]
+
+_NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+            "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "BOOLEAN", "DECIMAL")
+_BATCH = 1 << 20
+
+
+def _kind(sql_type: str) -> str:
+    t = sql_type.upper()
+    if t.split("(")[0] in _NUMERIC:
+        return "numeric"
+    if t == "DATE" or t.startswith("TIMESTAMP"):
+        return "date"
+    if t == "VARCHAR":
+        return "text"
+    return "unsupported"
+
+
+class DuckTable(SqlTable):
+    """A party's table in an embedded DuckDB (module docstring); use :func:`open_duckdb`."""
+
+    dialect = DUCKDB
+    engine = "duckdb"
+
+    def __init__(self, con: Any, workdir: Path, source: str, fmt: str) -> None:
+        super().__init__()
+        self._con, self._workdir = con, workdir
+        self.source, self.format = source, fmt
+        self.relation = "smpc_rows"
+        described = con.execute("DESCRIBE smpc_data").fetchall()
+        self.order = [str(r[0]) for r in described if str(r[0]) != ROW]
+        if len(self.order) + 1 != len(described) or len(set(self.order)) != len(self.order):
+            raise DataSourceError(f"{source}: a column is named {ROW!r} or named twice")
+        types = {str(r[0]): str(r[1]) for r in described}
+        self.kinds = {n: _kind(types[n]) for n in self.order}
+        self.reasons = {n: f"has type {types[n]}, which is neither numeric, text nor a date"
+                        for n in self.order if self.kinds[n] == "unsupported"}
+        canon = [f"{ROW}"] + [f"{self._canonical(n, fmt)} AS {DUCKDB.ident(n)}"
+                              for n in self.order if self.kinds[n] != "unsupported"]
+        con.execute(f"CREATE TEMP VIEW smpc_rows AS SELECT {', '.join(canon)} FROM smpc_data")
+        self._n_rows = int(con.execute("SELECT COUNT(*) FROM smpc_data").fetchone()[0])
+        con.execute("SET lock_configuration = true")
+
+    def _canonical(self, name: str, fmt: str) -> str:
+        x, d = DUCKDB.ident(name), DUCKDB
+        kind = self.kinds[name]
+        if kind == "numeric":
+            return d.number_or_null(x)
+        if kind == "date":
+            return f"CAST(epoch_us({x}) AS DOUBLE) / 86400000000.0"
+        markers = ", ".join("'" + m.replace("'", "''") + "'" for m in sorted(MISSING_MARKERS))
+        value = f"trim({x})" if fmt == "csv" else x
+        return f"CASE WHEN {value} IN ({markers}) THEN NULL ELSE {value} END"
+
+    def run(self, sql: str, params: list[object]) -> list[tuple[object, ...]]:
+        try:
+            return [tuple(r) for r in self._con.execute(sql, params).fetchall()]
+        except Exception as exc:  # duckdb.Error: the message may quote a cell
+            raise DataSourceError(f"{self.source}: the local engine failed "
+                                  f"({type(exc).__name__})", kind="file") from None
+
+    def _fetch(self, names: Sequence[str]) -> dict[str, Any]:
+        cols = ", ".join(DUCKDB.ident(n) for n in names)
+        got = self._con.execute(f"SELECT {cols} FROM smpc_rows ORDER BY {ROW}").fetchnumpy()
+        out: dict[str, Any] = {}
+        for n in names:
+            arr = got[n]
+            if self.kinds[n] == "text":
+                out[n] = [None if v is None or v is np.ma.masked else str(v)
+                          for v in arr.tolist()]
+            else:
+                out[n] = np.asarray(np.ma.filled(np.ma.asarray(arr, dtype=np.float64), np.nan),
+                                    dtype=np.float64)
+        return out
+
+    def _row_numbers(self, where: filters.Expr | None, not_null: Sequence[str]
+                     ) -> Iterable[np.ndarray]:
+        st = Statement(self.dialect)
+        sql, params = st.finish(f"SELECT {ROW} FROM smpc_rows{self._where(st, where, not_null)}")
+        cur = self._con.execute(sql, params)
+        while True:
+            batch = cur.fetchmany(_BATCH)
+            if not batch:
+                return
+            yield np.fromiter((r[0] for r in batch), dtype=np.int64, count=len(batch))
+
+    def close(self) -> None:
+        try:
+            self._con.close()
+        finally:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        shutil.rmtree(getattr(self, "_workdir", ""), ignore_errors=True)
+
+
+def open_duckdb(path: str | os.PathLike[str], fmt: str | None = None, *,
+                delimiter: str | None = None, encoding: str | None = None,
+                decimal: str = ".", table: str | None = None, memory_limit: str = "1GB",
+                threads: int | None = None) -> DuckTable:
+    """Open a party's ``csv``, ``parquet`` or ``duckdb`` file in DuckDB (module docstring).
+    Raises :class:`DataSourceError` naming the file when it cannot be read."""
+    import duckdb
+
+    p = Path(path)
+    fmt = fmt or ("duckdb" if p.suffix.lower() in (".duckdb", ".db") else infer_format(p))
+    if fmt not in (*FORMATS, "duckdb"):
+        raise DataSourceError(f"{p}: unknown format {fmt!r} (expected csv, parquet or duckdb)")
+    if not p.is_file():
+        raise DataSourceError(f"{p}: data file not found")
+    workdir = Path(tempfile.mkdtemp(prefix="smpc-duckdb-"))  # 0700: spills hold cells
+    # statistics propagation folds NaN tests (isnan, x > 'inf') over Parquet columns to false
+    # from min/max statistics that leave NaN out (DuckDB 2.0.1): a NaN would then compare
+    # as a number instead of being missing, so it is off (tests/unit/test_sql_rows_duckdb.py)
+    config: dict[str, Any] = {"memory_limit": memory_limit,
+                              "temp_directory": str(workdir / "spill"),
+                              "disabled_optimizers": "statistics_propagation"}
+    if threads:
+        config["threads"] = int(threads)
+    try:
+        if fmt == "duckdb":
+            if not table:
+                raise DataSourceError(f"{p}: name the table of the DuckDB file (data.table)")
+            con = duckdb.connect(str(p), read_only=True, config=config)
+            known = con.execute("SELECT table_type FROM information_schema.tables WHERE "
+                                "table_name = ?", [table]).fetchall()
+            if not known:
+                raise DataSourceError(f"{p}: has no table or view {table!r}")
+            # a base table's rowid is its stable row order; a view's rows are numbered
+            number = ("rowid + 1" if known[0][0] == "BASE TABLE" else "row_number() OVER ()")
+            con.execute(f"CREATE TEMP VIEW smpc_data AS SELECT {number} AS {ROW}, "
+                        f"* FROM {DUCKDB.ident(table)}")
+        elif fmt == "parquet":
+            con = duckdb.connect(":memory:", config=config)
+            rel = con.read_parquet(str(p), file_row_number=True)
+            rel.create_view("smpc_raw")
+            con.execute(f"CREATE TEMP VIEW smpc_data AS SELECT * EXCLUDE (file_row_number), "
+                        f"file_row_number + 1 AS {ROW} FROM smpc_raw")
+        else:
+            con = duckdb.connect(str(workdir / "csv.duckdb"), config=config)
+            _import_csv(con, p, delimiter, encoding, decimal)
+        return DuckTable(con, workdir, str(p), fmt)
+    except DataSourceError:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    except Exception as exc:  # duckdb's message may quote a cell: the type only
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise DataSourceError(f"{p}: DuckDB cannot read it as {fmt} "
+                              f"({type(exc).__name__})") from None
+
+
+def _import_csv(con: Any, p: Path, delimiter: str | None, encoding: str | None,
+                decimal: str) -> None:
+    """Import CSV ``p`` into ``smpc_data`` (row numbers from the file's order)."""
+    options = ["header = true", "sample_size = -1", "nullstr = ?", "decimal_separator = ?"]
+    params: list[object] = [str(p), sorted(MISSING_MARKERS), decimal]
+    if delimiter is not None:
+        options.append("delim = ?")
+        params.append(delimiter)
+    tried = [encoding] if encoding else ["utf-8", "latin-1"]
+    for i, enc in enumerate(tried):
+        norm = enc.lower().replace("_", "-")
+        if norm in ("utf8", "utf-8"):
+            norm = "utf-8"
+        elif norm in ("latin-1", "latin1", "iso-8859-1"):
+            norm = "latin-1"
+        elif norm not in ("utf-16",):
+            raise DataSourceError(f"{p}: the duckdb engine reads CSV in utf-8, utf-16 or "
+                                  f"latin-1, not {enc!r}; convert the file or use the memory "
+                                  "engine")
+        try:
+            con.execute("CREATE OR REPLACE TABLE smpc_csv AS SELECT * FROM read_csv(?, "
+                        + ", ".join(options) + ", encoding = ?)", [*params, norm])
+            break
+        except Exception:
+            if i + 1 == len(tried):
+                raise
+    con.execute(f"CREATE TEMP VIEW smpc_data AS SELECT rowid + 1 AS {ROW}, * FROM smpc_csv")
