@@ -37,6 +37,7 @@ from parties.cli.output import (
     wants_json,
 )
 from parties.cli.output import emit as _emit
+from parties.config.model import DATA_ENGINES
 from parties.pki.identity import fingerprint, normalize_fingerprint
 from smpc.errors import SmpcError
 from smpc.names import Backend
@@ -140,6 +141,9 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--delta", type=float, default=1e-6, help="... and its delta")
     init.add_argument("--separate-dealer", action="store_true",
                       help="run the dealer as its own node instead of the coordinator")
+    init.add_argument("--engine", choices=DATA_ENGINES, default="memory",
+                      help="every party's local engine: memory (numpy) or duckdb (SQL over "
+                           "the file, memory bounded whatever its rows)")
     init.add_argument("--force", action="store_true", help="replace an existing federation")
     init.add_argument("--json", action="store_true")
     init.set_defaults(func=_cmd_federation_init)
@@ -289,7 +293,7 @@ def _cmd_federation_init(args: argparse.Namespace) -> int:
         federation_name=args.name, analyst=args.analyst, min_cohort_size=args.min_cohort,
         separate_dealer=args.separate_dealer, overwrite=args.force,
         epsilon=args.epsilon, delta=args.delta, allow_exact=allow,
-        exact_safeguards={"min_cell_size": args.min_cell_size})
+        exact_safeguards={"min_cell_size": args.min_cell_size}, engine=args.engine)
     parties = lay.parties()
     exact = parties if allow is True else [p for p in parties if p in (allow or [])]
     if args.json:

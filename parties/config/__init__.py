@@ -9,6 +9,7 @@ May import: :mod:`parties.errors`, :mod:`parties.pki` and the core.
 
 from parties.config.model import (
     CONFIG_VERSION,
+    DATA_ENGINES,
     DATA_FORMATS,
     EXACT_FIELDS,
     LIMIT_FIELDS,
@@ -38,6 +39,7 @@ from parties.config.writer import save_config
 
 __all__ = [
     "CONFIG_VERSION",
+    "DATA_ENGINES",
     "DATA_FORMATS",
     "EXACT_FIELDS",
     "LIMIT_FIELDS",

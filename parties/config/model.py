@@ -19,10 +19,12 @@ from smpc.errors import InputError
 CONFIG_VERSION = 1
 
 
-DATA_FORMATS: tuple[str, ...] = ("csv", "parquet")
+DATA_FORMATS: tuple[str, ...] = ("csv", "parquet", "duckdb")
+#: Where a party's local step runs (parties.data.open): numpy in memory, or DuckDB over the file.
+DATA_ENGINES: tuple[str, ...] = ("memory", "duckdb")
 
 
-_SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+_SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".duckdb": "duckdb"}
 
 #: Defaults of a party's request limits (:class:`PolicyConfig`): a single-column quantile at the
 #: finest resolution (65,537 values) fits, as does a linear regression on 256 columns; the
@@ -229,6 +231,13 @@ class DataSourceConfig:
     first rows), ``encoding`` (a Python text codec such as ``utf-8`` or ``cp1252``; ``None``:
     UTF-8, else cp1252/Latin-1 when the file is not valid UTF-8) and ``decimal`` (``.`` or
     ``,``, never detected) -- :mod:`parties.data.csvfile`.
+
+    ``engine`` (:data:`DATA_ENGINES`): ``memory`` reads the file into numpy arrays at start;
+    ``duckdb`` scans it with DuckDB and computes every statistic's local aggregates in SQL, so
+    memory stays within ``memory_limit`` (a DuckDB size such as ``512MB``; DuckDB spills to
+    disk beyond it) whatever the rows (:mod:`parties.data.sql.duck`); ``threads``: DuckDB's
+    threads (None: one per core).  Format ``duckdb`` (engine ``duckdb`` only): a DuckDB
+    database file, opened read-only, whose table or view ``table`` holds the rows.
     """
 
     path: Path
@@ -236,6 +245,10 @@ class DataSourceConfig:
     delimiter: str | None = None
     encoding: str | None = None
     decimal: str = "."
+    engine: str = "memory"
+    table: str | None = None
+    memory_limit: str = "1GB"
+    threads: int | None = None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import codecs
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from typing import Any
 from parties.config.model import (
     _SUFFIX_FORMATS,
     CONFIG_VERSION,
+    DATA_ENGINES,
     DATA_FORMATS,
     DEFAULT_EXACT_HISTORY,
     DEFAULT_EXACT_QUANTILE_MARGIN,
@@ -282,7 +284,8 @@ def _encoding(r: _Reader) -> Callable[[Any, str], str]:
 
 def _parse_data(r: _Reader, d: Mapping[str, Any]) -> DataSourceConfig:
     dd = r.obj(r.get(d, "data", None, lambda v, fld: v), "data",
-               ("path", "format", "delimiter", "encoding", "decimal"))
+               ("path", "format", "delimiter", "encoding", "decimal", "engine", "table",
+                "memory_limit", "threads"))
     path = r.get(dd, "path", "data", r.existing_file)
     fmt = r.get(dd, "format", "data", r.choice(DATA_FORMATS), None)
     if fmt is None:
@@ -301,8 +304,36 @@ def _parse_data(r: _Reader, d: Mapping[str, Any]) -> DataSourceConfig:
                 raise r.error(f"data.{key}", f"applies only to CSV files, not {fmt}")
     if delimiter is not None and delimiter == decimal:
         raise r.error("data.delimiter", f"must differ from data.decimal ({decimal!r})")
+    engine = r.get(dd, "engine", "data", r.choice(DATA_ENGINES), "memory")
+    table = r.get(dd, "table", "data", r.string, None)
+    memory_limit = r.get(dd, "memory_limit", "data", _memory_limit(r), "1GB")
+    threads = r.get(dd, "threads", "data", r.integer_range(1, 1024), None)
+    if fmt == "duckdb" and engine != "duckdb":
+        raise r.error("data.engine", "must be 'duckdb' to read a DuckDB database file")
+    if fmt == "duckdb" and table is None:
+        raise r.error("data.table", "is required: the table or view of the DuckDB file that "
+                      "holds the rows")
+    if table is not None and fmt != "duckdb":
+        raise r.error("data.table", f"applies only to a DuckDB database file, not {fmt}")
+    if engine == "memory":
+        for key in ("memory_limit", "threads"):
+            if key in dd:
+                raise r.error(f"data.{key}", "applies only to engine 'duckdb'")
     return DataSourceConfig(path=path, format=fmt, delimiter=delimiter, encoding=encoding,
-                            decimal=decimal)
+                            decimal=decimal, engine=engine, table=table,
+                            memory_limit=memory_limit, threads=threads)
+
+
+_MEMORY_LIMIT = re.compile(r"[1-9][0-9]{0,5}(\.[0-9]{1,3})?\s?(KB|MB|GB|TB|KiB|MiB|GiB|TiB)")
+
+
+def _memory_limit(r: _Reader) -> Callable[[Any, str], str]:
+    def conv(v: Any, fld: str) -> str:
+        if not isinstance(v, str) or not _MEMORY_LIMIT.fullmatch(v.strip()):
+            raise r.error(fld, f"must be a size such as '512MB' or '2GB', got {_got(v)}")
+        return v.strip()
+
+    return conv
 
 
 _POLICY_FIELDS = (

@@ -95,6 +95,12 @@ def _to_dict(cfg: AnyConfig, base: Path) -> tuple[str, dict[str, Any]]:
                 d["data"][key] = getattr(cfg.data, key)
         if cfg.data.decimal != ".":
             d["data"]["decimal"] = cfg.data.decimal
+        if cfg.data.engine != "memory":
+            d["data"]["engine"] = cfg.data.engine
+            d["data"]["memory_limit"] = cfg.data.memory_limit
+            for key in ("table", "threads"):
+                if getattr(cfg.data, key) is not None:
+                    d["data"][key] = getattr(cfg.data, key)
         d["policy"] = {
             "allowed_columns": list(cfg.policy.allowed_columns),
             "allowed_analysts": list(cfg.policy.allowed_analysts),

@@ -557,7 +557,7 @@ _NUMPY_OPS = {
 }
 
 
-def evaluate(expr: Expr | str, table: Table | Mapping[str, Any]) -> np.ndarray:
+def evaluate(expr: Expr | str, table: Table | Mapping[str, Any] | Any) -> np.ndarray:
     """The boolean row mask (length ``table.n_rows``) of rows for which ``expr`` is true.
 
     ``table`` is a :class:`parties.data.sources.Table`, a mapping of column names to arrays, or

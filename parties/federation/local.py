@@ -76,6 +76,7 @@ import grpc
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import (
+    DATA_ENGINES,
     EXACT_FIELDS,
     LIMIT_FIELDS,
     AnalystEntry,
@@ -91,7 +92,8 @@ from parties.config import (
     save_config,
 )
 from parties.config.layout import Layout
-from parties.data.sources import infer_format, load_table
+from parties.data.open import open_table
+from parties.data.sources import Table, infer_format
 from parties.pki.certs import create_ca, issue_node_certificate, save_ca, save_node_credentials
 from parties.pki.identity import fingerprint, validate_name
 from parties.privacy import atrest
@@ -174,6 +176,16 @@ def _unique_names(files: Sequence[Path], names: Sequence[str] | None) -> list[st
     return out
 
 
+def _columns(path: Path, engine: str) -> list[str]:
+    """The column names of a party's file, read by its engine (DuckDB: nothing else read)."""
+    table = open_table(DataSourceConfig(path, infer_format(path), engine=engine))
+    try:
+        return list(table.columns)
+    finally:
+        if not isinstance(table, Table):
+            table.close()
+
+
 def init_federation(
     directory: str | os.PathLike[str],
     data_files: Sequence[str | os.PathLike[str]],
@@ -193,6 +205,7 @@ def init_federation(
     limits: Mapping[str, Any] | None = None,
     allow_exact: bool | Sequence[str] = False,
     exact_safeguards: Mapping[str, Any] | None = None,
+    engine: str | Mapping[str, str] = "memory",
 ) -> Layout:
     """Create a federation in ``directory``: CA, certificates, configs, free ports.
 
@@ -209,7 +222,10 @@ def init_federation(
     Every party's policy requires differential privacy unless ``allow_exact`` names it
     (``True``: every party): exact answers are an explicit opt-in.  ``exact_safeguards`` sets
     the exact-mode policy fields (``min_cell_size``, ``exact_quantile_margin``,
-    ``exact_history``; :mod:`parties.privacy.exact`).  ``require_dp`` is the former switch:
+    ``exact_history``; :mod:`parties.privacy.exact`).  ``engine`` is every party's local engine
+    (``memory`` or ``duckdb``: :class:`~parties.config.DataSourceConfig`), or a party name ->
+    engine mapping (the others: ``memory``).  ``require_dp`` is
+    the former switch:
     ``True`` is the default, ``False`` means ``allow_exact=True``.  Returns the
     :class:`Layout`; nothing is started (see :func:`up`).
     """
@@ -233,7 +249,13 @@ def init_federation(
                               f"{', '.join(EXACT_FIELDS)})")
     party_names = _unique_names(files, names)
     exact_parties = _exact_parties(allow_exact, require_dp, party_names)
-    tables = {n: load_table(f) for n, f in zip(party_names, files, strict=True)}
+    engines = ({n: engine.get(n, "memory") for n in party_names} if isinstance(engine, Mapping)
+               else dict.fromkeys(party_names, engine))
+    for chosen in engines.values():
+        if chosen not in DATA_ENGINES:
+            raise FederationError(f"unknown engine {chosen!r} (engines: "
+                                  f"{', '.join(DATA_ENGINES)})")
+    columns = {n: _columns(f, engines[n]) for n, f in zip(party_names, files, strict=True)}
     validate_name(federation_name, "federation name")
     validate_name(analyst, "analyst name")
     if analyst in party_names or analyst in (COORDINATOR, DEALER):
@@ -306,8 +328,8 @@ def init_federation(
             key_file = lay.at_rest_key(e.name)
             atrest.create_key_file(key_file, overwrite=True)
             cfg = PartyConfig(
-                data=DataSourceConfig(f, infer_format(f)),
-                policy=PolicyConfig(allowed_columns=list(tables[e.name].columns),
+                data=DataSourceConfig(f, infer_format(f), engine=engines[e.name]),
+                policy=PolicyConfig(allowed_columns=columns[e.name],
                                     allowed_analysts=[analyst],
                                     min_cohort_size=int(min_cohort_size),
                                     epsilon=float(epsilon), delta=float(delta),

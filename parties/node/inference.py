@@ -32,6 +32,7 @@ import numpy as np
 
 from parties.config import PolicyConfig
 from parties.data.sources import DataSourceError, Table
+from parties.data.sql.table import SqlTable
 from parties.errors import ColumnRefused, PolicyError
 
 __all__ = ["DEFAULT_FEATURE_BOUND", "KEY_COMPUTATION", "declared_feature_bound", "key_values",
@@ -55,7 +56,8 @@ def declared_feature_bound(policy: PolicyConfig, features: Sequence[str]) -> flo
     return bound if bound > 0 else None
 
 
-def prediction_key(policy: PolicyConfig, table: Table, asked: str, me: str) -> str | None:
+def prediction_key(policy: PolicyConfig, table: Table | SqlTable, asked: str,
+                   me: str) -> str | None:
     """The key column to write beside the predictions: ``asked`` if the policy declares it, else
     the policy's only declared one (None if it declares none or several and none was asked)."""
     declared = list(policy.columns_by_computation.get(KEY_COMPUTATION, []))
@@ -77,7 +79,7 @@ def prediction_key(policy: PolicyConfig, table: Table, asked: str, me: str) -> s
     return key
 
 
-def key_values(table: Table, column: str, row_numbers: np.ndarray) -> list[str]:
+def key_values(table: Table | SqlTable, column: str, row_numbers: np.ndarray) -> list[str]:
     """The key column's cells of the 1-based ``row_numbers``, as text ("" where missing)."""
     idx = np.asarray(row_numbers, dtype=np.int64) - 1
     try:

@@ -34,6 +34,7 @@ from parties.privacy.policy import PolicyRequest
 from smpc import ckks, linear, stats
 from smpc.errors import ProtocolError
 from smpc.names import Backend
+from smpc.stats.rowsource import LocalRows
 from smpc.transport import Transport
 
 __all__ = ["DataOwnerJob", "Job", "ModelOwnerJob", "Outcome", "Ready", "StatisticJob"]
@@ -87,7 +88,7 @@ class StatisticJob(Job):
     """A data party of a joint statistic: its selected rows and the session's shape."""
 
     spec: stats.StatSpec
-    rows: np.ndarray
+    rows: np.ndarray | LocalRows   # a matrix, or an engine's aggregates (parties.data.sql)
     parties: list[str]
     hub: str                      # the recipient (ss) or aggregator (ckks)
     context_sha256: str | None = None   # ckks: the analyst's public key, as it signed it

@@ -85,7 +85,9 @@ import numpy as np
 from parties.config import PartyConfig, load_party_config
 from parties.data import filters
 from parties.data.csvfile import describe_dialect
-from parties.data.sources import Table, load_table
+from parties.data.open import open_table
+from parties.data.sources import Table
+from parties.data.sql.table import SqlTable
 from parties.errors import ColumnRefused, LimitExceeded, PolicyError, SessionError, StorageError
 from parties.node import inference, prediction_prepare, statistic_prepare
 from parties.node.checks import printable
@@ -152,12 +154,10 @@ class PartyNode:
     plane.
     """
 
-    def __init__(self, cfg: PartyConfig, table: Table | None = None,
+    def __init__(self, cfg: PartyConfig, table: Table | SqlTable | None = None,
                  network: Network | None = None) -> None:
         self.cfg = cfg
-        self.table = table if table is not None else load_table(
-            cfg.data.path, cfg.data.format, delimiter=cfg.data.delimiter,
-            encoding=cfg.data.encoding, decimal=cfg.data.decimal)
+        self.table: Table | SqlTable = table if table is not None else open_table(cfg.data)
         self.guard = PrivacyGuard(cfg)
         self.policy: PolicyGate = self.guard.gate
         self.key = load_at_rest_key(cfg, create=True)
@@ -264,14 +264,18 @@ class PartyNode:
         return replace(req, filter=str(r.filter)[:4096],
                        filter_columns=tuple(sorted(r.filter.columns())))
 
-    def rows(self, r: Prepare, columns: list[str], req: PolicyRequest
-              ) -> tuple[np.ndarray | None, int]:
-        """The filter's row mask (None: every row) and how many rows it keeps; nothing of
-        ``columns`` is selected yet (the policy was applied before)."""
+    def rows_check(self, columns: list[str], req: PolicyRequest) -> None:
+        """Refuse a column the policy allowed but the table does not have."""
         missing = [c for c in (*columns, *req.filter_columns) if c not in self.table.columns]
         if missing:  # allowed by the policy but absent from the table
             raise ColumnRefused(f"{self.cfg.name} has no column "
                                 f"{', '.join(repr(c) for c in missing)} in its data")
+
+    def rows(self, r: Prepare, columns: list[str], req: PolicyRequest
+              ) -> tuple[np.ndarray | None, int]:
+        """The filter's row mask (None: every row) and how many rows it keeps; nothing of
+        ``columns`` is selected yet (the policy was applied before)."""
+        self.rows_check(columns, req)
         if r.filter is None:
             return None, self.table.n_rows
         mask = filters.evaluate(r.filter, self.table)
@@ -613,4 +617,5 @@ def main(argv: list[str] | None = None) -> int:
         "party", argv, load_party_config, PartyNode,
         lambda cfg, node, port: (
             f"party {cfg.name} of federation {cfg.federation.name} listening on "
-            f"{cfg.host}:{port} ({node.table.n_rows} rows, {len(node.table.columns)} columns)"))
+            f"{cfg.host}:{port} ({node.table.n_rows} rows, {len(node.table.columns)} columns, "
+            f"engine {cfg.data.engine})"))

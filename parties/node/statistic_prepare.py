@@ -11,6 +11,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from parties.data.sql.rows import Mode, SqlRows
+from parties.data.sql.table import SqlTable
 from parties.errors import PolicyError
 from parties.node.checks import check_node_role, check_party_count, printable
 from parties.node.jobs import Job, StatisticJob
@@ -21,6 +25,8 @@ from parties.transport.requests import statistic_of
 from smpc import cost
 from smpc.errors import InputError
 from smpc.names import Backend
+from smpc.stats.rowsource import LocalRows
+from smpc.stats.spec import StatSpec
 
 if TYPE_CHECKING:
     from parties.node.party import PartyNode
@@ -74,7 +80,10 @@ def prepare_statistic(node: PartyNode, r: PrepareStatistic, signed: Signed,
                            rows_public=False)
     node.guard.precheck_budget(req)             # no budget: refuse before reading rows
     row_cap = None
-    if spec.dp is None:
+    rows: np.ndarray | LocalRows
+    if isinstance(node.table, SqlTable):  # the rows stay in the engine: aggregates in SQL
+        rows, row_cap, req = _sql_rows(node, r, spec, req, trail)
+    elif spec.dp is None:
         if spec.skips_missing:
             rows, numbers, req = node.read_with_gaps(r, spec, req)
         else:
@@ -97,3 +106,39 @@ def prepare_statistic(node: PartyNode, r: PrepareStatistic, signed: Signed,
                        context_sha256=signed.context_sha256, row_cap=row_cap,
                        min_cell_size=exact.cell_floor(node.cfg.policy, spec))
     return job, Prepared(spec=spec)
+
+
+def _sql_rows(node: PartyNode, r: PrepareStatistic, spec: StatSpec, req: PolicyRequest,
+              trail: list[PolicyRequest]) -> tuple[SqlRows, int | None, PolicyRequest]:
+    """The statistic's rows in a SQL engine: the same checks as the memory path, made with
+    counts and a row mask computed in SQL (exact mode: cohort and differencing on the rows
+    actually used; under DP none that rests on the exact rows), and the local aggregates left
+    to the engine (:class:`~parties.data.sql.rows.SqlRows`)."""
+    table = node.table
+    assert isinstance(table, SqlTable)
+    columns = list(spec.value_columns)
+    node.rows_check(columns, req)             # every column is in the table
+    table.check_values(columns)               # numbers, finite
+    where = r.filter
+    if spec.dp is not None:
+        dp_outputs.check_statistic_range(spec, len(r.roles(SessionRole.PARTY)), table.n_rows)
+        mode: Mode = "keep" if spec.skips_missing else "drop"
+        return table.local_rows(columns, where, mode), table.n_rows, req
+    if spec.skips_missing:
+        complete, present = table.present_counts(where, columns)
+        req = replace(req, n_rows=complete if spec.complete_rows else min(present))
+        numbers = table.row_mask(where, not_null=columns)
+        rows = table.local_rows(columns, where, "keep")
+    else:
+        table.check_missing(where, columns)
+        numbers = table.row_mask(where)
+        req = replace(req, n_rows=int(numbers.sum()))
+        rows = table.local_rows(columns, where, "error")
+    trail.append(req)
+    node.policy.check_cohort(req)             # on the rows actually used
+    pol = node.cfg.policy
+    node.exact_history.admit(
+        me=node.cfg.name, analyst=req.analyst, dataset=node.guard.dataset,
+        filter_text=req.filter or "", selected=numbers, n_table=table.n_rows,
+        min_difference=pol.min_cohort_size, keep=pol.exact_history)
+    return rows, None, req

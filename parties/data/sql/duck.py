@@ -25,7 +25,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,6 @@ __all__ = ["DuckTable", "open_duckdb"]
 
 _NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
             "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "BOOLEAN", "DECIMAL")
-_BATCH = 1 << 20
 
 
 def _kind(sql_type: str) -> str:
@@ -58,12 +58,15 @@ def _kind(sql_type: str) -> str:
 class DuckTable(SqlTable):
     """A party's table in an embedded DuckDB (module docstring); use :func:`open_duckdb`."""
 
-    dialect = DUCKDB
+    sql_dialect = DUCKDB
     engine = "duckdb"
 
     def __init__(self, con: Any, workdir: Path, source: str, fmt: str) -> None:
         super().__init__()
         self._con, self._workdir = con, workdir
+        # one DuckDB connection (its temporary views are its own): sessions' queries take
+        # turns; DuckDB parallelises each query over its threads
+        self._lock = threading.Lock()
         self.source, self.format = source, fmt
         self.relation = "smpc_rows"
         described = con.execute("DESCRIBE smpc_data").fetchall()
@@ -93,14 +96,16 @@ class DuckTable(SqlTable):
 
     def run(self, sql: str, params: list[object]) -> list[tuple[object, ...]]:
         try:
-            return [tuple(r) for r in self._con.execute(sql, params).fetchall()]
+            with self._lock:
+                return [tuple(r) for r in self._con.execute(sql, params).fetchall()]
         except Exception as exc:  # duckdb.Error: the message may quote a cell
             raise DataSourceError(f"{self.source}: the local engine failed "
                                   f"({type(exc).__name__})", kind="file") from None
 
     def _fetch(self, names: Sequence[str]) -> dict[str, Any]:
         cols = ", ".join(DUCKDB.ident(n) for n in names)
-        got = self._con.execute(f"SELECT {cols} FROM smpc_rows ORDER BY {ROW}").fetchnumpy()
+        with self._lock:
+            got = self._con.execute(f"SELECT {cols} FROM smpc_rows ORDER BY {ROW}").fetchnumpy()
         out: dict[str, Any] = {}
         for n in names:
             arr = got[n]
@@ -112,16 +117,21 @@ class DuckTable(SqlTable):
                                     dtype=np.float64)
         return out
 
-    def _row_numbers(self, where: filters.Expr | None, not_null: Sequence[str]
-                     ) -> Iterable[np.ndarray]:
-        st = Statement(self.dialect)
-        sql, params = st.finish(f"SELECT {ROW} FROM smpc_rows{self._where(st, where, not_null)}")
-        cur = self._con.execute(sql, params)
-        while True:
-            batch = cur.fetchmany(_BATCH)
-            if not batch:
-                return
-            yield np.fromiter((r[0] for r in batch), dtype=np.int64, count=len(batch))
+    def row_mask(self, where: filters.Expr | None, not_null: Sequence[str] = ()
+                 ) -> np.ndarray:
+        """The selected rows as a mask, built from 64-row words OR-ed together in DuckDB: what
+        leaves the engine is one bit per row (12.5 MB for 10^8 rows), never a row number list."""
+        st = Statement(self.sql_dialect)
+        word = f"({ROW} - 1) // 64"
+        bit = f"CAST(1 AS UBIGINT) << CAST(({ROW} - 1) % 64 AS INTEGER)"
+        sql, params = st.finish(f"SELECT {word} AS w, bit_or({bit}) AS b FROM smpc_rows"
+                                f"{self._where(st, where, not_null)} GROUP BY w")
+        with self._lock:
+            got = self._con.execute(sql, params).fetchnumpy()
+        words = np.zeros((self._n_rows + 63) // 64, dtype="<u8")
+        words[np.asarray(got["w"], dtype=np.int64)] = np.asarray(got["b"], dtype=np.uint64)
+        bits = np.unpackbits(words.view(np.uint8), bitorder="little")
+        return bits[: self._n_rows].astype(bool)
 
     def close(self) -> None:
         try:

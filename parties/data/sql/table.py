@@ -39,12 +39,12 @@ ROW = "smpc_row"
 
 
 class SqlTable:
-    """A table in a SQL engine (module docstring).  Subclasses set :attr:`dialect`,
+    """A table in a SQL engine (module docstring).  Subclasses set :attr:`sql_dialect`,
     :attr:`relation` (the canonical view), :attr:`kinds` (column -> numeric / date / text /
     unsupported), :attr:`reasons` (why a column is unsupported), :attr:`order`,
     :attr:`n_rows`, :attr:`source`, :attr:`format` and implement :meth:`run`."""
 
-    dialect: Dialect
+    sql_dialect: Dialect
     relation: str
     kinds: dict[str, str]
     reasons: dict[str, str]
@@ -52,10 +52,13 @@ class SqlTable:
     source: str
     format: str
     engine: str = "sql"
+    #: How the file was read (CSV options), for the operator's log; as the memory table's.
+    dialect: dict[str, str]
     _n_rows: int
 
     def __init__(self) -> None:
         self._fetched: dict[str, Any] = {}
+        self.dialect = {}
         self._checked: dict[str, DataSourceError | None] = {}
 
     # --------------------------------------------------------------------------- engine
@@ -71,7 +74,7 @@ class SqlTable:
         """Columns ``names`` of every row in row order: float64 arrays (NaN = missing) for
         numbers and dates, lists of ``str | None`` for text.  Engines override it with a
         columnar fetch."""
-        d = self.dialect
+        d = self.sql_dialect
         cols = ", ".join(d.ident(n) for n in names)
         rows = self.run(f"SELECT {cols} FROM {self.relation} ORDER BY {ROW}", [])
         out: dict[str, Any] = {}
@@ -136,7 +139,7 @@ class SqlTable:
             return self._checked[name]
         self._require(name)
         err: DataSourceError | None = None
-        x = self.dialect.ident(name)
+        x = self.sql_dialect.ident(name)
         if self.kinds[name] == "text":
             row = self._first_row(f"{x} IS NOT NULL")
             err = DataSourceError(
@@ -154,7 +157,7 @@ class SqlTable:
 
     def infinite(self, x: str) -> str:
         """A condition true where float64 ``x`` is +-infinity."""
-        d = self.dialect
+        d = self.sql_dialect
         return (f"({x} = CAST('Infinity' AS {d.double}) OR "
                 f"{x} = CAST('-Infinity' AS {d.double}))")
 
@@ -168,14 +171,14 @@ class SqlTable:
 
     def _where(self, st: Statement, where: filters.Expr | None,
                not_null: Sequence[str] = ()) -> str:
-        conds = [] if where is None else [compile_where(where, self.kinds, self.dialect,
+        conds = [] if where is None else [compile_where(where, self.kinds, self.sql_dialect,
                                                         bind=st.bind).sql]
-        conds += [f"{self.dialect.ident(c)} IS NOT NULL" for c in not_null]
+        conds += [f"{self.sql_dialect.ident(c)} IS NOT NULL" for c in not_null]
         return " WHERE " + " AND ".join(conds) if conds else ""
 
     def count(self, where: filters.Expr | None, not_null: Sequence[str] = ()) -> int:
         """Rows the filter keeps (and complete in ``not_null``)."""
-        st = Statement(self.dialect)
+        st = Statement(self.sql_dialect)
         sql, params = st.finish(f"SELECT COUNT(*) FROM {self.relation}"
                                 f"{self._where(st, where, not_null)}")
         return int(self.run(sql, params)[0][0])  # type: ignore[call-overload]
@@ -184,7 +187,7 @@ class SqlTable:
                        ) -> tuple[int, list[int]]:
         """Among the rows the filter keeps: how many are complete in every column of ``names``
         and how many values each column has."""
-        d = self.dialect
+        d = self.sql_dialect
         ok = " AND ".join(f"{d.ident(c)} IS NOT NULL" for c in names)
         st = Statement(d)
         cols = [f"COALESCE(SUM(CASE WHEN {ok} THEN 1 ELSE 0 END), 0)"]
@@ -200,10 +203,10 @@ class SqlTable:
         complete, present = self.present_counts(where, names)
         for name, have in zip(names, present, strict=True):
             if have < self.count(where):
-                st = Statement(self.dialect)
+                st = Statement(self.sql_dialect)
                 cond = self._where(st, where)
                 cond = (cond + " AND " if cond else " WHERE ") + \
-                    f"{self.dialect.ident(name)} IS NULL"
+                    f"{self.sql_dialect.ident(name)} IS NULL"
                 sql, params = st.finish(f"SELECT MIN({ROW}) FROM {self.relation}{cond}")
                 first = self.run(sql, params)[0][0]
                 raise DataSourceError(
@@ -225,7 +228,7 @@ class SqlTable:
 
     def _row_numbers(self, where: filters.Expr | None, not_null: Sequence[str]
                      ) -> Iterable[np.ndarray]:
-        st = Statement(self.dialect)
+        st = Statement(self.sql_dialect)
         sql, params = st.finish(f"SELECT {ROW} FROM {self.relation}"
                                 f"{self._where(st, where, not_null)}")
         rows = self.run(sql, params)
@@ -237,7 +240,7 @@ class SqlTable:
         """The selected rows of ``names`` as a statistic's local aggregates, computed in SQL
         (after :meth:`check_values`)."""
         self.check_values(names)
-        return SqlRows(self.run, self.dialect, self.relation, self.kinds, names, where, mode)
+        return SqlRows(self.run, self.sql_dialect, self.relation, self.kinds, names, where, mode)
 
     # ------------------------------------------------- the memory table's interface (values)
 
