@@ -7,18 +7,32 @@ aggregates then run as SQL there (:class:`parties.data.sql.table.SqlTable`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from parties.data.sources import Table, load_table
 
 if TYPE_CHECKING:
-    from parties.config import DataSourceConfig
     from parties.data.sql.table import SqlTable
 
-__all__ = ["open_table"]
+
+class DataSource(Protocol):
+    """The fields of a party's ``data`` config (:class:`parties.config.DataSourceConfig`)."""
+
+    path: Path
+    format: str
+    delimiter: str | None
+    encoding: str | None
+    decimal: str
+    engine: str
+    table: str | None
+    memory_limit: str
+    threads: int | None
+
+__all__ = ["DataSource", "open_table"]
 
 
-def open_table(data: DataSourceConfig) -> Table | SqlTable:
+def open_table(data: DataSource) -> Table | SqlTable:
     """The party's table, opened as ``data`` says (raises
     :class:`~parties.data.sources.DataSourceError` naming the file when it cannot be read)."""
     if data.engine == "duckdb":

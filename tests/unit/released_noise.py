@@ -16,7 +16,7 @@ from scipy import stats as scipy_stats
 
 from smpc import aggregate, ckks, simulator, stats
 from smpc.errors import InputError
-from smpc.stats import roles as stats_roles
+from smpc.stats import rowsource as stat_rowsource
 
 P = 3
 ALPHA = 1e-6
@@ -125,7 +125,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Releases:
     """Wrap the recipients' collect functions and the parties' pass-2 aggregation (observe only)."""
     rec = Releases()
     ss_collect, ckks_collect, local_pass2 = (
-        aggregate.ss_collect, aggregate.ckks_collect, stats_roles.local_pass2)
+        aggregate.ss_collect, aggregate.ckks_collect, stat_rowsource.local_pass2)
 
     def ss(t, **kw):
         out = ss_collect(t, **kw)
@@ -145,7 +145,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Releases:
 
     monkeypatch.setattr(aggregate, "ss_collect", ss)
     monkeypatch.setattr(aggregate, "ckks_collect", ck)
-    monkeypatch.setattr(stats_roles, "local_pass2", lp2)  # where the party role looks it up
+    monkeypatch.setattr(stat_rowsource, "local_pass2", lp2)  # where ArrayRows looks it up
     return rec
 
 

@@ -480,7 +480,15 @@ PARTY_ERRORS: list[tuple[Mut, str]] = [
     ),
     (_set("tls.key", "certs/nope.key"), "field 'tls.key' names a file that does not exist"),
     (_set("data.path", "data.txt"), "field 'data.path' names a file that does not exist"),
-    (_set("data.format", "xlsx"), "field 'data.format' must be one of csv, parquet, got 'xlsx'"),
+    (_set("data.format", "xlsx"),
+     "field 'data.format' must be one of csv, parquet, duckdb, got 'xlsx'"),
+    # the local engine (issue 15): a typo or a field for another engine is refused
+    (_set("data.engine", "sqlite"),
+     "field 'data.engine' must be one of memory, duckdb, got 'sqlite'"),
+    (_set("data.memory_limit", "2GB"), "field 'data.memory_limit' applies only to engine"),
+    (_set("data.threads", 2), "field 'data.threads' applies only to engine 'duckdb'"),
+    (_set("data.table", "visits"), "field 'data.table' applies only to a DuckDB database file"),
+    (_set("data.format", "duckdb"), "field 'data.engine' must be 'duckdb' to read a DuckDB"),
     (
         _set("database", "nodir/x.db"),
         "field 'database' names a database whose directory does not exist",
@@ -657,3 +665,18 @@ def test_data_dialect_loads_and_round_trips(fed_dir: Path) -> None:
     C.save_config(plain, fed_dir / "party3.json")
     assert json.loads((fed_dir / "party3.json").read_text())["data"] == {
         "path": "data.csv", "format": "csv"}
+
+
+@pytest.mark.parametrize("limit,ok", [("512MB", True), ("2GB", True), ("1.5GiB", True),
+                                      ("lots", False), ("0GB", False), ("2GB; SET x", False),
+                                      (2, False)])
+def test_duckdb_engine_fields(fed_dir: Path, limit: Any, ok: bool) -> None:
+    d = copy.deepcopy(party_dict())
+    d["data"].update(engine="duckdb", memory_limit=limit, threads=2)
+    p = write(fed_dir / "duck-party.json", d)
+    if ok:
+        cfg = C.load_party_config(p)
+        assert (cfg.data.engine, cfg.data.memory_limit, cfg.data.threads) == ("duckdb", limit, 2)
+    else:
+        with pytest.raises(C.ConfigError, match="field 'data.memory_limit' must be a size"):
+            C.load_party_config(p)

@@ -55,7 +55,7 @@ from smpc import dp, linear, stats
 from smpc.encoding import EncodingRangeError
 from smpc.linear import LinearModel
 from smpc.stats import StatSpec
-from smpc.stats import roles as stat_roles
+from smpc.stats import rowsource as stat_rowsource
 from tests.tolerances import ckks_kept_key_bound, ss_logit_bound
 
 OWNER, LAB = "hosp-a", "lab"
@@ -169,14 +169,14 @@ def _outcome(fn: Callable[[], object]) -> object:
 def record_pass1(monkeypatch) -> list[np.ndarray]:
     """Record every party's exact local pass-1 aggregate (its input to the noisy sum)."""
     seen: list[np.ndarray] = []
-    original = stat_roles.local_pass1
+    original = stat_rowsource.local_pass1
 
     def spy(spec, rows):
         out = original(spec, rows)
         seen.append(np.array(out))
         return out
 
-    monkeypatch.setattr(stat_roles, "local_pass1", spy)
+    monkeypatch.setattr(stat_rowsource, "local_pass1", spy)
     return seen
 
 

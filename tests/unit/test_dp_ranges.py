@@ -23,6 +23,7 @@ from smpc import dp, simulator, stats
 from smpc.encoding import EncodingRangeError
 from smpc.stats import StatSpec
 from smpc.stats import roles as stat_roles
+from smpc.stats import rowsource as stat_rowsource
 
 F, P, RHO, ROW_CAP = 16, 2, 1.0, 1000
 
@@ -85,7 +86,7 @@ def test_pass_two_is_refused_on_the_public_shift_and_count_before_any_moment(mon
     tables = [np.arange(1.0, 31.0)[:, None], np.arange(31.0, 61.0)[:, None]]
     parties = ["p0", "p1"]
     calls: list[int] = []
-    original = stat_roles.local_pass2
+    original = stat_rowsource.local_pass2
 
     def spy(*args, **kwargs):
         calls.append(1)
@@ -99,7 +100,7 @@ def test_pass_two_is_refused_on_the_public_shift_and_count_before_any_moment(mon
                                                                  tag="s")
         return r
 
-    monkeypatch.setattr(stat_roles, "local_pass2", spy)
+    monkeypatch.setattr(stat_rowsource, "local_pass2", spy)
     with pytest.raises(Exception) as e:
         simulator.run(roles(ROW_CAP), timeout=60)
     assert calls == []

@@ -113,7 +113,7 @@ def test_every_pass_equals_numpy(tables, kw, where):
 def test_dp_rows_dropped_and_clipped_as_numpy(tables, kw):
     """Under DP: incomplete rows dropped, present values clipped into the public bounds."""
     spec = StatSpec(**kw, missing="error")
-    ref, sql, absx = _pair(tables, spec, "age > 25", "drop")
+    ref, sql, _ = _pair(tables, spec, "age > 25", "drop")
     clip = [(100.0, 140.0)] * len(spec.value_columns)
     want = ref.pass1(spec, clip)
     got = sql.pass1(spec, clip)
@@ -150,8 +150,8 @@ def test_values_on_every_fine_edge_land_in_numpys_bin(tmp_path):
 
 def test_filter_mask_and_counts_equal_the_memory_engine(tables):
     memory, duck = tables
-    for where in WHERES[1:] + ["sex != 'M'", "income > 52000.00001 and notnull(bp)",
-                               "age == 40 or age == 41", "not (sex == 'F')"]:
+    for where in [*WHERES[1:], "sex != 'M'", "income > 52000.00001 and notnull(bp)",
+                  "age == 40 or age == 41", "not (sex == 'F')"]:
         expr = filters.parse(where)
         want = filters.evaluate(expr, memory)
         np.testing.assert_array_equal(duck.row_mask(expr), want)

@@ -119,17 +119,21 @@ class DuckTable(SqlTable):
 
     def row_mask(self, where: filters.Expr | None, not_null: Sequence[str] = ()
                  ) -> np.ndarray:
-        """The selected rows as a mask, built from 64-row words OR-ed together in DuckDB: what
-        leaves the engine is one bit per row (12.5 MB for 10^8 rows), never a row number list."""
+        """The selected rows as a mask, built from 32-row words OR-ed together in DuckDB: what
+        leaves the engine is one bit per row (12.5 MB for 10^8 rows), never a row number list.
+        (32-bit words in a BIGINT: DuckDB's numpy fetch turns an unsigned 64-bit column into
+        float64, which would lose bits.)"""
         st = Statement(self.sql_dialect)
-        word = f"({ROW} - 1) // 64"
-        bit = f"CAST(1 AS UBIGINT) << CAST(({ROW} - 1) % 64 AS INTEGER)"
+        word = f"({ROW} - 1) // 32"
+        bit = f"CAST(1 AS BIGINT) << CAST(({ROW} - 1) % 32 AS INTEGER)"
         sql, params = st.finish(f"SELECT {word} AS w, bit_or({bit}) AS b FROM smpc_rows"
                                 f"{self._where(st, where, not_null)} GROUP BY w")
         with self._lock:
             got = self._con.execute(sql, params).fetchnumpy()
-        words = np.zeros((self._n_rows + 63) // 64, dtype="<u8")
-        words[np.asarray(got["w"], dtype=np.int64)] = np.asarray(got["b"], dtype=np.uint64)
+        words = np.zeros((self._n_rows + 31) // 32, dtype="<u4")
+        b = np.asarray(got["b"])
+        assert b.dtype == np.int64, b.dtype  # never through float64
+        words[np.asarray(got["w"], dtype=np.int64)] = b.astype("<u4")
         bits = np.unpackbits(words.view(np.uint8), bitorder="little")
         return bits[: self._n_rows].astype(bool)
 
