@@ -21,7 +21,7 @@ CONFIG_VERSION = 1
 
 DATA_FORMATS: tuple[str, ...] = ("csv", "parquet", "duckdb")
 #: Where a party's local step runs (parties.data.open): numpy in memory, or DuckDB over the file.
-DATA_ENGINES: tuple[str, ...] = ("memory", "duckdb")
+DATA_ENGINES: tuple[str, ...] = ("memory", "duckdb", "postgresql")
 
 
 _SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".duckdb": "duckdb"}
@@ -238,9 +238,15 @@ class DataSourceConfig:
     disk beyond it) whatever the rows (:mod:`parties.data.sql.duck`); ``threads``: DuckDB's
     threads (None: one per core).  Format ``duckdb`` (engine ``duckdb`` only): a DuckDB
     database file, opened read-only, whose table or view ``table`` holds the rows.
+
+    Engine ``postgresql`` (no file: ``path`` is None, ``format`` ``"postgresql"``): the rows are
+    the table or view ``table`` (``schema.name`` or ``name``) of the database ``dsn`` names (a
+    libpq connection string without a password), read by a read-only session with a
+    ``statement_timeout_ms``; the password, if any, is in ``password_file`` (mode 0600);
+    ``key``: a unique column that numbers the rows (:mod:`parties.data.sql.postgres`).
     """
 
-    path: Path
+    path: Path | None
     format: str
     delimiter: str | None = None
     encoding: str | None = None
@@ -249,6 +255,10 @@ class DataSourceConfig:
     table: str | None = None
     memory_limit: str = "1GB"
     threads: int | None = None
+    dsn: str | None = None
+    password_file: Path | None = None
+    key: str | None = None
+    statement_timeout_ms: int = 60_000
 
 
 @dataclass(frozen=True)

@@ -285,7 +285,14 @@ def _encoding(r: _Reader) -> Callable[[Any, str], str]:
 def _parse_data(r: _Reader, d: Mapping[str, Any]) -> DataSourceConfig:
     dd = r.obj(r.get(d, "data", None, lambda v, fld: v), "data",
                ("path", "format", "delimiter", "encoding", "decimal", "engine", "table",
-                "memory_limit", "threads"))
+                "memory_limit", "threads", "dsn", "password_file", "key",
+                "statement_timeout_ms"))
+    engine = r.get(dd, "engine", "data", r.choice(DATA_ENGINES), "memory")
+    if engine == "postgresql":
+        return _parse_database(r, dd)
+    for key in ("dsn", "password_file", "key", "statement_timeout_ms"):
+        if key in dd:
+            raise r.error(f"data.{key}", "applies only to engine 'postgresql'")
     path = r.get(dd, "path", "data", r.existing_file)
     fmt = r.get(dd, "format", "data", r.choice(DATA_FORMATS), None)
     if fmt is None:
@@ -304,7 +311,6 @@ def _parse_data(r: _Reader, d: Mapping[str, Any]) -> DataSourceConfig:
                 raise r.error(f"data.{key}", f"applies only to CSV files, not {fmt}")
     if delimiter is not None and delimiter == decimal:
         raise r.error("data.delimiter", f"must differ from data.decimal ({decimal!r})")
-    engine = r.get(dd, "engine", "data", r.choice(DATA_ENGINES), "memory")
     table = r.get(dd, "table", "data", r.string, None)
     memory_limit = r.get(dd, "memory_limit", "data", _memory_limit(r), "1GB")
     threads = r.get(dd, "threads", "data", r.integer_range(1, 1024), None)
@@ -322,6 +328,26 @@ def _parse_data(r: _Reader, d: Mapping[str, Any]) -> DataSourceConfig:
     return DataSourceConfig(path=path, format=fmt, delimiter=delimiter, encoding=encoding,
                             decimal=decimal, engine=engine, table=table,
                             memory_limit=memory_limit, threads=threads)
+
+
+def _parse_database(r: _Reader, dd: Mapping[str, Any]) -> DataSourceConfig:
+    """``engine = "postgresql"``: a connection string and a table, no file."""
+    for key in ("path", "format", "delimiter", "encoding", "decimal", "memory_limit",
+                "threads"):
+        if key in dd:
+            raise r.error(f"data.{key}", "does not apply to engine 'postgresql' (its rows are "
+                          "data.table of the database data.dsn)")
+    dsn = r.get(dd, "dsn", "data", r.string)
+    if "password" in dsn.lower():
+        raise r.error("data.dsn", "must not hold a password: put it in data.password_file "
+                      "(mode 0600)")
+    return DataSourceConfig(
+        path=None, format="postgresql", engine="postgresql", dsn=dsn,
+        table=r.get(dd, "table", "data", r.string),
+        password_file=r.get(dd, "password_file", "data", r.password_file, None),
+        key=r.get(dd, "key", "data", r.string, None),
+        statement_timeout_ms=r.get(dd, "statement_timeout_ms", "data",
+                                   r.integer_range(100, 86_400_000), 60_000))
 
 
 _MEMORY_LIMIT = re.compile(r"[1-9][0-9]{0,5}(\.[0-9]{1,3})?\s?(KB|MB|GB|TB|KiB|MiB|GiB|TiB)")

@@ -228,6 +228,9 @@ class _Reader:
     def secret_file(self, v: Any, fld: str) -> Path:
         return self._owner_only_file(v, fld, "a key file")
 
+    def password_file(self, v: Any, fld: str) -> Path:
+        return self._owner_only_file(v, fld, "a password file")
+
     def db_path(self, v: Any, fld: str) -> Path:
         p = self.path(v, fld)
         if self.check_files and not p.parent.is_dir():

@@ -89,13 +89,22 @@ def _to_dict(cfg: AnyConfig, base: Path) -> tuple[str, dict[str, Any]]:
     if isinstance(cfg, PartyConfig):
         kind = "party"
         d = _node_common(cfg, kind, base)
-        d["data"] = {"path": _rel(cfg.data.path, base), "format": cfg.data.format}
+        if cfg.data.path is None:  # a database: its connection, never a password
+            d["data"] = {"engine": cfg.data.engine, "dsn": cfg.data.dsn,
+                         "table": cfg.data.table,
+                         "statement_timeout_ms": cfg.data.statement_timeout_ms}
+            if cfg.data.password_file is not None:
+                d["data"]["password_file"] = _rel(cfg.data.password_file, base)
+            if cfg.data.key is not None:
+                d["data"]["key"] = cfg.data.key
+        else:
+            d["data"] = {"path": _rel(cfg.data.path, base), "format": cfg.data.format}
         for key in ("delimiter", "encoding"):
             if getattr(cfg.data, key) is not None:
                 d["data"][key] = getattr(cfg.data, key)
         if cfg.data.decimal != ".":
             d["data"]["decimal"] = cfg.data.decimal
-        if cfg.data.engine != "memory":
+        if cfg.data.engine == "duckdb":
             d["data"]["engine"] = cfg.data.engine
             d["data"]["memory_limit"] = cfg.data.memory_limit
             for key in ("table", "threads"):

@@ -1,8 +1,10 @@
 """Open a party's table with the engine its config names (``data.engine``).
 
 ``memory``: :func:`parties.data.sources.load_table` reads the file into numpy arrays.
-``duckdb``: :func:`parties.data.sql.duck.open_duckdb` scans it in DuckDB; a statistic's local
-aggregates then run as SQL there (:class:`parties.data.sql.table.SqlTable`).
+``duckdb``: :func:`parties.data.sql.duck.open_duckdb` scans it in DuckDB; ``postgresql``:
+:func:`parties.data.sql.postgres.open_postgres` reads a table or view of the party's database.
+With either, a statistic's local aggregates run as SQL in the engine
+(:class:`parties.data.sql.table.SqlTable`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 class DataSource(Protocol):
     """The fields of a party's ``data`` config (:class:`parties.config.DataSourceConfig`)."""
 
-    path: Path
+    path: Path | None
     format: str
     delimiter: str | None
     encoding: str | None
@@ -28,6 +30,10 @@ class DataSource(Protocol):
     table: str | None
     memory_limit: str
     threads: int | None
+    dsn: str | None
+    password_file: Path | None
+    key: str | None
+    statement_timeout_ms: int
 
 __all__ = ["DataSource", "open_table"]
 
@@ -35,6 +41,16 @@ __all__ = ["DataSource", "open_table"]
 def open_table(data: DataSource) -> Table | SqlTable:
     """The party's table, opened as ``data`` says (raises
     :class:`~parties.data.sources.DataSourceError` naming the file when it cannot be read)."""
+    if data.engine == "postgresql":
+        from parties.data.sql.postgres import open_postgres
+
+        assert data.dsn is not None and data.table is not None  # the config requires them
+        password = None
+        if data.password_file is not None:
+            password = data.password_file.read_text(encoding="utf-8").strip()
+        return open_postgres(data.dsn, data.table, key=data.key, password=password,
+                             statement_timeout_ms=data.statement_timeout_ms)
+    assert data.path is not None  # a file engine: the config requires it
     if data.engine == "duckdb":
         from parties.data.sql.duck import open_duckdb
 

@@ -484,7 +484,8 @@ PARTY_ERRORS: list[tuple[Mut, str]] = [
      "field 'data.format' must be one of csv, parquet, duckdb, got 'xlsx'"),
     # the local engine (issue 15): a typo or a field for another engine is refused
     (_set("data.engine", "sqlite"),
-     "field 'data.engine' must be one of memory, duckdb, got 'sqlite'"),
+     "field 'data.engine' must be one of memory, duckdb, postgresql, got 'sqlite'"),
+    (_set("data.dsn", "host=db"), "field 'data.dsn' applies only to engine 'postgresql'"),
     (_set("data.memory_limit", "2GB"), "field 'data.memory_limit' applies only to engine"),
     (_set("data.threads", 2), "field 'data.threads' applies only to engine 'duckdb'"),
     (_set("data.table", "visits"), "field 'data.table' applies only to a DuckDB database file"),
@@ -680,3 +681,50 @@ def test_duckdb_engine_fields(fed_dir: Path, limit: Any, ok: bool) -> None:
     else:
         with pytest.raises(C.ConfigError, match="field 'data.memory_limit' must be a size"):
             C.load_party_config(p)
+
+
+def _pg(**data: Any) -> Mut:
+    def mut(d: dict[str, Any]) -> None:
+        d["data"] = {"engine": "postgresql", **data}
+    return mut
+
+
+@pytest.mark.parametrize("mut,expected", [
+    (_pg(table="v"), "required field 'data.dsn' is missing"),
+    (_pg(dsn="host=db"), "required field 'data.table' is missing"),
+    (_pg(dsn="host=db user=r password=hunter2", table="v"),
+     "field 'data.dsn' must not hold a password: put it in data.password_file"),
+    (_pg(dsn="postgresql://r:PassWord@db/x", table="v"), "must not hold a password"),
+    (_pg(dsn="host=db", table="v", path="data.csv"),
+     "field 'data.path' does not apply to engine 'postgresql'"),
+    (_pg(dsn="host=db", table="v", statement_timeout_ms=5),
+     "field 'data.statement_timeout_ms'"),
+])
+def test_postgresql_source_errors(fed_dir: Path, mut: Mut, expected: str) -> None:
+    d = copy.deepcopy(party_dict())
+    mut(d)
+    p = write(fed_dir / "pg-party.json", d)
+    with pytest.raises(C.ConfigError, match=re.escape(expected)):
+        C.load_party_config(p)
+
+
+def test_postgresql_source_reads_and_writes_back(fed_dir: Path) -> None:
+    secret = fed_dir / "db.pass"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o644)
+    d = copy.deepcopy(party_dict())
+    _pg(dsn="host=127.0.0.1 dbname=clinic user=reader", table="research.visits",
+        password_file=str(secret), key="visit_id")(d)
+    p = write(fed_dir / "pg-party.json", d)
+    with pytest.raises(C.ConfigError, match="password file readable by group or others"):
+        C.load_party_config(p)
+    secret.chmod(0o600)
+    cfg = C.load_party_config(p)
+    assert cfg.data.path is None and cfg.data.engine == "postgresql"
+    assert (cfg.data.table, cfg.data.key, cfg.data.statement_timeout_ms) == (
+        "research.visits", "visit_id", 60_000)
+    out = fed_dir / "pg-party-2.json"
+    C.save_config(cfg, out)
+    text = out.read_text()
+    assert "s3cret" not in text and "password_file" in text
+    assert C.load_party_config(out).data == cfg.data

@@ -31,6 +31,7 @@ class Dialect:
     double: str
     exact_sum: str
     is_nan: str
+    shift: str = "({a} << {b})"
 
     def param(self, index: int) -> str:
         """The placeholder of the ``index``-th bound parameter (0-based)."""
@@ -60,6 +61,10 @@ class Dialect:
         """The accurate float64 sum of ``expr`` (NULLs skipped), 0 over no rows."""
         return f"COALESCE({self.exact_sum.format(x=expr)}, CAST(0 AS {self.double}))"
 
+    def shift_left(self, a: str, b: str) -> str:
+        """Integer ``a`` shifted left by ``b`` bits."""
+        return self.shift.format(a=a, b=b)
+
     def number_or_null(self, expr: str) -> str:
         """Float64 ``expr`` with NaN as NULL (a missing value, as the memory engine's NaN)."""
         x = f"CAST({expr} AS {self.double})"
@@ -74,4 +79,4 @@ DUCKDB = Dialect("duckdb", "?", '"', "DOUBLE", "fsum({x})",
 POSTGRES = Dialect("postgresql", "%s", '"', "DOUBLE PRECISION",
                    "CAST(SUM(CAST({x} AS NUMERIC)) AS DOUBLE PRECISION)",
                    "{x} = CAST('NaN' AS DOUBLE PRECISION)")
-SPARK = Dialect("spark", ":p", "`", "DOUBLE", "SUM({x})", "isnan({x})")
+SPARK = Dialect("spark", ":p", "`", "DOUBLE", "SUM({x})", "isnan({x})", "shiftleft({a}, {b})")

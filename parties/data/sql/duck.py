@@ -32,10 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from parties.data import filters
 from parties.data.sources import FORMATS, MISSING_MARKERS, DataSourceError, infer_format
 from parties.data.sql.dialect import DUCKDB
-from parties.data.sql.rows import Statement
 from parties.data.sql.table import ROW, SqlTable
 
 __all__ = ["DuckTable", "open_duckdb"]
@@ -117,25 +115,14 @@ class DuckTable(SqlTable):
                                     dtype=np.float64)
         return out
 
-    def row_mask(self, where: filters.Expr | None, not_null: Sequence[str] = ()
-                 ) -> np.ndarray:
-        """The selected rows as a mask, built from 32-row words OR-ed together in DuckDB: what
-        leaves the engine is one bit per row (12.5 MB for 10^8 rows), never a row number list.
-        (32-bit words in a BIGINT: DuckDB's numpy fetch turns an unsigned 64-bit column into
-        float64, which would lose bits.)"""
-        st = Statement(self.sql_dialect)
-        word = f"({ROW} - 1) // 32"
-        bit = f"CAST(1 AS BIGINT) << CAST(({ROW} - 1) % 32 AS INTEGER)"
-        sql, params = st.finish(f"SELECT {word} AS w, bit_or({bit}) AS b FROM smpc_rows"
-                                f"{self._where(st, where, not_null)} GROUP BY w")
+    def _words(self, sql: str, params: list[object]) -> tuple[np.ndarray, np.ndarray]:
+        """Fetched as numpy columns (the words are BIGINT: DuckDB's numpy fetch would turn an
+        unsigned 64-bit column into float64 and lose bits)."""
         with self._lock:
             got = self._con.execute(sql, params).fetchnumpy()
-        words = np.zeros((self._n_rows + 31) // 32, dtype="<u4")
-        b = np.asarray(got["b"])
+        w, b = (np.asarray(v) for v in got.values())
         assert b.dtype == np.int64, b.dtype  # never through float64
-        words[np.asarray(got["w"], dtype=np.int64)] = b.astype("<u4")
-        bits = np.unpackbits(words.view(np.uint8), bitorder="little")
-        return bits[: self._n_rows].astype(bool)
+        return w.astype(np.int64), b
 
     def close(self) -> None:
         try:

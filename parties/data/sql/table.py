@@ -54,6 +54,10 @@ class SqlTable:
     engine: str = "sql"
     #: How the file was read (CSV options), for the operator's log; as the memory table's.
     dialect: dict[str, str]
+    #: The canonical view with its row number ``smpc_row`` (default: :attr:`relation`); an
+    #: engine whose row numbers cost a sort (a database table's window) keeps them out of
+    #: :attr:`relation`, which the aggregates scan.
+    numbered: str
     _n_rows: int
 
     def __init__(self) -> None:
@@ -76,7 +80,7 @@ class SqlTable:
         columnar fetch."""
         d = self.sql_dialect
         cols = ", ".join(d.ident(n) for n in names)
-        rows = self.run(f"SELECT {cols} FROM {self.relation} ORDER BY {ROW}", [])
+        rows = self.run(f"SELECT {cols} FROM {self._numbered()} ORDER BY {ROW}", [])
         out: dict[str, Any] = {}
         for j, name in enumerate(names):
             values = [r[j] for r in rows]
@@ -129,7 +133,8 @@ class SqlTable:
     # --------------------------------------------------------------------------- checks
 
     def _first_row(self, condition: str) -> int | None:
-        got = self.run(f"SELECT MIN({ROW}) FROM {self.relation} WHERE {condition}", [])[0][0]
+        got = self.run(f"SELECT MIN({ROW}) FROM {self._numbered()} WHERE {condition}",
+                       [])[0][0]
         return None if got is None else int(got)  # type: ignore[call-overload]
 
     def _problem(self, name: str) -> DataSourceError | None:
@@ -207,7 +212,7 @@ class SqlTable:
                 cond = self._where(st, where)
                 cond = (cond + " AND " if cond else " WHERE ") + \
                     f"{self.sql_dialect.ident(name)} IS NULL"
-                sql, params = st.finish(f"SELECT MIN({ROW}) FROM {self.relation}{cond}")
+                sql, params = st.finish(f"SELECT MIN({ROW}) FROM {self._numbered()}{cond}")
                 first = self.run(sql, params)[0][0]
                 raise DataSourceError(
                     f"column {name!r} has missing values in the selected rows, the first at "
@@ -216,24 +221,35 @@ class SqlTable:
                     public=f"column {name!r} has missing values in the selected rows")
         del complete
 
+    def _numbered(self) -> str:
+        return getattr(self, "numbered", None) or self.relation
+
     def row_mask(self, where: filters.Expr | None, not_null: Sequence[str] = ()
                  ) -> np.ndarray:
         """The boolean mask over the table's rows the filter keeps (and complete in
-        ``not_null``): one bit of information per row, for the exact mode's differencing
-        check.  Fetched as row numbers in batches (:meth:`_row_numbers`)."""
-        mask = np.zeros(self._n_rows, dtype=bool)
-        for numbers in self._row_numbers(where, not_null):
-            mask[np.asarray(numbers, dtype=np.int64) - 1] = True
-        return mask
+        ``not_null``), for the exact mode's differencing check.  Computed as an aggregate:
+        32-row words OR-ed together in the engine (:meth:`_words`), so what leaves it is one
+        bit per row (12.5 MB for 10^8 rows) -- no value, no list of row numbers."""
+        d, st = self.sql_dialect, Statement(self.sql_dialect)
+        word = f"CAST(FLOOR(CAST({ROW} - 1 AS {d.double}) / 32) AS BIGINT)"
+        inner = (f"SELECT {word} AS w, {ROW} - 1 AS r FROM {self._numbered()}"
+                 f"{self._where(st, where, not_null)}")
+        bit = d.shift_left("CAST(1 AS BIGINT)", "CAST(r - 32 * w AS INTEGER)")
+        sql, params = st.finish(f"SELECT w, bit_or({bit}) FROM ({inner}) AS smpc_w GROUP BY w")
+        w, b = self._words(sql, params)
+        words = np.zeros((self._n_rows + 31) // 32, dtype="<u4")
+        words[w] = b.astype("<u4")
+        bits = np.unpackbits(words.view(np.uint8), bitorder="little")
+        return bits[: self._n_rows].astype(bool)
 
-    def _row_numbers(self, where: filters.Expr | None, not_null: Sequence[str]
-                     ) -> Iterable[np.ndarray]:
-        st = Statement(self.sql_dialect)
-        sql, params = st.finish(f"SELECT {ROW} FROM {self.relation}"
-                                f"{self._where(st, where, not_null)}")
+    def _words(self, sql: str, params: list[object]) -> tuple[np.ndarray, np.ndarray]:
+        """The (word index, bits) columns of :meth:`row_mask`'s query, as int64 arrays."""
         rows = self.run(sql, params)
-        yield np.fromiter((int(r[0]) for r in rows), dtype=np.int64,  # type: ignore[call-overload]
-                          count=len(rows))
+        w = np.fromiter((int(r[0]) for r in rows), dtype=np.int64,  # type: ignore[call-overload]
+                        count=len(rows))
+        b = np.fromiter((int(r[1]) for r in rows), dtype=np.int64,  # type: ignore[call-overload]
+                        count=len(rows))
+        return w, b
 
     def local_rows(self, names: Sequence[str], where: filters.Expr | None,
                    mode: Mode) -> SqlRows:
