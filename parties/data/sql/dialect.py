@@ -23,7 +23,8 @@ class Dialect:
     float64 type; ``exact_sum``: a format with ``{x}`` for a float64 sum that is accurate to
     the last bits (DuckDB's Kahan-Babuska ``fsum``, PostgreSQL's ``numeric``), or a plain
     ``SUM`` where the engine has none; ``is_nan``: a condition with ``{x}`` true where ``x``
-    is NaN."""
+    is NaN; ``not_a_number``: a condition with ``{x}`` true where text ``x`` does not parse as
+    a float64."""
 
     name: str
     placeholder: str
@@ -31,6 +32,7 @@ class Dialect:
     double: str
     exact_sum: str
     is_nan: str
+    not_a_number: str
     shift: str = "({a} << {b})"
 
     def param(self, index: int) -> str:
@@ -74,9 +76,12 @@ class Dialect:
 # DuckDB 2.0: "isnan" is folded to false from a Parquet column's min/max statistics, which
 # leave NaN out (the engine also disables that optimiser: parties.data.sql.duck)
 DUCKDB = Dialect("duckdb", "?", '"', "DOUBLE", "fsum({x})",
-                 "(NOT isfinite({x}) AND NOT isinf({x}))")
+                 "(NOT isfinite({x}) AND NOT isinf({x}))", "TRY_CAST({x} AS DOUBLE) IS NULL")
 # PostgreSQL orders NaN above every number and equal to itself
 POSTGRES = Dialect("postgresql", "%s", '"', "DOUBLE PRECISION",
                    "CAST(SUM(CAST({x} AS NUMERIC)) AS DOUBLE PRECISION)",
-                   "{x} = CAST('NaN' AS DOUBLE PRECISION)")
-SPARK = Dialect("spark", ":p", "`", "DOUBLE", "SUM({x})", "isnan({x})", "shiftleft({a}, {b})")
+                   "{x} = CAST('NaN' AS DOUBLE PRECISION)",
+                   # PostgreSQL 16+; older servers fail the query (the error then has no row)
+                   "NOT pg_input_is_valid({x}, 'double precision')")
+SPARK = Dialect("spark", ":p", "`", "DOUBLE", "SUM({x})", "isnan({x})",
+                "try_cast({x} AS DOUBLE) IS NULL", "shiftleft({a}, {b})")

@@ -22,6 +22,7 @@ stripped in CSV, the missing markers NULL); anything else is unsupported, named 
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import tempfile
@@ -34,6 +35,7 @@ import numpy as np
 
 from parties.data.sources import FORMATS, MISSING_MARKERS, DataSourceError, infer_format
 from parties.data.sql.dialect import DUCKDB
+from parties.data.sql.duckcsv import prepare_csv
 from parties.data.sql.table import ROW, SqlTable
 
 __all__ = ["DuckTable", "open_duckdb"]
@@ -65,6 +67,7 @@ class DuckTable(SqlTable):
         # one DuckDB connection (its temporary views are its own): sessions' queries take
         # turns; DuckDB parallelises each query over its threads
         self._lock = threading.Lock()
+        self._csv: tuple[Path, str] | None = None  # the UTF-8 file and its delimiter
         self.source, self.format = source, fmt
         self.relation = "smpc_rows"
         described = con.execute("DESCRIBE smpc_data").fetchall()
@@ -91,6 +94,38 @@ class DuckTable(SqlTable):
         markers = ", ".join("'" + m.replace("'", "''") + "'" for m in sorted(MISSING_MARKERS))
         value = f"trim({x})" if fmt == "csv" else x
         return f"CASE WHEN {value} IN ({markers}) THEN NULL ELSE {value} END"
+
+    def _problem(self, name: str) -> DataSourceError | None:
+        """As :meth:`SqlTable._problem`, with the CSV line of the row for the party's log
+        (the memory engine's record: a quoted cell may span lines)."""
+        err = super()._problem(name)
+        if err is not None and err.row is not None and err.line is None and self._csv:
+            err.line = self._line_of(err.row)
+        return err
+
+    def _line_of(self, row: int) -> int | None:
+        """The physical line of data row ``row`` (1-based, header excluded), read again with
+        the file's own dialect; only on an error's path."""
+        if self._csv is None:
+            return None
+        path, delimiter = self._csv
+        with path.open("r", encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh, delimiter=delimiter)
+            seen = -1  # the header is row 0
+            for record in reader:
+                if record:
+                    seen += 1
+                    if seen == row:
+                        return reader.line_num
+        return None
+
+    def _not_a_number(self, x: str) -> str:
+        """With a decimal comma (CSV ``decimal = ","``) a number is written ``72,5`` and a cell
+        holding a ``.`` is not one (the memory engine's rule)."""
+        if self.dialect.get("decimal") == ",":
+            return (f"(strpos({x}, '.') > 0 OR "
+                    f"TRY_CAST(replace({x}, ',', '.') AS DOUBLE) IS NULL)")
+        return super()._not_a_number(x)
 
     def run(self, sql: str, params: list[object]) -> list[tuple[object, ...]]:
         try:
@@ -149,6 +184,7 @@ def open_duckdb(path: str | os.PathLike[str], fmt: str | None = None, *,
     if not p.is_file():
         raise DataSourceError(f"{p}: data file not found")
     workdir = Path(tempfile.mkdtemp(prefix="smpc-duckdb-"))  # 0700: spills hold cells
+    dialect: dict[str, str] = {}
     # statistics propagation folds NaN tests (isnan, x > 'inf') over Parquet columns to false
     # from min/max statistics that leave NaN out (DuckDB 2.0.1): a NaN would then compare
     # as a number instead of being missing, so it is off (tests/unit/test_sql_rows_duckdb.py)
@@ -178,8 +214,12 @@ def open_duckdb(path: str | os.PathLike[str], fmt: str | None = None, *,
                         f"file_row_number + 1 AS {ROW} FROM smpc_raw")
         else:
             con = duckdb.connect(str(workdir / "csv.duckdb"), config=config)
-            _import_csv(con, p, delimiter, encoding, decimal)
-        return DuckTable(con, workdir, str(p), fmt)
+            dialect = _import_csv(con, p, workdir, delimiter, encoding, decimal)
+        opened = DuckTable(con, workdir, str(p), fmt)
+        if dialect:
+            opened._csv = (Path(dialect.pop("utf8_path")), dialect["delimiter"])
+        opened.dialect = dialect
+        return opened
     except DataSourceError:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
@@ -189,30 +229,16 @@ def open_duckdb(path: str | os.PathLike[str], fmt: str | None = None, *,
                               f"({type(exc).__name__})") from None
 
 
-def _import_csv(con: Any, p: Path, delimiter: str | None, encoding: str | None,
-                decimal: str) -> None:
-    """Import CSV ``p`` into ``smpc_data`` (row numbers from the file's order)."""
-    options = ["header = true", "sample_size = -1", "nullstr = ?", "decimal_separator = ?"]
-    params: list[object] = [str(p), sorted(MISSING_MARKERS), decimal]
-    if delimiter is not None:
-        options.append("delim = ?")
-        params.append(delimiter)
-    tried = [encoding] if encoding else ["utf-8", "latin-1"]
-    for i, enc in enumerate(tried):
-        norm = enc.lower().replace("_", "-")
-        if norm in ("utf8", "utf-8"):
-            norm = "utf-8"
-        elif norm in ("latin-1", "latin1", "iso-8859-1"):
-            norm = "latin-1"
-        elif norm not in ("utf-16",):
-            raise DataSourceError(f"{p}: the duckdb engine reads CSV in utf-8, utf-16 or "
-                                  f"latin-1, not {enc!r}; convert the file or use the memory "
-                                  "engine")
-        try:
-            con.execute("CREATE OR REPLACE TABLE smpc_csv AS SELECT * FROM read_csv(?, "
-                        + ", ".join(options) + ", encoding = ?)", [*params, norm])
-            break
-        except Exception:
-            if i + 1 == len(tried):
-                raise
+def _import_csv(con: Any, p: Path, workdir: Path, delimiter: str | None,
+                encoding: str | None, decimal: str) -> dict[str, str]:
+    """Import CSV ``p`` into ``smpc_data`` (row numbers from the file's order), read by the
+    memory engine's rules (:mod:`parties.data.sql.duckcsv`); returns the dialect record."""
+    utf8, delim, dialect = prepare_csv(p, workdir, delimiter=delimiter, encoding=encoding,
+                                       decimal=decimal)
+    dialect["utf8_path"] = str(utf8)
+    con.execute("CREATE TABLE smpc_csv AS SELECT * FROM read_csv(?, header = true, "
+                "sample_size = -1, nullstr = ?, decimal_separator = ?, delim = ?, "
+                "quote = '\"', escape = '\"', encoding = 'utf-8')",
+                [str(utf8), sorted(MISSING_MARKERS), decimal, delim])
     con.execute(f"CREATE TEMP VIEW smpc_data AS SELECT rowid + 1 AS {ROW}, * FROM smpc_csv")
+    return dialect

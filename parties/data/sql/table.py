@@ -146,7 +146,11 @@ class SqlTable:
         err: DataSourceError | None = None
         x = self.sql_dialect.ident(name)
         if self.kinds[name] == "text":
-            row = self._first_row(f"{x} IS NOT NULL")
+            try:
+                row = self._first_row(
+                    f"{x} IS NOT NULL AND {self._not_a_number(x)}")
+            except DataSourceError:  # an engine without the test: no row in the sentence
+                row = None
             err = DataSourceError(
                 f"row {row} of column {name!r} is not a number" if row is not None else
                 f"column {name!r} holds text, not numbers", kind="not-a-number", column=name,
@@ -159,6 +163,17 @@ class SqlTable:
                                       column=name, row=row)
         self._checked[name] = err
         return err
+
+    def _not_a_number(self, x: str) -> str:
+        """A condition true where text ``x`` is not a number (the engine's parse)."""
+        return self.sql_dialect.not_a_number.format(x=x)
+
+    def _text_detail(self, name: str) -> str:
+        """What a filter's error adds about a text column compared with a number: its first
+        row that is not a number, as the memory engine says it."""
+        err = self._problem(name)
+        row = err.row if err is not None else None
+        return "" if row is None else f" (row {row} is not a number)"
 
     def infinite(self, x: str) -> str:
         """A condition true where float64 ``x`` is +-infinity."""
@@ -177,7 +192,8 @@ class SqlTable:
     def _where(self, st: Statement, where: filters.Expr | None,
                not_null: Sequence[str] = ()) -> str:
         conds = [] if where is None else [compile_where(where, self.kinds, self.sql_dialect,
-                                                        bind=st.bind).sql]
+                                                        bind=st.bind,
+                                                        text_detail=self._text_detail).sql]
         conds += [f"{self.sql_dialect.ident(c)} IS NOT NULL" for c in not_null]
         return " WHERE " + " AND ".join(conds) if conds else ""
 
@@ -256,6 +272,8 @@ class SqlTable:
         """The selected rows of ``names`` as a statistic's local aggregates, computed in SQL
         (after :meth:`check_values`)."""
         self.check_values(names)
+        if where is not None:  # a filter that cannot run is refused now, as in memory
+            compile_where(where, self.kinds, self.sql_dialect, text_detail=self._text_detail)
         return SqlRows(self.run, self.sql_dialect, self.relation, self.kinds, names, where, mode)
 
     # ------------------------------------------------- the memory table's interface (values)

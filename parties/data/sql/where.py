@@ -54,8 +54,10 @@ class Condition:
 
 class _Compiler:
     def __init__(self, kinds: Mapping[str, str], dialect: Dialect,
-                 bind: Callable[[object], str] | None) -> None:
+                 bind: Callable[[object], str] | None,
+                 text_detail: Callable[[str], str] | None = None) -> None:
         self.kinds, self.d = kinds, dialect
+        self.text_detail = text_detail
         self.params: list[object] = []
         self._bind = bind
 
@@ -73,8 +75,8 @@ class _Compiler:
         if want == "number" and kind == "text":
             raise FilterError(
                 f"column {col.name!r} at position {col.pos} cannot be compared with numbers: it "
-                "holds text; a filter compares a text column only with a 'string', using '==' "
-                "or '!='", col.pos)
+                f"holds text{self.text_detail(col.name) if self.text_detail else ''}; a filter "
+                "compares a text column only with a 'string', using '==' or '!='", col.pos)
         if want == "number" and kind == "date":
             raise FilterError(
                 f"column {col.name!r} at position {col.pos} holds dates; compare it with a date "
@@ -150,13 +152,15 @@ class _Compiler:
 
 
 def compile_where(expr: Expr, kinds: Mapping[str, str], dialect: Dialect,
-                  bind: Callable[[object], str] | None = None) -> Condition:
+                  bind: Callable[[object], str] | None = None,
+                  text_detail: Callable[[str], str] | None = None) -> Condition:
     """``expr`` as a condition over the canonical view whose columns have ``kinds``
     (name -> one of :data:`KINDS`).  Each literal becomes a placeholder: the dialect's, numbered
     from 0 and listed in :attr:`Condition.params`, or what ``bind`` returns for it (a caller
     that assembles a larger statement; ``params`` is then empty).  Raises
     :class:`FilterError` for an unknown column or a comparison the language does not allow;
-    the condition holds no literal from the filter."""
+    ``text_detail(column)`` adds to the error about a text column compared with a number (its
+    first row that is not a number).  The condition holds no literal from the filter."""
     check_columns(expr, list(kinds))
-    c = _Compiler(kinds, dialect, bind)
+    c = _Compiler(kinds, dialect, bind, text_detail)
     return Condition(c.expr(expr), c.params)
