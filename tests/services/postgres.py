@@ -540,17 +540,26 @@ def _start_in(base: Path, account: _Account, t0: float, stage: bool | None) -> P
             [str(bin_dir / "postgres"), "-D", str(data_dir), "-p", str(port)],
             cwd=base, env=_server_env(), stdin=subprocess.DEVNULL, stdout=log_file,
             stderr=subprocess.STDOUT, start_new_session=True, **kw)
-        if _wait_ready(proc, data_dir, log_path):
+        try:
+            ready = _wait_ready(proc, data_dir, log_path)
+        except BaseException:
+            log_file.close()
+            raise
+        if ready:
             server = PostgresServer(
                 base=base, bin_dir=bin_dir, data_dir=data_dir, socket_dir=socket_dir,
                 log_path=log_path, port=port, password=password, os_user=account.name,
                 process=proc, startup_seconds=0.0, _log_file=log_file)
             atexit.register(server.stop)
-            # over TCP with the password, so really up; and no role but the superuser may
-            # connect to the maintenance databases (a read-only role gets its own database)
-            for db in ("postgres", "template1"):
-                server.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC")
-                               .format(sql.Identifier(db)))
+            try:
+                # over TCP with the password, so really up; and no role but the superuser may
+                # connect to the maintenance databases (a read-only role gets its own one)
+                for db in ("postgres", "template1"):
+                    server.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC")
+                                   .format(sql.Identifier(db)))
+            except BaseException:
+                server.stop()
+                raise
             server.startup_seconds = time.perf_counter() - t0
             return server
         log_file.close()
