@@ -5,6 +5,9 @@ insurer that owns two models (``risk``: logistic, ``cost``: linear); it is
 started with ``parties.federation.local.up`` (real subprocesses) and stopped at the
 end.  ``make_federation`` builds further federations for tests that need
 their own (wire capture, killing a node).
+
+The real data services (``postgres_server``, ``postgres_database``, ``local_spark``,
+``spark_session``) are defined in ``tests/services/fixtures.py`` and imported below.
 """
 
 from __future__ import annotations
@@ -21,6 +24,13 @@ from parties.analyst.client import Client
 from parties.federation import local as federation
 from parties.privacy.exact import SAFEGUARDS_OFF
 from smpc.linear import LinearModel
+
+from ..services.fixtures import (  # noqa: F401  (fixtures, found by pytest by name)
+    local_spark,
+    postgres_database,
+    postgres_server,
+    spark_session,
+)
 
 HOSPITALS = ("hospital-a", "hospital-b", "hospital-c")
 COLUMNS = ("age", "bmi", "sbp", "chol")
