@@ -20,8 +20,10 @@ CONFIG_VERSION = 1
 
 
 DATA_FORMATS: tuple[str, ...] = ("csv", "parquet", "duckdb")
-#: Where a party's local step runs (parties.data.open): numpy in memory, or DuckDB over the file.
-DATA_ENGINES: tuple[str, ...] = ("memory", "duckdb", "postgresql")
+#: Where a party's local step runs (parties.data.open): DuckDB over the file (the default), numpy in
+#: memory, or the party's PostgreSQL database.
+DATA_ENGINES: tuple[str, ...] = ("duckdb", "memory", "postgresql")
+DEFAULT_ENGINE = "duckdb"
 
 
 _SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".duckdb": "duckdb"}
@@ -251,7 +253,7 @@ class DataSourceConfig:
     delimiter: str | None = None
     encoding: str | None = None
     decimal: str = "."
-    engine: str = "memory"
+    engine: str = "duckdb"
     table: str | None = None
     memory_limit: str = "1GB"
     threads: int | None = None

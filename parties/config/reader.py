@@ -40,6 +40,7 @@ from parties.config.model import (
     CONFIG_VERSION,
     DATA_ENGINES,
     DATA_FORMATS,
+    DEFAULT_ENGINE,
     DEFAULT_EXACT_HISTORY,
     DEFAULT_EXACT_QUANTILE_MARGIN,
     DEFAULT_MAX_INFERENCE_ROWS,
@@ -287,7 +288,7 @@ def _parse_data(r: _Reader, d: Mapping[str, Any]) -> DataSourceConfig:
                ("path", "format", "delimiter", "encoding", "decimal", "engine", "table",
                 "memory_limit", "threads", "dsn", "password_file", "key",
                 "statement_timeout_ms"))
-    engine = r.get(dd, "engine", "data", r.choice(DATA_ENGINES), "memory")
+    engine = r.get(dd, "engine", "data", r.choice(DATA_ENGINES), DEFAULT_ENGINE)
     if engine == "postgresql":
         return _parse_database(r, dd)
     for key in ("dsn", "password_file", "key", "statement_timeout_ms"):

@@ -104,8 +104,8 @@ def _to_dict(cfg: AnyConfig, base: Path) -> tuple[str, dict[str, Any]]:
                 d["data"][key] = getattr(cfg.data, key)
         if cfg.data.decimal != ".":
             d["data"]["decimal"] = cfg.data.decimal
+        d["data"]["engine"] = cfg.data.engine
         if cfg.data.engine == "duckdb":
-            d["data"]["engine"] = cfg.data.engine
             d["data"]["memory_limit"] = cfg.data.memory_limit
             for key in ("table", "threads"):
                 if getattr(cfg.data, key) is not None:

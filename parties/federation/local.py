@@ -77,6 +77,7 @@ from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import (
     DATA_ENGINES,
+    DEFAULT_ENGINE,
     EXACT_FIELDS,
     LIMIT_FIELDS,
     AnalystEntry,
@@ -205,7 +206,7 @@ def init_federation(
     limits: Mapping[str, Any] | None = None,
     allow_exact: bool | Sequence[str] = False,
     exact_safeguards: Mapping[str, Any] | None = None,
-    engine: str | Mapping[str, str] = "memory",
+    engine: str | Mapping[str, str] = DEFAULT_ENGINE,
 ) -> Layout:
     """Create a federation in ``directory``: CA, certificates, configs, free ports.
 
@@ -249,8 +250,8 @@ def init_federation(
                               f"{', '.join(EXACT_FIELDS)})")
     party_names = _unique_names(files, names)
     exact_parties = _exact_parties(allow_exact, require_dp, party_names)
-    engines = ({n: engine.get(n, "memory") for n in party_names} if isinstance(engine, Mapping)
-               else dict.fromkeys(party_names, engine))
+    engines = ({n: engine.get(n, DEFAULT_ENGINE) for n in party_names}
+               if isinstance(engine, Mapping) else dict.fromkeys(party_names, engine))
     for chosen in engines.values():
         if chosen not in DATA_ENGINES:
             raise FederationError(f"unknown engine {chosen!r} (engines: "

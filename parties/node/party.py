@@ -213,6 +213,8 @@ class PartyNode:
             self.server.stop(grace).wait()  # type: ignore[attr-defined]
         self.network.close()
         self.guard.close()  # commits every queued audit and ledger write, closes the file
+        if isinstance(self.table, SqlTable):
+            self.table.close()  # DuckDB's private directory (imported cells, spills) removed
 
     def _may_still_run(self, session_id: str) -> bool:
         s = self.registry.find(session_id)

@@ -81,18 +81,24 @@ def feds(tmp_path_factory):
         _write(path, data[p])
         files.append(path)
     out = {}
+    private = root / "tmp"  # the nodes' TMPDIR: DuckDB's private directories go there
+    private.mkdir()
     for engine in ("memory", "duckdb"):
         d = root / engine
         federation.init_federation(d, files, allow_exact=True, exact_safeguards=SAFEGUARDS_OFF,
                                    min_cohort_size=5, engine=engine)
-        federation.up(d, timeout=90)
+        federation.up(d, timeout=90, env={"TMPDIR": str(private)})
         for p in PARTIES:  # each node says which engine holds its rows
             assert f"engine {engine})" in (d / "logs" / f"{p}.log").read_text()
         out[engine] = Client(d, timeout=90)
+    made = sorted(p.name for p in private.iterdir())
+    assert len([m for m in made if m.startswith("smpc-duckdb-")]) == len(PARTIES), made
     yield out, data
     for engine, client in out.items():
         client.close()
         federation.down(root / engine)
+    # a node that stops removes its DuckDB directory (imported CSV cells, spill files)
+    assert not [p for p in private.iterdir() if p.name.startswith("smpc-duckdb-")]
 
 
 def _pooled(data, cols, mask=None):

@@ -484,12 +484,15 @@ PARTY_ERRORS: list[tuple[Mut, str]] = [
      "field 'data.format' must be one of csv, parquet, duckdb, got 'xlsx'"),
     # the local engine (issue 15): a typo or a field for another engine is refused
     (_set("data.engine", "sqlite"),
-     "field 'data.engine' must be one of memory, duckdb, postgresql, got 'sqlite'"),
+     "field 'data.engine' must be one of duckdb, memory, postgresql, got 'sqlite'"),
     (_set("data.dsn", "host=db"), "field 'data.dsn' applies only to engine 'postgresql'"),
-    (_set("data.memory_limit", "2GB"), "field 'data.memory_limit' applies only to engine"),
-    (_set("data.threads", 2), "field 'data.threads' applies only to engine 'duckdb'"),
+    (lambda d: d["data"].update(engine="memory", memory_limit="2GB"),
+     "field 'data.memory_limit' applies only to engine 'duckdb'"),
+    (lambda d: d["data"].update(engine="memory", threads=2),
+     "field 'data.threads' applies only to engine 'duckdb'"),
     (_set("data.table", "visits"), "field 'data.table' applies only to a DuckDB database file"),
-    (_set("data.format", "duckdb"), "field 'data.engine' must be 'duckdb' to read a DuckDB"),
+    (lambda d: d["data"].update(format="duckdb", engine="memory"),
+     "field 'data.engine' must be 'duckdb' to read a DuckDB"),
     (
         _set("database", "nodir/x.db"),
         "field 'database' names a database whose directory does not exist",
@@ -659,13 +662,14 @@ def test_data_dialect_loads_and_round_trips(fed_dir: Path) -> None:
     C.save_config(cfg, fed_dir / "party2.json")
     saved = json.loads((fed_dir / "party2.json").read_text())
     assert saved["data"] == {"path": "data.csv", "format": "csv", "delimiter": "\t",
-                             "encoding": "latin-1", "decimal": ","}
+                             "encoding": "latin-1", "decimal": ",", "engine": "duckdb",
+                             "memory_limit": "1GB"}
     assert C.load_party_config(fed_dir / "party2.json") == cfg
     plain = C.load_party_config(write(fed_dir / "party.json", party_dict()))
     assert (plain.data.delimiter, plain.data.encoding, plain.data.decimal) == (None, None, ".")
     C.save_config(plain, fed_dir / "party3.json")
     assert json.loads((fed_dir / "party3.json").read_text())["data"] == {
-        "path": "data.csv", "format": "csv"}
+        "path": "data.csv", "format": "csv", "engine": "duckdb", "memory_limit": "1GB"}
 
 
 @pytest.mark.parametrize("limit,ok", [("512MB", True), ("2GB", True), ("1.5GiB", True),
