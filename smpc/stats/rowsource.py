@@ -4,8 +4,8 @@ A data party contributes three local aggregates to a joint statistic (:mod:`smpc
 pass 1 (counts, sums or bin counts), for exact two-pass statistics the spread, and pass 2 (the
 centred moments).  Each is a *sum over the party's rows*, so it need not be computed from one
 matrix in memory: a runtime may hand :func:`smpc.stats.roles.run_party` any object with the
-methods of :class:`LocalRows` -- a database that computes the sums in SQL, or a reader that adds
-up the aggregates of bounded batches -- and the protocol is unchanged.
+methods of :class:`LocalRows` -- e.g. a database that computes the sums in SQL
+(:mod:`parties.data.sql`) -- and the protocol is unchanged.
 
 Guarantees every implementation must keep (a test runs each engine against :class:`ArrayRows`
 on the same rows): the same layouts and the same missing-value rules as
@@ -18,7 +18,7 @@ sent inside the secure sum.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -27,7 +27,7 @@ from smpc import dp
 from smpc.stats.local import _check_rows, local_pass1, local_pass2, local_spread
 from smpc.stats.spec import StatSpec
 
-__all__ = ["ArrayRows", "BatchedRows", "LocalRows", "local_rows"]
+__all__ = ["ArrayRows", "LocalRows", "local_rows"]
 
 Bounds = Sequence[tuple[float, float]]
 
@@ -68,39 +68,6 @@ class ArrayRows:
     def pass2(self, spec: StatSpec, shift: np.ndarray, total: float,
               scale: np.ndarray | None = None, clip: Bounds | None = None) -> np.ndarray:
         return local_pass2(spec, self._clipped(clip), shift, total, scale)
-
-
-class BatchedRows:
-    """Rows read in bounded batches, each aggregated as an :class:`ArrayRows` and the aggregates
-    added: memory is one batch, whatever the row count.  ``batches`` is called once per pass and
-    yields ``b x k`` float64 matrices (NaN = missing).  Sums are added batch by batch, so the
-    result equals the one-matrix aggregate up to the order of floating-point additions."""
-
-    def __init__(self, batches: Callable[[], Iterable[np.ndarray]]) -> None:
-        self._batches = batches
-
-    def _total(self, spec: StatSpec, one: Callable[[ArrayRows], np.ndarray],
-               width: int) -> np.ndarray:
-        out: np.ndarray | None = None
-        for batch in self._batches():
-            part = one(ArrayRows(spec, batch))
-            out = part if out is None else out + part
-        if out is None:  # no batch at all: the aggregate of no rows
-            out = one(ArrayRows(spec, np.empty((0, width))))
-        return out
-
-    def pass1(self, spec: StatSpec, clip: Bounds | None = None) -> np.ndarray:
-        k = len(spec.value_columns)
-        return self._total(spec, lambda a: a.pass1(spec, clip), k)
-
-    def spread(self, spec: StatSpec, shift: np.ndarray, total: float) -> np.ndarray:
-        k = len(spec.value_columns)
-        return self._total(spec, lambda a: a.spread(spec, shift, total), k)
-
-    def pass2(self, spec: StatSpec, shift: np.ndarray, total: float,
-              scale: np.ndarray | None = None, clip: Bounds | None = None) -> np.ndarray:
-        k = len(spec.value_columns)
-        return self._total(spec, lambda a: a.pass2(spec, shift, total, scale, clip), k)
 
 
 def local_rows(spec: StatSpec, rows: np.ndarray | LocalRows) -> LocalRows:

@@ -55,7 +55,11 @@ TARGETS: tuple[Target, ...] = (
             "tests/unit/test_stats_dp_postprocess.py",
             *LEAKS, "tests/unit/test_stats.py", "tests/unit/test_dp_ranges.py",
             "tests/unit/test_dp_released_noise.py", "tests/unit/test_stats_dp.py"),
-           more=(("smpc/stats/local.py", ("moment_divisor",)),)),
+           more=(("smpc/stats/local.py", ("moment_divisor",)),
+                 # the party's rows as local aggregates: DP clipping happens here
+                 ("smpc/stats/rowsource.py", ("ArrayRows._clipped", "ArrayRows.pass1",
+                                              "ArrayRows.spread", "ArrayRows.pass2",
+                                              "local_rows")))),
     Target("beaver", "smpc/beaver/dealing.py",
            ("_hello", "_expand", "_sum_expansions", "_last_share", "_corrections", "_unpack",
             "_recv_seed", "deal", "receive", "deal_local", "_correction_size"),
