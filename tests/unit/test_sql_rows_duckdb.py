@@ -156,3 +156,24 @@ def test_filter_mask_and_counts_equal_the_memory_engine(tables):
         want = filters.evaluate(expr, memory)
         np.testing.assert_array_equal(duck.row_mask(expr), want)
         assert duck.count(expr) == int(want.sum())
+
+
+def test_select_with_a_mask_fetches_only_those_rows_and_equals_memory(tables, monkeypatch):
+    """An inference's rows: the selected rows only (chunked), the memory engine's result."""
+    import parties.data.sql.table as sql_table
+
+    memory, duck = tables
+    monkeypatch.setattr(sql_table, "FETCH_CHUNK", 97)  # several chunks
+    mask = filters.evaluate(filters.parse("sex == 'F' and age > 60"), memory)
+    for missing in ("drop", "error"):
+        try:
+            want = memory.select(["age", "income", "bp"], rows=mask, missing=missing)
+        except Exception as exc:
+            with pytest.raises(type(exc)) as err:
+                duck.select(["age", "income", "bp"], rows=mask, missing=missing)
+            assert err.value.public == exc.public and err.value.row == exc.row
+            continue
+        got = duck.select(["age", "income", "bp"], rows=mask, missing=missing)
+        np.testing.assert_array_equal(got.values, want.values)
+        np.testing.assert_array_equal(got.rows, want.rows)
+        assert got.n_dropped == want.n_dropped

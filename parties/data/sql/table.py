@@ -32,10 +32,12 @@ from parties.data.sql.dialect import Dialect
 from parties.data.sql.rows import Mode, SqlRows, Statement
 from parties.data.sql.where import compile_where
 
-__all__ = ["ROW", "SqlTable"]
+__all__ = ["FETCH_CHUNK", "ROW", "SqlTable"]
 
 #: The canonical view's row-number column (1-based, in the source's order).
 ROW = "smpc_row"
+#: Row numbers bound per statement when selected rows are fetched (:meth:`SqlTable.select`).
+FETCH_CHUNK = 5000
 
 
 class SqlTable:
@@ -305,11 +307,61 @@ class SqlTable:
 
     def select(self, names: Iterable[str], *, rows: np.ndarray | None = None,
                missing: MissingPolicy = "error") -> Selection:
+        """As :meth:`Table.select`.  With a row mask only the selected rows are fetched (in
+        chunks of :data:`FETCH_CHUNK` row numbers), so memory follows the selection -- an
+        inference's rows -- not the table."""
         names = list(names)
         for n in names:
             if self.kinds.get(n) != "date":
                 self.check_values([n])
-        return self._table(names).select(names, rows=rows, missing=missing)
+        if rows is None:
+            return self._table(names).select(names, rows=rows, missing=missing)
+        mask = np.asarray(rows)
+        if mask.dtype != np.bool_ or mask.shape != (self._n_rows,):
+            raise DataSourceError(f"the row mask must be a boolean array of shape "
+                                  f"({self._n_rows},), got {mask.dtype} {mask.shape}",
+                                  kind="request")
+        numbers = np.flatnonzero(mask) + 1
+        cols = self._fetch_rows(names, numbers)
+        dates = [n for n in names if self.kinds[n] == "date"]
+        part = Table(cols, source=self.source, dates=dates, n_rows=int(numbers.size))
+        try:
+            sel = part.select(names, missing=missing)
+        except DataSourceError as exc:  # the row of the selection -> the row of the table
+            if exc.kind != "missing" or exc.row is None:
+                raise
+            row = int(numbers[exc.row - 1])
+            raise DataSourceError(
+                f"column {exc.column!r} has missing values in the selected rows, the first at "
+                f"row {row}; clean the data or drop incomplete rows (missing='drop')",
+                kind="missing", column=exc.column, row=row, public=exc.public) from None
+        kept = np.zeros(self._n_rows, dtype=bool)
+        kept[numbers[np.asarray(sel.rows)] - 1] = True
+        kept.setflags(write=False)
+        return Selection(values=sel.values, rows=kept, n_dropped=sel.n_dropped)
+
+    def _fetch_rows(self, names: Sequence[str], numbers: np.ndarray) -> dict[str, Any]:
+        """Columns ``names`` of the rows ``numbers`` (1-based, ascending), fetched in chunks
+        of bound row numbers: float64 (NaN = missing) or ``str | None`` per column."""
+        d = self.sql_dialect
+        cols = ", ".join(d.ident(n) for n in names)
+        got: list[tuple[object, ...]] = []
+        for start in range(0, numbers.size, FETCH_CHUNK):
+            chunk = [int(v) for v in numbers[start:start + FETCH_CHUNK]]
+            st = Statement(d)
+            marks = ", ".join(st.bind(v) for v in chunk)
+            sql, params = st.finish(f"SELECT {cols} FROM {self._numbered()} WHERE {ROW} IN "
+                                    f"({marks}) ORDER BY {ROW}")
+            got += self.run(sql, params)
+        out: dict[str, Any] = {}
+        for j, name in enumerate(names):
+            values = [r[j] for r in got]
+            if self.kinds[name] == "text":
+                out[name] = [None if v is None else str(v) for v in values]
+            else:
+                out[name] = np.array([np.nan if v is None else float(v)  # type: ignore[arg-type]
+                                      for v in values], dtype=np.float64)
+        return out
 
     def matrix(self, names: Iterable[str], *, rows: np.ndarray | None = None,
                missing: MissingPolicy = "error") -> np.ndarray:
