@@ -170,6 +170,18 @@ TARGETS: tuple[Target, ...] = (
            ("tests/unit/test_audit_metadata.py", "tests/unit/test_audit_verify.py",
             "tests/unit/test_audit.py"),
            more=(("parties/privacy/audit_verify.py", ("verify_records",)),)),
+    # issue 15: the SQL engines -- a filter's literal must stay a bound parameter, a row that
+    # the memory engine leaves out must be left out in SQL, and a bin count must stay exact
+    Target("sql-engine", "parties/data/sql/where.py", None,
+           ("tests/unit/test_sql_rows_duckdb.py", "tests/integration/test_sql_hostile_filters.py",
+            "tests/integration/test_engine_postgres.py", "tests/integration/test_engines.py"),
+           more=(("parties/data/sql/rows.py", None),
+                 ("parties/data/sql/dialect.py", ("Dialect.ident", "Dialect.number",
+                                                  "Dialect.sum", "Dialect.number_or_null")),
+                 ("parties/data/sql/table.py", ("SqlTable.row_mask", "SqlTable.check_missing",
+                                                "SqlTable._problem", "SqlTable.count",
+                                                "SqlTable.present_counts", "SqlTable._where",
+                                                "SqlTable.local_rows", "SqlTable.select")))),
 )
 
 

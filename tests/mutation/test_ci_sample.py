@@ -15,7 +15,7 @@ this test: either a test got weaker or new privacy-critical code is not tested. 
 target had its full run (README, "Mutation testing": every survivor killed or explained) but is
 not sampled here yet: several of its kills are released-noise bands with a stated false-alarm
 rate, and a sampled survivor runs its whole 60-210 s test list; its planted bugs run here on
-every build.
+every build.  ``sql-engine`` (issue 15) joins once its full run has judged every survivor.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from tests.mutation.runner import ROOT
 from tests.mutation.targets import TARGETS
 
 #: Targets whose every surviving mutant is killed or explained (full run).
-CI_TARGETS: tuple[str, ...] = tuple(t.name for t in TARGETS if t.name != "dp")
+CI_TARGETS: tuple[str, ...] = tuple(t.name for t in TARGETS if t.name not in ("dp", "sql-engine"))
 
 
 def commit_seed() -> int:
