@@ -314,7 +314,8 @@ class SqlTable:
         for n in names:
             if self.kinds.get(n) != "date":
                 self.check_values([n])
-        if rows is None:
+        if rows is None or (isinstance(rows, np.ndarray) and rows.dtype == np.bool_
+                            and rows.shape == (self._n_rows,) and bool(rows.all())):
             return self._table(names).select(names, rows=rows, missing=missing)
         mask = np.asarray(rows)
         if mask.dtype != np.bool_ or mask.shape != (self._n_rows,):
