@@ -167,16 +167,26 @@ def _outcome(fn: Callable[[], object]) -> object:
 
 
 def record_pass1(monkeypatch) -> list[np.ndarray]:
-    """Record every party's exact local pass-1 aggregate (its input to the noisy sum)."""
+    """Record every party's exact local pass-1 aggregate (its input to the noisy sum), whether
+    numpy computes it (a memory table) or the party's SQL engine does (DuckDB, the default)."""
+    from parties.data.sql.rows import SqlRows
+
     seen: list[np.ndarray] = []
     original = stat_rowsource.local_pass1
+    original_sql = SqlRows.pass1
 
     def spy(spec, rows):
         out = original(spec, rows)
         seen.append(np.array(out))
         return out
 
+    def spy_sql(self, spec, clip=None):
+        out = original_sql(self, spec, clip)
+        seen.append(np.array(out))
+        return out
+
     monkeypatch.setattr(stat_rowsource, "local_pass1", spy)
+    monkeypatch.setattr(SqlRows, "pass1", spy_sql)
     return seen
 
 
