@@ -83,5 +83,34 @@ POSTGRES = Dialect("postgresql", "%s", '"', "DOUBLE PRECISION",
                    "{x} = CAST('NaN' AS DOUBLE PRECISION)",
                    # PostgreSQL 16+; older servers fail the query (the error then has no row)
                    "NOT pg_input_is_valid({x}, 'double precision')")
-SPARK = Dialect("spark", ":p", "`", "DOUBLE", "SUM({x})", "isnan({x})",
+
+
+def _spark_sum() -> str:
+    """Spark's ``SUM`` of doubles adds in row order (an error up to ``n eps sum|x|``), so each
+    value below 2^53 is cut exactly into 26-bit pieces (IEEE ``%``, scaling by powers of two,
+    truncation; no rounding) summed as BIGINT, exact up to 2^36 rows: ``x = h 2^26 + i +
+    a 2^-26 + b 2^-52 + c 2^-52`` with ``h, i, a, b`` integers and ``|c| < 1``; only the last
+    piece (below 2^-52 each) and values of 2^53 or more are summed as doubles.  The pieces'
+    sums are put together exactly as decimals, then rounded: a few ulps of ``sum|x|`` whatever
+    the rows (parties.data.sql.spark says what was measured)."""
+    x, two26, two52 = "({x})", "CAST(67108864 AS DOUBLE)", "CAST(4503599627370496 AS DOUBLE)"
+    small = f"ABS({x}) < {two52} * CAST(2 AS DOUBLE)"
+
+    def total(piece: str) -> str:
+        return f"CAST(SUM(CAST({piece} AS BIGINT)) AS DECIMAL(38,0))"
+
+    high = total(f"CASE WHEN {small} THEN CAST({x} / {two26} AS BIGINT) ELSE 0 END")
+    low = total(f"{x} % {two26}")
+    a = total(f"({x} % CAST(1 AS DOUBLE)) * {two26}")
+    b = total(f"(({x} * {two26}) % CAST(1 AS DOUBLE)) * {two26}")
+    rest = (f"SUM(CASE WHEN {small} THEN (({x} * {two52}) % CAST(1 AS DOUBLE)) / {two52} "
+            f"WHEN ABS({x}) < CAST('Infinity' AS DOUBLE) THEN {x} - {x} % {two26} "
+            f"ELSE {x} END)")
+    whole = f"CAST({high} * CAST(67108864 AS DECIMAL(9,0)) + {low} AS DOUBLE)"
+    part = f"CAST({a} * CAST(67108864 AS DECIMAL(9,0)) + {b} AS DOUBLE) / {two52}"
+    return f"({whole} + ({part} + {rest}))"
+
+
+# Spark 3.5 (parties.data.sql.spark says what was checked): named parameters, backticks
+SPARK = Dialect("spark", ":p", "`", "DOUBLE", _spark_sum(), "isnan({x})",
                 "try_cast({x} AS DOUBLE) IS NULL", "shiftleft({a}, {b})")
