@@ -37,7 +37,7 @@ from parties.cli.output import (
     wants_json,
 )
 from parties.cli.output import emit as _emit
-from parties.config.model import DATA_ENGINES, DEFAULT_ENGINE
+from parties.config.model import DEFAULT_ENGINE, FILE_ENGINES
 from parties.pki.identity import fingerprint, normalize_fingerprint
 from smpc.errors import SmpcError
 from smpc.names import Backend
@@ -141,7 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--delta", type=float, default=1e-6, help="... and its delta")
     init.add_argument("--separate-dealer", action="store_true",
                       help="run the dealer as its own node instead of the coordinator")
-    init.add_argument("--engine", choices=DATA_ENGINES, default=DEFAULT_ENGINE,
+    init.add_argument("--engine", choices=FILE_ENGINES, default=DEFAULT_ENGINE,
                       help="every party's local engine: memory (numpy) or duckdb (SQL over "
                            "the file, memory bounded whatever its rows)")
     init.add_argument("--force", action="store_true", help="replace an existing federation")

@@ -21,9 +21,14 @@ CONFIG_VERSION = 1
 
 DATA_FORMATS: tuple[str, ...] = ("csv", "parquet", "duckdb")
 #: Where a party's local step runs (parties.data.open): DuckDB over the file (the default), numpy in
-#: memory, or the party's PostgreSQL database.
-DATA_ENGINES: tuple[str, ...] = ("duckdb", "memory", "postgresql")
+#: memory, the party's PostgreSQL database, or Spark SQL (a catalog table or Parquet files).
+DATA_ENGINES: tuple[str, ...] = ("duckdb", "memory", "postgresql", "spark")
 DEFAULT_ENGINE = "duckdb"
+#: The engines that read a party's file (``smpc federation init --engine``).
+FILE_ENGINES: tuple[str, ...] = ("duckdb", "memory")
+#: Spark settings the node makes on its own session (parties.data.sql.spark): not configurable.
+SPARK_FIXED_CONF: tuple[str, ...] = ("spark.master", "spark.sql.session.timeZone",
+                                     "spark.sql.ansi.enabled", "spark.sql.caseSensitive")
 
 
 _SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".duckdb": "duckdb"}
@@ -246,6 +251,12 @@ class DataSourceConfig:
     libpq connection string without a password), read by a read-only session with a
     ``statement_timeout_ms``; the password, if any, is in ``password_file`` (mode 0600);
     ``key``: a unique column that numbers the rows (:mod:`parties.data.sql.postgres`).
+
+    Engine ``spark`` (``path`` is None): the rows are the table or view ``table`` of the Spark
+    session's catalog (``format`` ``"spark"``), or the Parquet files, directories, globs or URIs
+    ``paths`` (``format`` ``"parquet"``; local ones absolute), read by Spark SQL on ``master``
+    (``local[*]``, ``spark://host:7077``, ``yarn`` ..) with the extra ``spark_conf`` settings
+    (keys ``spark.*``); ``key`` as for PostgreSQL (:mod:`parties.data.sql.spark`).
     """
 
     path: Path | None
@@ -261,6 +272,9 @@ class DataSourceConfig:
     password_file: Path | None = None
     key: str | None = None
     statement_timeout_ms: int = 60_000
+    paths: tuple[str, ...] = ()
+    master: str = "local[*]"
+    spark_conf: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from parties.config.model import (
     DEFAULT_MIN_CELL_SIZE,
     MODEL_POLICY_FIELDS,
     POLICY_COMPUTATIONS,
+    SPARK_FIXED_CONF,
     AnalystEntry,
     AnyConfig,
     ConfigError,
@@ -287,10 +288,15 @@ def _parse_data(r: _Reader, d: Mapping[str, Any]) -> DataSourceConfig:
     dd = r.obj(r.get(d, "data", None, lambda v, fld: v), "data",
                ("path", "format", "delimiter", "encoding", "decimal", "engine", "table",
                 "memory_limit", "threads", "dsn", "password_file", "key",
-                "statement_timeout_ms"))
+                "statement_timeout_ms", "master", "spark_conf"))
     engine = r.get(dd, "engine", "data", r.choice(DATA_ENGINES), DEFAULT_ENGINE)
     if engine == "postgresql":
         return _parse_database(r, dd)
+    if engine == "spark":
+        return _parse_spark(r, dd)
+    for key in ("master", "spark_conf"):
+        if key in dd:
+            raise r.error(f"data.{key}", "applies only to engine 'spark'")
     for key in ("dsn", "password_file", "key", "statement_timeout_ms"):
         if key in dd:
             raise r.error(f"data.{key}", "applies only to engine 'postgresql'")
@@ -334,7 +340,7 @@ def _parse_data(r: _Reader, d: Mapping[str, Any]) -> DataSourceConfig:
 def _parse_database(r: _Reader, dd: Mapping[str, Any]) -> DataSourceConfig:
     """``engine = "postgresql"``: a connection string and a table, no file."""
     for key in ("path", "format", "delimiter", "encoding", "decimal", "memory_limit",
-                "threads"):
+                "threads", "master", "spark_conf"):
         if key in dd:
             raise r.error(f"data.{key}", "does not apply to engine 'postgresql' (its rows are "
                           "data.table of the database data.dsn)")
@@ -349,6 +355,88 @@ def _parse_database(r: _Reader, dd: Mapping[str, Any]) -> DataSourceConfig:
         key=r.get(dd, "key", "data", r.string, None),
         statement_timeout_ms=r.get(dd, "statement_timeout_ms", "data",
                                    r.integer_range(100, 86_400_000), 60_000))
+
+
+#: A Spark master URL (parties.data.sql.spark checks the same): local mode or a cluster manager.
+_SPARK_MASTER = re.compile(r"local(\[(\*|[1-9][0-9]{0,3})(,[1-9][0-9]{0,3})?\])?|"
+                           r"(spark|k8s|mesos)://\S+|yarn")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+
+
+def _parse_spark(r: _Reader, dd: Mapping[str, Any]) -> DataSourceConfig:
+    """``engine = "spark"``: a table of the Spark catalog or Parquet paths, a master and
+    settings; no file of the memory engines' kinds."""
+    for key in ("delimiter", "encoding", "decimal", "memory_limit", "threads", "dsn",
+                "password_file", "statement_timeout_ms"):
+        if key in dd:
+            raise r.error(f"data.{key}", "does not apply to engine 'spark' (its rows are "
+                          "data.table of the Spark catalog or the Parquet files of data.path)")
+    table = r.get(dd, "table", "data", r.string, None)
+    if table is not None and (any(not p.strip() for p in table.split(".")) or "\x00" in table):
+        raise r.error("data.table", f"must be a table name such as lake.visits, got {table!r}")
+    paths = r.get(dd, "path", "data", _spark_paths(r), None)
+    if table is not None and paths is not None:
+        raise r.error("data.path", "cannot be given with data.table: the rows are one or the "
+                      "other")
+    if table is None and paths is None:
+        raise r.error("data.table", "is required with engine 'spark' unless data.path names "
+                      "Parquet files")
+    if table is not None and "format" in dd:
+        raise r.error("data.format", "applies only to data.path (Parquet files)")
+    fmt = r.get(dd, "format", "data", r.choice(("parquet",)), "parquet")
+    master = r.get(dd, "master", "data", r.string, "local[*]")
+    if not _SPARK_MASTER.fullmatch(master):
+        raise r.error("data.master", f"must be a Spark master such as local[*], "
+                      f"spark://host:7077 or yarn, got {master!r}")
+    return DataSourceConfig(
+        path=None, format="spark" if table is not None else fmt, engine="spark", table=table,
+        paths=tuple(paths or ()), key=r.get(dd, "key", "data", r.string, None), master=master,
+        spark_conf=r.get(dd, "spark_conf", "data", _spark_conf(r), {}))
+
+
+def _spark_paths(r: _Reader) -> Callable[[Any, str], list[str]]:
+    """One path or a list: a URI (``s3a://``, ``hdfs://`` ..) as written, else a local path
+    resolved against the config's directory that exists (unless it is a glob)."""
+    def conv(v: Any, fld: str) -> list[str]:
+        items = [v] if isinstance(v, str) else v
+        if not isinstance(items, list) or not items:
+            raise r.error(fld, f"must be a path or a non-empty list of paths, got {_got(v)}")
+        out: list[str] = []
+        for i, item in enumerate(items):
+            at = fld if isinstance(v, str) else f"{fld}[{i}]"
+            s = r.string(item, at)
+            if _URI.fullmatch(s):
+                out.append(s)
+                continue
+            p = r.path(s, at)
+            if r.check_files and not any(c in s for c in "*?[{") and not p.exists():
+                raise r.error(at, f"names a path that does not exist: {p}")
+            out.append(str(p))
+        return out
+
+    return conv
+
+
+def _spark_conf(r: _Reader) -> Callable[[Any, str], dict[str, str]]:
+    def conv(v: Any, fld: str) -> dict[str, str]:
+        if not isinstance(v, dict):
+            raise r.error(fld, f"must be an object of Spark settings, got {_got(v)}")
+        out: dict[str, str] = {}
+        for k, value in v.items():
+            if not k.startswith("spark.") or len(k) == len("spark."):
+                raise r.error(f"{fld}.{k}", "is not a Spark setting: its name must start with "
+                              "'spark.'")
+            if k == "spark.master":
+                raise r.error(f"{fld}.{k}", "is set by data.master")
+            if k in SPARK_FIXED_CONF:
+                raise r.error(f"{fld}.{k}", "is set by the node itself (the generated SQL "
+                              "relies on it)")
+            if not isinstance(value, str):
+                raise r.error(f"{fld}.{k}", f"must be a string, got {_got(value)}")
+            out[k] = value
+        return out
+
+    return conv
 
 
 _MEMORY_LIMIT = re.compile(r"[1-9][0-9]{0,5}(\.[0-9]{1,3})?\s?(KB|MB|GB|TB|KiB|MiB|GiB|TiB)")

@@ -18,7 +18,7 @@ from parties.config.model import (
     ModelPolicy,
     PartyConfig,
 )
-from parties.config.reader import _PARSERS
+from parties.config.reader import _PARSERS, _URI
 from parties.config.typed_reader import _abs, _Reader
 from parties.pki.files import atomic_write
 
@@ -89,7 +89,21 @@ def _to_dict(cfg: AnyConfig, base: Path) -> tuple[str, dict[str, Any]]:
     if isinstance(cfg, PartyConfig):
         kind = "party"
         d = _node_common(cfg, kind, base)
-        if cfg.data.path is None:  # a database: its connection, never a password
+        if cfg.data.engine == "spark":  # a Spark catalog table or Parquet paths
+            d["data"] = {"engine": "spark"}
+            if cfg.data.table is not None:
+                d["data"]["table"] = cfg.data.table
+            else:
+                paths = [p if _URI.fullmatch(p) else _rel(Path(p), base)
+                         for p in cfg.data.paths]
+                d["data"]["path"] = paths[0] if len(paths) == 1 else paths
+                d["data"]["format"] = cfg.data.format
+            d["data"]["master"] = cfg.data.master
+            if cfg.data.key is not None:
+                d["data"]["key"] = cfg.data.key
+            if cfg.data.spark_conf:
+                d["data"]["spark_conf"] = dict(cfg.data.spark_conf)
+        elif cfg.data.path is None:  # a database: its connection, never a password
             d["data"] = {"engine": cfg.data.engine, "dsn": cfg.data.dsn,
                          "table": cfg.data.table,
                          "statement_timeout_ms": cfg.data.statement_timeout_ms}

@@ -2,9 +2,10 @@
 
 ``memory``: :func:`parties.data.sources.load_table` reads the file into numpy arrays.
 ``duckdb``: :func:`parties.data.sql.duck.open_duckdb` scans it in DuckDB; ``postgresql``:
-:func:`parties.data.sql.postgres.open_postgres` reads a table or view of the party's database.
-With either, a statistic's local aggregates run as SQL in the engine
-(:class:`parties.data.sql.table.SqlTable`).
+:func:`parties.data.sql.postgres.open_postgres` reads a table or view of the party's database;
+``spark``: :func:`parties.data.sql.spark.open_spark` reads a Spark catalog table or Parquet files
+through Spark SQL (pyspark is imported only then: ``smpc[spark]``).  With any of these, a
+statistic's local aggregates run as SQL in the engine (:class:`parties.data.sql.table.SqlTable`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class DataSource(Protocol):
     password_file: Path | None
     key: str | None
     statement_timeout_ms: int
+    paths: tuple[str, ...]
+    master: str
+    spark_conf: dict[str, str]
 
 __all__ = ["DataSource", "open_table"]
 
@@ -50,6 +54,11 @@ def open_table(data: DataSource) -> Table | SqlTable:
             password = data.password_file.read_text(encoding="utf-8").strip()
         return open_postgres(data.dsn, data.table, key=data.key, password=password,
                              statement_timeout_ms=data.statement_timeout_ms)
+    if data.engine == "spark":
+        from parties.data.sql.spark import open_spark
+
+        return open_spark(table=data.table, paths=data.paths, key=data.key,
+                          master=data.master, spark_conf=data.spark_conf)
     assert data.path is not None  # a file engine: the config requires it
     if data.engine == "duckdb":
         from parties.data.sql.duck import open_duckdb

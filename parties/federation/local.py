@@ -76,9 +76,9 @@ import grpc
 from parties._pb import smpc_pb2 as pb
 from parties._pb import smpc_pb2_grpc as pb_grpc
 from parties.config import (
-    DATA_ENGINES,
     DEFAULT_ENGINE,
     EXACT_FIELDS,
+    FILE_ENGINES,
     LIMIT_FIELDS,
     AnalystEntry,
     CoordinatorConfig,
@@ -253,9 +253,10 @@ def init_federation(
     engines = ({n: engine.get(n, DEFAULT_ENGINE) for n in party_names}
                if isinstance(engine, Mapping) else dict.fromkeys(party_names, engine))
     for chosen in engines.values():
-        if chosen not in DATA_ENGINES:
-            raise FederationError(f"unknown engine {chosen!r} (engines: "
-                                  f"{', '.join(DATA_ENGINES)})")
+        if chosen not in FILE_ENGINES:
+            raise FederationError(f"unknown engine {chosen!r} for a party's file (engines: "
+                                  f"{', '.join(FILE_ENGINES)}; a database or Spark party is "
+                                  "set in its config's data section)")
     columns = {n: _columns(f, engines[n]) for n, f in zip(party_names, files, strict=True)}
     validate_name(federation_name, "federation name")
     validate_name(analyst, "analyst name")

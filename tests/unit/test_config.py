@@ -484,7 +484,9 @@ PARTY_ERRORS: list[tuple[Mut, str]] = [
      "field 'data.format' must be one of csv, parquet, duckdb, got 'xlsx'"),
     # the local engine (issue 15): a typo or a field for another engine is refused
     (_set("data.engine", "sqlite"),
-     "field 'data.engine' must be one of duckdb, memory, postgresql, got 'sqlite'"),
+     "field 'data.engine' must be one of duckdb, memory, postgresql, spark, got 'sqlite'"),
+    (_set("data.master", "local[*]"), "field 'data.master' applies only to engine 'spark'"),
+    (_set("data.spark_conf", {}), "field 'data.spark_conf' applies only to engine 'spark'"),
     (_set("data.dsn", "host=db"), "field 'data.dsn' applies only to engine 'postgresql'"),
     (lambda d: d["data"].update(engine="memory", memory_limit="2GB"),
      "field 'data.memory_limit' applies only to engine 'duckdb'"),
@@ -732,3 +734,83 @@ def test_postgresql_source_reads_and_writes_back(fed_dir: Path) -> None:
     text = out.read_text()
     assert "s3cret" not in text and "password_file" in text
     assert C.load_party_config(out).data == cfg.data
+
+
+def _spark(**data: Any) -> Mut:
+    def mut(d: dict[str, Any]) -> None:
+        d["data"] = {"engine": "spark", **data}
+    return mut
+
+
+@pytest.mark.parametrize("mut,expected", [
+    (_spark(), "field 'data.table' is required with engine 'spark' unless data.path names "
+               "Parquet files"),
+    (_spark(table="lake.visits", path="data.csv"),
+     "field 'data.path' cannot be given with data.table: the rows are one or the other"),
+    (_spark(table="lake..visits"), "field 'data.table' must be a table name such as "
+                                   "lake.visits, got 'lake..visits'"),
+    (_spark(table="v", format="parquet"),
+     "field 'data.format' applies only to data.path (Parquet files)"),
+    (_spark(path="data.csv", format="csv"), "field 'data.format' must be one of parquet, got"),
+    (_spark(path="nowhere/visits"), "field 'data.path' names a path that does not exist"),
+    (_spark(path=["data.csv", "gone.parquet"]),
+     "field 'data.path[1]' names a path that does not exist"),
+    (_spark(path=[]), "field 'data.path' must be a path or a non-empty list of paths"),
+    (_spark(table="v", master="local[*]; rm -rf /"),
+     "field 'data.master' must be a Spark master such as local[*], spark://host:7077 or yarn"),
+    (_spark(table="v", master="http://cluster"), "field 'data.master' must be a Spark master"),
+    (_spark(table="v", spark_conf={"driver.memory": "1g"}),
+     "field 'data.spark_conf.driver.memory' is not a Spark setting: its name must start with "
+     "'spark.'"),
+    (_spark(table="v", spark_conf={"spark.executor.memory": 4}),
+     "field 'data.spark_conf.spark.executor.memory' must be a string, got 4"),
+    (_spark(table="v", spark_conf={"spark.master": "yarn"}),
+     "field 'data.spark_conf.spark.master' is set by data.master"),
+    (_spark(table="v", spark_conf={"spark.sql.session.timeZone": "Europe/Paris"}),
+     "field 'data.spark_conf.spark.sql.session.timeZone' is set by the node itself"),
+    (_spark(table="v", spark_conf=["spark.x"]),
+     "field 'data.spark_conf' must be an object of Spark settings, got a list"),
+    (_spark(table="v", dsn="host=db"), "field 'data.dsn' does not apply to engine 'spark'"),
+    (_spark(table="v", memory_limit="1GB"),
+     "field 'data.memory_limit' does not apply to engine 'spark'"),
+    (_pg(dsn="host=db", table="v", master="yarn"),
+     "field 'data.master' does not apply to engine 'postgresql'"),
+])
+def test_spark_source_errors(fed_dir: Path, mut: Mut, expected: str) -> None:
+    d = copy.deepcopy(party_dict())
+    mut(d)
+    p = write(fed_dir / "spark-party.json", d)
+    with pytest.raises(C.ConfigError, match=re.escape(expected)):
+        C.load_party_config(p)
+
+
+def test_spark_source_reads_and_writes_back(fed_dir: Path) -> None:
+    lake = fed_dir / "lake" / "visits"
+    lake.mkdir(parents=True)
+    conf = {"spark.executor.memory": "4g", "spark.driver.host": "10.0.0.5"}
+    for data, want in [
+        (dict(table="lake.visits", key="visit_id", master="spark://head:7077",
+              spark_conf=conf),
+         dict(table="lake.visits", paths=(), format="spark", key="visit_id",
+              master="spark://head:7077", spark_conf=conf)),
+        (dict(path="lake/visits"),
+         dict(table=None, paths=(str(lake),), format="parquet", key=None, master="local[*]",
+              spark_conf={})),
+        (dict(path=["lake/visits", "s3a://bucket/visits/2024/", "lake/v*/part-*.parquet"],
+              format="parquet", master="local[2]"),
+         dict(table=None, paths=(str(lake), "s3a://bucket/visits/2024/",
+                                 str(fed_dir / "lake/v*/part-*.parquet")),
+              format="parquet", key=None, master="local[2]", spark_conf={})),
+    ]:
+        d = copy.deepcopy(party_dict())
+        _spark(**data)(d)
+        cfg = C.load_party_config(write(fed_dir / "spark-party.json", d))
+        assert cfg.data.engine == "spark" and cfg.data.path is None
+        assert {k: getattr(cfg.data, k) for k in want} == want
+        out = fed_dir / "spark-party-2.json"
+        C.save_config(cfg, out)
+        saved = json.loads(out.read_text())["data"]
+        assert saved["engine"] == "spark" and saved["master"] == want["master"]
+        if "path" in data:  # written relative to the config, URIs as they were
+            assert saved["path"] == data["path"]
+        assert C.load_party_config(out).data == cfg.data
