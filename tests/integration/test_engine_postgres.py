@@ -151,6 +151,51 @@ def test_hostile_filters_are_data(pg_and_reference):
     assert table.count(None) == N
 
 
+def test_the_attack_list_is_data(postgres_server, tmp_path):
+    """The attack list of test_sql_hostile_filters.py on PostgreSQL (its table's columns are
+    the hostile names): each attack is refused by the parser or selects the memory engine's
+    rows, and the table is intact after all of them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from psycopg import sql
+
+    from parties.data.sources import load_table
+
+    from .test_sql_hostile_filters import ATTACKS, EVIL_COLUMNS
+
+    db = postgres_server.create_database()
+    names = list(EVIL_COLUMNS)
+    postgres_server.execute(sql.SQL("CREATE TABLE evil ({})").format(sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(
+            "text" if c == "name" else "double precision")) for c in names)), dbname=db)
+    postgres_server.load_rows(db, "evil", names, list(zip(*EVIL_COLUMNS.values(),
+                                                            strict=True)))
+    postgres_server.execute("CREATE VIEW evil_v AS SELECT * FROM evil", dbname=db)
+    role = postgres_server.create_readonly_role("evil_v", dbname=db)
+    path = tmp_path / "evil.parquet"
+    pq.write_table(pa.table({k: pa.array(v) for k, v in EVIL_COLUMNS.items()}), path)
+    memory, table = load_table(path), open_postgres(role.dsn(), "evil_v")
+    try:
+        for text, expected in ATTACKS:
+            if expected == "parse":
+                with pytest.raises(filters.FilterError):
+                    filters.parse(text)
+                continue
+            expr = filters.parse(text)
+            if expected == "unknown":
+                with pytest.raises(filters.FilterError, match="unknown column"):
+                    table.row_mask(expr)
+                continue
+            got = np.flatnonzero(table.row_mask(expr)) + 1
+            assert got.tolist() == expected, text
+            assert got.tolist() == (np.flatnonzero(filters.evaluate(expr, memory)) + 1).tolist()
+        assert table.count(None) == 4
+        np.testing.assert_array_equal(table.column("select"), [10.0, 20.0, 30.0, 40.0])
+        assert postgres_server.execute("SELECT COUNT(*) FROM evil", dbname=db) == [(4,)]
+    finally:
+        table.close()
+
+
 def test_the_database_log_shows_only_aggregates(pg_and_reference, postgres_server):
     table, _, role, mark, *_ = pg_and_reference
     spec = StatSpec("cov", ("age", "sbp"), missing="skip")
