@@ -21,10 +21,10 @@ class Dialect:
     ``placeholder``: ``"?"`` (positional, DuckDB), ``"%s"`` (psycopg) or ``":p"`` (named
     ``:p0, :p1 ..``, Spark); ``quote``: the identifier quote character; ``double``: the
     float64 type; ``exact_sum``: a format with ``{x}`` for a float64 sum that is accurate to
-    the last bits (DuckDB's Kahan-Babuska ``fsum``, PostgreSQL's ``numeric``), or a plain
-    ``SUM`` where the engine has none; ``is_nan``: a condition with ``{x}`` true where ``x``
-    is NaN; ``not_a_number``: a condition with ``{x}`` true where text ``x`` does not parse as
-    a float64."""
+    the last bits (DuckDB's Kahan-Babuska ``fsum``, PostgreSQL's ``numeric``, Spark's exact
+    26-bit pieces summed as integers: :func:`_spark_sum`); ``is_nan``: a condition with
+    ``{x}`` true where ``x`` is NaN; ``not_a_number``: a condition with ``{x}`` true where
+    text ``x`` does not parse as a float64."""
 
     name: str
     placeholder: str
