@@ -208,6 +208,31 @@ def test_row_numbers_from_the_key_and_the_file_agree(tables):
         assert from_catalog.count(expr) == from_file.count(expr) == by_key.size
 
 
+@pytest.mark.parametrize("source", ["lake.visits", "lake.visits_v"])
+def test_row_numbers_without_a_key(tables, spark_session, source):
+    """Without ``data.key``: a file-backed table is numbered by its files' positions (files in
+    path order, a join to their offsets: no sort), a view by Spark's scan order.  Either way
+    each row has one number, 1 to N, the same in every query."""
+    from_file, *_ = tables
+    spark_session.sql("CREATE OR REPLACE VIEW lake.visits_v AS SELECT * FROM lake.visits")
+    t = open_spark(table=source, session=spark_session)
+    try:
+        if source == "lake.visits":
+            assert "JOIN smpc_offsets_" in t.numbered and "row_number" not in t.numbered
+        else:
+            assert "monotonically_increasing_id" in t.numbered
+        ids = t.column("visit_id")
+        np.testing.assert_array_equal(np.sort(ids), np.arange(1, N + 1))
+        assert t.row_mask(None).all()
+        key_file = from_file.column("visit_id")
+        for where in WHERES[1:3]:
+            expr = filters.parse(where)
+            np.testing.assert_array_equal(np.sort(ids[t.row_mask(expr)]),
+                                          np.sort(key_file[from_file.row_mask(expr)]))
+    finally:
+        t.close()
+
+
 def test_values_on_every_fine_edge_land_in_numpys_bin(spark_session, tmp_path):
     """Quantile grids: values exactly on each linspace edge and one ulp either side."""
     lo, hi, res = -3.7, 1e4 + 0.1, 999

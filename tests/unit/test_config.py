@@ -814,3 +814,12 @@ def test_spark_source_reads_and_writes_back(fed_dir: Path) -> None:
         if "path" in data:  # written relative to the config, URIs as they were
             assert saved["path"] == data["path"]
         assert C.load_party_config(out).data == cfg.data
+
+
+def test_spark_settings_the_node_fixes_are_refused_in_config() -> None:
+    """The config refuses exactly the settings the Spark engine makes itself (the two modules
+    may not import each other)."""
+    from parties.config.model import SPARK_FIXED_CONF
+    from parties.data.sql.spark import FIXED_CONF
+
+    assert set(SPARK_FIXED_CONF) == {"spark.master", *FIXED_CONF}

@@ -125,6 +125,7 @@ class SparkTable(SqlTable):
         self._session, self._owned = session, owned
         self._lock = threading.Lock()
         self._views: list[str] = []
+        self._offsets_join = ""  # the join to the files' row offsets, when there are several
         self.source, self.format = source, fmt
         schema = self._query(f"SELECT * FROM {base} LIMIT 0", []).schema
         fields = [(f.name, f.dataType.simpleString()) for f in schema.fields
@@ -150,8 +151,6 @@ class SparkTable(SqlTable):
                          f"{self._offsets_join}) AS smpc_rows")
 
     # --------------------------------------------------------------------------- set up
-
-    _offsets_join = ""
 
     def _row_number(self, base: str, key: str | None, has_files: bool, selected: bool) -> str:
         """The SQL of the 1-based row number (module docstring: key, file positions, scan)."""
