@@ -145,8 +145,11 @@ class SparkTable(SqlTable):
                  for n in self.order if self.kinds[n] != "unsupported"]
         cols = ", ".join(canon) or "1 AS smpc_none"
         self.relation = f"(SELECT {cols} FROM {base}) AS smpc_rows"
-        self._n_rows = int(self._query(f"SELECT COUNT(*) FROM {base}", []).collect()[0][0])
+        self._n_rows = -1  # counted with the files' rows, else below
         number = self._row_number(base, key, has_files, bool(hidden))
+        if self._n_rows < 0:
+            self._n_rows = int(self._query(f"SELECT COUNT(*) FROM {base}", [])
+                               .collect()[0][0])
         self.numbered = (f"(SELECT {number} AS {ROW}, {cols} FROM {base} AS smpc_src"
                          f"{self._offsets_join}) AS smpc_rows")
 
@@ -164,6 +167,7 @@ class SparkTable(SqlTable):
             counts = self._query(f"SELECT {file}, COUNT(*) FROM {base} AS smpc_src "
                                  f"GROUP BY {file}", []).collect()
             files = sorted((str(r[0]), int(r[1])) for r in counts)
+            self._n_rows = sum(n for _, n in files)
             if len(files) <= 1:
                 return f"{index} + 1"
             offsets, at = [], 0
@@ -180,8 +184,8 @@ class SparkTable(SqlTable):
         return "row_number() OVER (ORDER BY monotonically_increasing_id())"
 
     def _has_metadata(self, base: str) -> bool:
-        """Whether ``base`` is read from files with Spark's ``_metadata`` (a Parquet, ORC or
-        Delta table; not a view)."""
+        """Whether ``base`` is read from Parquet files whose rows Spark's ``_metadata`` numbers
+        (a file-backed table; not a view, not another source)."""
         try:
             self._query("SELECT smpc_src._metadata.file_path, smpc_src._metadata.row_index "
                         f"FROM {base} AS smpc_src LIMIT 0", []).collect()
