@@ -208,6 +208,24 @@ def test_row_numbers_from_the_key_and_the_file_agree(tables):
         assert from_catalog.count(expr) == from_file.count(expr) == by_key.size
 
 
+def test_selected_rows_are_fetched_as_duckdb_fetches_them(tables, monkeypatch):
+    """An inference's rows: only the selected rows leave Spark, in chunks of bound row
+    numbers; the same values, kept rows and drops as DuckDB's."""
+    import parties.data.sql.table as sql_table
+
+    monkeypatch.setattr(sql_table, "FETCH_CHUNK", 700)  # several statements
+    table, _, ref, _ = tables
+    mask = table.row_mask(filters.parse(WHERES[2]))
+    assert 700 < mask.sum() < N
+    for t in (table, ref):
+        t._fetched.clear()
+    got = table.select(["age", "sbp", "visit"], rows=mask, missing="drop")
+    want = ref.select(["age", "sbp", "visit"], rows=mask, missing="drop")
+    np.testing.assert_array_equal(got.values, want.values)
+    np.testing.assert_array_equal(got.rows, want.rows)
+    assert got.n_dropped == want.n_dropped > 0
+
+
 @pytest.mark.parametrize("source", ["lake.visits", "lake.visits_v"])
 def test_row_numbers_without_a_key(tables, spark_session, source):
     """Without ``data.key``: a file-backed table is numbered by its files' positions (files in
