@@ -678,5 +678,5 @@ def test_duckdb_engine_fields(fed_dir: Path, limit: Any, ok: bool) -> None:
         cfg = C.load_party_config(p)
         assert (cfg.data.engine, cfg.data.memory_limit, cfg.data.threads) == ("duckdb", limit, 2)
     else:
-        with pytest.raises(C.ConfigError, match="field 'data.memory_limit' must be a size"):
+        with pytest.raises(C.ConfigError, match=r"field 'data\.memory_limit' must be a size"):
             C.load_party_config(p)
