@@ -223,8 +223,10 @@ def _plaintext(cfg: Config, data: Data) -> dict[str, Any]:
         for name, sql in queries.items():
             got = con.execute(sql).fetchone()  # warm-up (the files' metadata; the files were
             out[f"{name}_result"] = [float(x) for x in got]  # just read by the parties)
+            c0 = time.process_time()  # this process: DuckDB's threads included
             out[name] = measure(lambda sql=sql: con.execute(sql).fetchone(), min_repeats=reps,
                                 min_time=0.0, max_repeats=reps)
+            out[f"{name}_cpu"] = (time.process_time() - c0) / out[name].repeats
         return out
     finally:
         con.close()
@@ -326,13 +328,16 @@ def _point(cfg: Config, res: Resources, rows: int, case: str) -> list[Row]:
         t = sec[stat]
         ref, kind = plain[stat].median, ("count + sum" if stat == "mean" else
                                          "one-pass covar_samp / var_samp")
+        ref_cpu = plain[f"{stat}_cpu"]
         if stat == "cov" and plain["cov_two_pass"].median < ref:
             ref, kind = plain["cov_two_pass"].median, "two-pass sums + centred products"
+            ref_cpu = plain["cov_two_pass_cpu"]
         peak = sec[f"{stat}_peak"]
         m: dict[str, Any] = {
             "seconds": t.median, "best_s": t.best, "repeats": t.repeats,
             "first_call_s": sec[f"{stat}_first_s"],
             "duckdb_plain_s": ref, "duckdb_plain_kind": kind, "vs_duckdb": t.median / ref,
+            "duckdb_plain_cpu_s": ref_cpu,
             "rows_per_s_per_party": rows / t.median,
             "rows_per_s": rows * PARTIES / t.median,
             "party_peak_rss_bytes": _worst(peak),
@@ -344,6 +349,8 @@ def _point(cfg: Config, res: Resources, rows: int, case: str) -> list[Row]:
             "load_average": sec[f"{stat}_load"],
             **sec[f"{stat}_cpu"], **common,
         }
+        if "node_cpu_s_per_call" in m:  # CPU of every node (3 parties + coordinator) per call
+            m["cpu_vs_duckdb"] = m["node_cpu_s_per_call"] / ref_cpu
         if stat == "cov":
             m["duckdb_plain_one_pass_s"] = plain["cov"].median
             m["duckdb_plain_two_pass_s"] = plain["cov_two_pass"].median
@@ -358,6 +365,7 @@ def _point(cfg: Config, res: Resources, rows: int, case: str) -> list[Row]:
                        f"duckdb-plain-{name.replace('_', '-')}",
                        {**params, "engine": "duckdb-plaintext", "threads": plain["threads"]},
                        {"seconds": t.median, "best_s": t.best, "repeats": t.repeats,
+                        "cpu_s_per_call": plain[f"{name}_cpu"],
                         "rows_per_s": rows * PARTIES / t.median},
                        "one DuckDB over the 3 pooled Parquet files, in the bench process"))
     out.append(row(SUITE, f"{case}/party-sql", "party-sql", {**params, "parties": 1},
@@ -434,6 +442,8 @@ def markdown(rows: list[Row]) -> list[str]:
             size_label(n), human_seconds(mm["seconds"]), human_seconds(cm["seconds"]),
             human_seconds(mm["duckdb_plain_s"]), human_seconds(cm["duckdb_plain_s"]),
             f"{mm['vs_duckdb']:.1f}x", f"{cm['vs_duckdb']:.1f}x",
+            " / ".join(f"{m['cpu_vs_duckdb']:.1f}x" if "cpu_vs_duckdb" in m else "—"
+                       for m in (mm, cm)),
             f"{human_rate(mm['rows_per_s_per_party'], '/s')} / "
             f"{human_rate(cm['rows_per_s_per_party'], '/s')}",
             f"{human_bytes(mm['party_peak_rss_incl_warmup_bytes'])} "
@@ -451,11 +461,13 @@ def markdown(rows: list[Row]) -> list[str]:
            "and two-pass sums + centred products (both below the table).  rows/s: rows "
            "per party / secure time (mean / cov).  Peak RSS: the worst party's VmHWM over the "
            "warm-up and all calls.  Load: 1-min load average before / after the means / after "
-           "the covariances.", "",
+           "the covariances.  CPU ratio: CPU seconds per call of every node (3 parties + the "
+           "coordinator) / DuckDB plaintext's (all its threads): what the secure call costs "
+           "the machine, less sensitive to other load than wall time.", "",
            "| rows per party | secure mean | secure cov | DuckDB plain mean | DuckDB plain cov "
-           "| mean / plain | cov / plain | rows/s per party | party peak RSS | first call "
-           "(mean / cov) | load |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| mean / plain | cov / plain | CPU ratio (mean / cov) | rows/s per party "
+           "| party peak RSS | first call (mean / cov) | load |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     out += ["| " + " | ".join(str(c) for c in b) + " |" for b in body]
     out.append("")
     party = sorted((r for r in rows if r["suite"] == SUITE and r["op"] == "party-sql"),
