@@ -6,6 +6,7 @@
     smpc bench                              # the full suite (see README for its run time)
     smpc bench --only proto/vector-sum      # cases whose name contains a substring
     smpc bench --list                       # the case names
+    smpc bench --only engine                # the DuckDB engine sweep (10^4 .. 10^8 rows)
     smpc bench --profile proto/mean/ss/P=3/rows=1e4
                                             # one case under pyinstrument (or cProfile); for
                                             # protocol cases every node process is profiled too
@@ -43,7 +44,7 @@ from smpc_bench.common import (
     row,
 )
 
-SUITES = ("sharing", "ciphertext", "protocols", "peers", "crypten_peer", "scaling")
+SUITES = ("sharing", "ciphertext", "protocols", "peers", "crypten_peer", "scaling", "engine")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="only re-render results.md and the plots from a results.json")
     p.add_argument("--scaling-max-rows", metavar="N", type=int, default=10**7,
                    help="largest rows per party of the scaling sweep (default 10^7)")
+    p.add_argument("--engine-max-rows", metavar="N", type=int, default=10**8,
+                   help="largest rows per party of the DuckDB engine sweep (default 10^8; "
+                        "3 Parquet files of 2.4 GB each at 10^8)")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # the smoke test
     return p
 
@@ -106,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     work = tempfile.mkdtemp(prefix="smpc-bench-")
     cfg = Config(quick=args.quick or args.tiny, tiny=args.tiny, workdir=work,
-                 scaling_max_rows=args.scaling_max_rows)
+                 scaling_max_rows=args.scaling_max_rows,
+                 engine_max_rows=args.engine_max_rows)
     res = Resources()
     try:
         cases = _collect(cfg, res)

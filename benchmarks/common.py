@@ -39,6 +39,7 @@ class Config:
     threads_all: int = field(default_factory=lambda: os.cpu_count() or 1)
     profile_dir: str = ""        # set by --profile: node processes run under cProfile
     scaling_max_rows: int = 10**7  # the scaling sweep's largest rows per party
+    engine_max_rows: int = 10**8   # the DuckDB engine sweep's largest rows per party
 
     def pick(self, tiny: Any, quick: Any, full: Any) -> Any:
         """The value for this run's size."""
@@ -264,7 +265,8 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": {d: _version(d) for d in (
             "smpc", "numpy", "tenseal", "grpcio", "protobuf", "cryptography", "mpyc",
-            "gmpy2", "matplotlib", "tqdm", "pyinstrument", "crypten", "torch")},
+            "gmpy2", "matplotlib", "tqdm", "pyinstrument", "crypten", "torch", "duckdb",
+            "pyarrow")},
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "load_average_1min": load_average(),
     }

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from smpc_bench import scaling, targets
+from smpc_bench import engine, scaling, targets
 from smpc_bench.common import Row, human_bytes, human_rate, human_seconds, size_label
 
 # ----------------------------------------------------------------------------- headline
@@ -134,6 +134,7 @@ def markdown(doc: dict[str, Any]) -> str:
                           "smpc (speed-up)", "note"], body), ""]
 
     parts += scaling.markdown(rows)
+    parts += engine.markdown(rows)
     share = [r for r in rows if r["suite"] == "sharing" and "seconds" in r["metrics"]]
     if share:
         body = [[r["op"], size_label(r["params"]["n"]), r["params"]["parties"],
@@ -354,6 +355,7 @@ def make_plots(doc: dict[str, Any], out: Path) -> list[Path]:
         save(fig, "sharing")
 
     scaling.plot(rows, save, plt)
+    engine.plot(rows, save, plt)
 
     # ciphertext ops: core vs raw
     ct = [r for r in rows if r["suite"] == "ciphertext" and "raw_s" in r["metrics"]]

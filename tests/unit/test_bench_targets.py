@@ -153,3 +153,31 @@ def test_node_cpu_is_read_from_the_kernel_per_call():
         sum(got["node_cpu_by_node_s"].values()))
     assert 0.0 <= got["client_cpu_s_per_call"] < 0.15
     assert nodecpu.per_call(before, {"": 0.0}, calls=2) == {}  # no /proc: no columns
+
+
+def _engine_rows(rows: int, mean_s: float, cov_s: float, peak: int) -> list[dict]:
+    out = []
+    for op, s, plain in (("secure-mean", mean_s, 10.0), ("secure-cov", cov_s, 40.0)):
+        out.append(row("engine", f"engine/duckdb/rows={rows}/{op[7:]}", op,
+                       {"rows": rows, "parties": 3},
+                       {"seconds": s, "duckdb_plain_s": plain, "vs_duckdb": s / plain,
+                        "party_peak_rss_incl_warmup_bytes": peak}))
+    return out
+
+
+def test_engine_targets_are_judged_at_1e8_rows_only():
+    """E1 (peak RSS <= 1 GB) and E2 (secure <= 2x DuckDB plaintext, mean and cov) come from
+    the largest size of the sweep; below 10^8 rows they are shown, not judged."""
+    assert not [h for h in targets.headline(_rows(0.2, 1.0, 0.02)) if h["id"].startswith("E")]
+    hl = targets.headline(_engine_rows(10**6, 0.5, 1.0, 200_000_000)
+                          + _engine_rows(10**8, 30.0, 60.0, 900_000_000))
+    e1, e2 = (next(h for h in hl if h["id"] == i) for i in ("E1", "E2"))
+    assert e1["met"] is True and e1["value"] == pytest.approx(0.9)
+    assert e2["met"] is False and e2["value"] == pytest.approx(3.0)  # the mean: 30 s vs 10 s
+    assert "= 3.0x" in e2["measured"] and "= 1.5x" in e2["measured"]
+    hl = targets.headline(_engine_rows(10**8, 15.0, 60.0, 1_100_000_000))
+    e1, e2 = (next(h for h in hl if h["id"] == i) for i in ("E1", "E2"))
+    assert e1["met"] is False and e2["met"] is True
+    hl = targets.headline(_engine_rows(10**7, 1.0, 1.0, 10**8))
+    assert [h["met"] for h in hl if h["id"].startswith("E")] == [None, None]
+    assert "not judged" in next(h for h in hl if h["id"] == "E1")["setup"]

@@ -156,6 +156,57 @@ def test_filter_mask_and_counts_equal_the_memory_engine(tables):
         want = filters.evaluate(expr, memory)
         np.testing.assert_array_equal(duck.row_mask(expr), want)
         assert duck.count(expr) == int(want.sum())
+    np.testing.assert_array_equal(duck.row_mask(None), np.ones(N, dtype=bool))
+    np.testing.assert_array_equal(duck.row_mask(None, not_null=["bp", "age"]),
+                                  ~np.isnan(memory.column("bp")) & ~np.isnan(memory.column("age")))
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 31, 32, 33, 64, 65, 1000])
+def test_row_mask_bits_at_every_byte_boundary(tmp_path, n):
+    """The mask comes out of DuckDB as a bitstring (right-aligned in whole bytes): the first
+    row, the last row, every third row, none and all land on their own rows for table sizes
+    on and around byte and word boundaries."""
+    idx = np.arange(n, dtype=np.float64)
+    path = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"i": idx, "third": (idx % 3 == 1).astype(np.float64)}), path)
+    duck = open_duckdb(path)
+    try:
+        for where in ["i == 0", f"i == {n - 1}", f"i == 0 or i == {n - 1}", "third == 1",
+                      "i < 0", "i >= 0"]:
+            want = filters.evaluate(filters.parse(where), load_table(path))
+            got = duck.row_mask(filters.parse(where))
+            assert got.dtype == np.bool_ and got.shape == (n,)
+            np.testing.assert_array_equal(got, want, err_msg=where)
+    finally:
+        duck.close()
+
+
+def test_infinite_values_found_in_one_scan_name_the_memory_engines_row(tmp_path):
+    """check_values looks for infinities in all the columns it is given in one query: the
+    error is still the first column's in the order asked, with the memory engine's row and
+    sentence, and every column's verdict is remembered."""
+    x = np.arange(10, dtype=np.float64)
+    y, z = x.copy(), x.copy()
+    y[[4, 8]] = np.inf
+    z[2] = -np.inf
+    path = tmp_path / "inf.parquet"
+    pq.write_table(pa.table({"x": x, "y": y, "z": z}), path)
+    memory = load_table(path)
+    for order in (["x", "y", "z"], ["z", "y"], ["x", "z"]):
+        duck = open_duckdb(path)
+        try:
+            with pytest.raises(Exception) as got:
+                duck.check_values(order)
+            with pytest.raises(Exception) as want:
+                for name in order:
+                    memory.column(name)
+            assert str(got.value) == str(want.value)
+            assert (got.value.kind, got.value.column, got.value.row) == (
+                want.value.kind, want.value.column, want.value.row)
+            assert duck.is_numeric("x") and not duck.is_numeric("y")
+            assert not duck.is_numeric("z")
+        finally:
+            duck.close()
 
 
 def test_select_with_a_mask_fetches_only_those_rows_and_equals_memory(tables, monkeypatch):

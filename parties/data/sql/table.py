@@ -158,11 +158,7 @@ class SqlTable:
                 f"column {name!r} holds text, not numbers", kind="not-a-number", column=name,
                 row=row)
         else:
-            row = self._first_row(self.infinite(x))
-            if row is not None:
-                err = DataSourceError(f"row {row} of column {name!r} is infinite; infinite "
-                                      "values cannot be encoded", kind="infinite",
-                                      column=name, row=row)
+            err = self._infinite_error(name, self._first_row(self.infinite(x)))
         self._checked[name] = err
         return err
 
@@ -177,6 +173,27 @@ class SqlTable:
         row = err.row if err is not None else None
         return "" if row is None else f" (row {row} is not a number)"
 
+    @staticmethod
+    def _infinite_error(name: str, row: int | None) -> DataSourceError | None:
+        if row is None:
+            return None
+        return DataSourceError(f"row {row} of column {name!r} is infinite; infinite values "
+                               "cannot be encoded", kind="infinite", column=name, row=row)
+
+    def _scan_infinite(self, names: Sequence[str]) -> None:
+        """The first infinite row of several numeric (or date) columns not yet checked, found
+        in one scan instead of one per column, and remembered as :meth:`_problem` does."""
+        todo = [n for n in dict.fromkeys(names) if n not in self._checked
+                and self.kinds.get(n) in ("numeric", "date")]
+        if len(todo) < 2:
+            return
+        d = self.sql_dialect
+        cols = [f"MIN(CASE WHEN {self.infinite(d.ident(n))} THEN {ROW} END)" for n in todo]
+        got = self.run(f"SELECT {', '.join(cols)} FROM {self._numbered()}", [])[0]
+        for name, row in zip(todo, got, strict=True):
+            self._checked[name] = self._infinite_error(
+                name, None if row is None else int(row))  # type: ignore[call-overload]
+
     def infinite(self, x: str) -> str:
         """A condition true where float64 ``x`` is +-infinity."""
         d = self.sql_dialect
@@ -186,6 +203,8 @@ class SqlTable:
     def check_values(self, names: Iterable[str]) -> None:
         """Raise the memory engine's error if a column is unknown, unsupported, text or holds
         an infinite value (a date column is fine: its values are days)."""
+        names = list(names)
+        self._scan_infinite(names)
         for name in names:
             err = self._problem(name)
             if err is not None:
@@ -222,14 +241,19 @@ class SqlTable:
 
     def check_missing(self, where: filters.Expr | None, names: Sequence[str]) -> None:
         """``missing="error"``: refuse a missing value among the selected rows, naming the
-        column (the party's log also the first row; the public sentence never does)."""
-        complete, present = self.present_counts(where, names)
+        column (the party's log also the first row; the public sentence never does).  One
+        query counts the selected rows and each column's values."""
+        d = self.sql_dialect
+        st = Statement(d)
+        cols = ["COUNT(*)", *(f"COUNT({d.ident(c)})" for c in names)]
+        sql, params = st.finish(f"SELECT {', '.join(cols)} FROM {self.relation}"
+                                f"{self._where(st, where)}")
+        selected, *present = [int(v) for v in self.run(sql, params)[0]]  # type: ignore[call-overload]
         for name, have in zip(names, present, strict=True):
-            if have < self.count(where):
-                st = Statement(self.sql_dialect)
+            if have < selected:
+                st = Statement(d)
                 cond = self._where(st, where)
-                cond = (cond + " AND " if cond else " WHERE ") + \
-                    f"{self.sql_dialect.ident(name)} IS NULL"
+                cond = (cond + " AND " if cond else " WHERE ") + f"{d.ident(name)} IS NULL"
                 sql, params = st.finish(f"SELECT MIN({ROW}) FROM {self._numbered()}{cond}")
                 first = self.run(sql, params)[0][0]
                 raise DataSourceError(
@@ -237,7 +261,6 @@ class SqlTable:
                     f"row {first}; clean the data or drop incomplete rows (missing='drop')",
                     kind="missing", column=name, row=None if first is None else int(first),  # type: ignore[call-overload]
                     public=f"column {name!r} has missing values in the selected rows")
-        del complete
 
     def _numbered(self) -> str:
         return getattr(self, "numbered", None) or self.relation
@@ -248,6 +271,8 @@ class SqlTable:
         ``not_null``), for the exact mode's differencing check.  Computed as an aggregate:
         32-row words OR-ed together in the engine (:meth:`_words`), so what leaves it is one
         bit per row (12.5 MB for 10^8 rows) -- no value, no list of row numbers."""
+        if where is None and not not_null:  # every row: no query
+            return np.ones(self._n_rows, dtype=bool)
         d, st = self.sql_dialect, Statement(self.sql_dialect)
         word = f"CAST(FLOOR(CAST({ROW} - 1 AS {d.double}) / 32) AS BIGINT)"
         inner = (f"SELECT {word} AS w, {ROW} - 1 AS r FROM {self._numbered()}"
