@@ -19,7 +19,8 @@ OpenDP 0.16, TenSEAL 0.3.18; one party's role, ``tracemalloc`` peaks and CPU tim
   quantile's CPU; :data:`SECONDS_PER_NOISE_DRAW` is the unloaded figure, 1.2e-5 s.
 * **CKKS encryption** -- 4.7 microseconds per released value (one ciphertext per 4,096).
 * **rows** -- a statistic copies its ``k`` columns of the selected rows (8 bytes a cell) and
-  clips or centres them: at most 16 more bytes a cell, 15-30 ns of CPU a cell per pass.
+  clips or centres them: at most 16 more bytes a cell, 15-30 ns of CPU a cell per pass.  In a
+  SQL engine (``in_engine``) nothing is copied: the engine scans, about 25 ns a cell per pass.
 * **inference** -- per cell of the ``n x d`` feature matrix, at either owner: about 40-80
   bytes and 0.15 microseconds on ``ss`` (shares, Beaver openings), 95 bytes (plus TenSEAL's
   own memory, about as much again) and 7.3 microseconds on ``ckks``.
@@ -40,6 +41,7 @@ from smpc.stats.local import pass1_length, pass2_length
 __all__ = [
     "BYTES_PER_RELEASED_VALUE",
     "BYTES_PER_ROW_CELL",
+    "SECONDS_PER_ENGINE_ROW_CELL",
     "Cost",
     "inference_cost",
     "released_lengths",
@@ -51,6 +53,9 @@ BYTES_PER_ROW_CELL = 32
 SECONDS_PER_NOISE_DRAW = 1.2e-5
 SECONDS_PER_CKKS_VALUE = 5e-6
 SECONDS_PER_ROW_CELL = 1e-7
+#: A SQL engine's scan, per cell and pass (DuckDB at 10^8 rows x 3 columns: 7.3 s of CPU for a
+#: mean, 24.6 s for a covariance's three passes, benchmarks/results/engine-1e8-2core), rounded up.
+SECONDS_PER_ENGINE_ROW_CELL = 3e-8
 CKKS_FIXED_BYTES = 32 << 20         # the public context, keys, one ciphertext in flight
 CKKS_FIXED_SECONDS = 0.1            # loading or making a context and its keys
 BYTES_PER_INFERENCE_CELL = {Backend.SS: 96, Backend.CKKS: 256}
@@ -83,14 +88,21 @@ def released_lengths(spec: StatSpec) -> tuple[int, ...]:
     return (pass1_length(spec),)
 
 
-def statistic_cost(spec: StatSpec, rows: int) -> Cost:
-    """One data party's cost of the statistic ``spec`` over (at most) ``rows`` rows."""
+def statistic_cost(spec: StatSpec, rows: int, *, in_engine: bool = False) -> Cost:
+    """One data party's cost of the statistic ``spec`` over (at most) ``rows`` rows.
+
+    ``in_engine``: the rows stay in a SQL engine that computes the local aggregates
+    (``parties.data.sql``): no row is copied into the party's memory (the engine's own is
+    bounded by its configuration), and a scan costs :data:`SECONDS_PER_ENGINE_ROW_CELL` per cell
+    and pass instead of numpy's copies."""
     lengths = released_lengths(spec)
     released = sum(lengths)
     draws = released if spec.dp is not None else 0
     cells = max(int(rows), 0) * len(spec.value_columns)
-    cpu = draws * SECONDS_PER_NOISE_DRAW + cells * len(lengths) * SECONDS_PER_ROW_CELL
-    memory = cells * BYTES_PER_ROW_CELL + max(lengths) * BYTES_PER_RELEASED_VALUE
+    per_cell = SECONDS_PER_ENGINE_ROW_CELL if in_engine else SECONDS_PER_ROW_CELL
+    cpu = draws * SECONDS_PER_NOISE_DRAW + cells * len(lengths) * per_cell
+    memory = (0 if in_engine else cells * BYTES_PER_ROW_CELL) + \
+        max(lengths) * BYTES_PER_RELEASED_VALUE
     if spec.backend == Backend.CKKS:
         cpu += released * SECONDS_PER_CKKS_VALUE + CKKS_FIXED_SECONDS
         memory += CKKS_FIXED_BYTES

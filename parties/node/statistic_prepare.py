@@ -76,7 +76,9 @@ def prepare_statistic(node: PartyNode, r: PrepareStatistic, signed: Signed,
         spec.noise_plan(len(parties))           # bounds complete, budget usable
     # what it would cost, over at most every row of the table (not the filter's count,
     # which a refusal must not reveal): refused before anything is read or reserved
-    node.policy.check_cost(req, cost.statistic_cost(spec, node.table.n_rows),
+    in_engine = isinstance(node.table, SqlTable)  # the rows stay there (parties.data.sql)
+    node.policy.check_cost(req, cost.statistic_cost(spec, node.table.n_rows,
+                                                    in_engine=in_engine),
                            rows_public=False)
     node.guard.precheck_budget(req)             # no budget: refuse before reading rows
     row_cap = None
