@@ -40,7 +40,8 @@ import numpy as np
 
 from parties.data.sources import DataSourceError, Table
 
-__all__ = ["DELIMITERS", "SAMPLE_ROWS", "detect_delimiter", "load_csv", "text_encoding"]
+__all__ = ["DELIMITERS", "SAMPLE_ROWS", "check_options", "detect_delimiter", "load_csv",
+           "text_encoding"]
 
 
 #: The delimiters tried when none is given, in this order.
@@ -144,17 +145,23 @@ def detect_delimiter(text: str, src: str, decimal: str = ".") -> str:
         + "; set data.delimiter in the party's config (delimiter= in Python)")
 
 
-def load_csv(path: Path, *, delimiter: str | None = None, encoding: str | None = None,
-             decimal: str = ".") -> Table:
-    """Read CSV ``path`` into a :class:`Table` (rules: module docstring and
-    :mod:`parties.data.sources`)."""
-    src = str(path)
+def check_options(src: str, delimiter: str | None, decimal: str) -> None:
+    """Refuse a decimal separator other than ``.`` / ``,`` and a delimiter that is not one
+    character other than a quote, a newline or the decimal separator."""
     if decimal not in (".", ","):
         raise DataSourceError(f"{src}: the decimal separator must be '.' or ',', got "
                               f"{decimal!r}")
     if delimiter is not None and (len(delimiter) != 1 or delimiter in "\"\r\n" + decimal):
         raise DataSourceError(f"{src}: the delimiter must be one character other than a "
                               f"quote, a newline or the decimal separator, got {delimiter!r}")
+
+
+def load_csv(path: Path, *, delimiter: str | None = None, encoding: str | None = None,
+             decimal: str = ".") -> Table:
+    """Read CSV ``path`` into a :class:`Table` (rules: module docstring and
+    :mod:`parties.data.sources`)."""
+    src = str(path)
+    check_options(src, delimiter, decimal)
     try:
         data = path.read_bytes()
     except OSError as exc:

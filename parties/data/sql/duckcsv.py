@@ -23,7 +23,14 @@ import csv
 import io
 from pathlib import Path
 
-from parties.data.csvfile import _BOMS, _FALLBACKS, _rows, detect_delimiter, text_encoding
+from parties.data.csvfile import (
+    _BOMS,
+    _FALLBACKS,
+    _rows,
+    check_options,
+    detect_delimiter,
+    text_encoding,
+)
 from parties.data.sources import DataSourceError
 
 __all__ = ["prepare_csv"]
@@ -93,12 +100,7 @@ def prepare_csv(path: Path, workdir: Path, *, delimiter: str | None, encoding: s
     """(the UTF-8 file DuckDB reads, its delimiter, the dialect record); raises the memory
     engine's :class:`DataSourceError` for a file it would refuse at its start."""
     src = str(path)
-    if decimal not in (".", ","):
-        raise DataSourceError(f"{src}: the decimal separator must be '.' or ',', got "
-                              f"{decimal!r}")
-    if delimiter is not None and (len(delimiter) != 1 or delimiter in "\"\r\n" + decimal):
-        raise DataSourceError(f"{src}: the delimiter must be one character other than a "
-                              f"quote, a newline or the decimal separator, got {delimiter!r}")
+    check_options(src, delimiter, decimal)
     try:
         enc, enc_how = _encoding(path, encoding, src)
     except OSError as exc:

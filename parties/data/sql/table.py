@@ -83,6 +83,10 @@ class SqlTable:
         d = self.sql_dialect
         cols = ", ".join(d.ident(n) for n in names)
         rows = self.run(f"SELECT {cols} FROM {self._numbered()} ORDER BY {ROW}", [])
+        return self._columns(names, rows)
+
+    def _columns(self, names: Sequence[str], rows: list[tuple[object, ...]]) -> dict[str, Any]:
+        """Result rows as columns: float64 (NaN = missing) or ``str | None`` per column."""
         out: dict[str, Any] = {}
         for j, name in enumerate(names):
             values = [r[j] for r in rows]
@@ -379,15 +383,7 @@ class SqlTable:
             sql, params = st.finish(f"SELECT {cols} FROM {self._numbered()} WHERE {ROW} IN "
                                     f"({marks}) ORDER BY {ROW}")
             got += self.run(sql, params)
-        out: dict[str, Any] = {}
-        for j, name in enumerate(names):
-            values = [r[j] for r in got]
-            if self.kinds[name] == "text":
-                out[name] = [None if v is None else str(v) for v in values]
-            else:
-                out[name] = np.array([np.nan if v is None else float(v)  # type: ignore[arg-type]
-                                      for v in values], dtype=np.float64)
-        return out
+        return self._columns(names, got)
 
     def matrix(self, names: Iterable[str], *, rows: np.ndarray | None = None,
                missing: MissingPolicy = "error") -> np.ndarray:
