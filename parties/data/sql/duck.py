@@ -73,15 +73,11 @@ class DuckTable(SqlTable):
         self.source, self.format = source, fmt
         self.relation = "smpc_rows"
         described = con.execute("DESCRIBE smpc_data").fetchall()
-        self.order = [str(r[0]) for r in described if str(r[0]) != ROW]
-        if len(self.order) + 1 != len(described) or len(set(self.order)) != len(self.order):
-            raise DataSourceError(f"{source}: a column is named {ROW!r} or named twice")
-        types = {str(r[0]): str(r[1]) for r in described}
-        self.kinds = {n: _kind(types[n]) for n in self.order}
-        self.reasons = {n: f"has type {types[n]}, which is neither numeric, text nor a date"
-                        for n in self.order if self.kinds[n] == "unsupported"}
-        canon = [f"{ROW}"] + [f"{self._canonical(n, fmt)} AS {DUCKDB.ident(n)}"
-                              for n in self.order if self.kinds[n] != "unsupported"]
+        if [str(r[0]) for r in described].count(ROW) != 1:  # the file's own column so named
+            raise DataSourceError(f"{source}: a column is named {ROW!r}")
+        self._set_schema([(str(r[0]), str(r[1])) for r in described if str(r[0]) != ROW],
+                         _kind)
+        canon = [ROW, *self._supported(lambda n: self._canonical(n, fmt))]
         con.execute(f"CREATE TEMP VIEW smpc_rows AS SELECT {', '.join(canon)} FROM smpc_data")
         self._n_rows = int(con.execute("SELECT COUNT(*) FROM smpc_data").fetchone()[0])
         con.execute("SET lock_configuration = true")

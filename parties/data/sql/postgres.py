@@ -86,17 +86,9 @@ class PostgresTable(SqlTable):
                                   f"({', '.join(sorted(schemas))}); name it as schema.table")
         only = schemas.pop()
         types = {str(r[0]): str(r[1]) for r in got}
-        self.order = [str(r[0]) for r in got]
-        if ROW in types:
-            raise DataSourceError(f"{self.source}: a column is named {ROW!r}")
-        if key is not None and key not in types:
-            raise DataSourceError(f"{self.source}: has no key column {key!r} (data.key)")
-        self.kinds = {n: _kind(types[n]) for n in self.order}
-        self.reasons = {n: f"has type {types[n]}, which is neither numeric, text nor a date"
-                        for n in self.order if self.kinds[n] == "unsupported"}
+        self._set_schema([(str(r[0]), str(r[1])) for r in got], _kind, key)
         base = f"{POSTGRES.ident(only)}.{POSTGRES.ident(name)}"
-        canon = [f"{self._canonical(n, types[n])} AS {POSTGRES.ident(n)}"
-                 for n in self.order if self.kinds[n] != "unsupported"]
+        canon = self._supported(lambda n: self._canonical(n, types[n]))
         cols = ", ".join(canon) or "1 AS smpc_none"
         self.relation = f"(SELECT {cols} FROM {base}) AS smpc_rows"
         order = f"ORDER BY {POSTGRES.ident(key)}" if key else ""

@@ -131,18 +131,8 @@ class SparkTable(SqlTable):
         fields = [(f.name, f.dataType.simpleString()) for f in schema.fields
                   if f.name not in hidden]
         types = dict(fields)
-        self.order = [n for n, _ in fields]
-        if len(types) != len(self.order):
-            raise DataSourceError(f"{source}: a column is named twice")
-        if ROW in types:
-            raise DataSourceError(f"{source}: a column is named {ROW!r}")
-        if key is not None and key not in types:
-            raise DataSourceError(f"{source}: has no key column {key!r} (data.key)")
-        self.kinds = {n: _kind(types[n]) for n in self.order}
-        self.reasons = {n: f"has type {types[n]}, which is neither numeric, text nor a date"
-                        for n in self.order if self.kinds[n] == "unsupported"}
-        canon = [f"{self._canonical(n, types[n])} AS {SPARK.ident(n)}"
-                 for n in self.order if self.kinds[n] != "unsupported"]
+        self._set_schema(fields, _kind, key)
+        canon = self._supported(lambda n: self._canonical(n, types[n]))
         cols = ", ".join(canon) or "1 AS smpc_none"
         self.relation = f"(SELECT {cols} FROM {base}) AS smpc_rows"
         self._n_rows = -1  # counted with the files' rows, else below

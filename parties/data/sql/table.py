@@ -21,7 +21,7 @@ a column, a row number and the kind of problem, never a value.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -96,6 +96,32 @@ class SqlTable:
                 out[name] = np.array([np.nan if v is None else float(v)  # type: ignore[arg-type]
                                       for v in values], dtype=np.float64)
         return out
+
+    def _set_schema(self, fields: Sequence[tuple[str, str]], kind: Callable[[str], str],
+                    key: str | None = None) -> None:
+        """Record the source's columns, ``(name, engine type)`` in the source's order:
+        :attr:`order`, :attr:`kinds` (``kind`` of each type) and :attr:`reasons` (why a
+        column is unsupported: its type).  Refuses a column named twice or ``smpc_row`` (the
+        canonical view's row number) and a ``key`` that is not a column."""
+        names = [n for n, _ in fields]
+        if len(set(names)) != len(names):
+            raise DataSourceError(f"{self.source}: a column is named twice")
+        if ROW in names:
+            raise DataSourceError(f"{self.source}: a column is named {ROW!r}")
+        if key is not None and key not in names:
+            raise DataSourceError(f"{self.source}: has no key column {key!r} (data.key)")
+        types = dict(fields)
+        self.order = names
+        self.kinds = {n: kind(types[n]) for n in names}
+        self.reasons = {n: f"has type {types[n]}, which is neither numeric, text nor a date"
+                        for n in names if self.kinds[n] == "unsupported"}
+
+    def _supported(self, canonical: Callable[[str], str]) -> list[str]:
+        """``canonical(name) AS name`` for every supported column, in the source's order:
+        the select list of the canonical view."""
+        ident = self.sql_dialect.ident
+        return [f"{canonical(n)} AS {ident(n)}" for n in self.order
+                if self.kinds[n] != "unsupported"]
 
     # ------------------------------------------------------------------------- metadata
 
