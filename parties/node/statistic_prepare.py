@@ -126,16 +126,17 @@ def _sql_rows(node: PartyNode, r: PrepareStatistic, spec: StatSpec, req: PolicyR
         dp_outputs.check_statistic_range(spec, len(r.roles(SessionRole.PARTY)), table.n_rows)
         mode: Mode = "keep" if spec.skips_missing else "drop"
         return table.local_rows(columns, where, mode), table.n_rows, req
+    rows = table.local_rows(columns, where, "keep" if spec.skips_missing else "error")
+    seen = rows.counts(spec)                  # one scan: the checks' counts (and pass 1)
     if spec.skips_missing:
-        complete, present = table.present_counts(where, columns)
-        req = replace(req, n_rows=complete if spec.complete_rows else min(present))
+        used = seen.complete if seen.present is None else min(seen.present)
+        req = replace(req, n_rows=used)
         numbers = table.row_mask(where, not_null=columns)
-        rows = table.local_rows(columns, where, "keep")
     else:
-        table.check_missing(where, columns)
+        if seen.complete < seen.selected:
+            raise table.missing_error(where, columns)
         numbers = table.row_mask(where)
-        req = replace(req, n_rows=int(numbers.sum()))
-        rows = table.local_rows(columns, where, "error")
+        req = replace(req, n_rows=seen.selected)
     trail.append(req)
     node.policy.check_cohort(req)             # on the rows actually used
     pol = node.cfg.policy

@@ -178,9 +178,9 @@ TARGETS: tuple[Target, ...] = (
            more=(("parties/data/sql/rows.py", None),
                  ("parties/data/sql/dialect.py", ("Dialect.ident", "Dialect.number",
                                                   "Dialect.sum", "Dialect.number_or_null")),
-                 ("parties/data/sql/table.py", ("SqlTable.row_mask", "SqlTable.check_missing",
+                 ("parties/data/sql/table.py", ("SqlTable.row_mask", "SqlTable.missing_error",
                                                 "SqlTable._problem", "SqlTable.count",
-                                                "SqlTable.present_counts", "SqlTable._where",
+                                                "SqlTable._where",
                                                 "SqlTable.local_rows", "SqlTable.select")))),
 )
 

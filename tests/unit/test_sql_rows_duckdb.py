@@ -109,6 +109,57 @@ def test_every_pass_equals_numpy(tables, kw, where):
                np.full(p2_ref.shape, mag * (mag if k else 1) / max(n, 1)))
 
 
+@pytest.mark.parametrize("where", WHERES)
+@pytest.mark.parametrize("kw", SPECS, ids=lambda kw: f"{kw['statistic']}-{len(kw['columns'])}")
+def test_counts_scan_equals_numpy_and_serves_pass1(tables, kw, where):
+    """The exact mode's counts (selected rows, values per column, complete rows) equal numpy's;
+    for a statistic of sums the same scan's pass 1 is what pass1() returns afterwards -- with
+    no further query -- and equals numpy's; a clipped pass or another spec is computed anew."""
+    memory, duck = tables
+    spec = StatSpec(**kw, missing="skip")
+    ref, sql, absx = _pair(tables, spec, where, "keep")
+    cols = list(spec.value_columns)
+    expr = None if where is None else filters.parse(where)
+    mask = (np.ones(memory.n_rows, bool) if expr is None
+            else np.asarray(filters.evaluate(expr, memory), bool))
+    values = np.column_stack([memory.column(c)[mask] for c in cols])
+    seen = sql.counts(spec)
+    assert seen.selected == int(mask.sum())
+    assert seen.complete == int((~np.isnan(values)).all(axis=1).sum())
+    if spec.complete_rows:  # counted only where the check needs them
+        assert seen.present is None
+    else:
+        assert seen.present == [int(v) for v in (~np.isnan(values)).sum(axis=0)]
+    errors = duck.local_rows(cols, expr, "error").counts(StatSpec(**kw, missing="error"))
+    assert errors.present is None and errors.complete == seen.complete
+    queries: list[str] = []
+    run = sql.run
+
+    def counting(text: str, params: list[object]) -> list[tuple[object, ...]]:
+        queries.append(text)
+        return run(text, params)
+
+    sql.run = counting
+    p1 = sql.pass1(spec)
+    want = ref.pass1(spec)
+    if spec.statistic.bin_counts:
+        assert queries  # bin counts: their own queries
+        np.testing.assert_array_equal(p1, want)
+        return
+    assert queries == []  # served from the counts' scan
+    if spec.statistic.value == "count":
+        np.testing.assert_array_equal(p1, want)
+    else:
+        _close(p1, want, np.concatenate([[0], absx.sum(axis=0), np.zeros(len(cols))]))
+    p1[:] = -1.0  # the kept result is not handed out by reference
+    np.testing.assert_array_equal(sql.pass1(spec)[0], want[0])
+    clip = [(0.0, 1e9)] * len(cols)
+    sql.pass1(spec, clip)
+    assert len(queries) == 1  # a clipped pass is a new scan
+    sql.pass1(StatSpec(**kw, missing="error"))
+    assert len(queries) == 2  # so is another spec
+
+
 @pytest.mark.parametrize("kw", SPECS[1:], ids=lambda kw: kw["statistic"])
 def test_dp_rows_dropped_and_clipped_as_numpy(tables, kw):
     """Under DP: incomplete rows dropped, present values clipped into the public bounds."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -34,7 +34,7 @@ from smpc.names import Statistic
 from smpc.stats.local import cells_per_column, moment_divisor
 from smpc.stats.spec import StatSpec
 
-__all__ = ["Mode", "Runner", "SqlRows", "Statement"]
+__all__ = ["Mode", "Runner", "SelectedCounts", "SqlRows", "Statement"]
 
 #: What the selection does with a row that misses a value column (module docstring).
 Mode = Literal["keep", "drop", "error"]
@@ -42,6 +42,16 @@ Mode = Literal["keep", "drop", "error"]
 Runner = Callable[[str, list[object]], list[tuple[object, ...]]]
 Bounds = Sequence[tuple[float, float]]
 _MARK = re.compile("\x00(\\d+)\x00")
+
+
+class SelectedCounts(NamedTuple):
+    """What the exact mode's checks need to know of a selection, and nothing more."""
+
+    selected: int                 #: rows the filter keeps
+    complete: int                 #: rows among them with a value in every column
+    #: values of each column among them, counted only for ``missing="skip"`` without complete
+    #: rows (the only check that needs them); None otherwise
+    present: list[int] | None
 
 
 class Statement:
@@ -87,6 +97,7 @@ class SqlRows:
         self.run, self.d, self.relation, self.kinds = run, dialect, relation, kinds
         self.columns = list(columns)
         self.where, self.mode = where, mode
+        self._kept: tuple[StatSpec, np.ndarray] | None = None  # pass 1 from counts()
 
     # ----------------------------------------------------------------------------- layers
 
@@ -126,21 +137,55 @@ class SqlRows:
 
     # ----------------------------------------------------------------------------- passes
 
+    def counts(self, spec: StatSpec) -> SelectedCounts:
+        """The selection's counts (:class:`SelectedCounts`) for the exact mode's cohort and
+        missing-value checks.  For a statistic of sums the same scan computes pass 1, which
+        :meth:`pass1` then returns without reading the rows again: one scan of the table where
+        there were two, and pass 1 is of exactly the rows that were checked.  Bin counts are
+        counted by their own queries.  Each aggregate costs (DuckDB: ~0.15 ms a column at 10^4
+        rows), so a column's values are counted only when the check needs them -- and then
+        read from pass 1's own missing counts where it has them."""
+        st, k = Statement(self.d), len(self.columns)
+        ok = " AND ".join(f"v{j} IS NOT NULL" for j in range(k))
+        select = ["COUNT(*)", f"COALESCE(SUM(CASE WHEN {ok} THEN 1 ELSE 0 END), 0)"]
+        sums = [] if spec.statistic.bin_counts else self._pass1_select(spec)
+        want_present = spec.skips_missing and not spec.complete_rows
+        if want_present and not sums:
+            select += [f"COUNT(v{j})" for j in range(k)]
+        row = self._one_row(st, f"SELECT {', '.join(select + sums)} FROM "
+                                f"({self._values(st, None, False)}) AS smpc_v")
+        selected, complete = int(row[0]), int(row[1])
+        present: list[int] | None = None
+        if sums:
+            first = row[len(select):].copy()
+            self._kept = (spec, first)
+            if want_present:  # pass 1 ends with each column's missing count
+                present = [selected - int(m) for m in first[-k:]]
+        elif want_present:
+            present = [int(x) for x in row[2:2 + k]]
+        return SelectedCounts(selected, complete, present)
+
+    def _pass1_select(self, spec: StatSpec) -> list[str]:
+        """The aggregates of pass 1 (:func:`~smpc.stats.local.local_pass1`'s vector) over the
+        value layer ``v0 .. v(k-1)``."""
+        d, k = self.d, len(self.columns)
+        missing = [f"COUNT(*) - COUNT(v{j})" for j in range(k)] if spec.skips_missing else []
+        if spec.statistic == Statistic.COUNT:
+            return ["COUNT(*)", *missing]
+        if spec.complete_rows:
+            ok = "(" + " AND ".join(f"v{j} IS NOT NULL" for j in range(k)) + ")"
+            return [f"COALESCE(SUM(CASE WHEN {ok} THEN 1 ELSE 0 END), 0)",
+                    *(d.sum(f"CASE WHEN {ok} THEN v{j} END") for j in range(k)), *missing]
+        return ["COUNT(*)", *(d.sum(f"v{j}") for j in range(k)), *missing]
+
     def pass1(self, spec: StatSpec, clip: Bounds | None = None) -> np.ndarray:
         if spec.statistic.bin_counts:
             return self._bins(spec, clip)
-        st, d, k = Statement(self.d), self.d, len(self.columns)
-        missing = [f"COUNT(*) - COUNT(v{j})" for j in range(k)] if spec.skips_missing else []
-        if spec.statistic == Statistic.COUNT:
-            select = ["COUNT(*)", *missing]
-        elif spec.complete_rows:
-            ok = "(" + " AND ".join(f"v{j} IS NOT NULL" for j in range(k)) + ")"
-            select = [f"COALESCE(SUM(CASE WHEN {ok} THEN 1 ELSE 0 END), 0)"]
-            select += [d.sum(f"CASE WHEN {ok} THEN v{j} END") for j in range(k)] + missing
-        else:
-            select = ["COUNT(*)", *(d.sum(f"v{j}") for j in range(k)), *missing]
-        text = (f"SELECT {', '.join(select)} FROM ({self._values(st, clip, False)}) "
-                "AS smpc_v")
+        if clip is None and self._kept is not None and self._kept[0] == spec:
+            return self._kept[1].copy()  # computed with the checks' counts
+        st = Statement(self.d)
+        text = (f"SELECT {', '.join(self._pass1_select(spec))} FROM "
+                f"({self._values(st, clip, False)}) AS smpc_v")
         return self._one_row(st, text)
 
     def spread(self, spec: StatSpec, shift: np.ndarray, total: float) -> np.ndarray:

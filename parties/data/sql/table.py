@@ -255,42 +255,29 @@ class SqlTable:
                                 f"{self._where(st, where, not_null)}")
         return int(self.run(sql, params)[0][0])  # type: ignore[call-overload]
 
-    def present_counts(self, where: filters.Expr | None, names: Sequence[str]
-                       ) -> tuple[int, list[int]]:
-        """Among the rows the filter keeps: how many are complete in every column of ``names``
-        and how many values each column has."""
-        d = self.sql_dialect
-        ok = " AND ".join(f"{d.ident(c)} IS NOT NULL" for c in names)
-        st = Statement(d)
-        cols = [f"COALESCE(SUM(CASE WHEN {ok} THEN 1 ELSE 0 END), 0)"]
-        cols += [f"COUNT({d.ident(c)})" for c in names]
-        sql, params = st.finish(f"SELECT {', '.join(cols)} FROM {self.relation}"
-                                f"{self._where(st, where)}")
-        row = [int(v) for v in self.run(sql, params)[0]]  # type: ignore[call-overload]
-        return row[0], row[1:]
-
-    def check_missing(self, where: filters.Expr | None, names: Sequence[str]) -> None:
-        """``missing="error"``: refuse a missing value among the selected rows, naming the
-        column (the party's log also the first row; the public sentence never does).  One
-        query counts the selected rows and each column's values."""
-        d = self.sql_dialect
-        st = Statement(d)
+    def missing_error(self, where: filters.Expr | None, names: Sequence[str]
+                      ) -> DataSourceError:
+        """``missing="error"`` found an incomplete row among the selected ones
+        (:meth:`SqlRows.counts`): the error naming the first column of ``names`` with a missing
+        value (the party's log also its first such row, looked up now; the public sentence
+        never names a row)."""
+        d, st = self.sql_dialect, Statement(self.sql_dialect)
         cols = ["COUNT(*)", *(f"COUNT({d.ident(c)})" for c in names)]
         sql, params = st.finish(f"SELECT {', '.join(cols)} FROM {self.relation}"
                                 f"{self._where(st, where)}")
         selected, *present = [int(v) for v in self.run(sql, params)[0]]  # type: ignore[call-overload]
-        for name, have in zip(names, present, strict=True):
-            if have < selected:
-                st = Statement(d)
-                cond = self._where(st, where)
-                cond = (cond + " AND " if cond else " WHERE ") + f"{d.ident(name)} IS NULL"
-                sql, params = st.finish(f"SELECT MIN({ROW}) FROM {self._numbered()}{cond}")
-                first = self.run(sql, params)[0][0]
-                raise DataSourceError(
-                    f"column {name!r} has missing values in the selected rows, the first at "
-                    f"row {first}; clean the data or drop incomplete rows (missing='drop')",
-                    kind="missing", column=name, row=None if first is None else int(first),  # type: ignore[call-overload]
-                    public=f"column {name!r} has missing values in the selected rows")
+        name = next((c for c, have in zip(names, present, strict=True) if have < selected),
+                    names[0])
+        st = Statement(d)
+        cond = self._where(st, where)
+        cond = (cond + " AND " if cond else " WHERE ") + f"{d.ident(name)} IS NULL"
+        sql, params = st.finish(f"SELECT MIN({ROW}) FROM {self._numbered()}{cond}")
+        first = self.run(sql, params)[0][0]
+        return DataSourceError(
+            f"column {name!r} has missing values in the selected rows, the first at "
+            f"row {first}; clean the data or drop incomplete rows (missing='drop')",
+            kind="missing", column=name, row=None if first is None else int(first),  # type: ignore[call-overload]
+            public=f"column {name!r} has missing values in the selected rows")
 
     def _numbered(self) -> str:
         return getattr(self, "numbered", None) or self.relation
