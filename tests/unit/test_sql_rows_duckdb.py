@@ -17,12 +17,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from parties.data import filters
-from parties.data.sources import load_table
-from parties.data.sql.duck import open_duckdb
+from parties.data.sources import DataSourceError, load_table
+from parties.data.sql.duck import MATERIALIZE_CELLS, open_duckdb
 from smpc.stats.rowsource import ArrayRows
 from smpc.stats.spec import StatSpec
 
 N = 5000
+#: Both ways DuckDB holds a Parquet file: copied into memory in canonical form (a small file)
+#: and scanned in place with the canonical view computed by each query (a large one).
+WAYS = {"copied": MATERIALIZE_CELLS, "in-place": 0}
 
 
 def _data(seed: int = 7) -> dict[str, np.ndarray | list[str | None]]:
@@ -38,15 +41,22 @@ def _data(seed: int = 7) -> dict[str, np.ndarray | list[str | None]]:
     return {"income": income, "age": age, "bp": bp, "sex": sex}
 
 
-@pytest.fixture(scope="module")
-def tables(tmp_path_factory):
+@pytest.fixture(scope="module", params=list(WAYS))
+def tables(tmp_path_factory, request):
     d = tmp_path_factory.mktemp("sqlrows")
     cols = _data()
     path = d / "t.parquet"
     pq.write_table(pa.table({k: pa.array(v) for k, v in cols.items()}), path)
-    duck = open_duckdb(path)
+    duck = open_duckdb(path, materialize_cells=WAYS[request.param])
+    assert duck.materialized == (request.param == "copied")
     yield load_table(path), duck
     duck.close()
+
+
+@pytest.fixture(params=list(WAYS))
+def way(request) -> int:
+    """How a test's own small Parquet file is held (:data:`WAYS`)."""
+    return WAYS[request.param]
 
 
 SPECS = [
@@ -179,14 +189,14 @@ def test_dp_rows_dropped_and_clipped_as_numpy(tables, kw):
                    np.full(p2.shape, 40.0 ** 2 * N))
 
 
-def test_values_on_every_fine_edge_land_in_numpys_bin(tmp_path):
+def test_values_on_every_fine_edge_land_in_numpys_bin(tmp_path, way):
     """Quantile grids: values exactly on each linspace edge and one ulp either side."""
     lo, hi, res = -3.7, 1e4 + 0.1, 999
     edges = np.linspace(lo, hi, res + 1)
     x = np.concatenate([edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf)])
     path = tmp_path / "e.parquet"
     pq.write_table(pa.table({"x": x}), path)
-    duck = open_duckdb(path)
+    duck = open_duckdb(path, materialize_cells=way)
     try:
         spec = StatSpec(statistic="quantiles", columns=["x"], bounds=(lo, hi), resolution=res,
                         probabilities=[0.5])
@@ -213,14 +223,14 @@ def test_filter_mask_and_counts_equal_the_memory_engine(tables):
 
 
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 31, 32, 33, 64, 65, 1000])
-def test_row_mask_bits_at_every_byte_boundary(tmp_path, n):
+def test_row_mask_bits_at_every_byte_boundary(tmp_path, way, n):
     """The mask comes out of DuckDB as a bitstring (right-aligned in whole bytes): the first
     row, the last row, every third row, none and all land on their own rows for table sizes
     on and around byte and word boundaries."""
     idx = np.arange(n, dtype=np.float64)
     path = tmp_path / "m.parquet"
     pq.write_table(pa.table({"i": idx, "third": (idx % 3 == 1).astype(np.float64)}), path)
-    duck = open_duckdb(path)
+    duck = open_duckdb(path, materialize_cells=way)
     try:
         for where in ["i == 0", f"i == {n - 1}", f"i == 0 or i == {n - 1}", "third == 1",
                       "i < 0", "i >= 0"]:
@@ -232,7 +242,7 @@ def test_row_mask_bits_at_every_byte_boundary(tmp_path, n):
         duck.close()
 
 
-def test_infinite_values_found_in_one_scan_name_the_memory_engines_row(tmp_path):
+def test_infinite_values_found_in_one_scan_name_the_memory_engines_row(tmp_path, way):
     """check_values looks for infinities in all the columns it is given in one query: the
     error is still the first column's in the order asked, with the memory engine's row and
     sentence, and every column's verdict is remembered."""
@@ -244,7 +254,7 @@ def test_infinite_values_found_in_one_scan_name_the_memory_engines_row(tmp_path)
     pq.write_table(pa.table({"x": x, "y": y, "z": z}), path)
     memory = load_table(path)
     for order in (["x", "y", "z"], ["z", "y"], ["x", "z"]):
-        duck = open_duckdb(path)
+        duck = open_duckdb(path, materialize_cells=way)
         try:
             with pytest.raises(Exception) as got:
                 duck.check_values(order)
@@ -279,3 +289,58 @@ def test_select_with_a_mask_fetches_only_those_rows_and_equals_memory(tables, mo
         np.testing.assert_array_equal(got.values, want.values)
         np.testing.assert_array_equal(got.rows, want.rows)
         assert got.n_dropped == want.n_dropped
+
+
+def test_a_duckdb_database_files_table_and_view_answer_as_numpy(tmp_path, way):
+    """A party's own DuckDB file: a base table (numbered by rowid) and a view (numbered in its
+    order) answer counts, masks and sums as numpy on the same rows; the file is opened
+    read-only (unchanged afterwards); an unknown table and a column named smpc_row are
+    refused with a sentence."""
+    import hashlib
+
+    import duckdb
+
+    cols = _data(seed=11)
+    path = tmp_path / "warehouse.duckdb"
+    con = duckdb.connect(str(path))
+    con.register("src", pa.table({k: pa.array(v) for k, v in cols.items()}))
+    con.execute("CREATE TABLE visits AS SELECT * FROM src")
+    con.execute("CREATE VIEW adults AS SELECT * FROM visits WHERE age >= 18")
+    con.execute("CREATE TABLE bad AS SELECT 1 AS smpc_row, 2.0 AS x")
+    con.close()
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    bp, age = np.asarray(cols["bp"]), np.asarray(cols["age"])
+    spec = StatSpec(statistic="mean", columns=["bp", "age"], missing="skip")
+    for table in ("visits", "adults"):
+        duck = open_duckdb(path, table=table, materialize_cells=way)
+        try:
+            assert duck.n_rows == N and duck.columns == ["income", "age", "bp", "sex"]
+            expr = filters.parse("sex == 'F' and bp > 120")
+            sex = np.array([s == "F" for s in cols["sex"]])
+            want = sex & (np.nan_to_num(bp, nan=-1.0) > 120)
+            np.testing.assert_array_equal(duck.row_mask(expr), want)
+            got = duck.local_rows(["bp", "age"], expr, "keep").pass1(spec)
+            sel = np.column_stack([bp[want], age[want]])
+            np.testing.assert_array_equal(got[0], want.sum())
+            np.testing.assert_allclose(got[1:3], np.nansum(sel, axis=0), rtol=1e-13)
+            np.testing.assert_array_equal(got[3:], np.isnan(sel).sum(axis=0))
+        finally:
+            duck.close()
+    with pytest.raises(DataSourceError, match="has no table or view 'nope'"):
+        open_duckdb(path, table="nope", materialize_cells=way)
+    with pytest.raises(DataSourceError, match="a column is named 'smpc_row'"):
+        open_duckdb(path, table="bad", materialize_cells=way)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_file_with_its_own_smpc_row_column_is_refused(tmp_path, fmt):
+    """``smpc_row`` is the canonical view's row number: a file's own column of that name is
+    refused by name (DuckDB would otherwise rename one of the two without a word)."""
+    path = tmp_path / f"r.{fmt}"
+    if fmt == "parquet":
+        pq.write_table(pa.table({"x": [1.0, 2.0], "smpc_row": [7.0, 8.0]}), path)
+    else:
+        path.write_text("x,smpc_row\n1,7\n2,8\n")
+    with pytest.raises(DataSourceError, match="a column is named 'smpc_row'"):
+        open_duckdb(path)

@@ -76,7 +76,8 @@ class DuckTable(SqlTable):
     sql_dialect = DUCKDB
     engine = "duckdb"
 
-    def __init__(self, con: Any, workdir: Path, source: str, fmt: str) -> None:
+    def __init__(self, con: Any, workdir: Path, source: str, fmt: str,
+                 materialize_cells: int = MATERIALIZE_CELLS) -> None:
         super().__init__()
         self._con, self._workdir = con, workdir
         # one DuckDB connection (its temporary views are its own): sessions' queries take
@@ -93,7 +94,7 @@ class DuckTable(SqlTable):
         canon = [ROW, *self._supported(lambda n: self._canonical(n, fmt))]
         select = f"SELECT {', '.join(canon)} FROM smpc_data"
         self._n_rows = int(con.execute("SELECT COUNT(*) FROM smpc_data").fetchone()[0])
-        self.materialized = fmt == "csv" or self._n_rows * len(canon) <= MATERIALIZE_CELLS
+        self.materialized = fmt == "csv" or self._n_rows * len(canon) <= materialize_cells
         if fmt == "csv":  # imported into the private database: kept there in canonical form
             con.execute(f"CREATE TABLE smpc_canon AS {select}")
             con.execute("DROP VIEW smpc_data")
@@ -212,9 +213,12 @@ class DuckTable(SqlTable):
 def open_duckdb(path: str | os.PathLike[str], fmt: str | None = None, *,
                 delimiter: str | None = None, encoding: str | None = None,
                 decimal: str = ".", table: str | None = None, memory_limit: str = "1GB",
-                threads: int | None = None) -> DuckTable:
+                threads: int | None = None,
+                materialize_cells: int = MATERIALIZE_CELLS) -> DuckTable:
     """Open a party's ``csv``, ``parquet`` or ``duckdb`` file in DuckDB (module docstring).
-    Raises :class:`DataSourceError` naming the file when it cannot be read."""
+    A Parquet or DuckDB source of at most ``materialize_cells`` cells is copied into memory
+    in canonical form (0: always scanned in place).  Raises :class:`DataSourceError` naming
+    the file when it cannot be read."""
     import duckdb
 
     p = Path(path)
@@ -242,6 +246,7 @@ def open_duckdb(path: str | os.PathLike[str], fmt: str | None = None, *,
                                 "table_name = ?", [table]).fetchall()
             if not known:
                 raise DataSourceError(f"{p}: has no table or view {table!r}")
+            _refuse_row_column(con, DUCKDB.ident(table), str(p))
             # a base table's rowid is its stable row order; a view's rows are numbered
             number = ("rowid + 1" if known[0][0] == "BASE TABLE" else "row_number() OVER ()")
             con.execute(f"CREATE TEMP VIEW smpc_data AS SELECT {number} AS {ROW}, "
@@ -250,12 +255,13 @@ def open_duckdb(path: str | os.PathLike[str], fmt: str | None = None, *,
             con = duckdb.connect(":memory:", config=config)
             rel = con.read_parquet(str(p), file_row_number=True)
             rel.create_view("smpc_raw")
+            _refuse_row_column(con, "smpc_raw", str(p))
             con.execute(f"CREATE TEMP VIEW smpc_data AS SELECT * EXCLUDE (file_row_number), "
                         f"file_row_number + 1 AS {ROW} FROM smpc_raw")
         else:
             con = duckdb.connect(str(workdir / "csv.duckdb"), config=config)
             dialect = _import_csv(con, p, workdir, delimiter, encoding, decimal)
-        opened = DuckTable(con, workdir, str(p), fmt)
+        opened = DuckTable(con, workdir, str(p), fmt, materialize_cells)
         if dialect:
             opened._csv = (Path(dialect.pop("utf8_path")), dialect["delimiter"])
         opened.dialect = dialect
@@ -269,6 +275,14 @@ def open_duckdb(path: str | os.PathLike[str], fmt: str | None = None, *,
                               f"({type(exc).__name__})") from None
 
 
+def _refuse_row_column(con: Any, relation: str, source: str) -> None:
+    """Refuse a source with its own column named ``smpc_row`` (the canonical view's row
+    number), before the number is added: DuckDB would rename one of the two silently."""
+    names = [str(r[0]) for r in con.execute(f"DESCRIBE {relation}").fetchall()]
+    if ROW in names:
+        raise DataSourceError(f"{source}: a column is named {ROW!r}")
+
+
 def _import_csv(con: Any, p: Path, workdir: Path, delimiter: str | None,
                 encoding: str | None, decimal: str) -> dict[str, str]:
     """Import CSV ``p`` into ``smpc_data`` (row numbers from the file's order), read by the
@@ -280,5 +294,6 @@ def _import_csv(con: Any, p: Path, workdir: Path, delimiter: str | None,
                 "sample_size = -1, nullstr = ?, decimal_separator = ?, delim = ?, "
                 "quote = '\"', escape = '\"', encoding = 'utf-8')",
                 [str(utf8), sorted(MISSING_MARKERS), decimal, delim])
+    _refuse_row_column(con, "smpc_csv", str(p))
     con.execute(f"CREATE TEMP VIEW smpc_data AS SELECT rowid + 1 AS {ROW}, * FROM smpc_csv")
     return dialect
