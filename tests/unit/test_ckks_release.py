@@ -208,3 +208,44 @@ def test_flood_ciphertexts_refuses_a_std_that_is_not_a_number(public: ts.Context
     for bad in ("abc", None, [1.0]):
         with pytest.raises(InputError, match="std must be a number"):
             ckks.flood_ciphertexts(public, cts, bad)  # type: ignore[arg-type]
+
+
+def test_csprng_gaussian_tails_and_fourth_moment_are_normal() -> None:
+    """The polar sampler's shape beyond the first two moments: P(|z| < 2) = 0.9545 within 6
+    standard errors (0.0009 each at n = 200,001) and E[z^4] = 3 within 6 (sqrt(96 / n) =
+    0.022 each); a sampler that scaled by sqrt(-2 ln s) without / s, or kept s >= 1, fails
+    both.  Odd and even counts, and a count needing a second draw round, have their shape."""
+    n = 200_001
+    z = ckks.csprng_gaussian(n)
+    assert z.shape == (n,) and np.isfinite(z).all()
+    assert abs(np.mean(np.abs(z) < 2) - 0.9545) < 6 * 0.00047
+    assert abs(np.mean(z**4) - 3.0) < 6 * (96 / n) ** 0.5
+    for count in (1, 2, 3, 17, 4096):
+        out = ckks.csprng_gaussian(count)
+        assert out.shape == (count,) and len(set(out.tolist())) == count
+
+
+@pytest.mark.parametrize("preset", sorted(ckks.PRESETS))
+@pytest.mark.parametrize("galois", [False, True])
+def test_key_id_from_the_public_context_equals_the_public_keys_own(preset, galois) -> None:
+    """A key holder hashes its key id from its first public context (the bytes it sends, with
+    relinearisation and Galois keys) instead of serializing the public key again: the id is
+    the one a serialization of the public key alone gives, and the one a receiver computes
+    from the loaded context; before any public context it is computed the old way."""
+    from smpc.ckks.envelope import _ident
+
+    first = ckks.KeyHolder(preset, galois=galois, n_threads=1)
+    context = first.public_context()
+    again = first.context.serialize(save_public_key=True, save_secret_key=False,
+                                    save_galois_keys=False, save_relin_keys=False)
+    fresh = ckks.load_context(again, n_threads=1)  # a new TenSEAL object: no cached id
+    assert _ident(fresh).key_id.hex() == first.key_id
+    received = ckks.load_context(context, n_threads=1, max_bytes=1 << 30)
+    assert _ident(received).key_id.hex() == first.key_id
+    other = ckks.KeyHolder(preset, galois=galois, n_threads=1)
+    assert other.key_id != first.key_id  # computed before any public context
+    assert ckks.load_context(other.public_context(), n_threads=1,
+                             max_bytes=1 << 30) is not None
+    values = np.linspace(-3, 3, 8)
+    np.testing.assert_allclose(first.decrypt(ckks.encrypt_public(received, values), 8), values,
+                               atol=1e-3)
