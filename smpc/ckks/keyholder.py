@@ -18,7 +18,7 @@ import numpy as np
 import tenseal as ts
 
 from smpc.ckks.context import _new_context
-from smpc.ckks.envelope import _ident, _unwrap_list, _wrap
+from smpc.ckks.envelope import _Ident, _ident, _unwrap_list, _wrap
 from smpc.ckks.presets import Preset, get_preset
 from smpc.ckks.release import (
     DEFAULT_FLOOD_BITS,
@@ -61,7 +61,8 @@ class KeyHolder:
         self.context: ts.Context = _new_context(self.preset, n_threads)
         if self.galois:
             self.context.generate_galois_keys()
-        self._ident = _ident(self.context)
+        # the key id is hashed from the first public_context() (made for every key sent) or,
+        # before one, from a serialization of the public key alone: one serialization, not two
         # the symmetric twin is built at the first encrypt: a key holder that only decrypts
         # (an analyst's key for a ckks statistic) never pays for it (about half of keygen)
         self._sym: ts.Context | None = None
@@ -106,6 +107,10 @@ class KeyHolder:
         return sym if ok else None
 
     @property
+    def _ident(self) -> _Ident:
+        return _ident(self.context)
+
+    @property
     def key_id(self) -> str:
         """Hex id of the public key (what the ciphertext envelopes carry)."""
         return self._ident.key_id.hex()
@@ -117,12 +122,14 @@ class KeyHolder:
         ciphertexts (``preset.relin``); Galois keys only if this key holder has
         them (``galois=True`` or a rotating preset).  Sizes: see :mod:`smpc.ckks`.
         """
-        return self.context.serialize(
+        raw: bytes = self.context.serialize(
             save_public_key=True,
             save_secret_key=False,
             save_galois_keys=self.galois,
             save_relin_keys=self.preset.relin,
         )
+        _ident(self.context, serialized=raw)  # the key id from these bytes, if not yet known
+        return raw
 
     def encrypt(self, values: np.ndarray) -> list[bytes]:
         """Encrypt ``values`` (1-D) with the key holder's own (symmetric) key.
