@@ -32,6 +32,13 @@ Differential-privacy noise larger than the flood replaces it (see
 ``dp_noise_std``)."""
 
 
+def _pairs_to_draw(want: int) -> int:
+    """Uniform pairs drawn to keep ``want`` (kept with probability pi/4): 4/3 of them and a
+    margin, so that a second round is rare (a 5-sigma shortfall at 2048); the loop of
+    :func:`csprng_gaussian` draws again whatever the count kept."""
+    return want + want // 3 + 16
+
+
 def csprng_gaussian(count: int) -> np.ndarray:
     """``count`` standard normal samples from the CSPRNG (Marsaglia's polar method).
 
@@ -51,7 +58,7 @@ def csprng_gaussian(count: int) -> np.ndarray:
     filled = 0
     while filled < pairs:
         want = pairs - filled
-        draw = want + want // 3 + 16  # 4/pi ~ 1.27 pairs drawn per pair kept, and a margin
+        draw = _pairs_to_draw(want)
         w = (randomness.random_ring(2 * draw) >> np.uint64(11)).astype(np.float64)
         uv = w * 2.0**-52 - 1.0  # [-1, 1), on the 2^-52 grid
         u, v = uv[:draw], uv[draw:]

@@ -17,6 +17,7 @@ bound 2^-21.  Powers of two for reading the arithmetic: 2^-23 = 1.19e-7, 2^-22 =
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -249,3 +250,28 @@ def test_key_id_from_the_public_context_equals_the_public_keys_own(preset, galoi
     values = np.linspace(-3, 3, 8)
     np.testing.assert_allclose(first.decrypt(ckks.encrypt_public(received, values), 8), values,
                                atol=1e-3)
+
+
+def test_csprng_gaussian_fills_every_slot_over_many_rounds(monkeypatch) -> None:
+    """With a draw far too small for one round (a tenth of the pairs wanted), the polar loop
+    draws again until every sample is filled: the same shape, finite, distinct, standard
+    normal moments (mean and std within 6 standard errors, P(|z| < 1) within 0.01), the first
+    and the second half (the u and v samples) alike."""
+    from smpc.ckks import release
+
+    rounds = []
+
+    def small(want: int) -> int:
+        rounds.append(want)
+        return max(1, want // 10)
+
+    monkeypatch.setattr(release, "_pairs_to_draw", small)
+    n = 40_001
+    z = ckks.csprng_gaussian(n)
+    assert len(rounds) > 10  # many rounds, each for what was still missing
+    assert all(b <= a for a, b in itertools.pairwise(rounds))  # never more
+    assert z.shape == (n,) and np.isfinite(z).all() and len(set(z.tolist())) == n
+    for part in (z[: n // 2], z[n // 2:]):
+        m = part.size
+        assert abs(part.mean()) < 6 / m**0.5 and abs(part.std() - 1) < 6 / (2 * m) ** 0.5
+        assert abs(np.mean(np.abs(part) < 1) - 0.6827) < 0.01
