@@ -344,3 +344,20 @@ def test_missing_credential_file_is_a_clear_error(tmp_path: Path, pki: PKI) -> N
     node = pki.nodes["party-a"]
     with pytest.raises(PKIError, match="not found"):
         server_credentials(tmp_path / "nope.pem", node.key, node.ca)
+
+
+def test_a_remembered_verification_still_ends_with_either_validity_window(pki: PKI) -> None:
+    """verify_node_certificate remembers a verified (certificate, CA) pair, but only inside
+    both validity windows: the same certificate, verified now, is refused at a time after it
+    expires and before it starts, and against another CA; an identity comes back only while
+    the full check would give it."""
+    cert, _ = issue_node_certificate(pki.ca, "remembered", "party", valid_days=1)
+    now = dt.datetime.now(dt.timezone.utc)
+    first = verify_node_certificate(cert, pki.ca.cert)
+    assert verify_node_certificate(cert, pki.ca.cert, now=now) == first  # remembered
+    for when in (now + dt.timedelta(days=3), cert.not_valid_before_utc - dt.timedelta(days=1)):
+        with pytest.raises(PKIError, match="does not verify"):
+            verify_node_certificate(cert, pki.ca.cert, now=when)
+    with pytest.raises(PKIError, match="does not verify"):
+        verify_node_certificate(cert, pki.nodes["rogue"].x509)  # not a CA of this cert
+    assert verify_node_certificate(cert, pki.ca.cert) == first
