@@ -270,12 +270,25 @@ def test_infinite_values_found_in_one_scan_name_the_memory_engines_row(tmp_path,
             duck.close()
 
 
-def test_select_with_a_mask_fetches_only_those_rows_and_equals_memory(tables, monkeypatch):
-    """An inference's rows: the selected rows only (chunked), the memory engine's result."""
+@pytest.mark.parametrize("whole", [0, 1 << 22], ids=["fetched-rows", "whole-columns"])
+def test_select_with_a_mask_fetches_only_those_rows_and_equals_memory(tables, monkeypatch,
+                                                                       whole):
+    """An inference's rows: the selected rows only (chunked) from a large table, whole
+    columns kept from a small one -- either way the memory engine's result."""
     import parties.data.sql.table as sql_table
 
     memory, duck = tables
     monkeypatch.setattr(sql_table, "FETCH_CHUNK", 97)  # several chunks
+    monkeypatch.setattr(sql_table, "WHOLE_COLUMN_CELLS", whole)
+    duck._fetched.clear()
+    queries: list[str] = []
+    run = duck.run
+
+    def counting(text: str, params: list[object]) -> list[tuple[object, ...]]:
+        queries.append(text)
+        return run(text, params)
+
+    monkeypatch.setattr(duck, "run", counting)
     mask = filters.evaluate(filters.parse("sex == 'F' and age > 60"), memory)
     for missing in ("drop", "error"):
         try:
@@ -289,6 +302,11 @@ def test_select_with_a_mask_fetches_only_those_rows_and_equals_memory(tables, mo
         np.testing.assert_array_equal(got.values, want.values)
         np.testing.assert_array_equal(got.rows, want.rows)
         assert got.n_dropped == want.n_dropped
+    fetched_by_number = [q for q in queries if " IN (" in q]
+    if whole:
+        assert not fetched_by_number  # the small table's columns, read whole, once
+    else:
+        assert len(fetched_by_number) >= 2 * int(mask.sum()) // 97  # chunks, both modes
 
 
 def test_a_duckdb_database_files_table_and_view_answer_as_numpy(tmp_path, way):
