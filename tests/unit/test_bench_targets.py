@@ -127,7 +127,9 @@ def test_node_cpu_is_read_from_the_kernel_per_call():
                              "sys.stdin.readline()\n"
                              "t = time.process_time()\n"
                              "while time.process_time() - t < 0.3: pass\n"
-                             "sys.stdin.readline()"], stdin=subprocess.PIPE, text=True)
+                             "print('spun', flush=True)\n"
+                             "sys.stdin.readline()"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
     idle = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline(); "
                              "sys.stdin.readline()"], stdin=subprocess.PIPE, text=True)
     try:
@@ -139,7 +141,7 @@ def test_node_cpu_is_read_from_the_kernel_per_call():
         assert busy.stdin and idle.stdin
         busy.stdin.write("go\n")
         busy.stdin.flush()
-        _time.sleep(1.0)
+        assert busy.stdout and busy.stdout.readline().strip() == "spun"  # however loaded
         got = nodecpu.per_call(before, nodecpu.cpu_seconds(pids), calls=2)
     finally:
         for p in (busy, idle):
