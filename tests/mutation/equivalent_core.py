@@ -70,15 +70,17 @@ EQUIVALENT_CORE: dict[str, str] = {
                   "ProtocolError all the same",
     # ckks-release
     "08a56721f3": "csprng_gaussian drawing (count + 2) // 2 pairs: for an even count one more pair "
-                  "is drawn and cut off by [:count], the kept samples are the same i.i.d. normals",
-    "1171c63859": "Box-Muller's u = (w - 1) 2^-53 instead of (w + 1) 2^-53: it differs from the "
-                  "sampler's documented (0, 1] only for the words 0 and 1 (probability 2^-52 per "
-                  "sample), which no test can draw",
-    "8ddd2f7939": "Box-Muller's u = (w + 2) 2^-53: above 1 only for the largest 53-bit word "
-                  "(probability 2^-53 per sample), which no test can draw",
-    "ced58f2164": "Box-Muller's angle 4 pi u instead of 2 pi u: cos and sin have period 2 pi, so "
-                  "the angle mod 2 pi is still uniform and the samples are the same standard "
-                  "normals",
+                  "is drawn; [:count] then keeps one fewer v-sample and one more u-sample, the "
+                  "same i.i.d. normals",
+    "07ed43bac5": "csprng_gaussian's buffer 3 * pairs long instead of 2 * pairs: the u and v "
+                  "halves are written at the same offsets and [:count] reads only them",
+    "a69cbf6bb5": "np.empty without dtype=np.float64: float64 is np.empty's default",
+    "78a1985434": "the polar method keeping s >= 0 instead of s > 0: s = u^2 + v^2 is 0 only "
+                  "for u = v = 0 exactly, two 53-bit words both equal to 2^52 (probability "
+                  "2^-104 per pair), which no test can draw",
+    "90ae80961b": "the polar method keeping s <= 1 instead of s < 1: s is exactly 1 only on "
+                  "the few grid points of the unit circle (u = +-1 or v = +-1 with the other "
+                  "0, probability about 2^-104 per pair), which no test can draw",
     "0c7e40e320": "serialize() without save_public_key=True: True is TenSEAL's default",
     "754d0675c7": "serialize() without save_secret_key=False: False is TenSEAL's default, so the "
                   "public context still carries no secret key",
