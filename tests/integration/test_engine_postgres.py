@@ -217,6 +217,24 @@ def test_the_database_log_shows_only_aggregates(pg_and_reference, postgres_serve
         assert "'F'" not in s
 
 
+def test_an_inference_reads_only_its_selected_rows_from_the_database(pg_and_reference,
+                                                                      postgres_server):
+    """A database is asked for an inference's selected rows only, however small the table
+    (whole columns are read only from an embedded engine's own file): every value query the
+    log shows names its rows by bound row numbers."""
+    table, _, role, *_ = pg_and_reference
+    assert not table.keeps_small_columns
+    table._fetched.clear()
+    mark = postgres_server.log_mark()
+    mask = np.zeros(table.n_rows, dtype=bool)
+    mask[[3, 17, 40]] = True
+    got = table.select(["age", "sbp"], rows=mask, missing="drop")
+    assert got.rows.sum() <= 3
+    said = [s for s in postgres_server.statements(user=role.name, since=mark)
+            if '"age"' in s]
+    assert said and all("smpc_row IN (" in s for s in said), said
+
+
 def test_read_only_session_cannot_write(pg_and_reference):
     table, *_ = pg_and_reference
     from parties.data.sources import DataSourceError

@@ -214,7 +214,6 @@ def test_selected_rows_are_fetched_as_duckdb_fetches_them(tables, monkeypatch):
     import parties.data.sql.table as sql_table
 
     monkeypatch.setattr(sql_table, "FETCH_CHUNK", 700)  # several statements
-    monkeypatch.setattr(sql_table, "WHOLE_COLUMN_CELLS", 0)  # as a large table
     table, _, ref, _ = tables
     mask = table.row_mask(filters.parse(WHERES[2]))
     assert 700 < mask.sum() < N

@@ -75,6 +75,7 @@ class DuckTable(SqlTable):
 
     sql_dialect = DUCKDB
     engine = "duckdb"
+    keeps_small_columns = True  # the party's own file, embedded: as the memory engine
 
     def __init__(self, con: Any, workdir: Path, source: str, fmt: str,
                  materialize_cells: int = MATERIALIZE_CELLS) -> None:

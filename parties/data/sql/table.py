@@ -60,6 +60,10 @@ class SqlTable:
     source: str
     format: str
     engine: str = "sql"
+    #: Whether a selection from a small table may read whole columns (:meth:`select`): an
+    #: embedded engine's file is the node's own; a database or a cluster is asked only for
+    #: the rows selected, whatever the table's size (its statement log shows no more).
+    keeps_small_columns: bool = False
     #: How the file was read (CSV options), for the operator's log; as the memory table's.
     dialect: dict[str, str]
     #: The canonical view with its row number ``smpc_row`` (default: :attr:`relation`); an
@@ -355,15 +359,17 @@ class SqlTable:
 
     def select(self, names: Iterable[str], *, rows: np.ndarray | None = None,
                missing: MissingPolicy = "error") -> Selection:
-        """As :meth:`Table.select`.  With a row mask on a large table (over
-        :data:`WHOLE_COLUMN_CELLS`) only the selected rows are fetched (in chunks of
-        :data:`FETCH_CHUNK` row numbers), so memory follows the selection -- an inference's
-        rows -- not the table; a small table's columns are read whole once and kept."""
+        """As :meth:`Table.select`.  With a row mask only the selected rows are fetched (in
+        chunks of :data:`FETCH_CHUNK` row numbers), so memory follows the selection -- an
+        inference's rows -- not the table; an embedded engine's small table
+        (:attr:`keeps_small_columns`, at most :data:`WHOLE_COLUMN_CELLS` cells) is read as
+        whole columns once and kept."""
         names = list(names)
         for n in names:
             if self.kinds.get(n) != "date":
                 self.check_values([n])
-        if (rows is None or self._n_rows * len(names) <= WHOLE_COLUMN_CELLS
+        if (rows is None
+                or (self.keeps_small_columns and self._n_rows * len(names) <= WHOLE_COLUMN_CELLS)
                 or (isinstance(rows, np.ndarray) and rows.dtype == np.bool_
                     and rows.shape == (self._n_rows,) and bool(rows.all()))):
             # every row, or a small table: whole columns, fetched once and kept
